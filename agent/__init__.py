@@ -1,0 +1,1 @@
+"""Handover terminal daemon."""

@@ -1,0 +1,73 @@
+"""The small async interfaces every device kind implements, real driver and simulator alike.
+
+Input devices push events through the `emit` callback given to `start()`; the callback is
+synchronous and cheap (it queues). Output devices are awaited. Every driver reports its health
+and must survive being unplugged and replugged while running.
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol, runtime_checkable
+
+from drivers.events import DeviceEvent, DeviceHealth, FaceSnapshot
+
+Emit = Callable[[DeviceEvent], None]
+
+
+@runtime_checkable
+class InputDevice(Protocol):
+    name: str
+
+    async def start(self, emit: Emit) -> None: ...
+    async def stop(self) -> None: ...
+    def health(self) -> DeviceHealth: ...
+
+
+@runtime_checkable
+class FingerprintModule(InputDevice, Protocol):
+    """A ZhianTec/Synochip-style module: 1:N search on each touch, templates in numbered slots."""
+    station: str
+
+    async def load_template(self, slot: int, template: bytes) -> None: ...
+    async def delete_slots(self, slots: list[int]) -> None: ...
+    async def enrol(self, slot: int) -> bytes: ...          # two captures, merge, store; returns template
+    async def template_count(self) -> int: ...
+
+
+class CardReader(InputDevice, Protocol): ...
+
+
+class BeaconScanner(InputDevice, Protocol): ...
+
+
+@runtime_checkable
+class Camera(Protocol):
+    name: str
+
+    async def snapshot(self) -> FaceSnapshot: ...
+    def health(self) -> DeviceHealth: ...
+
+
+@runtime_checkable
+class Voice(Protocol):
+    name: str
+
+    async def say(self, text: str, lang: str = "zh-CN", urgent: bool = False) -> None: ...
+    def health(self) -> DeviceHealth: ...
+
+
+@runtime_checkable
+class Printer(Protocol):
+    name: str
+
+    async def print_lines(self, title: str, lines: list[str]) -> None: ...
+    def health(self) -> DeviceHealth: ...
+
+
+@runtime_checkable
+class DoorOutput(Protocol):
+    name: str
+
+    async def set_permit(self, raised: bool) -> None: ...
+    @property
+    def raised(self) -> bool: ...
+    def health(self) -> DeviceHealth: ...

@@ -1,0 +1,59 @@
+"""What devices report, in device terms. The agent maps these to domain events for flows/
+(a fingerprint slot becomes a person, a card UID becomes a badge or a box)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+HealthState = Literal["connected", "degraded", "missing"]
+FingerOutcome = Literal["match", "no_match", "read_failed"]
+
+
+@dataclass(frozen=True)
+class FingerRead:
+    """One attempt at a fingerprint module. `slot` is the module's library slot on a match."""
+    station: str                      # "door" or "counter"
+    outcome: FingerOutcome
+    slot: int | None = None
+    score: int = 0
+
+
+@dataclass(frozen=True)
+class CardRead:
+    """A badge or box tag presented at a PC/SC reader (or a BLE tag reader)."""
+    reader: str
+    uid: str                          # upper-case hex
+    sun_verified: bool = False        # NTAG 424 DNA SUN checked (anti-clone) when the tag offers it
+    sun_counter: int | None = None
+    uid_only: bool = True
+
+
+@dataclass(frozen=True)
+class VehicleArrived:
+    """A truck's beacon was strong enough for long enough (dwell applied by the BLE driver)."""
+    identity: str                     # e.g. "ibeacon:<uuid>:<major>:<minor>" or a configured name
+    rssi: int
+
+
+@dataclass(frozen=True)
+class VehicleDeparted:
+    identity: str
+
+
+@dataclass(frozen=True)
+class FaceSnapshot:
+    """Best face crop around an attempt; `jpeg` is None when there was no camera or no face."""
+    jpeg: bytes | None
+    face_found: bool
+    reason: str | None = None         # "no_camera", "no_face" when jpeg is None
+
+
+@dataclass(frozen=True)
+class DeviceHealth:
+    device: str
+    state: HealthState
+    last_error: str | None = None
+    detail: dict = field(default_factory=dict)
+
+
+DeviceEvent = FingerRead | CardRead | VehicleArrived | VehicleDeparted | DeviceHealth
