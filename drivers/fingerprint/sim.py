@@ -1,0 +1,52 @@
+"""In-process fingerprint module for simulation: the panel decides what each touch matches."""
+from __future__ import annotations
+
+from drivers.base import Emit
+from drivers.events import FingerRead
+from drivers.health import HealthMixin
+
+
+class SimulatedFingerprint(HealthMixin):
+    def __init__(self, station: str):
+        self.station = station
+        self.name = f"fingerprint_{station}"
+        self._emit: Emit | None = None
+        self._slots: dict[int, bytes] = {}
+
+    async def start(self, emit: Emit) -> None:
+        self._emit = emit
+
+    async def stop(self) -> None:
+        self._emit = None
+
+    # --- what the simulator panel plays ---
+    def touch(self, slot: int | None) -> None:
+        """A finger on the glass: a known slot matches, None is a finger the module does not know."""
+        if slot is not None and slot in self._slots:
+            self._send(FingerRead(self.station, "match", slot=slot, score=120))
+        else:
+            self._send(FingerRead(self.station, "no_match"))
+
+    def touch_failed(self) -> None:
+        """A smudged or partial read: the module could not make an image."""
+        self._send(FingerRead(self.station, "read_failed"))
+
+    def _send(self, ev: FingerRead) -> None:
+        if self._emit:
+            self._emit(ev)
+
+    # --- module library ---
+    async def load_template(self, slot: int, template: bytes) -> None:
+        self._slots[slot] = template
+
+    async def delete_slots(self, slots: list[int]) -> None:
+        for s in slots:
+            self._slots.pop(s, None)
+
+    async def enrol(self, slot: int) -> bytes:
+        template = bytes([slot % 256]) * 512
+        self._slots[slot] = template
+        return template
+
+    async def template_count(self) -> int:
+        return len(self._slots)

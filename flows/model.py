@@ -1,0 +1,207 @@
+"""The domain's nouns: sites, people, vehicles, boxes and tasks (SPEC §2.1, §8).
+
+Plain frozen data with `from_dict`/`to_dict` so the same shapes travel in bundles, over MQTT and
+into the store. Parsing raises `ValueError` naming the field that is wrong.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class SiteType(StrEnum):
+    BRANCH = "branch"
+    VAULT = "vault"
+
+
+class TaskKind(StrEnum):
+    DELIVERY = "delivery"                    # 派送: vault -> branches
+    COLLECTION = "collection"                # 回收款箱: branches -> vault
+    ALLOCATION = "allocation"                # 临时调拨
+    ATM_REPLENISHMENT = "atm_replenishment"  # 集中加钞
+
+
+class Role(StrEnum):
+    ESCORT = "escort"
+    OFFICER = "officer"
+    MANAGER = "manager"
+
+
+def _need(d: dict, key: str, where: str) -> Any:
+    if key not in d:
+        raise ValueError(f"{where}: missing field '{key}'")
+    return d[key]
+
+
+def _dt(value: Any, where: str) -> datetime:
+    try:
+        out = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: '{value}' is not an ISO 8601 date-time") from None
+    if out.tzinfo is None:
+        raise ValueError(f"{where}: '{value}' has no time zone offset")
+    return out
+
+
+def _d(value: Any, where: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: '{value}' is not an ISO 8601 date") from None
+
+
+def _enum(cls, value: Any, where: str):
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise ValueError(f"{where}: '{value}' is not one of {allowed}") from None
+
+
+@dataclass(frozen=True)
+class Person:
+    person_id: str
+    name: str
+    role: Role
+    company: str = ""
+    valid_from: date | None = None
+    valid_until: date | None = None
+    photo: str | None = None           # content hash of the enrolled photo (photos/ by hash)
+
+    def valid_on(self, day: date) -> bool:
+        return (self.valid_from is None or self.valid_from <= day) and (
+            self.valid_until is None or day <= self.valid_until)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Person":
+        w = f"person {d.get('person_id', '?')}"
+        return cls(
+            person_id=str(_need(d, "person_id", w)), name=str(_need(d, "name", w)),
+            role=_enum(Role, _need(d, "role", w), f"{w}.role"), company=str(d.get("company", "")),
+            valid_from=_d(d["valid_from"], f"{w}.valid_from") if d.get("valid_from") else None,
+            valid_until=_d(d["valid_until"], f"{w}.valid_until") if d.get("valid_until") else None,
+            photo=d.get("photo"))
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["role"] = self.role.value
+        out["valid_from"] = self.valid_from.isoformat() if self.valid_from else None
+        out["valid_until"] = self.valid_until.isoformat() if self.valid_until else None
+        return out
+
+
+@dataclass(frozen=True)
+class Vehicle:
+    vehicle_id: str
+    plate: str
+    beacon: str                         # BLE identity as the scanner reports it
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Vehicle":
+        w = f"vehicle {d.get('vehicle_id', '?')}"
+        return cls(str(_need(d, "vehicle_id", w)), str(_need(d, "plate", w)), str(_need(d, "beacon", w)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Box:
+    box_id: str                         # number printed on the box
+    tag: str                            # tag UID, upper-case hex
+    destination: str                    # site id the box goes to at this task
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Box":
+        w = f"box {d.get('box_id', '?')}"
+        return cls(str(_need(d, "box_id", w)), str(_need(d, "tag", w)).upper(), str(_need(d, "destination", w)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One escort run's business at one or more stops. `route` is the ordered site ids."""
+    task_id: str
+    version: int
+    kind: TaskKind
+    window_start: datetime
+    window_end: datetime
+    route: tuple[str, ...]
+    vehicle: Vehicle
+    escorts: tuple[str, ...]            # person ids; the first is the escort lead
+    boxes: tuple[Box, ...]
+    confirmers: tuple[str, ...]         # officers who may confirm
+    min_escorts: int = 2
+
+    @property
+    def day(self) -> date:
+        return self.window_start.date()
+
+    @property
+    def lead(self) -> str:
+        return self.escorts[0]
+
+    def stops_here(self, site_id: str) -> bool:
+        return site_id in self.route
+
+    def boxes_for(self, site_id: str, site_type: SiteType) -> tuple[Box, ...]:
+        """The boxes that change hands at this site.
+
+        Delivery and replenishment: boxes destined here (at the vault, all of them, handed out).
+        Collection: boxes leaving this branch (destination the vault); at the vault, all of them.
+        """
+        if site_type is SiteType.VAULT:
+            return self.boxes
+        if self.kind is TaskKind.COLLECTION:
+            return tuple(b for b in self.boxes if b.destination != site_id and site_id in self.route)
+        return tuple(b for b in self.boxes if b.destination == site_id)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Task":
+        w = f"task {d.get('task_id', '?')}"
+        escorts = tuple(str(p) for p in _need(d, "escorts", w))
+        min_escorts = int(d.get("min_escorts", 2))
+        if min_escorts < 2:
+            raise ValueError(f"{w}.min_escorts: at least 2 escorts are required, got {min_escorts}")
+        if len(escorts) < min_escorts:
+            raise ValueError(f"{w}.escorts: {len(escorts)} assigned, at least {min_escorts} required")
+        version = d.get("version", 1)
+        if not isinstance(version, int) or version < 1:
+            raise ValueError(f"{w}.version: must be a positive integer")
+        route = tuple(str(s) for s in _need(d, "route", w))
+        if not route:
+            raise ValueError(f"{w}.route: must name at least one site")
+        start = _dt(_need(d, "window_start", w), f"{w}.window_start")
+        end = _dt(_need(d, "window_end", w), f"{w}.window_end")
+        if end <= start:
+            raise ValueError(f"{w}.window_end: must be after window_start")
+        return cls(
+            task_id=str(_need(d, "task_id", w)), version=version,
+            kind=_enum(TaskKind, _need(d, "kind", w), f"{w}.kind"),
+            window_start=start, window_end=end, route=route,
+            vehicle=Vehicle.from_dict(_need(d, "vehicle", w)), escorts=escorts,
+            boxes=tuple(Box.from_dict(b) for b in d.get("boxes", [])),
+            confirmers=tuple(str(p) for p in _need(d, "confirmers", w)), min_escorts=min_escorts)
+
+    def to_dict(self) -> dict:
+        return {
+            "task_id": self.task_id, "version": self.version, "kind": self.kind.value,
+            "window_start": self.window_start.isoformat(), "window_end": self.window_end.isoformat(),
+            "route": list(self.route), "vehicle": self.vehicle.to_dict(), "escorts": list(self.escorts),
+            "boxes": [b.to_dict() for b in self.boxes], "confirmers": list(self.confirmers),
+            "min_escorts": self.min_escorts,
+        }
+
+
+@dataclass(frozen=True)
+class Site:
+    site_id: str
+    site_type: SiteType
+    name: str = ""
+    allow_password_confirmation: bool = False
+    allow_uid_only_tags: bool = True
+    extra: dict = field(default_factory=dict)
