@@ -1,0 +1,171 @@
+"""What the device knows: tasks, people, fingerprint templates, photos, bundle sequence numbers.
+
+Lives in the journal's SQLite file so an import and its journal entry commit together
+(`with journal.transaction(): store.upsert_task(...); journal.append(...)`). People's names,
+photos and templates are personal data: sealed at rest (agent.sealing), never logged.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import sqlite_utils
+
+from agent.sealing import Sealer
+from flows.model import Person, Task
+
+
+@dataclass(frozen=True)
+class Template:
+    """One enrolled finger. A duress finger matches normally but raises a silent alarm (SPEC §2.3)."""
+    person_id: str
+    finger: str                 # e.g. "right_index"
+    template: bytes
+    duress: bool = False
+
+
+@dataclass(frozen=True)
+class SlotOwner:
+    person_id: str
+    finger: str
+    duress: bool
+
+
+class Store:
+    def __init__(self, db: sqlite_utils.Database, sealer: Sealer, photos_dir: str | os.PathLike):
+        self.db = db
+        self._sealer = sealer
+        self._photos = Path(photos_dir)
+        self._photos.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._create()
+
+    def _create(self) -> None:
+        c = self.db.conn
+        c.execute("CREATE TABLE IF NOT EXISTS tasks (task_id TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+                  " day TEXT NOT NULL, body TEXT NOT NULL)")
+        c.execute("CREATE INDEX IF NOT EXISTS tasks_day ON tasks(day)")
+        c.execute("CREATE TABLE IF NOT EXISTS people (person_id TEXT PRIMARY KEY, role TEXT NOT NULL,"
+                  " sealed BLOB NOT NULL)")
+        c.execute("CREATE TABLE IF NOT EXISTS templates (slot INTEGER PRIMARY KEY, person_id TEXT NOT NULL,"
+                  " finger TEXT NOT NULL, duress INTEGER NOT NULL, sealed BLOB NOT NULL,"
+                  " UNIQUE(person_id, finger))")
+        c.execute("CREATE TABLE IF NOT EXISTS bundle_seq (kind TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
+        c.execute("CREATE TABLE IF NOT EXISTS stop_progress (task_id TEXT NOT NULL, site_id TEXT NOT NULL,"
+                  " at TEXT NOT NULL, PRIMARY KEY (task_id, site_id))")
+
+    # --- tasks ---
+    def upsert_task(self, task: Task) -> bool:
+        """Store a task unless the same or a newer version is already here. True when stored."""
+        row = self.db.conn.execute("SELECT version FROM tasks WHERE task_id=?", (task.task_id,)).fetchone()
+        if row and row[0] >= task.version:
+            return False
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO tasks (task_id, version, day, body) VALUES (?,?,?,?)",
+            (task.task_id, task.version, task.day.isoformat(), json.dumps(task.to_dict(), ensure_ascii=False)))
+        return True
+
+    def task(self, task_id: str) -> Task | None:
+        row = self.db.conn.execute("SELECT body FROM tasks WHERE task_id=?", (task_id,)).fetchone()
+        return Task.from_dict(json.loads(row[0])) if row else None
+
+    def tasks_on(self, day: date, site_id: str | None = None) -> list[Task]:
+        rows = self.db.conn.execute("SELECT body FROM tasks WHERE day=? ORDER BY task_id", (day.isoformat(),))
+        tasks = [Task.from_dict(json.loads(r[0])) for r in rows]
+        tasks = [t for t in tasks if site_id is None or t.stops_here(site_id)]
+        return sorted(tasks, key=lambda t: (t.window_start, t.task_id))
+
+    def task_count(self) -> int:
+        return self.db.conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+
+    # --- people ---
+    def upsert_person(self, person: Person) -> None:
+        sealed = self._sealer.seal(json.dumps(person.to_dict(), ensure_ascii=False).encode(),
+                                   person.person_id.encode())
+        self.db.conn.execute("INSERT OR REPLACE INTO people (person_id, role, sealed) VALUES (?,?,?)",
+                             (person.person_id, person.role.value, sealed))
+
+    def person(self, person_id: str) -> Person | None:
+        row = self.db.conn.execute("SELECT sealed FROM people WHERE person_id=?", (person_id,)).fetchone()
+        if not row:
+            return None
+        return Person.from_dict(json.loads(self._sealer.open(row[0], person_id.encode())))
+
+    def people(self) -> list[Person]:
+        ids = [r[0] for r in self.db.conn.execute("SELECT person_id FROM people ORDER BY person_id")]
+        return [p for p in (self.person(i) for i in ids) if p]
+
+    def remove_person(self, person_id: str) -> list[int]:
+        """Forget a person and their templates; returns the module slots to clear."""
+        slots = [r[0] for r in self.db.conn.execute("SELECT slot FROM templates WHERE person_id=?", (person_id,))]
+        self.db.conn.execute("DELETE FROM templates WHERE person_id=?", (person_id,))
+        self.db.conn.execute("DELETE FROM people WHERE person_id=?", (person_id,))
+        return slots
+
+    # --- fingerprint templates: one slot per (person, finger), the same slot on every module ---
+    def put_template(self, t: Template) -> int:
+        row = self.db.conn.execute("SELECT slot FROM templates WHERE person_id=? AND finger=?",
+                                   (t.person_id, t.finger)).fetchone()
+        slot = row[0] if row else self._free_slot()
+        sealed = self._sealer.seal(t.template, f"{t.person_id}/{t.finger}".encode())
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO templates (slot, person_id, finger, duress, sealed) VALUES (?,?,?,?,?)",
+            (slot, t.person_id, t.finger, int(t.duress), sealed))
+        return slot
+
+    def _free_slot(self) -> int:
+        used = {r[0] for r in self.db.conn.execute("SELECT slot FROM templates")}
+        return next(i for i in range(len(used) + 1) if i not in used)
+
+    def slot_owner(self, slot: int) -> SlotOwner | None:
+        row = self.db.conn.execute("SELECT person_id, finger, duress FROM templates WHERE slot=?",
+                                   (slot,)).fetchone()
+        return SlotOwner(row[0], row[1], bool(row[2])) if row else None
+
+    def slots_of(self, person_id: str) -> dict[str, int]:
+        return {r[1]: r[0] for r in self.db.conn.execute(
+            "SELECT slot, finger FROM templates WHERE person_id=? ORDER BY slot", (person_id,))}
+
+    def templates(self) -> list[tuple[int, Template]]:
+        rows = self.db.conn.execute("SELECT slot, person_id, finger, duress, sealed FROM templates ORDER BY slot")
+        return [(s, Template(p, f, self._sealer.open(b, f"{p}/{f}".encode()), bool(d))) for s, p, f, d, b in rows]
+
+    # --- photos: sealed files named by the hash of their plaintext ---
+    def put_photo(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        path = self._photos / f"{digest}.sealed"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as f:
+                f.write(self._sealer.seal(data, digest.encode()))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        return digest
+
+    def photo(self, digest: str) -> bytes | None:
+        if not all(c in "0123456789abcdef" for c in digest) or len(digest) != 64:
+            return None
+        path = self._photos / f"{digest}.sealed"
+        return self._sealer.open(path.read_bytes(), digest.encode()) if path.exists() else None
+
+    # --- anti-rollback for bundles (SPEC §5) ---
+    def last_bundle_seq(self, kind: str) -> int:
+        row = self.db.conn.execute("SELECT seq FROM bundle_seq WHERE kind=?", (kind,)).fetchone()
+        return row[0] if row else 0
+
+    def set_bundle_seq(self, kind: str, seq: int) -> None:
+        if seq <= self.last_bundle_seq(kind):
+            raise ValueError(f"bundle sequence for {kind} must increase (have {self.last_bundle_seq(kind)}, got {seq})")
+        self.db.conn.execute("INSERT OR REPLACE INTO bundle_seq (kind, seq) VALUES (?,?)", (kind, seq))
+
+    # --- what head office reported of other stops (route skip, SPEC §2.3) ---
+    def record_stop_done(self, task_id: str, site_id: str, at: str) -> None:
+        self.db.conn.execute("INSERT OR IGNORE INTO stop_progress (task_id, site_id, at) VALUES (?,?,?)",
+                             (task_id, site_id, at))
+
+    def stops_done(self, task_id: str) -> set[str]:
+        return {r[0] for r in self.db.conn.execute("SELECT site_id FROM stop_progress WHERE task_id=?", (task_id,))}
