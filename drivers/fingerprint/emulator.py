@@ -1,0 +1,344 @@
+"""A fingerprint module emulator speaking the ZhianTec / Synochip protocol on a pty.
+
+It holds a template library in numbered slots, a password and simulated fingers. A finger's features
+are its template: Search finds the slot whose stored template equals the finger's, and two captures of
+the same finger merge into that template. Drivers (ours, or pyfingerprint) open the pty's slave side
+exactly as they would open /dev/ttyUSB0.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pty
+import select
+import threading
+import tty
+from collections import deque
+
+from drivers.fingerprint.protocol import (
+    DEFAULT_ADDRESS, PACKET_SIZES, CorruptPacket, Decoder, Instruction, Packet, PacketType, SystemParameters,
+    ack, data_packets,
+)
+
+OK, RECV_ERROR, NO_FINGER, IMAGE_FAIL, MESSY = 0x00, 0x01, 0x02, 0x03, 0x06
+NO_MATCH, NOT_FOUND, MERGE_FAIL, BAD_SLOT, BAD_TEMPLATE = 0x08, 0x09, 0x0A, 0x0B, 0x0C
+UPLOAD_FAIL, WRONG_PASSWORD, NO_IMAGE, PASSWORD_REQUIRED = 0x0D, 0x13, 0x15, 0x21
+MATCH_SCORE = 180
+
+
+def finger_template(finger_id: str, size: int) -> bytes:
+    """A stable, distinct template for a named finger that nobody registered explicitly."""
+    out = b""
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{finger_id}:{counter}".encode()).digest()
+        counter += 1
+    return out[:size]
+
+
+class ModuleEmulator:
+    def __init__(self, *, capacity: int = 300, packet_size: int = 128, template_size: int = 512,
+                 password: int = 0, address: int = DEFAULT_ADDRESS):
+        if packet_size not in PACKET_SIZES:
+            raise ValueError(f"packet size {packet_size} is not one of {PACKET_SIZES}")
+        if template_size not in (512, 768):
+            raise ValueError(f"template size {template_size} is not 512 or 768")
+        self.capacity = capacity
+        self.packet_size = packet_size
+        self.template_size = template_size
+        self.password = password
+        self.address = address
+        self.library: dict[int, bytes] = {}
+        self.images_taken = 0
+        self.silent = False            # swallow commands without answering (a hung module)
+        self._fingers: dict[str, bytes] = {}
+        self._on_glass: bytes | None = None
+        self._taps: deque[bytes] = deque()
+        self._tap_gap = False          # a tapped finger is lifted for at least one GenImg
+        self._fail_next = False
+        self._garbage = b""
+        self._image: bytes | None = None
+        self._char: dict[int, bytes | None] = {1: None, 2: None}
+        self._incoming: tuple[int, bytearray] | None = None  # DownChar in progress: (buffer, bytes so far)
+        self._unlocked = password == 0
+        self._lock = threading.Lock()
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._link: str | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # --- the serial port ---
+    def plug(self, link: str | None = None) -> str:
+        """Open a fresh pty and serve it; returns the path a driver opens (`link` if given, like socat)."""
+        if self._thread:
+            raise RuntimeError("the emulator is already plugged in")
+        master, slave = pty.openpty()
+        tty.setraw(slave)  # before anything is written: no echo, no line discipline
+        self._master, self._slave = master, slave
+        self._unlocked = self.password == 0
+        path = os.ttyname(slave)
+        if link:
+            tmp = f"{link}.tmp{os.getpid()}"
+            os.symlink(path, tmp)
+            os.replace(tmp, link)  # atomic: a driver never sees a half-made link
+            self._link, path = link, link
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._serve, name=f"fp-emulator {path}", daemon=True)
+        self._thread.start()
+        return path
+
+    def unplug(self) -> None:
+        """Close the pty as a USB adapter vanishing would; the library (flash) survives."""
+        if not self._thread:
+            return
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        for fd in (self._master, self._slave):
+            os.close(fd)
+        self._master = self._slave = None
+        if self._link:
+            try:
+                os.unlink(self._link)
+            except FileNotFoundError:
+                pass
+            self._link = None
+
+    stop = unplug
+
+    # --- what a test or the simulator panel plays ---
+    def add_finger(self, finger_id: str, template: bytes) -> None:
+        if len(template) != self.template_size:
+            raise ValueError(f"template for {finger_id!r} is {len(template)} bytes, module uses {self.template_size}")
+        with self._lock:
+            self._fingers[finger_id] = bytes(template)
+
+    def place_finger(self, finger_id: str | None) -> None:
+        """A finger rests on the glass until lift_finger(); None is a finger nobody enrolled."""
+        with self._lock:
+            self._on_glass = self._features(finger_id)
+
+    def lift_finger(self) -> None:
+        with self._lock:
+            self._on_glass = None
+
+    def tap(self, finger_id: str | None) -> None:
+        """A finger touches for exactly one image, then lifts. Taps queue up, each after a lift."""
+        with self._lock:
+            self._taps.append(self._features(finger_id))
+
+    def fail_next_image(self) -> None:
+        """The next feature extraction fails (a smudged or partial finger)."""
+        with self._lock:
+            self._fail_next = True
+
+    def inject_garbage(self, noise: bytes) -> None:
+        """Line noise sent just before the next reply."""
+        with self._lock:
+            self._garbage += noise
+
+    def _features(self, finger_id: str | None) -> bytes:
+        if finger_id is None:
+            return os.urandom(self.template_size)
+        if finger_id not in self._fingers:
+            self._fingers[finger_id] = finger_template(finger_id, self.template_size)
+        return self._fingers[finger_id]
+
+    # --- serving ---
+    def _serve(self) -> None:
+        decoder = Decoder()
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._master], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                decoder.feed(os.read(self._master, 4096))
+            except OSError:
+                continue
+            while True:
+                try:
+                    packet = decoder.next_packet()
+                except CorruptPacket:
+                    self._send(ack(RECV_ERROR, address=self.address))
+                    continue
+                if packet is None:
+                    break
+                if packet.address != self.address:
+                    continue  # addressed to another module on the bus
+                with self._lock:
+                    replies = self._handle(packet)
+                if not self.silent:
+                    for reply in replies:
+                        self._send(reply)
+
+    def _send(self, data: bytes) -> None:
+        with self._lock:
+            data, self._garbage = self._garbage + data, b""
+        try:
+            os.write(self._master, data)
+        except OSError:
+            pass  # nobody listening; a real module would just talk to the void
+
+    def _handle(self, packet: Packet) -> list[bytes]:
+        if packet.type in (PacketType.DATA, PacketType.END):
+            self._receive_data(packet)
+            return []
+        if packet.type != PacketType.COMMAND or not packet.payload:
+            return [self._ack(RECV_ERROR)]
+        self._incoming = None
+        op, args = packet.payload[0], packet.payload[1:]
+        if op == Instruction.VFY_PWD:
+            return [self._verify(args)]
+        if not self._unlocked:
+            return [self._ack(PASSWORD_REQUIRED)]
+        handler = self._HANDLERS.get(op)
+        if handler is None:
+            return [self._ack(RECV_ERROR)]
+        try:
+            return handler(self, args)
+        except (IndexError, KeyError):
+            return [self._ack(RECV_ERROR)]  # arguments too short or an unknown buffer number
+
+    def _ack(self, code: int, data: bytes = b"") -> bytes:
+        return ack(code, data, self.address)
+
+    def _verify(self, args: bytes) -> bytes:
+        if len(args) != 4:
+            return self._ack(RECV_ERROR)
+        self._unlocked = int.from_bytes(args, "big") == self.password
+        return self._ack(OK if self._unlocked else WRONG_PASSWORD)
+
+    def _read_sys_para(self, args: bytes) -> list[bytes]:
+        params = SystemParameters(self.capacity, self.packet_size, self.address)
+        return [self._ack(OK, params.encode())]
+
+    def _gen_img(self, args: bytes) -> list[bytes]:
+        finger = self._on_glass
+        if finger is None and self._taps and not self._tap_gap:
+            finger = self._taps.popleft()
+            self._tap_gap = True
+        elif finger is None:
+            self._tap_gap = False
+        if finger is None:
+            return [self._ack(NO_FINGER)]
+        self._image = finger
+        self.images_taken += 1
+        return [self._ack(OK)]
+
+    def _img2tz(self, args: bytes) -> list[bytes]:
+        buffer = self._buffer(args[0])
+        if self._image is None:
+            return [self._ack(NO_IMAGE)]
+        if self._fail_next:
+            self._fail_next = False
+            self._image = None
+            return [self._ack(MESSY)]
+        self._char[buffer] = self._image
+        return [self._ack(OK)]
+
+    def _match(self, args: bytes) -> list[bytes]:
+        a, b = self._char[1], self._char[2]
+        if a is None or a != b:
+            return [self._ack(NO_MATCH, b"\x00\x00")]
+        return [self._ack(OK, MATCH_SCORE.to_bytes(2, "big"))]
+
+    def _search(self, args: bytes) -> list[bytes]:
+        features = self._char[self._buffer(args[0])]
+        start, count = int.from_bytes(args[1:3], "big"), int.from_bytes(args[3:5], "big")
+        for slot in range(start, min(start + count, self.capacity)):
+            if features is not None and self.library.get(slot) == features:
+                return [self._ack(OK, slot.to_bytes(2, "big") + MATCH_SCORE.to_bytes(2, "big"))]
+        return [self._ack(NOT_FOUND, b"\x00\x00\x00\x00")]
+
+    def _reg_model(self, args: bytes) -> list[bytes]:
+        a, b = self._char[1], self._char[2]
+        if a is None or a != b:
+            return [self._ack(MERGE_FAIL)]
+        return [self._ack(OK)]  # both buffers already hold the merged template
+
+    def _store(self, args: bytes) -> list[bytes]:
+        features = self._char[self._buffer(args[0])]
+        slot = int.from_bytes(args[1:3], "big")
+        if slot >= self.capacity:
+            return [self._ack(BAD_SLOT)]
+        if features is None:
+            return [self._ack(BAD_TEMPLATE)]
+        self.library[slot] = features
+        return [self._ack(OK)]
+
+    def _load_char(self, args: bytes) -> list[bytes]:
+        buffer, slot = self._buffer(args[0]), int.from_bytes(args[1:3], "big")
+        if slot >= self.capacity:
+            return [self._ack(BAD_SLOT)]
+        if slot not in self.library:
+            return [self._ack(BAD_TEMPLATE)]
+        self._char[buffer] = self.library[slot]
+        return [self._ack(OK)]
+
+    def _up_char(self, args: bytes) -> list[bytes]:
+        features = self._char[self._buffer(args[0])]
+        if features is None:
+            return [self._ack(UPLOAD_FAIL)]
+        return [self._ack(OK), *data_packets(features, self.packet_size, self.address)]
+
+    def _down_char(self, args: bytes) -> list[bytes]:
+        self._incoming = (self._buffer(args[0]), bytearray())
+        return [self._ack(OK)]
+
+    def _receive_data(self, packet: Packet) -> None:
+        if self._incoming is None:
+            return
+        buffer, received = self._incoming
+        received += packet.payload
+        if packet.type == PacketType.END:
+            self._incoming = None
+            # a template of the wrong size is not a template: Store will refuse the buffer
+            self._char[buffer] = bytes(received) if len(received) == self.template_size else None
+
+    def _delete_char(self, args: bytes) -> list[bytes]:
+        start, count = int.from_bytes(args[0:2], "big"), int.from_bytes(args[2:4], "big")
+        if start + count > self.capacity:
+            return [self._ack(BAD_SLOT)]
+        for slot in range(start, start + count):
+            self.library.pop(slot, None)
+        return [self._ack(OK)]
+
+    def _empty(self, args: bytes) -> list[bytes]:
+        self.library.clear()
+        return [self._ack(OK)]
+
+    def _template_num(self, args: bytes) -> list[bytes]:
+        return [self._ack(OK, len(self.library).to_bytes(2, "big"))]
+
+    def _read_index_table(self, args: bytes) -> list[bytes]:
+        page = args[0]
+        bitmap = bytearray(32)
+        for slot in self.library:
+            offset = slot - page * 256
+            if 0 <= offset < 256:
+                bitmap[offset // 8] |= 1 << (offset % 8)
+        return [self._ack(OK, bytes(bitmap))]
+
+    @staticmethod
+    def _buffer(number: int) -> int:
+        if number not in (1, 2):
+            raise KeyError(number)
+        return number
+
+    _HANDLERS = {
+        Instruction.READ_SYS_PARA: _read_sys_para,
+        Instruction.GEN_IMG: _gen_img,
+        Instruction.IMG2TZ: _img2tz,
+        Instruction.MATCH: _match,
+        Instruction.SEARCH: _search,
+        Instruction.REG_MODEL: _reg_model,
+        Instruction.STORE: _store,
+        Instruction.LOAD_CHAR: _load_char,
+        Instruction.UP_CHAR: _up_char,
+        Instruction.DOWN_CHAR: _down_char,
+        Instruction.DELETE_CHAR: _delete_char,
+        Instruction.EMPTY: _empty,
+        Instruction.TEMPLATE_NUM: _template_num,
+        Instruction.READ_INDEX_TABLE: _read_index_table,
+    }
