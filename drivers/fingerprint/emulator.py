@@ -53,11 +53,12 @@ class ModuleEmulator:
         self.silent = False            # swallow commands without answering (a hung module)
         self._fingers: dict[str, bytes] = {}
         self._on_glass: bytes | None = None
-        self._taps: deque[bytes] = deque()
+        self._taps: deque[tuple[bytes, bool]] = deque()  # (features, smudged)
         self._tap_gap = False          # a tapped finger is lifted for at least one GenImg
         self._fail_next = False
         self._garbage = b""
         self._image: bytes | None = None
+        self._image_smudged = False
         self._char: dict[int, bytes | None] = {1: None, 2: None}
         self._incoming: tuple[int, bytearray] | None = None  # DownChar in progress: (buffer, bytes so far)
         self._unlocked = password == 0
@@ -123,10 +124,11 @@ class ModuleEmulator:
         with self._lock:
             self._on_glass = None
 
-    def tap(self, finger_id: str | None) -> None:
-        """A finger touches for exactly one image, then lifts. Taps queue up, each after a lift."""
+    def tap(self, finger_id: str | None, smudged: bool = False) -> None:
+        """A finger touches for exactly one image, then lifts. Taps queue up, each after a lift.
+        A smudged tap gives an image the module cannot extract features from."""
         with self._lock:
-            self._taps.append(self._features(finger_id))
+            self._taps.append((self._features(finger_id), smudged))
 
     def fail_next_image(self) -> None:
         """The next feature extraction fails (a smudged or partial finger)."""
@@ -214,15 +216,15 @@ class ModuleEmulator:
         return [self._ack(OK, params.encode())]
 
     def _gen_img(self, args: bytes) -> list[bytes]:
-        finger = self._on_glass
+        finger, smudged = self._on_glass, False
         if finger is None and self._taps and not self._tap_gap:
-            finger = self._taps.popleft()
+            finger, smudged = self._taps.popleft()
             self._tap_gap = True
         elif finger is None:
             self._tap_gap = False
         if finger is None:
             return [self._ack(NO_FINGER)]
-        self._image = finger
+        self._image, self._image_smudged = finger, smudged
         self.images_taken += 1
         return [self._ack(OK)]
 
@@ -230,7 +232,7 @@ class ModuleEmulator:
         buffer = self._buffer(args[0])
         if self._image is None:
             return [self._ack(NO_IMAGE)]
-        if self._fail_next:
+        if self._fail_next or self._image_smudged:
             self._fail_next = False
             self._image = None
             return [self._ack(MESSY)]

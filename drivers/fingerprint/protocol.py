@@ -182,9 +182,11 @@ def describe(code: int) -> str:
     return known[1] if known else f"unknown confirmation code 0x{code:02X}"
 
 
-def error_for(code: int) -> ModuleError:
+def error_for(code: int, context: str | None = None) -> ModuleError:
+    """The error for a confirmation code; `context` says what was being done (e.g. "Store into slot 3")."""
     cls = CONFIRMATIONS.get(code, (ModuleError, ""))[0]
-    return cls(code)
+    message = f"{describe(code)} (confirmation 0x{code:02X})"
+    return cls(code, f"{context}: {message}" if context else message)
 
 
 # --- streaming decoder ----------------------------------------------------------------------------

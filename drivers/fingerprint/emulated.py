@@ -1,0 +1,67 @@
+"""Simulation through the real protocol: the module emulator on a pty, driven by the UART driver.
+
+Offers the same panel controls as SimulatedFingerprint (touch, touch_failed), so simulation mode
+exercises framing, polling, search and the library operations end to end.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from drivers.base import Emit
+from drivers.events import DeviceHealth
+from drivers.fingerprint.emulator import ModuleEmulator
+from drivers.fingerprint.uart import UartFingerprint
+
+
+class EmulatedFingerprint:
+    def __init__(self, station: str, *, capacity: int = 300, poll_interval: float = 0.05):
+        self.station = station
+        self.emulator = ModuleEmulator(capacity=capacity)
+        self.driver = UartFingerprint(station, self.emulator.plug(), poll_interval=poll_interval)
+        self.name = self.driver.name
+
+    async def start(self, emit: Emit) -> None:
+        await self.driver.start(emit)
+
+    async def stop(self) -> None:
+        await self.driver.stop()
+        self.emulator.stop()
+
+    def health(self) -> DeviceHealth:
+        return self.driver.health()
+
+    # --- what the simulator panel plays ---
+    def touch(self, slot: int | None) -> None:
+        """A finger on the glass: the finger enrolled in `slot` matches; None is a finger nobody enrolled."""
+        template = self.emulator.library.get(slot) if slot is not None else None
+        if template is None:
+            self.emulator.tap(None)
+            return
+        finger = f"slot-{slot}"
+        self.emulator.add_finger(finger, template)
+        self.emulator.tap(finger)
+
+    def touch_failed(self) -> None:
+        """A smudged or partial read: the module cannot extract features."""
+        self.emulator.tap(None, smudged=True)
+
+    # --- module library ---
+    async def load_template(self, slot: int, template: bytes) -> None:
+        await self.driver.load_template(slot, template)
+
+    async def delete_slots(self, slots: list[int]) -> None:
+        await self.driver.delete_slots(slots)
+
+    async def enrol(self, slot: int) -> bytes:
+        """Enrolment with a new simulated person: their finger is tapped twice for the two captures."""
+        enrolment = asyncio.create_task(self.driver.enrol(slot))
+        # tap only once the driver is enrolling, or the poll loop would take the taps as door attempts
+        while not self.driver.enrolling and not enrolment.done():
+            await asyncio.sleep(0.01)
+        finger = f"enrolled-{slot}-{asyncio.get_running_loop().time()}"
+        self.emulator.tap(finger)
+        self.emulator.tap(finger)
+        return await enrolment
+
+    async def template_count(self) -> int:
+        return await self.driver.template_count()
