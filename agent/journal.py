@@ -93,10 +93,34 @@ def entry_hash(seq: int, ts: str, kind: str, task_id: str | None, body: dict, pr
     return hashlib.sha256(_canonical(fields).encode("utf-8")).hexdigest()
 
 
+_json_string = json.encoder.encode_basestring  # what json.dumps uses for strings when ensure_ascii=False
+
+
+def _append_hash(seq: int, ts: str, kind: str, task_id: str | None, body_json: str, prev_hash: str) -> str:
+    """entry_hash for append's hot path: the same canonical text (keys in sorted order), built
+    around the already-encoded body so the body is serialised once. verify() uses entry_hash."""
+    task = "null" if task_id is None else _json_string(task_id)
+    text = (
+        f'{{"body":{body_json},"kind":{_json_string(kind)},"prev_hash":{_json_string(prev_hash)},'
+        f'"seq":{seq},"task_id":{task},"ts":{_json_string(ts)}}}'
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def utc_timestamp(moment: datetime | None = None) -> str:
     """ISO 8601 UTC with milliseconds, the journal's one timestamp format."""
     moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"
+
+
+def _is_timestamp(ts) -> bool:
+    if not isinstance(ts, str) or not _TS_FORMAT.fullmatch(ts):
+        return False
+    try:
+        datetime.fromisoformat(ts[:-1])
+    except ValueError:  # e.g. month 13
+        return False
+    return True
 
 
 def _entry_from_row(row: tuple) -> Entry:
@@ -216,7 +240,7 @@ class Journal:
             raise JournalError(f"task_id of a {kind!r} entry must be a string or None, got {type(task_id).__name__}")
         if ts is None:
             ts = utc_timestamp()
-        elif not isinstance(ts, str) or not _TS_FORMAT.fullmatch(ts):
+        elif not _is_timestamp(ts):
             raise JournalError(f"ts of a {kind!r} entry must look like 2026-11-22T07:30:00.123Z, got {ts!r}")
         try:
             body_json = _canonical(body)
@@ -228,7 +252,7 @@ class Journal:
             prev = self._tx_head
             seq = prev.seq + 1 if prev else 1
             prev_hash = prev.hash if prev else GENESIS_HASH
-            entry = Entry(seq, ts, kind, task_id, body, prev_hash, entry_hash(seq, ts, kind, task_id, body, prev_hash))
+            entry = Entry(seq, ts, kind, task_id, body, prev_hash, _append_hash(seq, ts, kind, task_id, body_json, prev_hash))
             try:
                 # Outside a transaction this single INSERT autocommits (and fsyncs the WAL).
                 self._conn.execute(_INSERT, (seq, ts, kind, task_id, body_json, prev_hash, entry.hash))
@@ -257,7 +281,10 @@ class Journal:
             depth = self._tx_depth
             head_before, pending_before = self._tx_head, len(self._tx_pending)
             savepoint = f"journal_{depth}"
-            self._conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
+            except sqlite3.Error as exc:
+                raise JournalError(f"could not start a transaction on {self.path}: {exc}") from exc
             self._tx_depth += 1
             try:
                 yield

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.journal import GENESIS_HASH, Journal, JournalError, entry_hash, verify_file
 
@@ -88,6 +90,7 @@ def test_entries_pages_through_large_journals_in_order(journal):
         ("arrival", {"when": object()}, {}, "not JSON-serialisable"),
         ("arrival", {"rssi": float("nan")}, {}, "not JSON-serialisable"),
         ("arrival", {}, {"ts": "2026-11-22 07:30"}, "ts"),
+        ("arrival", {}, {"ts": "2026-13-22T07:30:00.000Z"}, "ts"),
         ("arrival", {}, {"task_id": 7}, "task_id"),
     ],
 )
@@ -353,3 +356,26 @@ def test_backup_refuses_bad_arguments(journal, tmp_path):
         journal.backup(tmp_path / "missing")
     with pytest.raises(JournalError, match="at least 1"):
         journal.backup(tmp_path, keep=0)
+
+
+# -- the published hash ---------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(kind=st.text(min_size=1), task_id=st.none() | st.text(), body=st.dictionaries(st.text(), json_values, max_size=5))
+def test_appended_hashes_are_the_published_entry_hash(tmp_path_factory, kind, task_id, body):
+    """Head office recomputes entry_hash from the published dict; append must agree for any content."""
+    j = Journal(tmp_path_factory.mktemp("hash") / "journal.db")
+    try:
+        entry = j.append(kind, body, task_id=task_id)
+        (read,) = j.entries()
+        assert read == entry
+        assert entry.hash == entry_hash(entry.seq, entry.ts, kind, task_id, body, GENESIS_HASH)
+    finally:
+        j.close()
