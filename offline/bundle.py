@@ -1,0 +1,325 @@
+"""The offline bundle (SPEC §5): signed by head office, encrypted to one device, never replayed.
+
+One format carries tasks, personnel and provisioning. The byte layout is in docs/bundles.md so head
+office can produce bundles with other tools. Reading follows python-tuf's habit: verify before
+trust. The Ed25519 signature over every byte before it is checked first, against the trusted keys,
+before the header is believed, anything is decrypted or the payload is parsed; then expiry,
+target device and sequence; then HPKE (RFC 9180) decryption and a capped decompression.
+
+Every refusal is a `BundleRefused(code, message)`; the codes are `REFUSAL_CODES`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hpke, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+MAGIC = b"HTB"
+FORMAT_VERSION = 1
+KINDS = ("tasks", "personnel", "provisioning")
+MAX_BUNDLE_SIZE = 256 * 1024 * 1024       # a whole bundle file
+MAX_HEADER_SIZE = 16 * 1024
+MAX_PAYLOAD_SIZE = 512 * 1024 * 1024      # decompressed payload: the zip-bomb ceiling
+CLOCK_SKEW = timedelta(minutes=5)         # a device clock a little behind head office's
+SIGNATURE_SIZE = 64
+_PREFIX = struct.Struct(">4sH")           # magic+version, header length
+_CT_LEN = struct.Struct(">Q")
+_HPKE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+_HPKE_INFO = b"HTB1 bundle\x00"           # info = this || header bytes: binds the header to the key
+_COMPRESSIONS = ("none", "zlib")
+_CONTENTS = ("json", "bytes")
+
+REFUSAL_CODES = (
+    "bad_magic",            # not a bundle at all
+    "unsupported_version",  # a bundle format this device does not know
+    "truncated",            # shorter than its own length fields say (copy cut short, stick pulled)
+    "oversized",            # larger than the limits (file, header, declared or real payload size)
+    "malformed",            # length fields or header fields do not make sense
+    "bad_signature",        # signed by a trusted key id, but the bytes were changed
+    "unknown_signer",       # not signed by any key this device trusts
+    "wrong_kind",           # a bundle of another kind than the one asked for
+    "wrong_device",         # made for another device
+    "not_yet_valid",        # created in the future (device clock, or a bundle held back)
+    "expired",              # past its expiry
+    "replayed",             # same sequence number as the last one accepted
+    "rolled_back",          # lower sequence number than the last one accepted
+    "tampered",             # signature fine, but it does not decrypt with this device's key
+    "bad_payload",          # decrypted content is not what the kind requires
+)
+
+
+class BundleRefused(Exception):
+    """A bundle failed a check; `code` is one of REFUSAL_CODES, the message says which check in words."""
+
+    def __init__(self, code: str, message: str):
+        assert code in REFUSAL_CODES, code
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class BundleHeader:
+    """The signed, cleartext part. `device` is the target device id; `signer` the signing key's id."""
+    format: int
+    kind: str
+    device: str
+    created: datetime
+    expires: datetime
+    seq: int
+    signer: str
+    payload_size: int           # bytes after decompression
+    compression: str
+    content: str                # "json" or "bytes"
+
+    def to_dict(self) -> dict:
+        # Insertion order is the documented field order; "format" first.
+        return {"format": self.format, "kind": self.kind, "device": self.device,
+                "created": _iso(self.created), "expires": _iso(self.expires), "seq": self.seq,
+                "signer": self.signer, "payload_size": self.payload_size,
+                "compression": self.compression, "content": self.content}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "BundleHeader":
+        if not isinstance(d, dict):
+            raise BundleRefused("malformed", "the bundle header is not a JSON object")
+        return cls(
+            format=_field(d, "format", int), kind=_choice(d, "kind", KINDS),
+            device=_field(d, "device", str), created=_time(d, "created"), expires=_time(d, "expires"),
+            seq=_field(d, "seq", int), signer=_field(d, "signer", str),
+            payload_size=_field(d, "payload_size", int),
+            compression=_choice(d, "compression", _COMPRESSIONS), content=_choice(d, "content", _CONTENTS))
+
+
+@dataclass(frozen=True)
+class Bundle:
+    header: BundleHeader
+    payload: dict | bytes       # dict for content "json"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A bundle split into its parts, signature checked or not (what `inspect` shows)."""
+    header_bytes: bytes
+    ciphertext: bytes
+    signed: bytes               # every byte the signature covers
+    signature: bytes
+
+    def header(self) -> BundleHeader:
+        try:
+            raw = json.loads(self.header_bytes.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise BundleRefused("malformed", "the bundle header is not valid UTF-8 JSON") from None
+        return BundleHeader.from_dict(raw)
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """Short id of a head-office signing key: first 16 hex digits of sha256 of its raw bytes."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def split(data: bytes) -> Envelope:
+    """Check magic, version and lengths only; nothing inside is trusted yet."""
+    if len(data) > MAX_BUNDLE_SIZE:
+        raise BundleRefused("oversized", f"the file is {len(data)} bytes, more than the {MAX_BUNDLE_SIZE} allowed")
+    if data[:3] != MAGIC[:len(data)] or (len(data) >= 3 and data[:3] != MAGIC) or not data:
+        raise BundleRefused("bad_magic", "this file is not a handover bundle (it does not start with HTB)")
+    if len(data) < _PREFIX.size:
+        raise BundleRefused("truncated", "the file ends inside the bundle prefix")
+    if data[3:4] != str(FORMAT_VERSION).encode():
+        raise BundleRefused("unsupported_version",
+                            f"bundle format {data[3:4]!r} is not supported; this device reads format {FORMAT_VERSION}")
+    _, header_len = _PREFIX.unpack_from(data)
+    if header_len == 0:
+        raise BundleRefused("malformed", "the bundle header is empty")
+    if header_len > MAX_HEADER_SIZE:
+        raise BundleRefused("oversized", f"the header is {header_len} bytes, more than the {MAX_HEADER_SIZE} allowed")
+    ct_at = _PREFIX.size + header_len + _CT_LEN.size
+    if len(data) < ct_at:
+        raise BundleRefused("truncated", "the file ends inside the bundle header")
+    (ct_len,) = _CT_LEN.unpack_from(data, ct_at - _CT_LEN.size)
+    end = ct_at + ct_len
+    if end + SIGNATURE_SIZE > len(data):
+        raise BundleRefused("truncated", f"the file is {len(data)} bytes but its lengths need {end + SIGNATURE_SIZE}: "
+                                         "it was cut short (copy interrupted or stick removed)")
+    if end + SIGNATURE_SIZE < len(data):
+        raise BundleRefused("malformed", f"{len(data) - end - SIGNATURE_SIZE} unexpected bytes after the signature")
+    return Envelope(header_bytes=data[_PREFIX.size:_PREFIX.size + header_len], ciphertext=data[ct_at:end],
+                    signed=data[:end], signature=data[end:])
+
+
+def verify_signature(env: Envelope, trusted_signers: list[Ed25519PublicKey]) -> Ed25519PublicKey:
+    """The key among `trusted_signers` that signed these bytes, or a refusal saying why none did."""
+    for key in trusted_signers:
+        try:
+            key.verify(env.signature, env.signed)
+            return key
+        except InvalidSignature:
+            continue
+    # Only now read the (untrusted) header, and only to word the refusal.
+    try:
+        claimed = env.header().signer
+    except BundleRefused:
+        claimed = None
+    if claimed is not None and claimed in {key_id(k) for k in trusted_signers}:
+        raise BundleRefused("bad_signature", "the signature does not match the contents: "
+                                             "the file was altered or damaged after head office signed it")
+    raise BundleRefused("unknown_signer", f"the bundle is not signed by a head-office key this device trusts"
+                                          f" (it names key {claimed or 'unknown'})")
+
+
+def open_bundle(data: bytes, device: DeviceKeysLike, trusted_signers: list[Ed25519PublicKey], now: datetime,
+                last_seq: int, *, kind: str | None = None) -> Bundle:
+    """Verify, check and decrypt a bundle for `device`; raises BundleRefused naming the failed check."""
+    env = split(data)
+    signer = verify_signature(env, trusted_signers)
+    header = env.header()
+    if header.format != FORMAT_VERSION:
+        raise BundleRefused("unsupported_version", f"header format {header.format} is not {FORMAT_VERSION}")
+    if header.signer != key_id(signer):
+        raise BundleRefused("malformed", "the header names a different signing key than the one that signed it")
+    if kind is not None and header.kind != kind:
+        raise BundleRefused("wrong_kind", f"this is a {header.kind} bundle, expected {kind}")
+    if header.device != device.device_id:
+        raise BundleRefused("wrong_device", f"the bundle is for device {header.device}, this is {device.device_id}")
+    if header.created > now + CLOCK_SKEW:
+        raise BundleRefused("not_yet_valid", f"the bundle was made at {_iso(header.created)}, after this device's "
+                                             f"time {_iso(now)}: check the device clock")
+    if now >= header.expires:
+        raise BundleRefused("expired", f"the bundle expired at {_iso(header.expires)} (now {_iso(now)}): "
+                                       "ask head office for a new one")
+    if header.seq == last_seq:
+        raise BundleRefused("replayed", f"{header.kind} bundle number {header.seq} was already imported")
+    if header.seq < last_seq:
+        raise BundleRefused("rolled_back", f"{header.kind} bundle number {header.seq} is older than the last one "
+                                           f"imported ({last_seq})")
+    if not 0 <= header.payload_size <= MAX_PAYLOAD_SIZE:
+        raise BundleRefused("oversized", f"the payload declares {header.payload_size} bytes, the limit is "
+                                         f"{MAX_PAYLOAD_SIZE}")
+    try:
+        plain = _HPKE.decrypt(env.ciphertext, device.bundle_key, info=_HPKE_INFO + env.header_bytes)
+    except Exception:  # the library raises several types for one meaning: not for this key
+        raise BundleRefused("tampered", "the bundle does not decrypt with this device's key: it was encrypted "
+                                        "for another key or damaged before signing") from None
+    payload = _decompress(plain, header)
+    if header.content == "bytes":
+        return Bundle(header, payload)
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        raise BundleRefused("bad_payload", "the bundle content is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BundleRefused("bad_payload", "the bundle content is not a JSON object")
+    return Bundle(header, body)
+
+
+def _decompress(plain: bytes, header: BundleHeader) -> bytes:
+    if header.compression == "none":
+        out = plain
+    else:
+        d = zlib.decompressobj()
+        try:
+            # One byte more than declared is enough to know it lies: never inflate past that.
+            out = d.decompress(plain, header.payload_size + 1)
+        except zlib.error:
+            raise BundleRefused("bad_payload", "the compressed content is damaged") from None
+        if len(out) > header.payload_size or d.unconsumed_tail:
+            raise BundleRefused("oversized", f"the content inflates past its declared {header.payload_size} bytes "
+                                             "(a decompression bomb)")
+        if not d.eof:
+            raise BundleRefused("bad_payload", "the compressed content ends early")
+    if len(out) != header.payload_size:
+        raise BundleRefused("bad_payload", f"the content is {len(out)} bytes, the header says {header.payload_size}")
+    return out
+
+
+# --- writing (head office) ---------------------------------------------------------------------
+
+def pack_bundle(kind: str, payload: dict | bytes, device_id: str, device_public: X25519PublicKey,
+                signer_private: Ed25519PrivateKey, seq: int, expires: datetime, now: datetime,
+                *, compress: bool | None = None) -> bytes:
+    """Build a signed bundle of `kind` for one device. JSON payloads are compressed unless told not to."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if seq < 1:
+        raise ValueError(f"seq must be a positive integer, got {seq}")
+    if expires <= now:
+        raise ValueError("expires must be after now")
+    if isinstance(payload, dict):
+        content, raw = "json", json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    else:
+        content, raw = "bytes", bytes(payload)
+    if len(raw) > MAX_PAYLOAD_SIZE:
+        raise ValueError(f"payload is {len(raw)} bytes, the limit is {MAX_PAYLOAD_SIZE}")
+    if compress is None:
+        compress = content == "json"
+    body = zlib.compress(raw, 1) if compress else raw
+    header = BundleHeader(FORMAT_VERSION, kind, device_id, now, expires, seq,
+                          key_id(signer_private.public_key()), len(raw), "zlib" if compress else "none", content)
+    header_bytes = json.dumps(header.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if len(header_bytes) > MAX_HEADER_SIZE:
+        raise ValueError("header too large: shorten the device id")
+    ciphertext = _HPKE.encrypt(body, device_public, info=_HPKE_INFO + header_bytes)
+    signed = b"".join([MAGIC, str(FORMAT_VERSION).encode(), struct.pack(">H", len(header_bytes)), header_bytes,
+                       _CT_LEN.pack(len(ciphertext)), ciphertext])
+    if len(signed) + SIGNATURE_SIZE > MAX_BUNDLE_SIZE:
+        raise ValueError(f"bundle would be larger than {MAX_BUNDLE_SIZE} bytes: split the payload")
+    return signed + signer_private.sign(signed)
+
+
+def read_bundle_file(path) -> bytes:
+    """Read a bundle file, refusing one over MAX_BUNDLE_SIZE before reading it all."""
+    with open(path, "rb") as f:
+        data = f.read(MAX_BUNDLE_SIZE + 1)
+    if len(data) > MAX_BUNDLE_SIZE:
+        raise BundleRefused("oversized", f"the file is larger than the {MAX_BUNDLE_SIZE} bytes allowed")
+    return data
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+class DeviceKeysLike(Protocol):
+    """The part of offline.keys.DeviceKeys this module needs."""
+    device_id: str
+    bundle_key: X25519PrivateKey
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _field(d: dict, name: str, typ: type):
+    v = d.get(name)
+    if not isinstance(v, typ) or isinstance(v, bool):
+        raise BundleRefused("malformed", f"header field '{name}' is missing or not a {typ.__name__}")
+    return v
+
+
+def _choice(d: dict, name: str, allowed: tuple[str, ...]) -> str:
+    v = d.get(name)
+    if v not in allowed:
+        raise BundleRefused("malformed", f"header field '{name}' is {v!r}, expected one of {', '.join(allowed)}")
+    return v
+
+
+def _time(d: dict, name: str) -> datetime:
+    v = _field(d, name, str)
+    try:
+        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise BundleRefused("malformed", f"header field '{name}' is not an ISO 8601 time") from None
+    if t.tzinfo is None:
+        raise BundleRefused("malformed", f"header field '{name}' has no time zone")
+    return t
