@@ -49,7 +49,8 @@ class ModuleEmulator:
         self.password = password
         self.address = address
         self.library: dict[int, bytes] = {}
-        self.images_taken = 0
+        self.images_taken = 0          # GenImg calls that found a finger
+        self.image_requests = 0        # all GenImg calls: the driver's polls
         self.silent = False            # swallow commands without answering (a hung module)
         self._fingers: dict[str, bytes] = {}
         self._on_glass: bytes | None = None
@@ -216,6 +217,7 @@ class ModuleEmulator:
         return [self._ack(OK, params.encode())]
 
     def _gen_img(self, args: bytes) -> list[bytes]:
+        self.image_requests += 1
         finger, smudged = self._on_glass, False
         if finger is None and self._taps and not self._tap_gap:
             finger, smudged = self._taps.popleft()

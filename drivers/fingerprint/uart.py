@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import queue
+import termios
 import threading
 import time
 from typing import Callable
@@ -26,6 +27,8 @@ from drivers.health import HealthMixin
 NO_FINGER, NOT_FOUND = 0x02, 0x09
 TEMPLATE_SIZES = (512, 768)   # R305/ZFM-20 and R307/FPM10A
 READ_SLICE = 0.05             # serial read timeout; the reply deadline is enforced above it
+# what a vanished port raises: pyserial's errors, the OS's, and termios' own (tcflush on a dead pty)
+PORT_ERRORS = (OSError, serial.SerialException, termios.error)
 
 
 class ConfigurationError(FingerprintError):
@@ -61,7 +64,7 @@ class _Link:
     def close(self) -> None:
         try:
             self.port.close()
-        except (OSError, serial.SerialException):
+        except PORT_ERRORS:
             pass
 
     def call(self, instruction: Instruction, args: bytes = b"") -> tuple[int, bytes]:
@@ -232,7 +235,7 @@ class UartFingerprint(HealthMixin):
         """Run one exchange with the module and keep the health state honest about how it went."""
         try:
             result = fn(*args)
-        except (OSError, serial.SerialException) as exc:
+        except PORT_ERRORS as exc:
             self._lost(exc)
             if reraise:
                 raise self._unavailable from exc
@@ -241,6 +244,12 @@ class UartFingerprint(HealthMixin):
             self._set_health("degraded", str(exc))
             if reraise:
                 raise
+            return None
+        except Exception as exc:
+            if reraise:
+                raise
+            # the poll loop must outlive any surprise, or the door goes deaf until a restart
+            self._set_health("degraded", f"{type(exc).__name__}: {exc}")
             return None
         self._set_health("connected")
         return result
@@ -271,7 +280,7 @@ class UartFingerprint(HealthMixin):
             self._unavailable = exc
             self._set_health("degraded", str(exc))
             return
-        except (OSError, serial.SerialException, FingerprintError) as exc:
+        except (*PORT_ERRORS, FingerprintError) as exc:
             if link:
                 link.close()
             self._unavailable = PortUnavailable(f"{self.name}: {self.port} is not available: {exc}")
