@@ -1,0 +1,110 @@
+"""The units as systemd itself reads them: `systemd-analyze verify` clean, exposure score <= 3.0.
+
+Units are checked inside a throwaway root made by install.sh (so drop-ins and helper scripts are
+the installed ones), with the host's own systemd units copied in for the targets they name and a
+stub in place of the agent's console script (verify requires ExecStart= to be executable).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEMD = ROOT / "systemd"
+UNITS = ["handover-agent.service", "handover-backup.service", "handover-backup.timer",
+         "handover-kiosk.service", "handover-usb@sdb1.service",
+         "handover-apply-config.service", "handover-apply-config.path"]
+MAX_EXPOSURE = 3.0
+
+pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+
+
+def install_root(root: Path, config: Path | None = None) -> Path:
+    (root / "etc").mkdir(parents=True)
+    for name in ("passwd", "group", "shadow", "gshadow"):   # the box's own users and device groups
+        shutil.copy2(Path("/etc") / name, root / "etc" / name)
+    if config is not None:
+        (root / "etc/handover-agent").mkdir()
+        shutil.copy(config, root / "etc/handover-agent/handover.toml")
+    subprocess.run([str(SYSTEMD / "install.sh"), "--root", str(root), "--no-venv"],
+                   check=True, capture_output=True, text=True)
+    stub = root / "opt/handover-agent/venv/bin/handover-agent"
+    stub.parent.mkdir(parents=True)
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory) -> Path:
+    # The shipped example names real hardware, so the DeviceAllow drop-in is not empty.
+    return install_root(tmp_path_factory.mktemp("box"), config=SYSTEMD / "handover.toml.example")
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_every_unit_verifies_without_a_word_on_stderr(box, unit):
+    result = analyze("verify", "--man=no", f"--root={box}", unit)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_verify_does_report_a_broken_unit(box, tmp_path):
+    """Guards the test above: the same invocation does see a bad key and a missing program."""
+    broken = tmp_path / "broken"
+    shutil.copytree(box, broken, symlinks=True)
+    unit = broken / "etc/systemd/system/handover-backup.service"
+    unit.write_text(unit.read_text().replace("Nice=10", "Nice=10\nWatchdogSecs=5"))
+    (broken / "opt/handover-agent/libexec/handover-usb-media").unlink()
+    assert "Unknown key 'WatchdogSecs'" in analyze("verify", "--man=no", f"--root={broken}",
+                                                    "handover-backup.service").stderr
+    assert "handover-usb-media is not executable" in analyze("verify", "--man=no", f"--root={broken}",
+                                                             "handover-usb@sdb1.service").stderr
+
+
+def test_the_installed_drop_ins_carry_the_configuration(box):
+    devices = (box / "etc/systemd/system/handover-agent.service.d/devices.conf").read_text()
+    assert "DeviceAllow=/dev/fingerprint-door rw" in devices
+    assert "DeviceAllow=/dev/gpiochip0 rw" in devices
+    assert "OnUnitActiveSec=60min" in (box / "etc/systemd/system/handover-backup.timer.d/interval.conf").read_text()
+    assert (box / "etc/handover-agent/kiosk.env").read_text() == "HANDOVER_SCREEN_URL=http://127.0.0.1:8080/\n"
+
+
+def exposure(result: subprocess.CompletedProcess[str], unit: str) -> float:
+    match = re.search(rf"Overall exposure level for {re.escape(unit)}: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    return float(match[1])
+
+
+def test_agent_exposure_score_as_installed(box):
+    # systemd 252 analyses unit files offline (no running manager needed) with --offline=true.
+    result = analyze("security", "--offline=true", f"--root={box}", "--no-pager", "handover-agent.service")
+    score = exposure(result, "handover-agent.service")
+    assert score <= MAX_EXPOSURE, result.stdout
+
+
+def test_agent_exposure_score_of_the_unit_file_alone(tmp_path):
+    unit = tmp_path / "handover-agent.service"
+    shutil.copy(SYSTEMD / "handover-agent.service", unit)
+    result = analyze("security", "--offline=true", "--no-pager", str(unit))
+    assert exposure(result, "handover-agent.service") <= MAX_EXPOSURE, result.stdout
+
+
+def test_agent_unit_keeps_the_promised_settings():
+    """What the deployment relies on, read back the way systemd parses it (last value wins)."""
+    text = (SYSTEMD / "handover-agent.service").read_text()
+    settings = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["Type"] == "notify" and settings["WatchdogSec"] == "30"
+    assert settings["Restart"] == "on-failure" and "StartLimitBurst" in settings
+    assert settings["User"] == "handover" and settings["SupplementaryGroups"] == "dialout plugdev gpio"
+    assert settings["CapabilityBoundingSet"] == "" and settings["DevicePolicy"] == "closed"
+    assert settings["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
+    assert settings["ExecStart"] == ("/opt/handover-agent/venv/bin/handover-agent run "
+                                     "--config /etc/handover-agent/handover.toml")
