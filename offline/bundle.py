@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -282,7 +283,9 @@ def pack_bundle(kind: str, payload: dict | bytes, device_id: str, device_public:
 def read_bundle_file(path) -> bytes:
     """Read a bundle file, refusing one over MAX_BUNDLE_SIZE before reading it all."""
     with open(path, "rb") as f:
-        data = f.read(MAX_BUNDLE_SIZE + 1)
+        if os.fstat(f.fileno()).st_size > MAX_BUNDLE_SIZE:
+            raise BundleRefused("oversized", f"the file is larger than the {MAX_BUNDLE_SIZE} bytes allowed")
+        data = f.read(MAX_BUNDLE_SIZE + 1)  # the file may grow while it is read
     if len(data) > MAX_BUNDLE_SIZE:
         raise BundleRefused("oversized", f"the file is larger than the {MAX_BUNDLE_SIZE} bytes allowed")
     return data
