@@ -32,10 +32,15 @@ if [ -n "$R" ] && [ "$VENV" = yes ]; then
     exit 1
 fi
 
+# A configuration already on the box must be valid before anything is changed.
+if [ -f "$R/etc/handover-agent/handover.toml" ]; then
+    PYTHONPATH="$SOURCE" python3 -m agent.config check "$R/etc/handover-agent/handover.toml" >/dev/null
+fi
+
 OPT="$R/opt/handover-agent"
 UNITS="$R/etc/systemd/system"
 
-put() {  # put MODE SRC DEST: install a file, only when its content or mode differs
+put() {  # put MODE SRC DEST: install a root-owned file (same content and mode on every run)
     install -D -m "$1" -o root -g root "$2" "$3"
 }
 

@@ -40,12 +40,14 @@ rm -f "$R/etc/udev/rules.d/90-handover-usb.rules" "$R/etc/udev/rules.d/99-handov
       "$R/etc/tmpfiles.d/handover-agent.conf" \
       "$R/etc/handover-agent/handover.toml.example" "$R/etc/handover-agent/kiosk.env"
 rm -rf "$R/opt/handover-agent"
-for dir in "$R/etc/sysusers.d" "$R/etc/tmpfiles.d" "$R/etc/udev/rules.d" "$R/etc/udev" "$R/etc/pam.d" "$R/opt"; do
+for dir in "$R/etc/sysusers.d" "$R/etc/tmpfiles.d" "$R/etc/udev/rules.d" "$R/etc/udev" "$R/etc/pam.d" "$R/opt" \
+           "$UNITS" "$R/etc/systemd"; do
     rmdir "$dir" 2>/dev/null || true    # only if install.sh created it and nothing else lives there
 done
 
 if [ "$PURGE" = yes ]; then
     rm -rf "$R/var/lib/handover-agent" "$R/etc/handover-agent"
+    rmdir "$R/var/lib" "$R/var" 2>/dev/null || true   # only in a staging root that install.sh filled
     for user in handover handover-kiosk; do
         if grep -q "^$user:" "$R/etc/passwd"; then userdel --root "$ROOT" "$user"; fi
         if grep -q "^$user:" "$R/etc/group"; then groupdel --root "$ROOT" "$user"; fi
