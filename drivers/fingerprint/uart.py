@@ -122,6 +122,7 @@ class _Job:
     def __init__(self, fn: Callable, args: tuple):
         self.fn, self.args = fn, args
         self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.abandoned = threading.Event()  # the caller was cancelled while the job ran
 
 
 class UartFingerprint(HealthMixin):
@@ -146,6 +147,7 @@ class UartFingerprint(HealthMixin):
         self._unavailable: FingerprintError = PortUnavailable(f"{self.name}: {port} has not been opened yet")
         self._await_lift = False
         self._enrolling = threading.Event()
+        self._current: _Job | None = None
         self._emit: Emit | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
@@ -190,24 +192,32 @@ class UartFingerprint(HealthMixin):
     # --- worker thread ---
     def _ensure_worker(self) -> None:
         if self._thread is None:
-            self._stopping.clear()
-            self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+            # a fresh event per worker: a stop still joining the old one cannot be undone by a new job
+            self._stopping = threading.Event()
+            self._thread = threading.Thread(target=self._work, args=(self._stopping,), name=self.name,
+                                            daemon=True)
             self._thread.start()
 
     async def _submit(self, fn: Callable, *args):
         job = _Job(fn, args)
         self._jobs.put(job)
         self._ensure_worker()
-        return await asyncio.wrap_future(job.future)
+        try:
+            return await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            job.abandoned.set()  # lets a waiting enrolment give up instead of holding the port
+            raise
 
-    def _work(self) -> None:
+    def _work(self, stopping: threading.Event) -> None:
         wait = 0.0
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             try:
                 job = self._jobs.get(timeout=wait)
             except queue.Empty:
                 job = None
-            if self._stopping.is_set():
+            if job and not job.future.set_running_or_notify_cancel():
+                job = None  # the caller gave up waiting; do not touch the module for it
+            if stopping.is_set():
                 if job:
                     job.future.set_exception(PortUnavailable(f"{self.name} is stopping"))
                 break
@@ -226,10 +236,15 @@ class UartFingerprint(HealthMixin):
         self._fail_pending()
 
     def _run(self, job: _Job) -> None:
+        self._current = job
         try:
-            job.future.set_result(self._guarded(job.fn, *job.args, reraise=True))
-        except BaseException as exc:  # the caller gets every failure, whatever it is
+            result = self._guarded(job.fn, *job.args, reraise=True)
+        except Exception as exc:  # the caller gets every failure, whatever it is
             job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+        finally:
+            self._current = None
 
     def _guarded(self, fn: Callable, *args, reraise: bool = False):
         """Run one exchange with the module and keep the health state honest about how it went."""
@@ -260,7 +275,7 @@ class UartFingerprint(HealthMixin):
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 return
-            if job:
+            if job and job.future.set_running_or_notify_cancel():
                 job.future.set_exception(PortUnavailable(f"{self.name} is stopped"))
 
     def _connect(self) -> None:
@@ -394,12 +409,17 @@ class UartFingerprint(HealthMixin):
     def _wait_for(self, lifted: bool, deadline: float) -> None:
         """Poll GenImg until a finger is on the glass (lifted=False) or off it (lifted=True)."""
         while True:
+            # checked before each image, so a cancelled enrolment never takes the next person's finger
+            if self._stopping.is_set():
+                raise PortUnavailable(f"{self.name} stopped during enrolment")
+            if self._current and self._current.abandoned.is_set():
+                raise FingerprintError(f"{self.name}: enrolment cancelled")
             code, _ = self._link.call(Instruction.GEN_IMG)
             if code == NO_FINGER and lifted or code == 0 and not lifted:
                 return
             if code not in (0, NO_FINGER):
                 raise error_for(code, "GenImg during enrolment")
-            if time.monotonic() >= deadline or self._stopping.is_set():
+            if time.monotonic() >= deadline:
                 what = "lifted" if lifted else "placed"
                 raise FingerprintTimeout(f"{self.name}: no finger {what} within {self.enrol_timeout:g} s "
                                          f"during enrolment")

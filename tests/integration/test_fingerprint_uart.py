@@ -165,6 +165,18 @@ async def test_enrolment_with_two_different_fingers_does_not_merge(emulator, sta
     assert emulator.library == {}
 
 
+async def test_a_cancelled_enrolment_frees_the_module_for_the_next_one(emulator, started):
+    driver, recorder = started
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(driver.enrol(1), 0.2)  # nobody came to put a finger on the glass
+    enrolment = asyncio.create_task(driver.enrol(2))
+    await recorder.until(lambda: driver.enrolling)
+    emulator.tap("kate")
+    emulator.tap("kate")
+    assert await asyncio.wait_for(enrolment, 2) == finger_template("kate", 512)
+    assert sorted(emulator.library) == [2]
+
+
 async def test_a_silent_module_is_a_timeout_not_a_bad_header(emulator, started):
     driver, _ = started
     emulator.silent = True
