@@ -1,0 +1,305 @@
+"""Staff badges and box tags through PC/SC (pcscd + pyscard).
+
+A worker thread owns its own PC/SC context and waits on SCardGetStatusChange; pyscard's CardMonitor
+is not used because it stops silently when pcscd goes away. Any context failure (pcscd stopped or
+restarted, reader unplugged) drops the context and establishes a new one with backoff, so the driver
+recovers by itself while health() says what is wrong.
+
+The thread only does I/O: it reads the UID (FF CA) and, when the tag is an NFC Forum Type 4 Tag, its
+NDEF message. The raw read is handed to the event loop, where the SUN check runs, so the caller's
+key lookup and counter store are only ever touched from the loop thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+
+from smartcard import scard
+
+from drivers.base import Emit
+from drivers.cards.ndef import NdefError, NotType4Tag, read_ndef, sun_parameters
+from drivers.cards.sun import SunError, SunVerifier
+from drivers.events import CardRead, DeviceHealth, HealthState
+from drivers.health import HealthMixin
+
+log = logging.getLogger(__name__)
+
+PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
+GET_UID = bytes.fromhex("FFCA000000")
+WAIT_MS = 1000
+BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0
+# The card left the field (or the reader lost it) during a read: drop the read, emit nothing.
+CARD_GONE = {scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD, scard.SCARD_W_RESET_CARD,
+             scard.SCARD_W_UNRESPONSIVE_CARD, scard.SCARD_W_UNPOWERED_CARD}
+# The reader went away (unplugged: 0x80100013 / 0x80100017 / 0x80100009): re-list readers.
+READER_GONE = {scard.SCARD_F_COMM_ERROR, scard.SCARD_E_READER_UNAVAILABLE, scard.SCARD_E_UNKNOWN_READER}
+# pcscd itself is gone or restarted: the context is dead, make a new one.
+SERVICE_GONE = {scard.SCARD_E_NO_SERVICE, scard.SCARD_E_SERVICE_STOPPED, scard.SCARD_E_INVALID_HANDLE}
+
+KeyLookup = Callable[[str], "tuple[bytes, bytes] | None"]
+
+
+@dataclass(frozen=True)
+class CardRefused(CardRead):
+    """A tag that must not be trusted. `reason`: bad_mac, replayed, uid_mismatch, decrypt, malformed
+    (SUN check failed) or uid_only_not_allowed (a UID-only tag where the site requires SUN)."""
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RawRead:
+    """What the worker thread read from one card presentation."""
+    uid: str
+    ndef: bytes | None          # None: no NDEF application (UID-only card)
+
+
+class PcscError(Exception):
+    def __init__(self, hresult: int, action: str):
+        super().__init__(f"{action}: {scard.SCardGetErrorMessage(hresult).strip()} (0x{hresult & 0xFFFFFFFF:08X})")
+        self.hresult = hresult
+
+
+class CardGone(Exception):
+    """The card left before the read finished: the read is dropped, nothing is emitted."""
+
+
+class CardError(Exception):
+    """The card or reader misbehaved during one read; the next presentation is tried afresh."""
+
+
+class PcscCardReader(HealthMixin):
+    def __init__(self, name: str = "cards", reader_filter: str | None = None,
+                 sun_keys: KeyLookup | None = None, counters: MutableMapping[str, int] | None = None,
+                 allow_uid_only: bool = True, picc_param: str = "picc_data", mac_param: str = "cmac"):
+        self.name = name
+        self.reader_filter = reader_filter
+        self.sun_keys = sun_keys
+        self.verifier = SunVerifier(counters)
+        self.allow_uid_only = allow_uid_only
+        self.picc_param, self.mac_param = picc_param, mac_param
+        self._emit: Emit | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._context: int | None = None
+        self._context_lock = threading.Lock()
+        self._readers: list[str] = []
+        self._card_fault = False
+        self._reported: HealthState | None = None
+        self._state: HealthState = "missing"
+        self._last_error: str | None = None
+
+    # -- public interface -------------------------------------------------------------------------
+
+    async def start(self, emit: Emit) -> None:
+        self._emit, self._loop = emit, asyncio.get_running_loop()
+        self._reported = None
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name=f"pcsc-{self.name}", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        with self._context_lock:
+            if self._context is not None:
+                scard.SCardCancel(self._context)   # wakes SCardGetStatusChange at once
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        self._emit = None
+
+    def health(self) -> DeviceHealth:
+        state, error = self._state, self._last_error
+        if self._thread is not None and not self._thread.is_alive() and not self._stopping.is_set():
+            state, error = "missing", "card watcher thread stopped"
+        return DeviceHealth(self.name, state, error, {"readers": list(self._readers)})
+
+    # -- worker thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = BACKOFF_FIRST
+        while not self._stopping.is_set():
+            try:
+                self._open_context()
+                backoff = BACKOFF_FIRST
+                self._watch()
+            except PcscError as e:
+                self._readers = []
+                self._report("missing", f"PC/SC service unavailable: {e}")
+            except Exception as e:   # never let the watcher die silently (CardMonitor's failure mode)
+                log.exception("card watcher failed; restarting it")
+                self._report("degraded", f"card watcher error: {type(e).__name__}: {e}")
+            finally:
+                self._close_context()
+            self._stopping.wait(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _open_context(self) -> None:
+        hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise PcscError(hresult, "connecting to pcscd")
+        with self._context_lock:
+            self._context = context
+
+    def _close_context(self) -> None:
+        with self._context_lock:
+            context, self._context = self._context, None
+        if context is not None:
+            scard.SCardReleaseContext(context)
+
+    def _list_readers(self) -> list[str]:
+        hresult, readers = scard.SCardListReaders(self._context, [])
+        if hresult == scard.SCARD_E_NO_READERS_AVAILABLE:
+            return []
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise PcscError(hresult, "listing readers")
+        return [r for r in readers if self.reader_filter is None or self.reader_filter in r]
+
+    def _watch(self) -> None:
+        known: dict[str, int] = {}       # reader -> last event state seen
+        pnp = scard.SCARD_STATE_UNAWARE
+        while not self._stopping.is_set():
+            self._readers = self._list_readers()
+            known = {r: known.get(r, scard.SCARD_STATE_UNAWARE) for r in self._readers}
+            if self._readers:
+                # A misbehaving card read keeps the reader degraded until a read succeeds again.
+                self._report("degraded" if self._card_fault else "connected")
+            else:
+                wanted = f" matching {self.reader_filter!r}" if self.reader_filter else ""
+                self._report("missing", f"no card reader{wanted} connected")
+            query = [(PNP_NOTIFICATION, pnp)] + list(known.items())
+            hresult, states = scard.SCardGetStatusChange(self._context, WAIT_MS, query)
+            if hresult in (scard.SCARD_E_TIMEOUT, scard.SCARD_E_CANCELLED):
+                continue
+            if hresult in READER_GONE:   # a reader vanished between listing and waiting: list again
+                self._stopping.wait(BACKOFF_FIRST)
+                continue
+            if hresult != scard.SCARD_S_SUCCESS:
+                raise PcscError(hresult, "waiting for cards")
+            for reader, event, _atr in states:
+                event &= ~scard.SCARD_STATE_CHANGED
+                if reader == PNP_NOTIFICATION:
+                    pnp = event
+                    continue
+                before = known.get(reader, 0)
+                if _card_arrived(before, event):
+                    self._read_card(reader)
+                known[reader] = event
+
+    def _read_card(self, reader: str) -> None:
+        hresult, handle, protocol = scard.SCardConnect(
+            self._context, reader, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
+        if hresult in CARD_GONE or hresult in READER_GONE:
+            return
+        if hresult in SERVICE_GONE:
+            raise PcscError(hresult, "connecting to the card")
+        if hresult != scard.SCARD_S_SUCCESS:
+            self._card_fault = True
+            self._report("degraded", str(PcscError(hresult, "connecting to the card")))
+            return
+
+        def transmit(apdu: bytes) -> tuple[bytes, int]:
+            hresult, response = scard.SCardTransmit(handle, protocol, list(apdu))
+            if hresult in CARD_GONE or hresult in READER_GONE:
+                raise CardGone()
+            if hresult in SERVICE_GONE:
+                raise PcscError(hresult, "talking to the card")
+            if hresult != scard.SCARD_S_SUCCESS:
+                raise CardError(str(PcscError(hresult, "talking to the card")))
+            if len(response) < 2:
+                # vpcd (and some readers) answer a vanished card with nothing: ask the reader.
+                if self._card_leaving(reader):
+                    raise CardGone()
+                raise CardError("the card answered with less than a status word")
+            return bytes(response[:-2]), (response[-2] << 8) | response[-1]
+
+        try:
+            uid, sw = transmit(GET_UID)
+            if sw != 0x9000 or not uid:
+                log.warning("card on %s gave no UID (SW %04X); ignored", reader, sw)
+                return
+            try:
+                ndef: bytes | None = read_ndef(transmit)
+            except NotType4Tag:
+                ndef = None
+            except NdefError as e:
+                log.warning("Type 4 tag with an unreadable NDEF file, read as UID-only: %s", e)
+                ndef = None
+        except CardGone:
+            log.info("card left the reader during the read; nothing reported")
+            return
+        except CardError as e:
+            self._card_fault = True
+            self._report("degraded", str(e))
+            return
+        finally:
+            scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+        self._card_fault = False
+        self._report("connected")
+        self._to_loop(self._deliver, RawRead(uid.hex().upper(), ndef))
+
+    def _card_leaving(self, reader: str) -> bool:
+        """Whether the reader reports the card gone within a second (it polls the field)."""
+        state = scard.SCARD_STATE_UNAWARE
+        for _ in range(2):
+            hresult, states = scard.SCardGetStatusChange(self._context, 1000, [(reader, state)])
+            if hresult != scard.SCARD_S_SUCCESS:
+                return hresult != scard.SCARD_E_TIMEOUT
+            state = states[0][1] & ~scard.SCARD_STATE_CHANGED
+            if not state & scard.SCARD_STATE_PRESENT:
+                return True
+        return False
+
+    def _report(self, state: HealthState, error: str | None = None) -> None:
+        """Record health; emit a DeviceHealth only when the state changes (retries do not spam)."""
+        self._set_health(state, error)
+        if state == self._reported:
+            return
+        self._reported = state
+        if state != "connected":
+            log.warning("%s %s: %s", self.name, state, self._last_error)
+        self._to_loop(self._deliver_health)
+
+    def _to_loop(self, callback, *args) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:   # the loop closed while the thread was finishing
+            pass
+
+    # -- event loop side ----------------------------------------------------------------------------
+
+    def _deliver_health(self) -> None:
+        if self._emit:
+            self._emit(self.health())
+
+    def _deliver(self, raw: RawRead) -> None:
+        if self._emit:
+            self._emit(self.classify(raw))
+
+    def classify(self, raw: RawRead) -> CardRead:
+        """Turn a raw read into the event the agent sees; runs on the event loop."""
+        params = sun_parameters(raw.ndef, self.picc_param, self.mac_param) if raw.ndef else None
+        keys = self.sun_keys(raw.uid) if params and self.sun_keys else None
+        if params is None or keys is None:
+            # Nothing to check (no SUN, or no keys for this tag, e.g. a badge): identity rests on the UID.
+            if self.allow_uid_only:
+                return CardRead(self.name, raw.uid, uid_only=True)
+            return CardRefused(self.name, raw.uid, uid_only=True, reason="uid_only_not_allowed",
+                               detail="this site accepts only tags with a verified SUN message")
+        try:
+            message = self.verifier.verify(params.picc_hex, params.mac_hex, *keys, expected_uid=raw.uid)
+        except SunError as e:
+            return CardRefused(self.name, raw.uid, uid_only=False, reason=e.reason, detail=str(e))
+        return CardRead(self.name, raw.uid, sun_verified=True, sun_counter=message.counter, uid_only=False)
+
+
+def _card_arrived(before: int, now: int) -> bool:
+    """A new card presentation: present (and answering) now, and not the presentation seen before.
+    pcsc-lite counts insertions and removals in the high word, so a quick swap is not missed."""
+    present = bool(now & scard.SCARD_STATE_PRESENT) and not now & scard.SCARD_STATE_MUTE
+    if not present:
+        return False
+    return not before & scard.SCARD_STATE_PRESENT or (before >> 16) != (now >> 16)
