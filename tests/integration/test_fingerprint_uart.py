@@ -6,7 +6,7 @@ import pytest
 from drivers.events import DeviceHealth, FingerRead
 from drivers.fingerprint.emulated import EmulatedFingerprint
 from drivers.fingerprint.emulator import ModuleEmulator, finger_template
-from drivers.fingerprint.protocol import EnrolMismatch, FingerprintTimeout
+from drivers.fingerprint.protocol import EnrolMismatch, FingerprintTimeout, TemplateInvalid
 from drivers.fingerprint.uart import (
     ConfigurationError, DuplicateFinger, InvalidSlot, PortUnavailable, UartFingerprint,
 )
@@ -119,7 +119,7 @@ async def test_bad_slots_and_templates_are_refused_and_change_nothing(emulator, 
 
 async def test_a_template_of_the_wrong_size_for_this_module_is_rejected_by_the_module(emulator, started):
     driver, _ = started  # the emulator holds 512-byte templates
-    with pytest.raises(Exception, match="Store into slot 3"):
+    with pytest.raises(TemplateInvalid, match="Store into slot 3"):
         await driver.load_template(3, finger_template("z", 768))
     assert emulator.library == {}
 
@@ -238,6 +238,18 @@ async def test_unplug_and_replug_at_the_same_path_recovers_without_restart(emula
         assert recorder.reads() == [FingerRead("door", "match", slot=11, score=180)]
         states = [e.state for e in recorder.events if isinstance(e, DeviceHealth)]
         assert states[-2:] == ["missing", "connected"]
+    finally:
+        await driver.stop()
+
+
+async def test_a_port_that_is_not_there_is_missing_and_named(tmp_path):
+    port = str(tmp_path / "ttyNOTHING")
+    driver = UartFingerprint("counter", port, **FAST)
+    try:
+        with pytest.raises(PortUnavailable, match=f"{port} is not available"):
+            await driver.template_count()
+        assert driver.health().state == "missing"
+        assert port in driver.health().last_error
     finally:
         await driver.stop()
 
