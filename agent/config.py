@@ -529,20 +529,27 @@ def _backup(t: _Table) -> BackupConfig:
 
 
 def _main(argv: list[str]) -> int:
-    """`python -m agent.config device-allow FILE`: the DeviceAllow= drop-in install.sh writes."""
-    if len(argv) != 2 or argv[0] not in ("check", "device-allow"):
-        print("usage: python -m agent.config {check|device-allow} CONFIG", file=sys.stderr)
+    """`python -m agent.config COMMAND FILE`: what the units need from the configuration, for
+    systemd/handover-apply-config (they cannot read TOML themselves)."""
+    commands = ("check", "device-allow", "backup-interval", "screen-url")
+    if len(argv) != 2 or argv[0] not in commands:
+        print(f"usage: python -m agent.config {{{'|'.join(commands)}}} CONFIG", file=sys.stderr)
         return 2
     try:
         config = load_config(argv[1])
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 1
-    if argv[0] == "device-allow":
-        print("# Written by install.sh from the configuration: the devices the agent may open.")
+    command = argv[0]
+    if command == "device-allow":
         print("[Service]")
         for line in config.device_allow():
             print(f"DeviceAllow={line}")
+    elif command == "backup-interval":
+        print("[Timer]")
+        print(f"OnUnitActiveSec={config.backup.interval_minutes}min")
+    elif command == "screen-url":
+        print(f"HANDOVER_SCREEN_URL={config.screen.url}")
     else:
         print(f"{argv[1]}: ok (site {config.site.id}, simulate={str(config.simulate).lower()})")
     return 0

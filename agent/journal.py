@@ -34,6 +34,7 @@ _TS_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _BACKUP_NAME = re.compile(r"journal-(\d{8}T\d{6}Z)(?:-(\d+))?\.db")
 
 _SCHEMA = """
+BEGIN;
 CREATE TABLE IF NOT EXISTS journal (
     seq       INTEGER PRIMARY KEY,
     ts        TEXT NOT NULL,
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY,
     seq  INTEGER NOT NULL
 );
+COMMIT;
 """
 _COLUMNS = "seq, ts, kind, task_id, body, prev_hash, hash"
 _INSERT = f"INSERT INTO journal ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -252,10 +254,11 @@ class Journal:
             prev = self._tx_head
             seq = prev.seq + 1 if prev else 1
             prev_hash = prev.hash if prev else GENESIS_HASH
-            entry = Entry(seq, ts, kind, task_id, body, prev_hash, _append_hash(seq, ts, kind, task_id, body_json, prev_hash))
+            hash_ = _append_hash(seq, ts, kind, task_id, body_json, prev_hash)
+            entry = Entry(seq, ts, kind, task_id, body, prev_hash, hash_)
             try:
                 # Outside a transaction this single INSERT autocommits (and fsyncs the WAL).
-                self._conn.execute(_INSERT, (seq, ts, kind, task_id, body_json, prev_hash, entry.hash))
+                self._conn.execute(_INSERT, (seq, ts, kind, task_id, body_json, prev_hash, hash_))
             except sqlite3.IntegrityError as exc:
                 raise JournalError(
                     f"entry {seq} already exists: another process is writing this journal ({self.path})"
@@ -387,8 +390,7 @@ class Journal:
 
     def verify(self) -> VerifyResult:
         """Recompute every hash and link; the result names the first bad entry."""
-        with self._read_lock:
-            return _check_chain(self._reader)
+        return verify_file(self.path)  # its own connection: readers are not held up meanwhile
 
     # -- backups -------------------------------------------------------------------------------
 

@@ -112,11 +112,14 @@ class Box:
     box_id: str                         # number printed on the box
     tag: str                            # tag UID, upper-case hex
     destination: str                    # site id the box goes to at this task
+    origin: str | None = None           # site id it is collected from (collections)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Box":
         w = f"box {d.get('box_id', '?')}"
-        return cls(str(_need(d, "box_id", w)), str(_need(d, "tag", w)).upper(), str(_need(d, "destination", w)))
+        origin = d.get("origin")
+        return cls(str(_need(d, "box_id", w)), str(_need(d, "tag", w)).upper(), str(_need(d, "destination", w)),
+                   str(origin) if origin is not None else None)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,12 +155,12 @@ class Task:
         """The boxes that change hands at this site.
 
         Delivery and replenishment: boxes destined here (at the vault, all of them, handed out).
-        Collection: boxes leaving this branch (destination the vault); at the vault, all of them.
+        Collection: boxes collected from this branch; at the vault, all of them (checked in).
         """
         if site_type is SiteType.VAULT:
             return self.boxes
         if self.kind is TaskKind.COLLECTION:
-            return tuple(b for b in self.boxes if b.destination != site_id and site_id in self.route)
+            return tuple(b for b in self.boxes if b.origin == site_id)
         return tuple(b for b in self.boxes if b.destination == site_id)
 
     @classmethod

@@ -17,6 +17,7 @@ class SimulatedCardReader(HealthMixin):
     async def stop(self) -> None:
         self._emit = None
 
-    def present(self, uid: str) -> None:
+    def present(self, uid: str, uid_only: bool = False) -> None:
+        """A box tag or badge; by default an anti-clone (SUN-verified) tag, as the sample boxes carry."""
         if self._emit:
-            self._emit(CardRead(self.name, uid.upper()))
+            self._emit(CardRead(self.name, uid.upper(), sun_verified=not uid_only, uid_only=uid_only))

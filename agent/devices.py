@@ -1,0 +1,124 @@
+"""Builds the device set the configuration names: real drivers, or their simulators (SPEC §7)."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+
+from agent.config import Config
+from drivers.base import Camera, DoorOutput, FingerprintModule, InputDevice, Printer, Voice
+
+
+@dataclass
+class Devices:
+    fingerprints: dict[str, FingerprintModule]          # by station: "door", "counter"
+    cards: InputDevice
+    ble: InputDevice
+    camera: Camera
+    voice: Voice
+    printer: Printer
+    door: DoorOutput
+    extra_inputs: list[InputDevice] = field(default_factory=list)
+
+    def inputs(self) -> list[InputDevice]:
+        return [*self.fingerprints.values(), self.cards, self.ble, *self.extra_inputs]
+
+    def all(self) -> list:
+        return [*self.inputs(), self.camera, self.voice, self.printer, self.door]
+
+
+def build_devices(config: Config) -> Devices:
+    d = config.devices
+    stations = {"door": d.fingerprint_door}
+    if d.fingerprint_counter is not None:
+        stations["counter"] = d.fingerprint_counter
+    elif config.simulate:
+        from agent.config import FingerprintConfig
+        stations["counter"] = FingerprintConfig("counter")   # the demo has both stations
+    return Devices(
+        fingerprints={st: _fingerprint(config, st, fc) for st, fc in stations.items()},
+        cards=_cards(config), ble=_ble(config), camera=_camera(config), voice=_voice(config),
+        printer=_printer(config), door=_door(config))
+
+
+def _real(config: Config, driver: str) -> bool:
+    return not config.simulate and driver not in ("simulator", "text")
+
+
+def _fingerprint(config: Config, station: str, fc) -> FingerprintModule:
+    if _real(config, fc.driver):
+        from drivers.fingerprint.uart import UartFingerprint
+        return UartFingerprint(station, fc.port, baudrate=fc.baudrate, address=fc.address, password=fc.password)
+    from drivers.fingerprint.sim import SimulatedFingerprint
+    return SimulatedFingerprint(station)
+
+
+def _cards(config: Config) -> InputDevice:
+    c = config.devices.cards
+    if _real(config, c.driver):
+        from drivers.cards.pcsc import PcscCardReader
+        return PcscCardReader(reader_filter=c.reader, allow_uid_only=config.site.allow_uid_only_tags)
+    from drivers.cards.sim import SimulatedCardReader
+    return SimulatedCardReader()
+
+
+def _ble(config: Config) -> InputDevice:
+    b = config.devices.ble
+    if _real(config, b.driver):
+        from drivers.ble.scanner import BleakBeaconScanner
+        return BleakBeaconScanner(rssi_threshold=b.rssi_threshold, dwell_seconds=b.dwell_seconds,
+                                  silence_seconds=b.silence_seconds)
+    from drivers.ble.sim import SimulatedBeaconScanner
+    return SimulatedBeaconScanner()
+
+
+def _camera(config: Config) -> Camera:
+    c = config.devices.camera
+    if _real(config, c.driver) and c.driver == "opencv":
+        from drivers.camera.opencv import OpenCvCamera
+        return OpenCvCamera(c.source)
+    from drivers.camera.sim import SimulatedCamera
+    camera = SimulatedCamera()
+    camera.present = c.driver != "none"
+    return camera
+
+
+def _voice(config: Config) -> Voice:
+    v = config.devices.voice
+    # espeak-ng speaks when asked for, or in a demo on a machine that has it and a sound card
+    if v.driver == "espeak" or (config.simulate and shutil.which("espeak-ng") and shutil.which("aplay")
+                                and _has_sound_card()):
+        from drivers.voice.espeak import EspeakVoice
+        return EspeakVoice(voice=v.voice, rate=v.rate)
+    from drivers.voice.sim import TextVoice
+    return TextVoice()
+
+
+def _has_sound_card() -> bool:
+    try:
+        with open("/proc/asound/cards") as f:
+            return "no soundcards" not in f.read()
+    except OSError:
+        return False
+
+
+def _printer(config: Config) -> Printer:
+    p = config.devices.printer
+    if _real(config, p.driver):
+        from drivers.printer.escpos import EscposPrinter
+        params = {"file": {"path": str(p.path)}, "serial": {"port": p.port, "baudrate": p.baudrate},
+                  "usb": {"vendor_id": p.vendor_id, "product_id": p.product_id}}[p.driver]
+        return EscposPrinter(kind=p.driver, **params)
+    from drivers.printer.sim import SimulatedPrinter
+    return SimulatedPrinter()
+
+
+def _door(config: Config) -> DoorOutput:
+    dc = config.devices.door
+    if _real(config, dc.driver):
+        if dc.driver == "gpio":
+            from drivers.door.gpio import GpioDoor
+            return GpioDoor(dc.pin, active_high=dc.active_high)
+        from drivers.door.relay import SerialRelayDoor
+        return SerialRelayDoor(dc.port)
+    from drivers.door.sim import SimulatedDoor
+    return SimulatedDoor()

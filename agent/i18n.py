@@ -1,0 +1,32 @@
+"""Message catalogs (zh-CN default, en): prompts for voice and screen, labels for the page."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+LANGUAGES = ("zh-CN", "en")
+_DIR = Path(__file__).parent / "screen" / "i18n"
+
+
+@lru_cache(maxsize=None)
+def catalog(lang: str) -> dict:
+    if lang not in LANGUAGES:
+        raise ValueError(f"language '{lang}' is not one of {', '.join(LANGUAGES)}")
+    return json.loads((_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return "—"
+
+
+def render(key: str, params: dict, lang: str) -> str:
+    """A prompt's text; a missing key shows the key itself so it is noticed, never crashes."""
+    template = catalog(lang)["prompts"].get(key) or catalog("zh-CN")["prompts"].get(key, key)
+    values = _Blank({k: "、".join(map(str, v)) if isinstance(v, (list, tuple)) else v for k, v in params.items()})
+    return template.format_map(values)
+
+
+def label(key: str, lang: str) -> str:
+    return catalog(lang)["ui"].get(key, key)

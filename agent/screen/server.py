@@ -1,0 +1,181 @@
+"""The local screen: one page, live updates over Server-Sent Events, and in simulation the small
+JSON API the simulator panel (and demo scripts) use to play the devices.
+
+Reachable only from the device itself: bound to loopback by default, and every request is checked
+for a loopback peer and a loopback Host header (so a web page elsewhere cannot rebind its name to
+us and read the screen). Photos are personal data: decrypted per request, never cached.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from agent.i18n import LANGUAGES, catalog
+from agent.terminal import Terminal
+from agent.view import build_view
+
+log = logging.getLogger("handover.screen")
+STATIC = Path(__file__).parent / "static"
+TERMINAL = web.AppKey("terminal", Terminal)
+
+
+class BadRequest(web.HTTPBadRequest):
+    def __init__(self, message: str):
+        super().__init__(text=json.dumps({"error": message}, ensure_ascii=False), content_type="application/json")
+
+
+def _loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@web.middleware
+async def local_only(request: web.Request, handler):
+    allow_remote = request.app[TERMINAL].config.screen.allow_remote
+    if not allow_remote:
+        peer = request.remote
+        host = (request.host or "").rsplit(":", 1)[0] if not (request.host or "").startswith("[") \
+            else (request.host or "").split("]")[0] + "]"
+        if not _loopback(peer) or not _loopback(host):
+            raise web.HTTPForbidden(text="the terminal's screen is served to the device itself only")
+    if request.method == "POST" and request.content_type != "application/json":
+        raise BadRequest("requests must be application/json")
+    return await handler(request)
+
+
+async def _json(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+def _lang(request: web.Request) -> str:
+    lang = request.query.get("lang") or request.app[TERMINAL].lang
+    if lang not in LANGUAGES:
+        raise BadRequest(f"lang must be one of {', '.join(LANGUAGES)}")
+    return lang
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+
+async def i18n(request: web.Request) -> web.Response:
+    lang = request.match_info["lang"]
+    if lang not in LANGUAGES:
+        raise web.HTTPNotFound()
+    return web.json_response(catalog(lang)["ui"], dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def view(request: web.Request) -> web.Response:
+    return web.json_response(build_view(request.app[TERMINAL], _lang(request)),
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """SSE: the whole view after every change, in the screen's current language."""
+    terminal = request.app[TERMINAL]
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+    await resp.prepare(request)
+    queue = terminal.subscribe()
+    try:
+        while True:
+            payload = json.dumps(build_view(terminal, terminal.lang), ensure_ascii=False)
+            await resp.write(f"data: {payload}\n\n".encode())
+            try:
+                await asyncio.wait_for(queue.get(), timeout=15)
+            except asyncio.TimeoutError:
+                pass                      # resend as a keep-alive; the page ignores equal versions
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        terminal.unsubscribe(queue)
+    return resp
+
+
+async def set_language(request: web.Request) -> web.Response:
+    lang = (await _json(request)).get("lang")
+    if lang not in LANGUAGES:
+        raise BadRequest(f"lang must be one of {', '.join(LANGUAGES)}")
+    request.app[TERMINAL].set_language(lang)
+    return web.json_response({"ok": True, "lang": lang})
+
+
+async def photo(request: web.Request) -> web.Response:
+    data = request.app[TERMINAL].store.photo(request.match_info["digest"])
+    if data is None:
+        raise web.HTTPNotFound()
+    return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+# --- simulator panel API (simulation mode only) ---
+async def sim_beacon(request: web.Request) -> web.Response:
+    body = await _json(request)
+    beacon = body.get("beacon")
+    if not isinstance(beacon, str) or not beacon:
+        raise BadRequest("beacon must be a non-empty string")
+    request.app[TERMINAL].devices.ble.approach(beacon, int(body.get("rssi", -55)))
+    return web.json_response({"ok": True})
+
+
+async def sim_finger(request: web.Request) -> web.Response:
+    body = await _json(request)
+    station = body.get("station")
+    modules = request.app[TERMINAL].devices.fingerprints
+    if station not in modules:
+        raise BadRequest(f"station must be one of {', '.join(modules)}")
+    slot = body.get("slot")
+    if body.get("failed"):
+        modules[station].touch_failed()
+    elif slot is None or (isinstance(slot, int) and not isinstance(slot, bool) and slot >= 0):
+        modules[station].touch(slot)
+    else:
+        raise BadRequest("slot must be a non-negative integer or null (an unknown finger)")
+    return web.json_response({"ok": True})
+
+
+async def sim_tag(request: web.Request) -> web.Response:
+    tag = (await _json(request)).get("tag")
+    if not isinstance(tag, str) or not tag or not all(c in "0123456789abcdefABCDEF" for c in tag):
+        raise BadRequest("tag must be a hexadecimal UID")
+    request.app[TERMINAL].devices.cards.present(tag)
+    return web.json_response({"ok": True})
+
+
+async def sim_camera(request: web.Request) -> web.Response:
+    present = (await _json(request)).get("present")
+    if not isinstance(present, bool):
+        raise BadRequest("present must be true or false")
+    request.app[TERMINAL].devices.camera.present = present
+    return web.json_response({"ok": True})
+
+
+def build_app(terminal: Terminal) -> web.Application:
+    app = web.Application(middlewares=[local_only], client_max_size=64 * 1024)
+    app[TERMINAL] = terminal
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", STATIC)
+    app.router.add_get("/i18n/{lang}.json", i18n)
+    app.router.add_get("/api/view", view)
+    app.router.add_get("/api/events", events)
+    app.router.add_post("/api/language", set_language)
+    app.router.add_get("/photos/{digest}", photo)
+    if terminal.config.simulate:
+        app.router.add_post("/api/sim/beacon", sim_beacon)
+        app.router.add_post("/api/sim/finger", sim_finger)
+        app.router.add_post("/api/sim/tag", sim_tag)
+        app.router.add_post("/api/sim/camera", sim_camera)
+    return app

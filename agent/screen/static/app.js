@@ -1,0 +1,188 @@
+// Renders the view document the agent pushes over SSE. All data goes in through textContent,
+// so nothing a device, a bundle or a customer typed can become markup.
+"use strict";
+let L = {};            // UI labels for the current language
+let lang = null;
+let last = null;
+
+const $ = (sel) => document.querySelector(sel);
+function el(tag, attrs = {}, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
+  }
+  for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k);
+  return e;
+}
+const t = (key) => L[key] ?? key;
+
+async function loadLabels(next) {
+  if (next === lang) return;
+  L = await (await fetch(`/i18n/${next}.json`)).json();
+  lang = next;
+  document.documentElement.lang = next;
+  document.title = t("title");
+  document.querySelectorAll("[data-i18n]").forEach((n) => (n.textContent = t(n.dataset.i18n)));
+}
+
+async function post(path, body) {
+  const r = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" },
+                                body: JSON.stringify(body) });
+  if (!r.ok) console.warn(path, await r.text());
+}
+
+function photo(src, caption, testid) {
+  return el("figure", {}, src ? el("img", { src, alt: caption, "data-testid": testid })
+                              : el("div", { class: "nophoto", "data-testid": testid, text: t("no_snapshot") }),
+            el("figcaption", { text: caption }));
+}
+
+function renderPrompt(v) {
+  const box = $("#prompt");
+  box.replaceChildren();
+  const p = v.prompts[0];
+  box.className = p && p.urgent ? "urgent" : "";
+  box.append(el("span", { class: "speaker", text: "🔊" }),
+             el("div", {}, el("div", { "data-testid": "prompt-text", text: p ? p.text : t("waiting") }),
+                el("div", { class: "history", text: v.prompts.slice(1, 3).map((x) => x.text).join(" · ") })));
+}
+
+function renderHandover(v) {
+  const root = $("#handover");
+  root.replaceChildren();
+  const h = v.handover;
+  if (!h) return;
+  const steps = el("div", { class: "steps", "data-testid": "steps" });
+  const cur = h.steps.indexOf(h.step);
+  h.steps.forEach((s, i) => steps.append(el("div", {
+    class: "step" + (i < cur ? " done" : "") + (i === cur ? " current" : ""),
+    "data-testid": `step-${s}`, "data-current": i === cur ? "true" : null,
+    text: `${i + 1}. ${t("step." + s)}` })));
+  const card = el("div", { class: "card" + (h.risk ? " risk" : "") }, steps);
+  card.append(el("div", { class: "vehicle" },
+    el("span", { class: "plate", "data-testid": "plate", text: h.plate }),
+    el("span", { text: `${t("task")} ${h.task_id} · ${t("kind." + h.kind)}` }),
+    el("span", { text: h.arrived_at ? `${t("arrived_at")} ${h.arrived_at}${h.manual ? " (" + t("manual") + ")" : ""}` : "" })));
+  if (h.risk) {
+    card.append(el("h2", { "data-testid": "risk", text: `⚠ ${t("risk")}` }));
+  }
+  const people = el("div", { class: "row", "data-testid": "escorts" });
+  for (const p of h.escorts) {
+    people.append(el("div", { class: "person" + (p.verified ? " ok" : ""), "data-testid": `escort-${p.person_id}`,
+                              "data-verified": p.verified ? "true" : "false" },
+      el("div", { class: "photos" }, photo(p.photo, t("enrolled_photo"), "enrolled-photo"),
+         photo(p.snapshot, t("live_snapshot"), "live-snapshot")),
+      el("div", { class: "name", text: p.name }),
+      el("div", {}, p.lead ? el("span", { class: "badge lead", text: t("lead") }) : null, " ",
+         el("span", { class: "badge" + (p.verified ? " ok" : ""),
+                      text: p.verified ? `${t("verified")} ${p.verified_at}` : t("not_verified") })),
+      el("div", { class: "muted", text: `${t("company")}: ${p.company}` })));
+  }
+  card.append(el("h2", { text: t("escorts") }), people);
+  if (["box_handover", "officer_confirmation", "sign_off"].includes(h.step) || h.counted) {
+    const boxes = el("div", { class: "boxes", "data-testid": "boxes" });
+    for (const b of h.boxes) boxes.append(el("div", { class: "box" + (b.read ? " read" : ""),
+      "data-testid": `box-${b.box_id}`, "data-read": b.read ? "true" : "false", text: (b.read ? "✔ " : "") + b.box_id }));
+    card.append(el("h2", { text: t("boxes") }),
+                el("div", { class: "count", "data-testid": "box-count",
+                            text: `${t("counted")} ${h.counted} / ${t("expected")} ${h.planned}` }), boxes);
+  }
+  if (h.officer) {
+    card.append(el("h2", { text: t("officer") }),
+      el("div", { class: "row" }, el("div", { class: "person ok", "data-testid": "officer" },
+        el("div", { class: "photos" }, photo(h.officer.photo, t("enrolled_photo"), "officer-photo")),
+        el("div", { class: "name", text: h.officer.name }),
+        el("span", { class: "badge ok", text: `${t("verified")} ${h.officer.verified_at}` }))));
+  }
+  root.append(card);
+}
+
+function renderReport(v) {
+  const root = $("#report");
+  root.replaceChildren();
+  if (!v.report) return;
+  root.append(el("div", { class: "card" }, el("h2", { text: `${t("report")} · ${t("status." + v.report.outcome)}` }),
+    el("div", { class: "receipt", "data-testid": "report-text", text: [v.report.title, ...v.report.lines].join("\n") })));
+}
+
+function renderAlarms(v) {
+  const root = $("#alarms");
+  root.replaceChildren();
+  const open = (v.handover && v.handover.open_alarms) || [];
+  for (const a of v.site_alarms.slice(0, 2)) root.append(el("div", { class: "alarm", "data-testid": `alarm-${a.kind}`, text: `${a.at} ${a.text}` }));
+  for (const a of open) root.append(el("div", { class: "alarm", "data-testid": `alarm-${a.kind}`, text: t("risk") + ": " + a.kind }));
+}
+
+function renderTasks(v) {
+  const root = $("#tasks");
+  root.replaceChildren();
+  const table = el("table", { class: "tasks" }, el("tr", {},
+    ...["task", "kind.delivery", "window", "vehicle", "escorts", "boxes", "status"].map((k, i) =>
+      el("th", { text: i === 1 ? "" : t(k) }))));
+  for (const x of v.tasks) table.append(el("tr", { "data-testid": `task-${x.task_id}` },
+    el("td", { text: x.task_id }), el("td", { text: t("kind." + x.kind) }),
+    el("td", { text: `${x.window_start}–${x.window_end}` }), el("td", { text: x.plate }),
+    el("td", { text: x.escorts.join("、") }), el("td", { text: String(x.boxes) }),
+    el("td", { class: "status-" + x.status, "data-testid": "task-status", text: t("status." + x.status) })));
+  root.append(el("div", { class: "card" }, el("h2", { text: t("today_tasks") }),
+                 v.tasks.length ? table : el("p", { text: t("no_tasks") })));
+}
+
+function renderSim(v) {
+  const root = $("#sim");
+  if (!v.sim) { root.hidden = true; return; }
+  root.hidden = false;
+  root.replaceChildren();
+  const s = v.sim;
+  const btn = (label, testid, fn, cls = "") => el("button", { class: "touch " + cls, "data-testid": testid, onclick: fn, text: label });
+  const trucks = el("div", { class: "grid" }, ...s.trucks.map((x) =>
+      btn(`🚚 ${x.plate}`, `sim-truck-${x.plate}`, () => post("/api/sim/beacon", { beacon: x.beacon }))),
+    btn(`❓ ${t("sim.stranger")}`, "sim-stranger", () => post("/api/sim/beacon", { beacon: s.stranger_beacon }), "warn"));
+  const fingers = (station) => el("div", { class: "grid" },
+    ...s.people.map((p) => btn(`${p.name} · ${t("sim.right")}`, `sim-${station}-${p.person_id}`,
+                               () => post("/api/sim/finger", { station, slot: p.slot }))),
+    ...s.people.filter((p) => p.duress_slot !== undefined).map((p) =>
+        btn(`${p.name} · ${t("sim.duress")}`, `sim-${station}-${p.person_id}-duress`,
+            () => post("/api/sim/finger", { station, slot: p.duress_slot }), "warn")),
+    btn(t("sim.unknown"), `sim-${station}-unknown`, () => post("/api/sim/finger", { station, slot: null }), "warn"),
+    btn(t("sim.failed"), `sim-${station}-failed`, () => post("/api/sim/finger", { station, failed: true }), "warn"));
+  const tags = el("div", { class: "grid" }, ...s.tags.map((b) =>
+      btn(`📦 ${b.box_id}`, `sim-tag-${b.box_id}`, () => post("/api/sim/tag", { tag: b.tag }))),
+    btn(t("sim.unknown_tag"), "sim-tag-unknown", () => post("/api/sim/tag", { tag: s.unknown_tag }), "warn"));
+  root.append(el("div", { class: "card" }, el("h2", { text: t("sim.title") }),
+    el("h3", { text: t("sim.truck") }), trucks,
+    el("h3", { text: t("sim.door_finger") }), fingers("door"),
+    el("h3", { text: t("sim.counter_finger") }), fingers("counter"),
+    el("h3", { text: t("sim.tag") }), tags));
+}
+
+function renderHeader(v) {
+  $("#site").textContent = `${t("site")}: ${v.site.name}`;
+  const door = $("#door");
+  door.className = v.door ? "open" : "";
+  door.textContent = `${t("door")}: ${v.door ? t("door_open") : t("door_closed")}`;
+  door.dataset.raised = v.door ? "true" : "false";
+  $("#lang").textContent = t("language");
+  $("#clock").textContent = v.now.slice(11, 16);
+  $("#health").replaceChildren(el("span", { text: t("devices") + ":" }), ...v.health.map((h) =>
+    el("span", { class: h.state, title: h.error || "", text: `${h.device} ${t("health." + h.state)}` })));
+}
+
+async function render(v) {
+  await loadLabels(v.lang);
+  last = v;
+  renderHeader(v); renderPrompt(v); renderAlarms(v); renderHandover(v); renderReport(v); renderTasks(v); renderSim(v);
+  document.body.dataset.version = v.version;
+}
+
+$("#lang").addEventListener("click", () => post("/api/language", { lang: lang === "zh-CN" ? "en" : "zh-CN" }));
+
+function connect() {
+  const es = new EventSource("/api/events");
+  es.onmessage = (m) => { const v = JSON.parse(m.data); if (!last || v.version !== last.version || v.lang !== last.lang) render(v); };
+  es.onerror = () => { es.close(); setTimeout(connect, 1000); };
+}
+connect();

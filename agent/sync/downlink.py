@@ -1,0 +1,149 @@
+"""Downlink: what head office sends a device, checked before anything changes (docs/mqtt.md).
+
+Each message on <prefix>/<device>/down/<kind> is decoded and checked against
+schemas/<kind>.json, then its site_id against this site. A refused message changes nothing and
+gets a reply naming what is wrong. An accepted one is applied, journaled and its msg_id recorded
+in one transaction, so a redelivered message (QoS 1 is at-least-once) is acknowledged again but
+never applied twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime
+from typing import Callable
+
+from agent.sync import messages
+
+log = logging.getLogger(__name__)
+
+_SEEN = "sync_downlinks"
+
+
+class Downlink:
+    """Apply one downlink message; returns the reply payload (schemas/reply.json)."""
+
+    def __init__(self, journal, store_source, *, device: str, site_id: str,
+                 on_command: Callable[[dict], None], modules=(),
+                 on_downlink: Callable[[str, dict], None] | None = None, loop=None):
+        self.journal = journal
+        self._store_source = store_source
+        self._store = None
+        self.device = device
+        self.site_id = site_id
+        self.on_command = on_command
+        self.modules = modules
+        self.on_downlink = on_downlink
+        self.loop = loop  # the agent's event loop, where fingerprint modules live
+        journal.db.conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {_SEEN} (msg_id TEXT PRIMARY KEY, kind TEXT NOT NULL, seq INTEGER NOT NULL)")
+
+    @property
+    def store(self):
+        if self._store is None:
+            self._store = self._store_source() if callable(self._store_source) else self._store_source
+        return self._store
+
+    def handle(self, topic: str, kind: str, raw: bytes) -> dict:
+        reply = {"v": messages.VERSION, "device": self.device, "msg_id": None, "topic": topic, "ok": False}
+        if kind not in messages.DOWNLINK_KINDS:
+            reply["error"] = f"unknown downlink topic {topic!r}; expected one of: {', '.join(messages.DOWNLINK_KINDS)}"
+            return reply
+        try:
+            payload = messages.decode(kind, raw)
+        except messages.MessageError as exc:
+            reply["msg_id"] = _msg_id_of(raw)
+            reply["error"] = f"{kind} refused: {exc}"
+            return reply
+        reply["msg_id"] = payload["msg_id"]
+        if payload["site_id"] != self.site_id:
+            reply["error"] = f"{kind} refused: site_id {payload['site_id']!r} is not this site ({self.site_id!r})"
+            return reply
+        try:
+            seq, duplicate, result = self._apply(kind, payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            # The importers and the model name the bad field; the transaction rolled back.
+            reply["error"] = f"{kind} refused: {exc}"
+            return reply
+        reply.update(ok=True, seq=seq)
+        if duplicate:
+            reply["duplicate"] = True
+        if result:
+            reply["result"] = result
+        if not duplicate:
+            if kind == "command":
+                self.on_command(payload)
+            if self.on_downlink is not None:
+                try:
+                    self.on_downlink(kind, payload)
+                except Exception:
+                    log.exception("on_downlink failed for %s %s", kind, payload["msg_id"])
+        return reply
+
+    def _apply(self, kind: str, payload: dict) -> tuple[int, bool, dict]:
+        msg_id = payload["msg_id"]
+        conn = self.journal.db.conn
+        with self.journal.transaction():
+            row = conn.execute(f"SELECT seq FROM {_SEEN} WHERE msg_id = ?", (msg_id,)).fetchone()
+            if row:
+                return row[0], True, {}
+            if kind != "personnel":
+                result = getattr(self, f"_apply_{kind}")(payload)
+                return self._record(msg_id, kind, result), False, result
+        # Personnel loads fingerprint modules on the agent's event loop, outside any transaction
+        # held here; a crash before _record redelivers it, and replacing people again is harmless.
+        result = self._apply_personnel(payload)
+        with self.journal.transaction():
+            return self._record(msg_id, kind, result), False, result
+
+    def _record(self, msg_id: str, kind: str, result: dict) -> int:
+        entry = self.journal.append("downlink_accepted", {"msg_id": msg_id, "kind": kind, "result": result})
+        self.journal.db.conn.execute(f"INSERT INTO {_SEEN} (msg_id, kind, seq) VALUES (?, ?, ?)",
+                                     (msg_id, kind, entry.seq))
+        return entry.seq
+
+    def _apply_tasks(self, payload: dict) -> dict:
+        from offline.importers import apply_tasks
+        return apply_tasks(self.journal, self.store, payload["tasks"], source=f"mqtt:{payload['msg_id']}")
+
+    def _apply_personnel(self, payload: dict) -> dict:
+        from offline.importers import apply_personnel
+        work = apply_personnel(self.journal, self.store, payload["people"], list(self.modules),
+                               f"mqtt:{payload['msg_id']}")
+        if self.loop is not None:
+            return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=120)
+        return asyncio.run(work)
+
+    def _apply_route_progress(self, payload: dict) -> dict:
+        for stop in payload["stops"]:
+            _check_datetime(stop["at"], f"stops: {stop['task_id']}/{stop['site_id']}.at")
+        for stop in payload["stops"]:
+            self.store.record_stop_done(stop["task_id"], stop["site_id"], stop["at"])
+            self.journal.append("route_progress", dict(stop), task_id=stop["task_id"])
+        return {"stops": len(payload["stops"])}
+
+    def _apply_config(self, payload: dict) -> dict:
+        # The agent applies settings through on_downlink; the journal records what arrived.
+        return {"settings": payload["settings"]}
+
+    def _apply_command(self, payload: dict) -> dict:
+        return {k: payload[k] for k in ("command", "seq") if k in payload}
+
+
+def _check_datetime(value: str, where: str) -> None:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{where}: {value!r} is not an ISO 8601 date-time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{where}: {value!r} has no time zone offset")
+
+
+def _msg_id_of(raw: bytes) -> str | None:
+    """Best effort: echo the msg_id of a refused message so head office can match the reply."""
+    try:
+        value = json.loads(raw).get("msg_id")
+    except Exception:
+        return None
+    return value if isinstance(value, str) and len(value) <= 128 else None

@@ -1,0 +1,104 @@
+"""The wire contract (docs/mqtt.md): topic names, JSON Schemas, and how entries are encoded.
+
+Shared by the device side (agent.sync) and head office (offline.hq_sync), so both speak
+exactly what the schemas in agent/sync/schemas/ say.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import jsonschema
+from referencing import Registry, Resource
+
+VERSION = 1
+DOWNLINK_KINDS = ("tasks", "route_progress", "personnel", "config", "command")
+UPLINK_KINDS = ("journal", "urgent", "status", "health", "reply")
+MAX_DOWNLINK_BYTES = 1024 * 1024  # a day's tasks or a personnel update with templates fits well within
+
+
+class MessageError(ValueError):
+    """A message does not follow the contract; the text says which part and why."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic tree of one device: <prefix>/<device>/<leaf>."""
+    prefix: str
+    device: str
+
+    def up(self, kind: str) -> str:
+        return f"{self.prefix}/{self.device}/{kind}"
+
+    def down(self, kind: str) -> str:
+        return f"{self.prefix}/{self.device}/down/{kind}"
+
+    @property
+    def down_filter(self) -> str:
+        return f"{self.prefix}/{self.device}/down/+"
+
+
+def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:
+    """(device, leaf) of an uplink topic under prefix, e.g. ('d1', 'journal'); None otherwise."""
+    if not topic.startswith(prefix + "/"):
+        return None
+    rest = topic[len(prefix) + 1:].split("/")
+    if len(rest) != 2:
+        return None
+    return rest[0], rest[1]
+
+
+@cache
+def _registry() -> Registry:
+    folder = resources.files("agent.sync") / "schemas"
+    resource_list = []
+    for item in folder.iterdir():
+        if item.name.endswith(".json"):
+            resource_list.append((item.name, Resource.from_contents(json.loads(item.read_text("utf-8")))))
+    return Registry().with_resources(resource_list)
+
+
+@cache
+def validator(name: str) -> jsonschema.protocols.Validator:
+    """The validator for schemas/<name>.json (format checks on: date-time, date)."""
+    schema = _registry().contents(f"{name}.json")
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, registry=_registry(), format_checker=cls.FORMAT_CHECKER)
+
+
+def check(name: str, payload: object) -> None:
+    """Raise MessageError naming the first place where payload breaks schemas/<name>.json."""
+    error = jsonschema.exceptions.best_match(validator(name).iter_errors(payload))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise MessageError(f"does not match the {name} schema at {where}: {error.message}")
+
+
+def decode(name: str, raw: bytes, max_bytes: int = MAX_DOWNLINK_BYTES) -> dict:
+    """Parse and check one message; MessageError says what is wrong."""
+    if len(raw) > max_bytes:
+        raise MessageError(f"message is {len(raw)} bytes, more than the {max_bytes} allowed")
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError(f"message is not valid UTF-8 JSON: {exc}") from None
+    check(name, payload)
+    return payload
+
+
+def entry_id(device: str, seq: int) -> str:
+    return f"{device}:{seq}"
+
+
+def encode_entry(device: str, entry) -> bytes:
+    """One journal entry as its wire object (schemas/entry.json), JSON bytes."""
+    return json.dumps({
+        "id": entry_id(device, entry.seq), "seq": entry.seq, "ts": entry.ts, "kind": entry.kind,
+        "task_id": entry.task_id, "body": entry.body, "prev_hash": entry.prev_hash, "hash": entry.hash,
+    }, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def encode(payload: dict) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

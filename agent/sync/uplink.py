@@ -1,0 +1,145 @@
+"""Uplink: the journal is the outbox (SPEC §4, docs/mqtt.md).
+
+Entries go out in journal order as batches on <prefix>/<device>/journal with QoS 1. At most
+`window` batches are unacknowledged at once, and the persisted cursor ("hq") moves only over a
+contiguous run of acknowledged batches, so a crash at any point resends from the first entry
+head office may not have — never skips one. Alarms and task progress also go out at once on
+<prefix>/<device>/urgent, ahead of any backlog; receivers drop duplicates by entry id.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from agent.sync import messages
+
+CURSOR = "hq"
+DEFAULT_URGENT_KINDS = frozenset({
+    "alarm", "vehicle_arrival", "escort_verified", "officer_confirmed", "handover_completed", "handover_aborted",
+})
+
+
+@dataclass
+class _Batch:
+    first: int
+    last: int
+    acked: bool = False
+
+
+# publish(topic, payload, qos, retain) -> message id (int), or None when paho refused it now
+Publish = Callable[[str, bytes], "int | None"]
+
+
+class Outbox:
+    """Feeds the journal to `publish` in order; call `on_ack(mid)` for each PUBACK (any thread)."""
+
+    def __init__(self, journal, device: str, topics: messages.Topics, *, window: int = 10,
+                 batch_entries: int = 500, batch_bytes: int = 128 * 1024,
+                 urgent_kinds: frozenset[str] = DEFAULT_URGENT_KINDS, urgent_limit: int = 1000):
+        self.journal = journal
+        self.device = device
+        self.topics = topics
+        self.window = window
+        self.batch_entries = batch_entries
+        self.batch_bytes = batch_bytes
+        self.urgent_kinds = urgent_kinds
+        self.acked_seq = journal.get_cursor(CURSOR)
+        self._next_seq = self.acked_seq + 1
+        self._in_flight: collections.OrderedDict[int, _Batch] = collections.OrderedDict()
+        self._acks: collections.deque[int] = collections.deque()
+        # Bounded: after a long outage the oldest urgent copies drop; they are in the stream anyway.
+        self._urgent: collections.deque = collections.deque(maxlen=urgent_limit)
+        self._lock = threading.Lock()
+
+    # -- called from other threads ---------------------------------------------------------------
+
+    def on_entry(self, entry) -> bool:
+        """Journal subscriber: queue urgent kinds for the fast lane. True when queued."""
+        if entry.kind in self.urgent_kinds:
+            self._urgent.append(entry)
+            return True
+        return False
+
+    def on_ack(self, mid: int) -> None:
+        self._acks.append(mid)
+
+    # -- called from the sync thread only ----------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def backlog(self) -> int:
+        return max(0, self.journal.last_seq() - self.acked_seq)
+
+    def resend_from(self, seq: int) -> None:
+        """Head office asks again from `seq`: forget what is in flight and go back (never forward)."""
+        target = max(0, min(seq - 1, self.acked_seq))
+        self._in_flight.clear()
+        self._acks.clear()
+        if target != self.acked_seq:
+            self.journal.set_cursor(CURSOR, target)
+            self.acked_seq = target
+        self._next_seq = target + 1
+
+    def rewind(self) -> None:
+        """After a reconnect without the old session: nothing in flight can be trusted to arrive."""
+        self.resend_from(self.acked_seq + 1)
+
+    def settle_acks(self) -> int:
+        """Mark acknowledged batches, then move the cursor over the contiguous acknowledged prefix."""
+        while self._acks:
+            batch = self._in_flight.get(self._acks.popleft())
+            if batch is not None:  # else an urgent copy, health or an abandoned batch
+                batch.acked = True
+        new_acked = self.acked_seq
+        while self._in_flight:
+            mid, batch = next(iter(self._in_flight.items()))
+            if not batch.acked:
+                break
+            self._in_flight.popitem(last=False)
+            new_acked = batch.last
+        if new_acked != self.acked_seq:
+            self.journal.set_cursor(CURSOR, new_acked)
+            self.acked_seq = new_acked
+        return new_acked
+
+    def send_urgent(self, publish: Publish) -> int:
+        sent = 0
+        while self._urgent:
+            entry = self._urgent.popleft()
+            if entry.seq <= self.acked_seq:
+                continue  # head office has it already
+            payload = b'{"v":1,"device":%s,"entry":%s}' % (
+                messages.encode(self.device), messages.encode_entry(self.device, entry))
+            if publish(self.topics.up("urgent"), payload) is None:
+                self._urgent.appendleft(entry)
+                break
+            sent += 1
+        return sent
+
+    def fill(self, publish: Publish) -> int:
+        """Publish batches until the window is full or the journal is drained; returns batches sent."""
+        sent = 0
+        head = self.journal.last_seq()
+        while len(self._in_flight) < self.window and self._next_seq <= head:
+            parts, size, last = [], 0, None
+            for entry in self.journal.entries(after_seq=self._next_seq - 1, limit=self.batch_entries):
+                part = messages.encode_entry(self.device, entry)
+                if parts and size + len(part) > self.batch_bytes:
+                    break
+                parts.append(part)
+                size += len(part) + 1
+                last = entry.seq
+            if last is None:
+                break
+            payload = b'{"v":1,"device":%s,"entries":[%s]}' % (messages.encode(self.device), b",".join(parts))
+            mid = publish(self.topics.up("journal"), payload)
+            if mid is None:
+                break
+            self._in_flight[mid] = _Batch(self._next_seq, last)
+            self._next_seq = last + 1
+            sent += 1
+        return sent

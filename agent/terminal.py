@@ -1,0 +1,362 @@
+"""The composition root at run time: device events in, flows decisions out, journal first, then effects.
+
+    device ──event──▶ Terminal._on_device_event ──▶ Handover.handle(event, now) ──▶ decisions
+    journal.append (committed) ──▶ screen · voice · door · printer
+
+One handover runs at a time: the interlock door serves one truck. A restart rebuilds the handover in
+progress by replaying its journaled events through the same pure machine.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+from collections import deque
+from datetime import date, datetime
+from pathlib import Path
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+from agent.codec import alarm_body, decode_event, encode
+from agent.config import Config
+from agent.devices import Devices
+from agent.i18n import render
+from agent.journal import Journal
+from agent.sealing import Sealer
+from agent.store import Store
+from drivers.events import CardRead, DeviceHealth, FingerRead, VehicleArrived, VehicleDeparted
+from flows import events as fe
+from flows.arrival import match_arrival
+from flows.decisions import Alarm, Decision, DoorPermit, HandoverEnded, Prompt, Step
+from flows.handover import Handover
+from flows.model import Box, Person, Site, Task
+from flows.report import HandoverReport, build_report
+
+log = logging.getLogger("handover.terminal")
+
+_EVENT_KINDS = {fe.VehicleArrived: "arrival", fe.FingerPresented: "finger_attempt",
+                fe.PasswordPresented: "password_attempt", fe.BoxPresented: "box_read",
+                fe.DispositionRecorded: "disposition"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ShownPrompt:
+    key: str
+    params: dict
+    urgent: bool
+    at: datetime
+
+
+class Terminal:
+    def __init__(self, config: Config, devices: Devices, *, clock: Callable[[], datetime] | None = None):
+        self.config = config
+        self.devices = devices
+        self.tz = ZoneInfo(config.site.timezone)
+        self.clock = clock or (lambda: datetime.now(self.tz))
+        self.site = Site(config.site.id, config.site.type, config.site.name,
+                         allow_password_confirmation=config.site.allow_password_confirmation,
+                         allow_uid_only_tags=config.site.allow_uid_only_tags)
+        paths = config.paths
+        for d in (paths.state_dir, paths.keys_dir, paths.reports_dir):
+            Path(d).mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.journal = Journal(paths.journal_path)
+        self.store = Store(self.journal.db, Sealer(Path(paths.keys_dir) / "data.key"), paths.photos_dir)
+        self.lang = config.screen.language
+        self.active: Handover | None = None
+        self.outcomes: dict[str, str] = {}             # task id -> outcome, today
+        self.last_report: HandoverReport | None = None
+        self.prompts: deque[ShownPrompt] = deque(maxlen=8)
+        self.site_alarms: deque[tuple[Alarm, datetime]] = deque(maxlen=5)
+        self.health: dict[str, DeviceHealth] = {}
+        self.people: dict[str, Person] = {}
+        self.version = 0
+        self._listeners: set[asyncio.Queue] = set()
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._worker: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- life cycle ---
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.config.simulate and self.store.task_count() == 0:
+            from agent.sample import seed
+            with self.journal.transaction():
+                tasks = seed(self.store, self.clock(), self.site)
+                self.journal.append("sample_seeded", {"tasks": [t.task_id for t in tasks]})
+        self.reload_people()
+        for module in self.devices.fingerprints.values():
+            for slot, template in self.store.templates():
+                await module.load_template(slot, template.template)
+        self._resume()
+        for device in self.devices.inputs():
+            await device.start(self._emit)
+        self.health = {d.name: d.health() for d in self.devices.all()}
+        if self.active is not None and self.active.door_raised:
+            await self.devices.door.set_permit(True)
+        self.journal.append("agent_started", {"site_id": self.site.site_id, "simulate": self.config.simulate,
+                                              "resumed_task": self.active.task.task_id if self.active else None})
+        self._worker = asyncio.create_task(self._run(), name="terminal-events")
+
+    async def stop(self) -> None:
+        """Stop taking device events, finish the ones queued, lower the door, close the journal."""
+        for device in self.devices.inputs():
+            await device.stop()
+        await self._queue.join()
+        if self._worker:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        await self.devices.door.set_permit(False)
+        self.journal.append("agent_stopped", {"in_progress": self.active.task.task_id if self.active else None})
+        self.journal.close()
+
+    def _emit(self, event) -> None:
+        """Drivers call this from any thread."""
+        assert self._loop is not None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._queue.put_nowait(event)
+        else:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+
+    async def _run(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await self._on_device_event(event)
+            except Exception:
+                log.exception("device event %s could not be handled", type(event).__name__)
+            finally:
+                self._queue.task_done()
+
+    # --- device events to domain events ---
+    async def _on_device_event(self, ev) -> None:
+        if isinstance(ev, DeviceHealth):
+            return self._on_health(ev)
+        if isinstance(ev, VehicleArrived):
+            return await self._on_vehicle(ev)
+        if isinstance(ev, VehicleDeparted):
+            self.journal.append("vehicle_departed", {"beacon": ev.identity})
+            return
+        if isinstance(ev, FingerRead):
+            return await self._on_finger(ev)
+        if isinstance(ev, CardRead):
+            return await self._on_card(ev)
+        log.warning("ignored device event %s", type(ev).__name__)
+
+    def _on_health(self, ev: DeviceHealth) -> None:
+        before = self.health.get(ev.device)
+        self.health[ev.device] = ev
+        if before is None or before.state != ev.state:
+            self.journal.append("device_health", {"device": ev.device, "state": ev.state, "error": ev.last_error})
+        self._changed()
+
+    async def _on_vehicle(self, ev: VehicleArrived) -> None:
+        now = self.clock()
+        if self.active is not None:
+            if self.active.task.vehicle.beacon == ev.identity:
+                if self.active.step is Step.ARRIVAL:       # back at step 1 after a restart
+                    await self.feed(self.active, fe.VehicleArrived(
+                        ev.identity, stops_done=frozenset(self.store.stops_done(self.active.task.task_id))))
+                return
+            self.journal.append("vehicle_seen", {"beacon": ev.identity, "rssi": ev.rssi, "busy": True})
+            self._prompt(Prompt("handover_in_progress"))
+            return self._changed()
+        match = match_arrival(ev.identity, self.open_tasks(now.date()), self.store.tasks_on(now.date()), now)
+        if match.task is None:
+            assert match.alarm is not None
+            self.journal.append("alarm", alarm_body(match.alarm, self.site.site_id))
+            self.site_alarms.appendleft((match.alarm, now))
+            self._prompt(Prompt(f"alarm_{match.alarm.kind.value}", dict(match.alarm.detail), urgent=True))
+            return self._changed()
+        await self.start_handover(match.task, fe.VehicleArrived(
+            ev.identity, stops_done=frozenset(self.store.stops_done(match.task.task_id))))
+
+    async def start_handover(self, task: Task, arrival: fe.VehicleArrived) -> None:
+        handover = Handover(task, self.site, self.people, failure_limit=self.config.site.max_failed_attempts,
+                            min_escorts=self.config.site.min_escorts)
+        self.journal.append("handover_started", {"task": task.to_dict(), "site_id": self.site.site_id},
+                            task_id=task.task_id)
+        self.active = handover
+        await self.feed(handover, arrival)
+
+    async def _on_finger(self, ev: FingerRead) -> None:
+        snapshot = await self._snapshot() if ev.station == "door" else None
+        owner = self.store.slot_owner(ev.slot) if ev.outcome == "match" and ev.slot is not None else None
+        outcome = ev.outcome if ev.outcome != "match" or owner else "no_match"
+        event = fe.FingerPresented(ev.station, outcome, owner.person_id if owner else None,
+                                   bool(owner and owner.duress), snapshot)
+        if self.active is None:
+            self.journal.append("finger_attempt", {"event": encode(event), "handover": None})
+            self._prompt(Prompt("no_handover_in_progress"))
+            return self._changed()
+        await self.feed(self.active, event)
+
+    async def _snapshot(self) -> str | None:
+        """Each door attempt snaps the face; the photo is stored sealed and referenced by hash."""
+        try:
+            shot = await self.devices.camera.snapshot()
+        except Exception as exc:                # a camera fault never blocks a handover
+            log.warning("camera snapshot failed: %s", exc)
+            return None
+        return self.store.put_photo(shot.jpeg) if shot.jpeg else None
+
+    async def _on_card(self, ev: CardRead) -> None:
+        box = self.box_for_tag(ev.uid)
+        refused = getattr(ev, "error", None)
+        event = fe.BoxPresented(ev.uid, box, uid_only=ev.uid_only and not ev.sun_verified, refused=refused)
+        if self.active is None:
+            self.journal.append("card_read", {"event": encode(event), "handover": None})
+            self._prompt(Prompt("no_handover_in_progress"))
+            return self._changed()
+        await self.feed(self.active, event)
+
+    # --- the one path every domain event takes ---
+    async def feed(self, handover: Handover, event: fe.Event) -> list[Decision]:
+        now = self.clock()
+        task_id = handover.task.task_id
+        decisions = handover.handle(event, now)
+        try:
+            with self.journal.transaction():
+                self.journal.append(_EVENT_KINDS[type(event)], {
+                    "event": encode(event), "at": now.isoformat(), "step": handover.step.value,
+                    "decisions": [encode(d) for d in decisions]}, task_id=task_id)
+                for d in decisions:
+                    if isinstance(d, Alarm):
+                        self.journal.append("alarm", alarm_body(d, self.site.site_id), task_id=task_id)
+                if handover.step is Step.ENDED:
+                    report = build_report(handover)
+                    self.journal.append("handover_ended", {"report": dataclasses.asdict(report)}, task_id=task_id)
+                    self.store.record_stop_done(task_id, self.site.site_id, now.isoformat())
+        except Exception:
+            # what is not journaled did not happen: rebuild the machine from what is
+            self.active = self._replay(task_id)
+            raise
+        await self._effects(handover, decisions)
+        return decisions
+
+    async def _effects(self, handover: Handover, decisions: list[Decision]) -> None:
+        for d in decisions:
+            if isinstance(d, Prompt):
+                self._prompt(d)
+            elif isinstance(d, DoorPermit):
+                await self.devices.door.set_permit(d.raised)
+            elif isinstance(d, HandoverEnded):
+                await self._finish(handover)
+        self._changed()
+
+    async def _finish(self, handover: Handover) -> None:
+        report = build_report(handover)
+        self.outcomes[handover.task.task_id] = report.outcome or ""
+        self.last_report = report
+        self.active = None
+        self._write_report(report)
+        from agent.report_text import report_lines
+        title, lines = report_lines(report, self.people, "zh-CN")
+        try:
+            await self.devices.printer.print_lines(title, lines)
+        except Exception as exc:    # the report is kept as a file and shown even if paper jams
+            log.warning("report not printed: %s", exc)
+            self.journal.append("print_failed", {"task_id": report.task_id, "error": str(exc)},
+                                task_id=report.task_id)
+
+    def _write_report(self, report: HandoverReport) -> Path:
+        path = Path(self.config.paths.reports_dir) / f"{report.task_id}-{report.site_id}.json"
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(dataclasses.asdict(report), f, ensure_ascii=False, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return path
+
+    # --- voice and text together ---
+    def _prompt(self, p: Prompt) -> None:
+        params = dict(p.params)
+        if "person_id" in params:
+            params.setdefault("name", self.name(params["person_id"]))
+        if "skipped" in params:
+            params["skipped"] = [self.config.site.name if s == self.site.site_id else s for s in params["skipped"]]
+        self.prompts.appendleft(ShownPrompt(p.key, params, p.urgent, self.clock()))
+        text = render(p.key, params, self.lang)
+        task = asyncio.create_task(self._speak(text, p.urgent))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _speak(self, text: str, urgent: bool) -> None:
+        try:
+            await self.devices.voice.say(text, self.lang, urgent=urgent)
+        except Exception as exc:    # the text is on screen whatever the speaker does
+            log.warning("voice failed: %s", exc)
+
+    # --- what the screen reads ---
+    def name(self, person_id: str | None) -> str:
+        p = self.people.get(person_id or "")
+        return p.name if p else (person_id or "—")
+
+    def reload_people(self) -> None:
+        self.people = {p.person_id: p for p in self.store.people()}
+
+    def today(self) -> date:
+        return self.clock().date()
+
+    def open_tasks(self, day: date) -> list[Task]:
+        return [t for t in self.store.tasks_on(day, self.site.site_id)
+                if t.task_id not in self.outcomes and (self.active is None or self.active.task.task_id != t.task_id)]
+
+    def box_for_tag(self, tag: str) -> Box | None:
+        for t in self.store.tasks_on(self.today()):
+            for b in t.boxes:
+                if b.tag == tag.upper():
+                    return b
+        return None
+
+    def set_language(self, lang: str) -> None:
+        self.lang = lang
+        self.journal.append("config_changed", {"screen.language": lang})
+        self._changed()
+
+    def subscribe(self) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue(maxsize=1)
+        self._listeners.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue) -> None:
+        self._listeners.discard(q)
+
+    def _changed(self) -> None:
+        self.version += 1
+        for q in self._listeners:
+            if q.full():             # a slow screen gets the newest state, not a backlog
+                q.get_nowait()
+            q.put_nowait(self.version)
+
+    # --- restart: rebuild from the journal ---
+    def _resume(self) -> None:
+        for task in self.store.tasks_on(self.today(), self.site.site_id):
+            entries = self.journal.entries_for_task(task.task_id)
+            ended = [e for e in entries if e.kind == "handover_ended"]
+            if ended:
+                self.outcomes[task.task_id] = ended[-1].body["report"]["outcome"]
+                self.last_report = HandoverReport(**{
+                    k: tuple(v) if isinstance(v, list) else v for k, v in ended[-1].body["report"].items()})
+            elif any(e.kind == "handover_started" for e in entries):
+                self.active = self._replay(task.task_id)
+
+    def _replay(self, task_id: str) -> Handover | None:
+        handover = None
+        for e in self.journal.entries_for_task(task_id):
+            if e.kind == "handover_started":
+                handover = Handover(Task.from_dict(e.body["task"]), self.site, self.people,
+                                    failure_limit=self.config.site.max_failed_attempts,
+                                    min_escorts=self.config.site.min_escorts)
+            elif handover is not None and "event" in e.body and "at" in e.body:
+                handover.handle(decode_event(e.body["event"]), datetime.fromisoformat(e.body["at"]))
+        return handover if handover is not None and handover.step is not Step.ENDED else None
