@@ -1,9 +1,11 @@
 """Staff badges and box tags through PC/SC (pcscd + pyscard).
 
 A worker thread owns its own PC/SC context and waits on SCardGetStatusChange; pyscard's CardMonitor
-is not used because it stops silently when pcscd goes away. Any context failure (pcscd stopped or
-restarted, reader unplugged) drops the context and establishes a new one with backoff, so the driver
-recovers by itself while health() says what is wrong.
+is not used because it stops silently when pcscd goes away. When pcscd stops or restarts the context
+is dropped and a new one established with backoff; an unplugged reader (0x80100013, 0x80100017) is
+simply listed again until it is back. health() says what is wrong meanwhile. (pyscard 2.3.1 keeps no global context to
+reset after a pcscd restart — the old `PCSCContext.instance` singleton is gone — and this driver does
+not use pyscard's high-level readers() either: it holds exactly one context and replaces it.)
 
 The thread only does I/O: it reads the UID (FF CA) and, when the tag is an NFC Forum Type 4 Tag, its
 NDEF message. The raw read is handed to the event loop, where the SUN check runs, so the caller's

@@ -39,12 +39,18 @@ class VirtualCard:
                  counter: int = 0, ndef_file: bytes | None = None, url_base: str = "box.example/t",
                  remove_after_apdus: int | None = None, host: str = "127.0.0.1"):
         self.uid = bytes.fromhex(uid)
+        if len(self.uid) not in (4, 7, 10):
+            raise ValueError(f"a contactless UID is 4, 7 or 10 bytes, not {len(self.uid)}")
+        if sun_keys is not None and (len(self.uid) != 7 or any(len(k) != 16 for k in sun_keys)):
+            raise ValueError("an NTAG 424 DNA has a 7-byte UID and two 16-byte AES keys")
         self.port, self.host = port, host
         self.sun_keys, self.counter, self.url_base = sun_keys, counter, url_base
         self.fixed_ndef_file = ndef_file
         self.remove_after_apdus = remove_after_apdus
         self.last_ndef_file: bytes | None = None   # what the last read was served, for cloning
         self.apdus: list[bytes] = []
+        self._selected_app = False
+        self._selected_file: bytes | None = None
         self._inserted = threading.Event()
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -92,7 +98,7 @@ class VirtualCard:
             time.sleep(0.02)
 
     def _serve(self, sock: socket.socket) -> None:
-        self._selected_app = self._selected_file = None
+        self._selected_app, self._selected_file = False, None   # a fresh power-up selects nothing
         while self._inserted.is_set():
             header = _recv_exact(sock, 2)
             if header is None:
@@ -151,3 +157,30 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
             return None
         data += chunk
     return data
+
+
+def main() -> None:
+    """Demo: hold a card on the running pcscd's vpcd reader until Ctrl-C."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Put a virtual badge or box tag on vpcd's reader.")
+    parser.add_argument("uid", help="7-byte UID in hex, e.g. 04A1B2C3D4E5F6")
+    parser.add_argument("--port", type=int, default=35963, help="vpcd port (35963 = 'Virtual PCD 00 00')")
+    parser.add_argument("--sun-keys", nargs=2, metavar=("META_KEY", "FILE_KEY"),
+                        help="make it an NTAG 424 DNA with SUN; two 16-byte AES keys in hex")
+    parser.add_argument("--counter", type=int, default=0, help="SDM read counter before the first read")
+    args = parser.parse_args()
+    try:
+        keys = tuple(bytes.fromhex(k) for k in args.sun_keys) if args.sun_keys else None
+        card = VirtualCard(args.uid, port=args.port, sun_keys=keys, counter=args.counter)
+    except ValueError as e:
+        parser.error(f"bad UID or key: {e}")
+    card.insert()
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        card.remove()
+
+
+if __name__ == "__main__":
+    main()

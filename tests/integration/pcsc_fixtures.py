@@ -92,9 +92,8 @@ class Pcscd:
 
 @pytest.fixture
 def pcscd(tmp_path):
-    for tool in ("pcscd",):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed (apt-get install --no-install-recommends pcscd vsmartcard-vpcd)")
+    if shutil.which("pcscd") is None:
+        pytest.fail("pcscd is not installed (apt-get install --no-install-recommends pcscd vsmartcard-vpcd)")
     if not Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so").exists():
         pytest.fail("vsmartcard-vpcd is not installed (apt-get install --no-install-recommends vsmartcard-vpcd)")
     daemon = Pcscd(tmp_path / "pcscd.log")

@@ -102,3 +102,60 @@ def test_message_for_another_uid_is_refused():
 def test_bad_keys_are_reported_not_used():
     with pytest.raises(ValueError, match="16 bytes"):
         verify_sun(AN_PICC, AN_MAC, b"short", ZERO)
+
+
+# -- the NDEF message a SUN tag carries, read as an NFC Forum Type 4 Tag --------------------------
+
+from drivers.cards.ndef import NdefError, NotType4Tag, read_ndef, sun_parameters, uris  # noqa: E402
+from drivers.cards.virtual_card import VirtualCard, sun_ndef_file  # noqa: E402
+
+
+def card_transmit(card: VirtualCard):
+    """The card's APDU handler as a transmit function: the Type 4 logic without a reader."""
+    def transmit(apdu: bytes) -> tuple[bytes, int]:
+        response = card.answer(apdu)
+        return response[:-2], int.from_bytes(response[-2:], "big")
+    return transmit
+
+
+def test_type4_read_returns_a_fresh_verifiable_sun_message_each_time():
+    keys = (bytes(range(16)), bytes(range(16, 32)))
+    card = VirtualCard("04AABBCCDDEEFF", sun_keys=keys, counter=9)
+    transmit = card_transmit(card)
+    verifier = SunVerifier()
+    for expected in (10, 11):
+        params = sun_parameters(read_ndef(transmit))
+        assert verifier.verify(params.picc_hex, params.mac_hex, *keys).counter == expected
+
+
+def test_type4_read_is_chunked_to_the_tags_maximum_read_length():
+    card = VirtualCard("04AABBCCDDEEFF", sun_keys=(ZERO, ZERO))
+    sent: list[bytes] = []
+    answer = card_transmit(card)
+
+    def transmit(apdu: bytes) -> tuple[bytes, int]:
+        sent.append(apdu)
+        return answer(apdu)
+
+    message = read_ndef(transmit)
+    assert message == card.last_ndef_file[2:] and len(message) > 0x3B
+    reads = [apdu for apdu in sent if apdu[1] == 0xB0]
+    assert len(reads) >= 3 and all(apdu[4] <= 0x3B for apdu in reads)   # CC says MLe = 0x3B
+
+
+def test_uid_only_card_is_not_a_type4_tag():
+    with pytest.raises(NotType4Tag):
+        read_ndef(card_transmit(VirtualCard("04AABBCCDDEEFF")))
+
+
+def test_sun_parameters_are_found_under_the_configured_names():
+    message = sun_ndef_file("box.example/t", AN_PICC, AN_MAC)[2:]
+    assert uris(message) == [f"https://box.example/t?picc_data={AN_PICC}&cmac={AN_MAC}"]
+    assert (sun_parameters(message).picc_hex, sun_parameters(message).mac_hex) == (AN_PICC, AN_MAC)
+    assert sun_parameters(message, picc_param="e", mac_param="c") is None
+
+
+def test_truncated_ndef_record_is_reported():
+    message = sun_ndef_file("box.example/t", AN_PICC, AN_MAC)[2:]
+    with pytest.raises(NdefError, match="past the end"):
+        uris(message[:-5])
