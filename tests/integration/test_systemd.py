@@ -108,3 +108,78 @@ def test_agent_unit_keeps_the_promised_settings():
     assert settings["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
     assert settings["ExecStart"] == ("/opt/handover-agent/venv/bin/handover-agent run "
                                      "--config /etc/handover-agent/handover.toml")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("cage") is None or shutil.which("Xwayland") is None,
+                    reason="needs cage and xwayland (apt)")
+def test_kiosk_launcher_shows_the_screen_url_in_chromium_under_cage():
+    """The real launcher: cage (headless wlroots backend) + Chromium, as an unprivileged user
+    like the unit's handover-kiosk, must load the configured screen address."""
+    import http.server
+    import os
+    import signal
+    import tempfile
+    import threading
+    import time
+
+    requests: list[str] = []
+
+    class Screen(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            requests.append(self.path)
+            body = "<html><body>交接终端</body></html>".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Screen)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # Not pytest's tmp_path: its parent is private to root, and the browser runs as nobody.
+    base = Path(tempfile.mkdtemp(prefix="handover-kiosk-"))
+    base.chmod(0o755)
+    runtime, xdg = base / "run", base / "xdg"
+    for d in (runtime, xdg):
+        d.mkdir(mode=0o700)
+        shutil.chown(d, "nobody")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(runtime), "XDG_RUNTIME_DIR": str(xdg),
+           "WLR_BACKENDS": "headless", "WLR_LIBINPUT_NO_DEVICES": "1", "RUNTIME_DIRECTORY": str(runtime),
+           "HANDOVER_SCREEN_URL": f"http://127.0.0.1:{server.server_port}/"}
+    kiosk = subprocess.Popen(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(SYSTEMD / "handover-kiosk")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "/" not in requests and time.monotonic() < deadline and kiosk.poll() is None:
+            time.sleep(0.2)
+        assert "/" in requests, f"the kiosk never loaded the screen (exit code {kiosk.poll()})"
+        assert (runtime / "chromium").is_dir()          # the profile lives in the tmpfs, not on disk
+    finally:
+        stop_group(kiosk)
+        server.shutdown()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop the launcher and everything it started (cage, Chromium's zygote and renderers)."""
+    import os
+    import signal
+
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        deadline = time.monotonic() + 10
+        try:
+            os.killpg(proc.pid, sig)
+            while time.monotonic() < deadline:     # until no process of the group is left
+                proc.poll()
+                os.killpg(proc.pid, 0)
+                time.sleep(0.1)
+        except ProcessLookupError:
+            proc.wait()
+            return
