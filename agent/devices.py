@@ -48,8 +48,9 @@ def _fingerprint(config: Config, station: str, fc) -> FingerprintModule:
     if _real(config, fc.driver):
         from drivers.fingerprint.uart import UartFingerprint
         return UartFingerprint(station, fc.port, baudrate=fc.baudrate, address=fc.address, password=fc.password)
-    from drivers.fingerprint.sim import SimulatedFingerprint
-    return SimulatedFingerprint(station)
+    # simulation runs the real protocol against the module emulator on a pty (issue 4)
+    from drivers.fingerprint.emulated import EmulatedFingerprint
+    return EmulatedFingerprint(station)
 
 
 def _cards(config: Config) -> InputDevice:

@@ -45,7 +45,7 @@ function renderPrompt(v) {
   box.replaceChildren();
   const p = v.prompts[0];
   box.className = p && p.urgent ? "urgent" : "";
-  box.append(el("span", { class: "speaker", text: "🔊" }),
+  box.append(el("span", { class: "speaker", "aria-label": t("voice") }),
              el("div", {}, el("div", { "data-testid": "prompt-text", text: p ? p.text : t("waiting") }),
                 el("div", { class: "history", text: v.prompts.slice(1, 3).map((x) => x.text).join(" · ") })));
 }
@@ -67,7 +67,7 @@ function renderHandover(v) {
     el("span", { text: `${t("task")} ${h.task_id} · ${t("kind." + h.kind)}` }),
     el("span", { text: h.arrived_at ? `${t("arrived_at")} ${h.arrived_at}${h.manual ? " (" + t("manual") + ")" : ""}` : "" })));
   if (h.risk) {
-    card.append(el("h2", { "data-testid": "risk", text: `⚠ ${t("risk")}` }));
+    card.append(el("h2", { "data-testid": "risk", text: t("risk") }));
   }
   const people = el("div", { class: "row", "data-testid": "escorts" });
   for (const p of h.escorts) {
@@ -85,7 +85,7 @@ function renderHandover(v) {
   if (["box_handover", "officer_confirmation", "sign_off"].includes(h.step) || h.counted) {
     const boxes = el("div", { class: "boxes", "data-testid": "boxes" });
     for (const b of h.boxes) boxes.append(el("div", { class: "box" + (b.read ? " read" : ""),
-      "data-testid": `box-${b.box_id}`, "data-read": b.read ? "true" : "false", text: (b.read ? "✔ " : "") + b.box_id }));
+      "data-testid": `box-${b.box_id}`, "data-read": b.read ? "true" : "false", text: (b.read ? "✓ " : "") + b.box_id }));
     card.append(el("h2", { text: t("boxes") }),
                 el("div", { class: "count", "data-testid": "box-count",
                             text: `${t("counted")} ${h.counted} / ${t("expected")} ${h.planned}` }), boxes);
@@ -139,8 +139,8 @@ function renderSim(v) {
   const s = v.sim;
   const btn = (label, testid, fn, cls = "") => el("button", { class: "touch " + cls, "data-testid": testid, onclick: fn, text: label });
   const trucks = el("div", { class: "grid" }, ...s.trucks.map((x) =>
-      btn(`🚚 ${x.plate}`, `sim-truck-${x.plate}`, () => post("/api/sim/beacon", { beacon: x.beacon }))),
-    btn(`❓ ${t("sim.stranger")}`, "sim-stranger", () => post("/api/sim/beacon", { beacon: s.stranger_beacon }), "warn"));
+      btn(x.plate, `sim-truck-${x.plate}`, () => post("/api/sim/beacon", { beacon: x.beacon }))),
+    btn(t("sim.stranger"), "sim-stranger", () => post("/api/sim/beacon", { beacon: s.stranger_beacon }), "warn"));
   const fingers = (station) => el("div", { class: "grid" },
     ...s.people.map((p) => btn(`${p.name} · ${t("sim.right")}`, `sim-${station}-${p.person_id}`,
                                () => post("/api/sim/finger", { station, slot: p.slot }))),
@@ -150,7 +150,7 @@ function renderSim(v) {
     btn(t("sim.unknown"), `sim-${station}-unknown`, () => post("/api/sim/finger", { station, slot: null }), "warn"),
     btn(t("sim.failed"), `sim-${station}-failed`, () => post("/api/sim/finger", { station, failed: true }), "warn"));
   const tags = el("div", { class: "grid" }, ...s.tags.map((b) =>
-      btn(`📦 ${b.box_id}`, `sim-tag-${b.box_id}`, () => post("/api/sim/tag", { tag: b.tag }))),
+      btn(b.box_id, `sim-tag-${b.box_id}`, () => post("/api/sim/tag", { tag: b.tag }))),
     btn(t("sim.unknown_tag"), "sim-tag-unknown", () => post("/api/sim/tag", { tag: s.unknown_tag }), "warn"));
   root.append(el("div", { class: "card" }, el("h2", { text: t("sim.title") }),
     el("h3", { text: t("sim.truck") }), trucks,
@@ -168,7 +168,7 @@ function renderHeader(v) {
   $("#lang").textContent = t("language");
   $("#clock").textContent = v.now.slice(11, 16);
   $("#health").replaceChildren(el("span", { text: t("devices") + ":" }), ...v.health.map((h) =>
-    el("span", { class: h.state, title: h.error || "", text: `${h.device} ${t("health." + h.state)}` })));
+    el("span", { class: h.state, title: h.error || "", "data-testid": `health-${h.device}`, text: `${t("device." + h.device)} ${t("health." + h.state)}` })));
 }
 
 async function render(v) {
