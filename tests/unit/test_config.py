@@ -131,3 +131,23 @@ def test_remote_screen_is_allowed_only_when_asked_for(tmp_path):
     assert c.screen.url == "http://[::1]:8080/"
     c = load_config(write(tmp_path, '[site]\nid = "b"\n[screen]\nhost = "0.0.0.0"\nallow_remote = true\n'))
     assert c.screen.host == "0.0.0.0"
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+SECTIONS = ["site", "device", "paths", "screen", "mqtt", "backup"] + [
+    f"devices.{d}" for d in ("fingerprint_door", "fingerprint_counter", "cards", "ble", "camera",
+                             "voice", "printer", "door")]
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_every_key_the_loader_allows_is_documented(tmp_path, section):
+    # The loader's own error message lists the allowed keys of the section.
+    text = '[site]\nid = "b"\n' + ("" if section == "site" else f"[{section}]\n") + "no_such_key = 1\n"
+    msg = error_of(tmp_path, text)
+    allowed = msg.split(f"allowed keys in [{section}]: ")[1].split(", ")
+    doc = DOC.read_text(encoding="utf-8")
+    heading = f"`[{section}]`"
+    assert heading in doc, heading
+    part = doc.split(heading, 1)[1].split("\n#", 1)[0]
+    missing = [k for k in allowed if f"`{k}`" not in part]
+    assert not missing, f"{section}: {missing} not documented in docs/config.md"
