@@ -125,7 +125,8 @@ async def test_card_pulled_mid_read_emits_nothing(pcscd, cards, reader_factory):
     assert [h.state for h in events.of(DeviceHealth)] == ["connected"]   # a pulled card is no fault
 
 
-async def test_pcscd_killed_and_restarted_is_recovered(pcscd, cards, reader_factory):
+@pytest.mark.parametrize("how", ["kill", "stop"])   # a crash, and an orderly stop (package upgrade)
+async def test_pcscd_going_away_and_back_is_recovered(pcscd, cards, reader_factory, how):
     counters: dict[str, int] = {}
     reader, events = await reader_factory(sun_keys=box_registry, counters=counters)
     tag = cards(BOX, sun_keys=BOX_KEYS)
@@ -133,7 +134,7 @@ async def test_pcscd_killed_and_restarted_is_recovered(pcscd, cards, reader_fact
     await events.wait_for(lambda e: isinstance(e, CardRead) and e.sun_counter == 1)
 
     seen = len(events.items)
-    pcscd.kill()
+    getattr(pcscd, how)()
     down = await events.wait_for(lambda e: isinstance(e, DeviceHealth) and e.state == "missing", since=seen)
     assert "PC/SC service unavailable" in down.last_error
     assert reader.health().state == "missing"
