@@ -120,8 +120,7 @@ function renderTasks(v) {
   const root = $("#tasks");
   root.replaceChildren();
   const table = el("table", { class: "tasks" }, el("tr", {},
-    ...["task", "kind.delivery", "window", "vehicle", "escorts", "boxes", "status"].map((k, i) =>
-      el("th", { text: i === 1 ? "" : t(k) }))));
+    ...["task", "kind", "window", "vehicle", "escorts", "boxes", "status"].map((k) => el("th", { text: t(k) }))));
   for (const x of v.tasks) table.append(el("tr", { "data-testid": `task-${x.task_id}` },
     el("td", { text: x.task_id }), el("td", { text: t("kind." + x.kind) }),
     el("td", { text: `${x.window_start}–${x.window_end}` }), el("td", { text: x.plate }),
