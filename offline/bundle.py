@@ -111,8 +111,8 @@ class Bundle:
 class Envelope:
     """A bundle split into its parts, signature checked or not (what `inspect` shows)."""
     header_bytes: bytes
-    ciphertext: bytes
-    signed: bytes               # every byte the signature covers
+    ciphertext: memoryview
+    signed: memoryview          # every byte the signature covers
     signature: bytes
 
     def header(self) -> BundleHeader:
@@ -157,8 +157,9 @@ def split(data: bytes) -> Envelope:
                                          "it was cut short (copy interrupted or stick removed)")
     if end + SIGNATURE_SIZE < len(data):
         raise BundleRefused("malformed", f"{len(data) - end - SIGNATURE_SIZE} unexpected bytes after the signature")
-    return Envelope(header_bytes=data[_PREFIX.size:_PREFIX.size + header_len], ciphertext=data[ct_at:end],
-                    signed=data[:end], signature=data[end:])
+    view = memoryview(data)  # no copies of a large ciphertext
+    return Envelope(header_bytes=bytes(view[_PREFIX.size:_PREFIX.size + header_len]), ciphertext=view[ct_at:end],
+                    signed=view[:end], signature=bytes(view[end:]))
 
 
 def verify_signature(env: Envelope, trusted_signers: list[Ed25519PublicKey]) -> Ed25519PublicKey:
@@ -251,7 +252,10 @@ def _decompress(plain: bytes, header: BundleHeader) -> bytes:
 def pack_bundle(kind: str, payload: dict | bytes, device_id: str, device_public: X25519PublicKey,
                 signer_private: Ed25519PrivateKey, seq: int, expires: datetime, now: datetime,
                 *, compress: bool | None = None) -> bytes:
-    """Build a signed bundle of `kind` for one device. JSON payloads are compressed unless told not to."""
+    """Build a signed bundle of `kind` for one device.
+
+    JSON payloads are compressed when that halves them, or always with compress=True; never with False.
+    """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if seq < 1:
@@ -264,9 +268,13 @@ def pack_bundle(kind: str, payload: dict | bytes, device_id: str, device_public:
         content, raw = "bytes", bytes(payload)
     if len(raw) > MAX_PAYLOAD_SIZE:
         raise ValueError(f"payload is {len(raw)} bytes, the limit is {MAX_PAYLOAD_SIZE}")
-    if compress is None:
-        compress = content == "json"
-    body = zlib.compress(raw, 1) if compress else raw
+    body = raw
+    if compress is not False and content == "json":
+        packed = zlib.compress(raw, 1)
+        # Photos and templates (base64 of compressed data) barely shrink: inflating them costs more than it saves.
+        if compress or len(packed) <= len(raw) // 2:
+            body = packed
+    compress = body is not raw
     header = BundleHeader(FORMAT_VERSION, kind, device_id, now, expires, seq,
                           key_id(signer_private.public_key()), len(raw), "zlib" if compress else "none", content)
     header_bytes = json.dumps(header.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -17,6 +17,7 @@ import base64
 import binascii
 import dataclasses
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -100,10 +101,12 @@ async def apply_personnel(journal, store: Store, people: list[dict], modules: li
     """Add or replace people with their photos and templates, remove others, then load the modules."""
     parsed = [_parse_person(_obj(p, f"people[{i}]"), i) for i, p in enumerate(people)]
     removals = [str(r) for r in (remove or [])]
-    photos = {}
-    for p in parsed:  # before the transaction: unreferenced content-addressed files until it commits
-        if p.photo is not None:
-            photos[p.person.person_id] = store.put_photo(p.photo)
+    # Before the transaction: content-addressed files nothing refers to until it commits. In threads,
+    # because each one waits on its own fsync.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        with_photo = [p for p in parsed if p.photo is not None]
+        digests = pool.map(store.put_photo, [p.photo for p in with_photo])
+        photos = {p.person.person_id: d for p, d in zip(with_photo, digests)}
     to_load: list[tuple[int, bytes]] = []
     cleared: list[int] = []
     with journal.transaction():
