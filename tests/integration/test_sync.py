@@ -1,0 +1,381 @@
+"""Head-office sync against a real mosquitto: mutual TLS, ACL, persistence (TESTING.md, docs/mqtt.md)."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.journal import Journal
+from agent.sync import Sync, messages
+from offline.hq_sync import HeadOffice
+
+sys.path.insert(0, str(Path(__file__).parent))
+from broker import HQ_IDENTITY, Broker, Pki, env_with_repo, mqtt_config, open_device  # noqa: E402
+
+pytestmark = pytest.mark.mqtt
+SITE = "branch-0101"
+BACKLOG = 40000
+
+
+@pytest.fixture
+def broker(tmp_path):
+    (tmp_path / "broker").mkdir()
+    b = Broker(tmp_path / "broker", Pki(tmp_path / "pki")).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def hq(broker):
+    cert, key = broker.pki.issue(HQ_IDENTITY)
+    office = HeadOffice("127.0.0.1", broker.port, ca_file=broker.pki.ca_file, cert_file=cert, key_file=key,
+                        client_id=HQ_IDENTITY, resend_after=1.0).start()
+    yield office
+    office.stop()
+
+
+@pytest.fixture
+def device(broker, tmp_path):
+    """(config, journal, store) of device dev-a at SITE; the journal file is real."""
+    config = mqtt_config(broker, "dev-a", SITE, tmp_path / "dev-a")
+    journal, store = open_device(config, tmp_path / "dev-a" / "journal.db")
+    yield config, journal, store
+    journal.close()
+
+
+def start_sync(device, **kw) -> Sync:
+    config, journal, store = device
+    sync = Sync(config, journal, store, backoff=(0.05, 0.5), **kw)
+    sync.start()
+    return sync
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def assert_same_journal(hq: HeadOffice, device_id: str, journal_path: Path) -> None:
+    """Head office applied exactly the device's journal: every entry, in order, once, chain intact."""
+    log = hq.log(device_id)
+    assert log.chain_errors == []
+    reader = Journal(journal_path)
+    try:
+        local = [(e.seq, e.hash) for e in reader.entries()]
+    finally:
+        reader.close()
+    received = [(e["seq"], e["hash"]) for e in log.entries]
+    assert received == local
+    assert [e["id"] for e in log.entries] == [f"{device_id}:{seq}" for seq, _ in local]
+
+
+def day_of_handovers(journal, tasks: int = 6) -> int:
+    """What a day at a branch journals: arrivals, fingers, boxes, confirmations, one alarm per task."""
+    for t in range(tasks):
+        task_id = f"T-{t:03d}"
+        journal.append("vehicle_arrival", {"plate": f"沪A{t:05d}"}, task_id=task_id)
+        for attempt in range(4):
+            journal.append("finger_attempt", {"station": "door", "ok": attempt != 1}, task_id=task_id)
+        with journal.transaction():
+            for box in range(10):
+                journal.append("box_read", {"box": f"B{t}-{box}"}, task_id=task_id)
+        journal.append("alarm", {"alarm": "wrong_box", "box": f"X{t}"}, task_id=task_id)
+        journal.append("officer_confirmed", {"officer": "P-9"}, task_id=task_id)
+        journal.append("handover_completed", {"exceptions": 1}, task_id=task_id)
+    return journal.last_seq()
+
+
+def test_a_day_arrives_at_head_office_in_order_once(hq, device, tmp_path):
+    config, journal, _ = device
+    sync = start_sync(device)
+    wait_until(lambda: hq.log("dev-a").state == "online", 10, "the device's online status")
+    last = day_of_handovers(journal)
+
+    assert hq.wait_for("dev-a", last, 20)
+    wait_until(lambda: sync.status()["acked_seq"] == last, 10, "the cursor to reach the last entry")
+    assert_same_journal(hq, "dev-a", journal.path)
+    assert hq.log("dev-a").duplicates == 0
+    alarms = [e for d, e in hq.alarms if d == "dev-a"]
+    assert [e["body"]["box"] for e in alarms] == [f"X{t}" for t in range(6)]  # each once, live or in stream
+    assert journal.get_cursor("hq") == last
+
+    sync.stop()
+    wait_until(lambda: hq.log("dev-a").state == "offline", 10, "the offline status on a clean stop")
+
+
+def test_last_will_marks_a_vanished_device_offline(broker, hq, tmp_path):
+    config = mqtt_config(broker, "dev-a", SITE, tmp_path / "dev-a")
+    Journal(tmp_path / "dev-a" / "journal.db").close()
+    agent = subprocess.Popen([sys.executable, str(Path(__file__).parent / "broker.py"), str(config.source),
+                              str(tmp_path / "dev-a" / "journal.db"), "0"], env=env_with_repo())
+    try:
+        wait_until(lambda: hq.log("dev-a").state == "online", 15, "the agent to come online")
+    finally:
+        agent.kill()
+        agent.wait()
+    wait_until(lambda: hq.log("dev-a").state == "offline", 30, "the last will after keepalive runs out")
+
+
+def test_broker_killed_and_restarted_during_handovers_loses_nothing(broker, hq, device):
+    config, journal, _ = device
+    sync = start_sync(device)
+    done = threading.Event()
+
+    def handovers():
+        for n in range(600):
+            journal.append("alarm" if n % 50 == 0 else "box_read", {"n": n}, task_id=f"T-{n // 100}")
+            time.sleep(0.002)
+        done.set()
+
+    writer = threading.Thread(target=handovers)
+    writer.start()
+    for _ in range(3):
+        time.sleep(0.3)
+        broker.kill()
+        time.sleep(0.3)
+        broker.start()
+    writer.join()
+    last = journal.last_seq()
+    assert last == 600
+    assert hq.wait_for("dev-a", last, 60), hq.log("dev-a")
+    assert_same_journal(hq, "dev-a", journal.path)
+    sync.stop()
+
+
+def test_agent_killed_30_times_during_a_backlog_drain(broker, hq, tmp_path):
+    config = mqtt_config(broker, "dev-a", SITE, tmp_path / "dev-a")
+    db = tmp_path / "dev-a" / "journal.db"
+    backlog = Journal(db)
+    with backlog.transaction():
+        for n in range(BACKLOG):
+            backlog.append("box_read", {"n": n, "note": "backlog before the link came back"}, task_id="T-0")
+    backlog.close()
+    script = str(Path(__file__).parent / "broker.py")
+    rng = random.Random(8)
+    cursors = []
+    for _ in range(30):
+        agent = subprocess.Popen([sys.executable, script, str(config.source), str(db), "0.005"],
+                                 env=env_with_repo(), stdout=subprocess.PIPE, text=True)
+        assert agent.stdout.readline().strip() == "connected"
+        time.sleep(rng.random() * 0.1)  # at a random point of the drain, while appending too
+        agent.kill()
+        agent.wait()
+        reader = Journal(db)
+        cursors.append(reader.get_cursor("hq"))
+        reader.close()
+    # The cursor moved across the kills: the drain was really cut at many points.
+    print("cursor after each kill:", cursors)
+    assert len(set(cursors)) > 20
+    assert sum(c < BACKLOG for c in cursors) >= 20  # most kills cut the backlog drain itself
+    last_agent = subprocess.Popen([sys.executable, script, str(config.source), str(db), "0"], env=env_with_repo())
+    try:
+        reader = Journal(db)
+        last = reader.last_seq()
+        reader.close()
+        assert last > BACKLOG
+        assert hq.wait_for("dev-a", last, 60), (hq.log("dev-a").last_seq, last)
+    finally:
+        last_agent.kill()
+        last_agent.wait()
+    assert_same_journal(hq, "dev-a", db)
+    print(f"duplicates dropped at head office: {hq.log('dev-a').duplicates}")
+
+
+def test_outage_appends_go_on_and_everything_drains_after(broker, hq, device):
+    config, journal, _ = device
+    sync = start_sync(device)
+    wait_until(lambda: sync.status()["connected"], 10, "the first connection")
+    broker.stop()
+    wait_until(lambda: not sync.status()["connected"], 10, "the sync to notice the outage")
+
+    for task in range(5):  # five handovers complete locally while head office is unreachable
+        day = [journal.append("finger_attempt", {"ok": True}, task_id=f"T-{task}") for _ in range(40)]
+        journal.append("handover_completed", {"boxes": 12}, task_id=f"T-{task}")
+        assert day[-1].seq < journal.last_seq()
+    status = sync.status()
+    assert status["connected"] is False
+    assert status["backlog"] == journal.last_seq()
+
+    time.sleep(1.0)  # the outage lasts: reconnect attempts back off meanwhile
+    broker.start()
+    assert hq.wait_for("dev-a", journal.last_seq(), 30)
+    assert_same_journal(hq, "dev-a", journal.path)
+    wait_until(lambda: sync.status()["backlog"] == 0, 10, "the backlog to be acknowledged")
+    sync.stop()
+
+
+# -- downlink ------------------------------------------------------------------------------------
+
+
+def _state(journal, store) -> tuple:
+    conn = journal.db.conn
+    return (journal.last_seq(), store.task_count(), conn.execute("SELECT count(*) FROM stop_progress").fetchone()[0],
+            conn.execute("SELECT count(*) FROM sync_downlinks").fetchone()[0])
+
+
+def _task(task_id: str = "T-100", route=("vault-01", SITE)) -> dict:
+    return {"task_id": task_id, "version": 1, "kind": "delivery",
+            "window_start": "2026-11-23T09:00:00+08:00", "window_end": "2026-11-23T11:00:00+08:00",
+            "route": list(route), "vehicle": {"vehicle_id": "V1", "plate": "沪A12345", "beacon": "AA:BB:CC:DD:EE:01"},
+            "escorts": ["E1", "E2"], "boxes": [{"box_id": "B1", "tag": "04A1B2", "destination": SITE}],
+            "confirmers": ["O1"]}
+
+
+@pytest.mark.parametrize("case, raw, payload, expected", [
+    ("malformed", b'{"v": 1, "msg_id": "m-1", "site_id": ', None, "not valid UTF-8 JSON"),
+    ("oversized", b'{"pad": "' + b"x" * messages.MAX_DOWNLINK_BYTES + b'"}', None, "more than the 1048576 allowed"),
+    ("wrong schema", None, {"site_id": SITE, "tasks": [{**_task(), "escorts": ["E1"]}]}, "tasks/0/escorts"),
+    ("missing field", None, {"site_id": SITE}, "'tasks' is a required property"),
+    ("wrong site", None, {"site_id": "branch-9999", "tasks": [_task()]}, "is not this site"),
+    ("bad task", None, {"site_id": SITE, "tasks": [{**_task(), "window_end": "2026-11-23T08:00:00+08:00"}]},
+     "window_end"),
+])
+def test_bad_downlinks_are_refused_with_a_reason_and_change_nothing(hq, device, case, raw, payload, expected):
+    config, journal, store = device
+    sync = start_sync(device)
+    wait_until(lambda: hq.log("dev-a").state == "online", 10, "the device to come online")
+    before = _state(journal, store)
+
+    msg_id = hq.send("dev-a", "tasks", payload or {}, raw=raw)
+    if raw is None:
+        reply = hq.wait_reply(msg_id)
+    else:
+        reply = hq.wait_for_reply_where(lambda r: r["topic"].endswith("/down/tasks"))
+    messages.check("reply", reply)
+    assert reply["ok"] is False
+    assert expected in reply["error"], reply["error"]
+    assert reply["error"].startswith("tasks refused: ")
+    assert _state(journal, store) == before
+    sync.stop()
+
+
+def test_unknown_downlink_topic_is_refused(hq, device):
+    config, journal, store = device
+    sync = start_sync(device)
+    wait_until(lambda: hq.log("dev-a").state == "online", 10, "the device to come online")
+    before = _state(journal, store)
+    hq.send("dev-a", "reboot", {"site_id": SITE})
+    reply = hq.wait_for_reply_where(lambda r: r["topic"].endswith("/down/reboot"))
+    assert reply["ok"] is False and "unknown downlink topic" in reply["error"]
+    assert _state(journal, store) == before
+    sync.stop()
+
+
+def test_accepted_downlinks_are_journaled_acknowledged_and_applied_once(hq, device):
+    config, journal, store = device
+    seen = []
+    sync = start_sync(device, on_downlink=lambda kind, payload: seen.append((kind, payload["msg_id"])))
+    wait_until(lambda: hq.log("dev-a").state == "online", 10, "the device to come online")
+
+    tasks_id = hq.publish_tasks("dev-a", SITE, [_task("T-100"), _task("T-101")])
+    reply = hq.wait_reply(tasks_id)
+    assert reply["ok"] is True, reply
+    assert store.task("T-101").vehicle.plate == "沪A12345"
+    assert reply["result"]["stored"] == 2
+
+    progress = {"site_id": SITE, "msg_id": "progress-1",
+                "stops": [{"task_id": "T-100", "site_id": "vault-01", "at": "2026-11-23T09:05:00+08:00"}]}
+    first = hq.wait_reply(hq.send("dev-a", "route_progress", progress))
+    assert first["ok"] is True and "duplicate" not in first
+    assert store.stops_done("T-100") == {"vault-01"}
+    entry = next(e for e in journal.entries(after_seq=first["seq"] - 1, limit=1))
+    assert entry.kind == "downlink_accepted" and entry.body["msg_id"] == "progress-1"
+
+    hq.replies.clear()
+    again = hq.wait_reply(hq.send("dev-a", "route_progress", progress))  # redelivered: same msg_id
+    assert again["ok"] is True and again["duplicate"] is True and again["seq"] == first["seq"]
+    assert sum(1 for e in journal.entries() if e.kind == "route_progress") == 1
+
+    cfg = hq.wait_reply(hq.send("dev-a", "config", {"site_id": SITE, "settings": {"screen.language": "en"}}))
+    assert cfg["ok"] is True
+    assert [k for k, _ in seen] == ["tasks", "route_progress", "config"]
+    assert hq.wait_for("dev-a", journal.last_seq(), 10)
+    sync.stop()
+
+
+def test_resend_command_sends_the_journal_again_from_a_sequence(hq, device):
+    config, journal, _ = device
+    sync = start_sync(device)
+    for n in range(30):
+        journal.append("box_read", {"n": n})
+    assert hq.wait_for("dev-a", 30, 10)
+    reply = hq.wait_reply(hq.send("dev-a", "command", {"site_id": SITE, "command": "resend_from", "seq": 11}))
+    assert reply["ok"] is True
+    wait_until(lambda: hq.log("dev-a").duplicates >= 20, 10, "entries 11..30 to come again")
+    assert_same_journal(hq, "dev-a", journal.path)
+    assert journal.get_cursor("hq") == journal.last_seq()
+    sync.stop()
+
+
+# -- ACL -----------------------------------------------------------------------------------------
+
+
+def _raw_client(broker, identity: str) -> tuple[mqtt.Client, list]:
+    cert, key = broker.pki.issue(identity)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=identity, protocol=mqtt.MQTTv5)
+    client.tls_set(ca_certs=str(broker.pki.ca_file), certfile=str(cert), keyfile=str(key))
+    events: list = []
+    client.on_subscribe = lambda c, u, mid, codes, props: events.append(("suback", mid, codes))
+    client.on_publish = lambda c, u, mid, code, props: events.append(("puback", mid, code))
+    client.on_message = lambda c, u, msg: events.append(("message", msg.topic, msg.payload))
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 60
+    client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+    client.loop_start()
+    return client, events
+
+
+def test_a_device_cannot_use_another_devices_topics(broker, hq, device):
+    config, journal, store = device
+    sync = start_sync(device)
+    wait_until(lambda: hq.log("dev-a").state == "online", 10, "device A to come online")
+    intruder, events = _raw_client(broker, "dev-b")
+    try:
+        wait_until(intruder.is_connected, 10, "device B to connect")
+        intruder.subscribe("ht/v1/dev-b/down/#", qos=1)
+        # mosquitto 2.0 may grant a SUBACK for a foreign filter; the ACL is enforced on delivery.
+        intruder.subscribe("ht/v1/dev-a/down/#", qos=1)
+        intruder.subscribe("ht/v1/dev-a/journal", qos=1)
+        intruder.subscribe("ht/v1/+/urgent", qos=1)
+        wait_until(lambda: len([e for e in events if e[0] == "suback"]) == 4, 10, "four SUBACKs")
+
+        forged = {"v": 1, "device": "dev-a", "entries": [{
+            "id": "dev-a:1", "seq": 1, "ts": "2026-11-22T08:00:00.000Z", "kind": "alarm", "task_id": None,
+            "body": {"alarm": "forged"}, "prev_hash": "0" * 64, "hash": "f" * 64}]}
+        intruder.publish("ht/v1/dev-a/journal", json.dumps(forged), qos=1)
+        command = {"v": 1, "msg_id": "evil", "site_id": SITE, "command": "resend_from", "seq": 1}
+        intruder.publish("ht/v1/dev-a/down/command", json.dumps(command), qos=1)
+        wait_until(lambda: len([e for e in events if e[0] == "puback"]) == 2, 10, "both publishes answered")
+        time.sleep(0.2)  # had the broker passed them on, they would arrive now, before the real traffic
+
+        journal.append("alarm", {"alarm": "wrong_box"})  # real traffic on A's uplink topics
+        assert hq.wait_for("dev-a", 1, 10)
+        to_a = hq.wait_reply(hq.send("dev-a", "config", {"site_id": SITE, "settings": {"k": 1}}))
+        assert to_a["ok"] is True  # and on A's downlink
+        hq.send("dev-b", "config", {"site_id": "branch-b", "settings": {"k": 2}})
+        wait_until(lambda: any(e[0] == "message" for e in events), 10, "B's own downlink to reach B")
+
+        received = [e[1] for e in events if e[0] == "message"]
+        assert received == ["ht/v1/dev-b/down/config"]  # nothing of A's, only B's own
+        log = hq.log("dev-a")
+        assert log.entries[0]["body"] == {"alarm": "wrong_box"} and log.chain_errors == []
+        assert log.duplicates == 0  # the forged entry dev-a:1 never reached head office
+        assert "evil" not in hq.replies  # the forged command never reached A
+        assert all(e.body.get("msg_id") != "evil" for e in journal.entries())
+    finally:
+        intruder.disconnect()
+        intruder.loop_stop()
+        sync.stop()
