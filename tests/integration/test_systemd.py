@@ -183,3 +183,63 @@ def stop_group(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             proc.wait()
             return
+
+
+@pytest.fixture
+def usb_stick(tmp_path):
+    """A real block device with a filesystem and a bundle on it: an ext4 image on a loop device."""
+    image = tmp_path / "stick.img"
+    with open(image, "wb") as f:
+        f.truncate(8 * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-d", str(make_stick_content(tmp_path)), str(image)], check=True)
+    loop = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True, text=True)
+    if loop.returncode != 0:
+        pytest.skip(f"no loop device here: {loop.stderr.strip()}")
+    device = loop.stdout.strip()
+    yield device
+    subprocess.run(["losetup", "-d", device], check=True)
+
+
+def make_stick_content(tmp_path: Path) -> Path:
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / "tasks.htb").write_bytes(b"bundle")
+    tool = content / "run.sh"
+    tool.write_text("#!/bin/sh\necho ran\n")
+    tool.chmod(0o755)
+    return content
+
+
+def media(action: str, device: str, tmp_path: Path, configured: bool) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "handover.toml"
+    if configured:
+        config.write_text('[site]\nid = "b1"\n')
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HANDOVER_MEDIA_DIR": str(tmp_path / "media"),
+           "HANDOVER_CONFIG": str(config), "HANDOVER_USER": "nobody"}
+    return subprocess.run([str(SYSTEMD / "handover-usb-media"), action, device], env=env,
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("configured, mode", [(True, "ro"), (False, "rw")])
+def test_usb_stick_is_mounted_without_exec_devices_or_setuid(usb_stick, tmp_path, configured, mode):
+    name = Path(usb_stick).name
+    mounted = media("mount", name, tmp_path, configured)
+    target = tmp_path / "media" / name
+    try:
+        assert mounted.returncode == 0, mounted.stderr
+        options = subprocess.run(["findmnt", "-n", "-o", "OPTIONS", str(target)],
+                                 capture_output=True, text=True).stdout.split(",")
+        assert {mode, "nosuid", "nodev", "noexec"} <= set(options)
+        assert (target / "tasks.htb").read_bytes() == b"bundle"
+        with pytest.raises(PermissionError):                  # noexec, even for root
+            subprocess.run([str(target / "run.sh")], capture_output=True)
+    finally:
+        unmounted = media("unmount", name, tmp_path, configured)
+    assert unmounted.returncode == 0
+    assert not target.exists()
+
+
+def test_usb_helper_refuses_a_device_name_that_is_a_path(tmp_path):
+    result = media("mount", "../sda", tmp_path, configured=True)
+    assert result.returncode == 2 and "bad device name '../sda'" in result.stderr
+    assert not (tmp_path / "media").exists()
