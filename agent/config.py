@@ -225,14 +225,20 @@ class Config:
         return unique
 
     def device_allow(self) -> list[str]:
-        """DeviceAllow= values: the named nodes, plus the device classes that a replugged USB
-        adapter may come back as (ttyUSB0 can return as ttyUSB1), plus the USB bus for a USB printer."""
+        """DeviceAllow= values: the named nodes, plus the device classes that a replugged USB device
+        may come back as (ttyUSB0 can return as ttyUSB1), the USB bus for a USB printer, and the
+        sound cards when prompts are spoken (aplay opens /dev/snd/*)."""
+        if self.simulate:
+            return []
         allow = [f"{p} rw" for p in self.device_paths()]
-        if not self.simulate:
-            if any(p.startswith(("/dev/fingerprint-", "/dev/ttyUSB", "/dev/ttyACM")) for p in self.device_paths()):
-                allow += ["char-ttyUSB rw", "char-ttyACM rw"]
-            if self.devices.printer.driver == "usb":
-                allow.append("char-usb_device rw")
+        if any(p.startswith(("/dev/fingerprint-", "/dev/ttyUSB", "/dev/ttyACM")) for p in self.device_paths()):
+            allow += ["char-ttyUSB rw", "char-ttyACM rw"]
+        if self.devices.camera.driver == "opencv":
+            allow.append("char-video4linux rw")
+        if self.devices.printer.driver == "usb":
+            allow.append("char-usb_device rw")
+        if self.devices.voice.driver == "espeak":
+            allow.append("char-alsa rw")
         return allow
 
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Remove what install.sh added. Keeps the journal, backups and configuration (cash records)
 # unless --purge is given; --purge also removes them and the handover users.
-# The shared device groups (dialout, plugdev, gpio, video, render, input) are left alone.
+# The shared device groups (dialout, plugdev, gpio, audio, video, render, input) are left alone.
 set -eu
 ROOT=/
 PURGE=no

@@ -68,7 +68,7 @@ def test_install_twice_gives_the_same_tree_without_errors(box):
     assert (oct(state.st_mode & 0o777), state.st_uid) == ("0o700", uid)
     assert (oct(config.st_mode & 0o777), config.st_uid) == ("0o750", uid)
     assert entry(box, "passwd", "handover")[6] == "/usr/sbin/nologin"
-    for group in ("dialout", "plugdev", "gpio"):
+    for group in ("dialout", "plugdev", "gpio", "audio", "video"):
         assert "handover" in entry(box, "group", group)[3].split(","), group
     units = box / "etc/systemd/system"
     assert (units / "multi-user.target.wants/handover-agent.service").is_symlink()

@@ -103,7 +103,7 @@ def test_agent_unit_keeps_the_promised_settings():
     settings = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
     assert settings["Type"] == "notify" and settings["WatchdogSec"] == "30"
     assert settings["Restart"] == "on-failure" and "StartLimitBurst" in settings
-    assert settings["User"] == "handover" and settings["SupplementaryGroups"] == "dialout plugdev gpio"
+    assert settings["User"] == "handover" and settings["SupplementaryGroups"] == "dialout plugdev gpio audio video"
     assert settings["CapabilityBoundingSet"] == "" and settings["DevicePolicy"] == "closed"
     assert settings["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
     assert settings["ExecStart"] == ("/opt/handover-agent/venv/bin/handover-agent run "
