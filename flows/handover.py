@@ -93,6 +93,13 @@ class Handover:
 
     # --- the one entry point ---
     def handle(self, event: Event, now: datetime) -> list[Decision]:
+        # a duress finger alarms head office whatever the step: the person is in danger now
+        silent: list[Decision] = []
+        if isinstance(event, FingerPresented) and event.duress and event.outcome == "match":
+            silent.append(self._silent_duress(event.person_id, event.station, now))
+        return silent + self._dispatch(event, now)
+
+    def _dispatch(self, event: Event, now: datetime) -> list[Decision]:
         if self.step is Step.ENDED:
             return [Prompt("handover_already_ended")]
         if isinstance(event, DispositionRecorded):
@@ -144,19 +151,18 @@ class Handover:
             return self._failure(ev, ev.outcome, now)
         pid = ev.person_id
         assert pid is not None
-        silent = [self._silent_duress(pid, ev.station, now)] if ev.duress else []
         if self.step is Step.ESCORT_VERIFICATION:
-            return silent + self._escort(ev, now)
+            return self._escort(ev, now)
         if self.step in (Step.BOX_HANDOVER, Step.OFFICER_CONFIRMATION):
             if self._may_confirm(pid):
                 self.failures[ev.station] = 0
-                return silent + [self._attempt(ev, "verified")] + self._confirm(pid, "fingerprint", now)
+                return [self._attempt(ev, "verified")] + self._confirm(pid, "fingerprint", now)
             if pid in self.task.escorts:
-                return silent + [self._attempt(ev, "not_expected"), Prompt("officer_needed")]
-            return silent + self._wrong_person(ev, now)
+                return [self._attempt(ev, "not_expected"), Prompt("officer_needed")]
+            return self._wrong_person(ev, now)
         if self.step is Step.SIGN_OFF:
-            return silent + self._mark(ev, now)
-        return silent
+            return self._mark(ev, now)
+        return []
 
     def _escort(self, ev: FingerPresented, now: datetime) -> list[Decision]:
         pid = ev.person_id
@@ -220,6 +226,7 @@ class Handover:
         self.verified.clear()
         self.boxes_read.clear()
         self.officer = self.officer_method = None
+        self.marks.clear()                      # sign-off is redone too, not carried over
         self.failures.clear()
         self.arrived_at = self.arrival_manual_by = None
         out: list[Decision] = [alarm, TaskRestarted(station)]
@@ -286,18 +293,20 @@ class Handover:
     # --- step 5: sign-off (留痕) and the end ---
     def _mark(self, ev: FingerPresented, now: datetime) -> list[Decision]:
         pid = ev.person_id
-        role = "escort_lead" if pid == self.lead else "officer" if self._may_confirm(pid) else None
+        # the officer who confirmed marks the handover: the report names that officer
+        officer = self.officer.person_id if self.officer else None
+        role = "escort_lead" if pid == self.lead else "officer" if pid == officer else None
         if role is None:
-            if pid in self.task.escorts:
+            if pid in self.task.escorts or self._may_confirm(pid):
                 return [self._attempt(ev, "not_expected"), Prompt("sign_off", {
-                    "lead": self.name(self.lead), "officer": self.name(self.officer.person_id if self.officer else None)})]
+                    "lead": self.name(self.lead), "officer": self.name(officer)})]
             return self._wrong_person(ev, now)
         self.failures[ev.station] = 0
         out: list[Decision] = [self._attempt(ev, "verified")]
         if pid not in self.marks:
             self.marks[pid] = now
             out += [MarkRecorded(pid, role), Prompt("mark_recorded", {"name": self.name(pid)})]
-        if self.lead in self.marks and any(self._may_confirm(p) for p in self.marks):
+        if self.lead in self.marks and officer in self.marks:
             out += self._end(Outcome.COMPLETED_WITH_EXCEPTION if self._had_exceptions() else Outcome.COMPLETED, now)
         return out
 
