@@ -85,8 +85,11 @@ class VerifyResult:
     reason: str | None
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _canonical(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 def entry_hash(seq: int, ts: str, kind: str, task_id: str | None, body: dict, prev_hash: str) -> str:
@@ -111,8 +114,8 @@ def _append_hash(seq: int, ts: str, kind: str, task_id: str | None, body_json: s
 
 def utc_timestamp(moment: datetime | None = None) -> str:
     """ISO 8601 UTC with milliseconds, the journal's one timestamp format."""
-    moment = (moment or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # drop "+00:00"
+    moment = datetime.now(timezone.utc) if moment is None else moment.astimezone(timezone.utc)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def _is_timestamp(ts) -> bool:

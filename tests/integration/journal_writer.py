@@ -3,7 +3,7 @@
 usage: python journal_writer.py DB_PATH ROUND
 
 Each line on stdout is printed only after the write returned:
-  "<seq>"                      a plain append of {"round", "n", "note"}
+  "<seq> <n>"                  a plain append of {"round", "n", "note"}
   "tx <seq1> <seq2> <n>"       a transaction: two appends and store row n in table `handovers`
 """
 
@@ -24,7 +24,7 @@ def main() -> None:
         if n % 5:
             entry = journal.append("finger_attempt", {"round": round_, "n": n, "note": "押运员 指纹验证成功"},
                                    task_id=f"T{round_}")
-            print(entry.seq, flush=True)
+            print(entry.seq, n, flush=True)
         else:
             with journal.transaction():
                 first = journal.append("box_read", {"round": round_, "n": n}, task_id=f"T{round_}")
