@@ -30,6 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     backup = sub.add_parser("backup", help="make a verified, rotated copy of the journal")
     backup.add_argument("--config")
 
+    sub.add_parser("usb-import", add_help=False,
+                   help="read a USB stick (run by udev): bundles to the inbox, identity for provisioning")
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["usb-import"]:
+        from offline.usb import usb_import_main
+        return usb_import_main(argv[1:])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

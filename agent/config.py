@@ -537,7 +537,7 @@ def _backup(t: _Table) -> BackupConfig:
 def _main(argv: list[str]) -> int:
     """`python -m agent.config COMMAND FILE`: what the units need from the configuration, for
     systemd/handover-apply-config (they cannot read TOML themselves)."""
-    commands = ("check", "device-allow", "backup-interval", "screen-url")
+    commands = ("check", "device-allow", "backup-interval", "unit-env")
     if len(argv) != 2 or argv[0] not in commands:
         print(f"usage: python -m agent.config {{{'|'.join(commands)}}} CONFIG", file=sys.stderr)
         return 2
@@ -554,8 +554,10 @@ def _main(argv: list[str]) -> int:
     elif command == "backup-interval":
         print("[Timer]")
         print(f"OnUnitActiveSec={config.backup.interval_minutes}min")
-    elif command == "screen-url":
+    elif command == "unit-env":
         print(f"HANDOVER_SCREEN_URL={config.screen.url}")
+        print(f"HANDOVER_DEVICE_ID={config.device.id}")
+        print(f"HANDOVER_STATE_DIR={config.paths.state_dir}")
     else:
         print(f"{argv[1]}: ok (site {config.site.id}, simulate={str(config.simulate).lower()})")
     return 0

@@ -57,7 +57,8 @@ def _cards(config: Config) -> InputDevice:
     c = config.devices.cards
     if _real(config, c.driver):
         from drivers.cards.pcsc import PcscCardReader
-        return PcscCardReader(reader_filter=c.reader, allow_uid_only=config.site.allow_uid_only_tags)
+        # UID-only is decided per box in flows: a staff badge is UID-only and must still read
+        return PcscCardReader(reader_filter=c.reader, allow_uid_only=True)
     from drivers.cards.sim import SimulatedCardReader
     return SimulatedCardReader()
 

@@ -7,13 +7,17 @@ from pathlib import Path
 
 LANGUAGES = ("zh-CN", "en")
 _DIR = Path(__file__).parent / "screen" / "i18n"
+# bundle and USB messages live beside the code that raises them
+_OFFLINE = Path(__file__).parent.parent / "offline" / "messages.json"
 
 
 @lru_cache(maxsize=None)
 def catalog(lang: str) -> dict:
     if lang not in LANGUAGES:
         raise ValueError(f"language '{lang}' is not one of {', '.join(LANGUAGES)}")
-    return json.loads((_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+    out = json.loads((_DIR / f"{lang}.json").read_text(encoding="utf-8"))
+    out["prompts"].update(json.loads(_OFFLINE.read_text(encoding="utf-8"))[lang])
+    return out
 
 
 class _Blank(dict):

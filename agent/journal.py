@@ -2,8 +2,9 @@
 
 Every entry is appended to one SQLite table in WAL mode with synchronous=FULL, so an append
 that has returned survives a power cut. Each entry carries the hash of the previous one, so an
-edited, removed or reordered entry breaks the chain and `verify()` names where. Head office can
-re-check published entries with `entry_hash` alone.
+edited, removed or reordered entry breaks the chain and `verify()` names where (entries cut from
+the end show only against a cursor past it, e.g. sync's). Head office can re-check published
+entries with `entry_hash` alone.
 
 Only this module writes the `journal` table, and only by appending; triggers refuse UPDATE and
 DELETE so no other code on the shared connection can change history by accident.
@@ -172,7 +173,18 @@ def _check_chain(conn: sqlite3.Connection) -> VerifyResult:
             expected_seq = seq + 1
             prev_hash = stored_hash
         if len(rows) < _READ_CHUNK:
-            return VerifyResult(True, checked, None, None)
+            break
+    # The chain cannot show entries cut from its end; a cursor past the end can (sync acked them).
+    beyond = conn.execute(
+        "SELECT name, seq FROM cursors WHERE seq > ? ORDER BY seq DESC LIMIT 1", (checked,)
+    ).fetchone()
+    if beyond:
+        return VerifyResult(
+            False, checked, checked + 1,
+            f"cursor {beyond[0]!r} is at entry {beyond[1]} but the journal ends at {checked}: "
+            f"entries after {checked} were removed",
+        )
+    return VerifyResult(True, checked, None, None)
 
 
 def verify_file(path: str | os.PathLike) -> VerifyResult:
@@ -281,7 +293,8 @@ class Journal:
         """One atomic, durable unit for store writes and appends; nested blocks are savepoints.
 
         Other threads' appends wait until the block ends. On an exception everything written in
-        the block is rolled back and the chain continues from where it was before.
+        the block is rolled back and the chain continues from where it was before. Never `await`
+        inside the block: the lock is per thread, so another coroutine's append would join it.
         """
         with self._lock:
             depth = self._tx_depth

@@ -75,6 +75,7 @@ class Terminal:
         self._listeners: set[asyncio.Queue] = set()
         self._queue: asyncio.Queue = asyncio.Queue()
         self._worker: asyncio.Task | None = None
+        self._inbox_watch: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -91,6 +92,9 @@ class Terminal:
             for slot, template in self.store.templates():
                 await module.load_template(slot, template.template)
         self._resume()
+        from offline.keys import DeviceKeys
+        self.device_keys = DeviceKeys.load_or_create(self.config.paths.keys_dir, self.config.device.id)
+        await self.import_inbox()
         for device in self.devices.inputs():
             await device.start(self._emit)
         self.health = {d.name: d.health() for d in self.devices.all()}
@@ -99,15 +103,17 @@ class Terminal:
         self.journal.append("agent_started", {"site_id": self.site.site_id, "simulate": self.config.simulate,
                                               "resumed_task": self.active.task.task_id if self.active else None})
         self._worker = asyncio.create_task(self._run(), name="terminal-events")
+        self._inbox_watch = asyncio.create_task(self._watch_inbox(), name="inbox")
 
     async def stop(self) -> None:
         """Stop taking device events, finish the ones queued, lower the door, close the journal."""
         for device in self.devices.inputs():
             await device.stop()
         await self._queue.join()
-        if self._worker:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+        for task in (self._worker, self._inbox_watch):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.devices.door.set_permit(False)
@@ -210,7 +216,7 @@ class Terminal:
 
     async def _on_card(self, ev: CardRead) -> None:
         box = self.box_for_tag(ev.uid)
-        refused = getattr(ev, "error", None)
+        refused = getattr(ev, "reason", None)      # drivers.cards.pcsc.CardRefused
         event = fe.BoxPresented(ev.uid, box, uid_only=ev.uid_only and not ev.sun_verified, refused=refused)
         if self.active is None:
             self.journal.append("card_read", {"event": encode(event), "handover": None})
@@ -276,6 +282,35 @@ class Terminal:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         return path
+
+    # --- offline bundles: `handover-agent usb-import` (run by udev) drops them in the inbox ---
+    async def import_inbox(self) -> None:
+        from offline.provisioning import load_trusted_signers
+        from offline.usb import drain_inbox
+        state = Path(self.config.paths.state_dir)
+        inbox = state / "inbox"
+        if not inbox.is_dir() or not any(inbox.iterdir()):
+            return
+        if self.active is not None and self.active.step is not Step.ARRIVAL:
+            return                      # never change tasks or people under a running handover
+        results = await drain_inbox(state / "inbox", journal=self.journal, store=self.store,
+                                    device_keys=self.device_keys, trusted_signers=load_trusted_signers(state),
+                                    fingerprint_modules=list(self.devices.fingerprints.values()),
+                                    now=self.clock(), state_dir=state)
+        for name, outcome in results:
+            log.info("bundle %s: %s", name, outcome.message)
+            self._prompt(Prompt(outcome.message_key, dict(outcome.summary), urgent=not outcome.ok))
+        if results:
+            self.reload_people()
+            self._changed()
+
+    async def _watch_inbox(self, interval: float = 2.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.import_inbox()
+            except Exception:
+                log.exception("inbox import failed")
 
     # --- voice and text together ---
     def _prompt(self, p: Prompt) -> None:

@@ -88,8 +88,10 @@ def agent(tmp_path):
         a.stop(signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module-scoped: sync Playwright runs its own event loop, which must be gone before the
+    asyncio tests of other modules run."""
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)

@@ -125,6 +125,8 @@ class Outbox:
         sent = 0
         head = self.journal.last_seq()
         while len(self._in_flight) < self.window and self._next_seq <= head:
+            if self._urgent:  # an alarm appended meanwhile goes before the next batch
+                self.send_urgent(publish)
             parts, size, last = [], 0, None
             for entry in self.journal.entries(after_seq=self._next_seq - 1, limit=self.batch_entries):
                 part = messages.encode_entry(self.device, entry)
