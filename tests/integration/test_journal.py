@@ -325,6 +325,15 @@ def test_a_deleted_middle_entry_is_named(journal, tmp_path):
     assert "missing" in result.reason
 
 
+def test_entries_cut_from_the_end_after_sync_acknowledged_them_are_detected(journal, tmp_path):
+    fill(journal, 10)
+    journal.set_cursor("sync", 10)
+    tamper(tmp_path / "journal.db", "DELETE FROM journal WHERE seq > 8")
+    result = verify_file(tmp_path / "journal.db")
+    assert (result.ok, result.first_bad_seq, result.checked) == (False, 9, 8)
+    assert "'sync'" in result.reason and "removed" in result.reason
+
+
 def test_verify_file_refuses_what_is_not_a_journal(tmp_path):
     with pytest.raises(JournalError, match="no journal file"):
         verify_file(tmp_path / "absent.db")
