@@ -556,7 +556,8 @@ def _main(argv: list[str]) -> int:
         print(f"OnUnitActiveSec={config.backup.interval_minutes}min")
     elif command == "unit-env":
         print(f"HANDOVER_SCREEN_URL={config.screen.url}")
-        print(f"HANDOVER_DEVICE_ID={config.device.id}")
+        if config.source is not None:   # unprovisioned: the unit's own default, from the machine id
+            print(f"HANDOVER_DEVICE_ID={config.device.id}")
         print(f"HANDOVER_STATE_DIR={config.paths.state_dir}")
     else:
         print(f"{argv[1]}: ok (site {config.site.id}, simulate={str(config.simulate).lower()})")

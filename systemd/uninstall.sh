@@ -38,7 +38,7 @@ rmdir "$UNITS/handover-agent.service.d" "$UNITS/handover-backup.timer.d" 2>/dev/
 rm -f "$R/etc/udev/rules.d/90-handover-usb.rules" "$R/etc/udev/rules.d/99-handover-devices.rules" \
       "$R/etc/pam.d/handover-kiosk" "$R/etc/sysusers.d/handover-agent.conf" \
       "$R/etc/tmpfiles.d/handover-agent.conf" \
-      "$R/etc/handover-agent/handover.toml.example" "$R/etc/handover-agent/kiosk.env"
+      "$R/etc/handover-agent/handover.toml.example" "$R/etc/handover-agent/units.env"
 rm -rf "$R/opt/handover-agent"
 for dir in "$R/etc/sysusers.d" "$R/etc/tmpfiles.d" "$R/etc/udev/rules.d" "$R/etc/udev" "$R/etc/pam.d" "$R/opt" \
            "$UNITS" "$R/etc/systemd"; do

@@ -91,7 +91,7 @@ def test_install_keeps_the_boxs_configuration_and_applies_it(box):
     units = box / "etc/systemd/system"
     assert "DeviceAllow=/dev/ttyUSB3 rw" in (units / "handover-agent.service.d/devices.conf").read_text()
     assert "OnUnitActiveSec=15min" in (units / "handover-backup.timer.d/interval.conf").read_text()
-    assert "http://127.0.0.1:8181/" in (box / "etc/handover-agent/kiosk.env").read_text()
+    assert "http://127.0.0.1:8181/" in (box / "etc/handover-agent/units.env").read_text()
 
 
 def test_install_refuses_a_bad_configuration_before_changing_anything(box):
@@ -143,3 +143,10 @@ def test_uninstall_keeps_records_and_purge_removes_everything_install_added(box)
     assert {line.split(":")[0] for line in added} <= set(SHARED_GROUPS)
     assert all(line.split(":")[3] == "" for line in added)    # no member left behind
     assert "handover" not in (box / "etc/passwd").read_text()
+
+
+def test_unprovisioned_box_leaves_the_device_id_to_the_usb_unit(box):
+    assert run(INSTALL, "--root", box, "--no-venv").returncode == 0
+    env = (box / "etc/handover-agent/units.env").read_text()
+    assert "HANDOVER_DEVICE_ID" not in env       # handover-usb@.service falls back to ht-<machine id>
+    assert "Environment=HANDOVER_DEVICE_ID=ht-%m" in (box / "etc/systemd/system/handover-usb@.service").read_text()

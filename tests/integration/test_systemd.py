@@ -74,7 +74,10 @@ def test_the_installed_drop_ins_carry_the_configuration(box):
     assert "DeviceAllow=/dev/fingerprint-door rw" in devices
     assert "DeviceAllow=/dev/gpiochip0 rw" in devices
     assert "OnUnitActiveSec=60min" in (box / "etc/systemd/system/handover-backup.timer.d/interval.conf").read_text()
-    assert (box / "etc/handover-agent/kiosk.env").read_text() == "HANDOVER_SCREEN_URL=http://127.0.0.1:8080/\n"
+    assert (box / "etc/handover-agent/units.env").read_text() == (
+        "HANDOVER_SCREEN_URL=http://127.0.0.1:8080/\n"
+        "HANDOVER_DEVICE_ID=branch-01-terminal\n"      # from the example's [device] id
+        "HANDOVER_STATE_DIR=/var/lib/handover-agent\n")
 
 
 def exposure(result: subprocess.CompletedProcess[str], unit: str) -> float:
@@ -210,20 +213,21 @@ def make_stick_content(tmp_path: Path) -> Path:
     return content
 
 
-def media(action: str, device: str, tmp_path: Path, configured: bool) -> subprocess.CompletedProcess[str]:
-    config = tmp_path / "handover.toml"
-    if configured:
-        config.write_text('[site]\nid = "b1"\n')
+def media(action: str, device: str, tmp_path: Path, provisioned: bool) -> subprocess.CompletedProcess[str]:
+    marker = tmp_path / "provisioning" / "config.toml"      # what usb-import itself tests
+    if provisioned:
+        marker.parent.mkdir(exist_ok=True)
+        marker.write_text('[site]\nid = "b1"\n')
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HANDOVER_MEDIA_DIR": str(tmp_path / "media"),
-           "HANDOVER_CONFIG": str(config), "HANDOVER_USER": "nobody"}
+           "HANDOVER_PROVISIONED_FILE": str(marker), "HANDOVER_USER": "nobody"}
     return subprocess.run([str(SYSTEMD / "handover-usb-media"), action, device], env=env,
                           capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.parametrize("configured, mode", [(True, "ro"), (False, "rw")])
-def test_usb_stick_is_mounted_without_exec_devices_or_setuid(usb_stick, tmp_path, configured, mode):
+@pytest.mark.parametrize("provisioned, mode", [(True, "ro"), (False, "rw")])
+def test_usb_stick_is_mounted_without_exec_devices_or_setuid(usb_stick, tmp_path, provisioned, mode):
     name = Path(usb_stick).name
-    mounted = media("mount", name, tmp_path, configured)
+    mounted = media("mount", name, tmp_path, provisioned)
     target = tmp_path / "media" / name
     try:
         assert mounted.returncode == 0, mounted.stderr
@@ -234,12 +238,12 @@ def test_usb_stick_is_mounted_without_exec_devices_or_setuid(usb_stick, tmp_path
         with pytest.raises(PermissionError):                  # noexec, even for root
             subprocess.run([str(target / "run.sh")], capture_output=True)
     finally:
-        unmounted = media("unmount", name, tmp_path, configured)
+        unmounted = media("unmount", name, tmp_path, provisioned)
     assert unmounted.returncode == 0
     assert not target.exists()
 
 
 def test_usb_helper_refuses_a_device_name_that_is_a_path(tmp_path):
-    result = media("mount", "../sda", tmp_path, configured=True)
+    result = media("mount", "../sda", tmp_path, provisioned=True)
     assert result.returncode == 2 and "bad device name '../sda'" in result.stderr
     assert not (tmp_path / "media").exists()
