@@ -39,7 +39,12 @@ def _engine():
     """The process's one engine; call with _ENGINE_LOCK held."""
     global _ENGINE
     if _ENGINE is None:
-        _ENGINE = pyttsx3.init("espeak")
+        engine = pyttsx3.init("espeak")
+        # pyttsx3's first loop ends as soon as its queue drains, before espeak-ng has finished
+        # (it synthesises on its own thread); run that first loop empty so that every render's
+        # loop lasts until its WAV is written
+        engine.runAndWait()
+        _ENGINE = engine
     return _ENGINE
 
 
@@ -81,6 +86,8 @@ class EspeakVoice(HealthMixin):
 
     # --- the Voice interface ---
     async def say(self, text: str, lang: str = "zh-CN", urgent: bool = False) -> None:
+        if not text.strip():
+            return
         voice = self.english_voice_id if lang.lower().startswith("en") else self.voice_id
         with self._wake:
             waiting = next((p for p in self._queue if p.text == text and p.voice == voice), None)
@@ -109,6 +116,8 @@ class EspeakVoice(HealthMixin):
     def render(self, text: str, path: str | Path, voice: str | None = None) -> str:
         """Render `text` to a WAV file; returns the espeak-ng voice id actually used."""
         wanted = voice or self.voice_id
+        if not text.strip():
+            raise ValueError("nothing to render: the prompt text is empty")  # pyttsx3 would wait forever
         with _ENGINE_LOCK:
             engine = _engine()
             # pyttsx3 queues property changes until runAndWait(), and an unknown voice is silently

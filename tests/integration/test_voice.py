@@ -90,3 +90,12 @@ async def test_missing_player_program_is_degraded_from_the_start():
     assert voice.health().state == "degraded"
     await voice.say("测试")                     # still fine to call
     await voice.close()
+
+
+def test_empty_prompt_is_refused_by_render_and_ignored_by_say(tmp_path):
+    voice = EspeakVoice(player=("true",))
+    with pytest.raises(ValueError, match="empty"):
+        voice.render("  ", tmp_path / "x.wav")
+    assert not (tmp_path / "x.wav").exists()
+    asyncio.run(voice.say(""))
+    asyncio.run(voice.close())
