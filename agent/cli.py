@@ -46,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
             return _journal_verify(args)
         if args.command == "backup":
             from agent.backup import run_backup
-            print(run_backup(load_config(args.config)))
+            from agent.journal import JournalError
+            try:
+                print(run_backup(load_config(args.config)))
+            except JournalError as e:
+                print(f"backup: {e}", file=sys.stderr)
+                return 2
             return 0
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)

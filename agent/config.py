@@ -328,6 +328,21 @@ _DEVICE_SECTIONS = ["fingerprint_door", "fingerprint_counter", "cards", "ble", "
 _BAUDRATES = tuple(9600 * n for n in range(1, 13))
 
 
+def _provisioned(state_dir: Path) -> dict | None:
+    from offline.provisioning import provisioned_config
+    try:
+        return provisioned_config(state_dir)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"provisioned configuration under {state_dir} cannot be read: {e}") from None
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def load_config(path: str | os.PathLike[str] | None) -> Config:
     """Read and check the configuration; None or a missing file gives the simulation defaults."""
     if path is None or not Path(path).exists():
@@ -341,7 +356,12 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     except OSError as e:
         raise ConfigError(f"{file}: cannot be read: {e.strerror}") from None
     try:
-        return _build(data, source=file, base_dir=file.resolve().parent)
+        config = _build(data, source=file, base_dir=file.resolve().parent)
+        provisioned = _provisioned(config.paths.state_dir)
+        if provisioned:
+            # head office's provisioning bundle (SPEC §5) overrides what the file says of site, device, mqtt
+            config = _build(_merged(data, provisioned), source=file, base_dir=file.resolve().parent)
+        return config
     except ConfigError as e:
         raise ConfigError(f"{file}: {e}") from None
 

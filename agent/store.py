@@ -7,6 +7,7 @@ photos and templates are personal data: sealed at rest (agent.sealing), never lo
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ class Store:
                   " finger TEXT NOT NULL, duress INTEGER NOT NULL, sealed BLOB NOT NULL,"
                   " UNIQUE(person_id, finger))")
         c.execute("CREATE TABLE IF NOT EXISTS bundle_seq (kind TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
+        c.execute("CREATE TABLE IF NOT EXISTS credentials (person_id TEXT PRIMARY KEY, scrypt BLOB NOT NULL)")
         c.execute("CREATE TABLE IF NOT EXISTS stop_progress (task_id TEXT NOT NULL, site_id TEXT NOT NULL,"
                   " at TEXT NOT NULL, PRIMARY KEY (task_id, site_id))")
 
@@ -117,6 +119,9 @@ class Store:
         return slot
 
     def _free_slot(self) -> int:
+        count, top = self.db.conn.execute("SELECT count(*), max(slot) FROM templates").fetchone()
+        if top is None or top + 1 == count:        # no holes: the next slot (no scan per template)
+            return count
         used = {r[0] for r in self.db.conn.execute("SELECT slot FROM templates")}
         return next(i for i in range(len(used) + 1) if i not in used)
 
@@ -151,6 +156,23 @@ class Store:
             return None
         path = self._photos / f"{digest}.sealed"
         return self._sealer.open(path.read_bytes(), digest.encode()) if path.exists() else None
+
+    # --- officer passwords, where a site allows them: scrypt with a per-person salt, never in clear ---
+    _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}
+
+    def set_password(self, person_id: str, password: str) -> None:
+        salt = os.urandom(16)
+        digest = hashlib.scrypt(password.encode(), salt=salt, **self._SCRYPT)
+        self.db.conn.execute("INSERT OR REPLACE INTO credentials (person_id, scrypt) VALUES (?,?)",
+                             (person_id, salt + digest))
+
+    def check_password(self, person_id: str, password: str) -> bool:
+        row = self.db.conn.execute("SELECT scrypt FROM credentials WHERE person_id=?", (person_id,)).fetchone()
+        if not row:
+            hashlib.scrypt(password.encode(), salt=b"0" * 16, **self._SCRYPT)   # same cost: no timing oracle
+            return False
+        salt, digest = row[0][:16], row[0][16:]
+        return hmac.compare_digest(hashlib.scrypt(password.encode(), salt=salt, **self._SCRYPT), digest)
 
     # --- anti-rollback for bundles (SPEC §5) ---
     def last_bundle_seq(self, kind: str) -> int:

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections import deque
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
@@ -42,6 +42,17 @@ _EVENT_KINDS = {fe.VehicleArrived: "arrival", fe.FingerPresented: "finger_attemp
 
 
 @dataclasses.dataclass(frozen=True)
+class PendingAuth:
+    """A staff action waiting for an officer's credential: the next officer finger (or password) signs it."""
+    purpose: str                 # "disposition" or "manual_arrival"
+    params: dict
+
+
+class ActionRefused(Exception):
+    """A screen action that cannot be taken now; the message names why."""
+
+
+@dataclasses.dataclass(frozen=True)
 class ShownPrompt:
     key: str
     params: dict
@@ -54,7 +65,8 @@ class Terminal:
         self.config = config
         self.devices = devices
         self.tz = ZoneInfo(config.site.timezone)
-        self.clock = clock or (lambda: datetime.now(self.tz))
+        self._wall = clock or (lambda: datetime.now(self.tz))
+        self.clock_offset = timedelta(0)       # simulation only: the panel can jump to a later task
         self.site = Site(config.site.id, config.site.type, config.site.name,
                          allow_password_confirmation=config.site.allow_password_confirmation,
                          allow_uid_only_tags=config.site.allow_uid_only_tags)
@@ -71,6 +83,7 @@ class Terminal:
         self.site_alarms: deque[tuple[Alarm, datetime]] = deque(maxlen=5)
         self.health: dict[str, DeviceHealth] = {}
         self.people: dict[str, Person] = {}
+        self.pending_auth: PendingAuth | None = None
         self.version = 0
         self._listeners: set[asyncio.Queue] = set()
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -142,6 +155,9 @@ class Terminal:
             finally:
                 self._queue.task_done()
 
+    def clock(self) -> datetime:
+        return self._wall() + self.clock_offset
+
     # --- device events to domain events ---
     async def _on_device_event(self, ev) -> None:
         if isinstance(ev, DeviceHealth):
@@ -199,6 +215,8 @@ class Terminal:
         outcome = ev.outcome if ev.outcome != "match" or owner else "no_match"
         event = fe.FingerPresented(ev.station, outcome, owner.person_id if owner else None,
                                    bool(owner and owner.duress), snapshot)
+        if self.pending_auth is not None and owner is not None and self._is_officer(owner.person_id):
+            return await self._authorised(owner.person_id, "fingerprint", event)
         if self.active is None:
             self.journal.append("finger_attempt", {"event": encode(event), "handover": None})
             self._prompt(Prompt("no_handover_in_progress"))
@@ -223,6 +241,69 @@ class Terminal:
             self._prompt(Prompt("no_handover_in_progress"))
             return self._changed()
         await self.feed(self.active, event)
+
+    # --- staff actions from the screen, signed by an officer's finger or password ---
+    def _is_officer(self, person_id: str) -> bool:
+        p = self.people.get(person_id)
+        return p is not None and p.role.value in ("officer", "manager")
+
+    def request_disposition(self, code: str, text: str, resolution: str) -> None:
+        if self.active is None or not self.active.in_risk_handling:
+            raise ActionRefused("no handover is waiting for a disposition")
+        if code not in fe.DISPOSITION_CODES:
+            raise ActionRefused(f"code must be one of {', '.join(fe.DISPOSITION_CODES)}")
+        if resolution not in ("continue", "abort"):
+            raise ActionRefused("resolution must be continue or abort")
+        if len(text) > 500:
+            raise ActionRefused("text must be at most 500 characters")
+        self._await_officer("disposition", {"code": code, "text": text, "resolution": resolution})
+
+    def request_manual_arrival(self, task_id: str) -> None:
+        if self.active is not None:
+            raise ActionRefused("a handover is already in progress")
+        if task_id not in {t.task_id for t in self.open_tasks(self.today())}:
+            raise ActionRefused(f"task {task_id} is not an open task for this site today")
+        self._await_officer("manual_arrival", {"task_id": task_id})
+
+    def cancel_pending(self) -> None:
+        self.pending_auth = None
+        self._changed()
+
+    def _await_officer(self, purpose: str, params: dict) -> None:
+        self.pending_auth = PendingAuth(purpose, params)
+        self._prompt(Prompt("officer_auth_needed"))
+        self._changed()
+
+    async def password(self, person_id: str, password: str) -> bool:
+        """An officer's password: confirms a handover, or signs a pending action. Never logged."""
+        if not self.site.allow_password_confirmation:
+            raise ActionRefused("this site does not allow password confirmation")
+        ok = await asyncio.to_thread(self.store.check_password, person_id, password)
+        if self.pending_auth is not None:
+            if ok and self._is_officer(person_id):
+                await self._authorised(person_id, "password", None)
+            else:
+                self.journal.append("auth_failed", {"person_id": person_id, "method": "password",
+                                                    "purpose": self.pending_auth.purpose})
+                self._prompt(Prompt("password_wrong", {"remaining": "—"}))
+                self._changed()
+            return ok
+        if self.active is None:
+            raise ActionRefused("no handover in progress")
+        await self.feed(self.active, fe.PasswordPresented(person_id, ok))
+        return ok
+
+    async def _authorised(self, officer_id: str, method: str, finger: fe.FingerPresented | None) -> None:
+        pending, self.pending_auth = self.pending_auth, None
+        assert pending is not None
+        if pending.purpose == "disposition" and self.active is not None:
+            await self.feed(self.active, fe.DispositionRecorded(officer_id, **pending.params))
+        elif pending.purpose == "manual_arrival":
+            task = self.store.task(pending.params["task_id"])
+            if task is not None and self.active is None:
+                await self.start_handover(task, fe.VehicleArrived(
+                    None, manual_by=officer_id, stops_done=frozenset(self.store.stops_done(task.task_id))))
+        self._changed()
 
     # --- the one path every domain event takes ---
     async def feed(self, handover: Handover, event: fe.Event) -> list[Decision]:
@@ -313,12 +394,15 @@ class Terminal:
                 log.exception("inbox import failed")
 
     # --- voice and text together ---
+    def prompt_params(self, params: dict) -> dict:
+        """Names for ids, so a prompt says 王强, not E01."""
+        out = dict(params)
+        if "person_id" in out:
+            out.setdefault("name", self.name(out["person_id"]))
+        return out
+
     def _prompt(self, p: Prompt) -> None:
-        params = dict(p.params)
-        if "person_id" in params:
-            params.setdefault("name", self.name(params["person_id"]))
-        if "skipped" in params:
-            params["skipped"] = [self.config.site.name if s == self.site.site_id else s for s in params["skipped"]]
+        params = self.prompt_params(p.params)
         self.prompts.appendleft(ShownPrompt(p.key, params, p.urgent, self.clock()))
         text = render(p.key, params, self.lang)
         task = asyncio.create_task(self._speak(text, p.urgent))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from agent.i18n import render
 from agent.sample import DEMO_SITE_NAME, STRANGER_BEACON
 from flows.decisions import Step
+from flows.events import DISPOSITION_CODES
 from flows.handover import Handover
 
 
@@ -23,18 +24,25 @@ def build_view(t, lang: str) -> dict:
             "task_id": task.task_id, "kind": task.kind.value, "status": status,
             "window_start": task.window_start.strftime("%H:%M"), "window_end": task.window_end.strftime("%H:%M"),
             "plate": task.vehicle.plate, "escorts": [t.name(e) for e in task.escorts],
-            "boxes": len(task.boxes_for(t.site.site_id, t.site.site_type))})
+            "boxes": len(task.boxes_for(t.site.site_id, t.site.site_type)),
+            "window_start_iso": task.window_start.isoformat()})
     return {
         "version": t.version, "lang": lang, "now": t.clock().isoformat(timespec="seconds"),
         "site": {"id": t.site.site_id, "type": t.site.site_type.value, "name": t.config.site.name or (DEMO_SITE_NAME if t.config.simulate else t.site.site_id)},
         "simulate": t.config.simulate, "tasks": tasks,
-        "handover": _handover(t, t.active) if t.active else None,
+        "handover": _handover(t, t.active, lang) if t.active else None,
         "report": _report(t, lang) if t.last_report and not t.active else None,
         "prompts": [{"key": p.key, "text": render(p.key, p.params, lang), "urgent": p.urgent,
                      "at": p.at.strftime("%H:%M:%S")} for p in t.prompts],
         "site_alarms": [{"kind": a.kind.value, "at": at.strftime("%H:%M:%S"),
-                         "text": render(f"alarm_{a.kind.value}", dict(a.detail), lang)} for a, at in t.site_alarms],
+                         "text": render(f"alarm_{a.kind.value}", t.prompt_params(a.detail), lang)}
+                        for a, at in t.site_alarms],
         "door": t.devices.door.raised,
+        "pending_auth": {"purpose": t.pending_auth.purpose, **t.pending_auth.params} if t.pending_auth else None,
+        "password_allowed": t.site.allow_password_confirmation,
+        "officers": [{"person_id": p.person_id, "name": p.name} for p in t.people.values()
+                     if p.role.value in ("officer", "manager")],
+        "disposition_codes": list(DISPOSITION_CODES),
         "health": [{"device": h.device, "state": h.state, "error": h.last_error} for h in t.health.values()],
         "sim": _sim(t) if t.config.simulate else None,
     }
@@ -46,7 +54,7 @@ def _person(t, pid: str, **extra) -> dict:
             "role": p.role.value if p else None, "photo": f"/photos/{p.photo}" if p and p.photo else None, **extra}
 
 
-def _handover(t, h: Handover) -> dict:
+def _handover(t, h: Handover, lang: str) -> dict:
     escorts = []
     for pid in h.task.escorts:
         v = h.verified.get(pid)
@@ -67,7 +75,8 @@ def _handover(t, h: Handover) -> dict:
         "counted": len(h.boxes_read), "planned": len(h.expected), "officer": officer,
         "marks": [t.name(pid) for pid in h.marks],
         "risk": h.in_risk_handling,
-        "open_alarms": [{"kind": a.kind.value, "detail": dict(a.detail)} for a in h.open_alarms],
+        "open_alarms": [{"kind": a.kind.value, "text": render(f"alarm_{a.kind.value}", t.prompt_params(a.detail), lang)}
+                        for a in h.open_alarms],
         "failures": dict(h.failures), "door": h.door_raised,
     }
 

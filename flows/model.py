@@ -104,7 +104,7 @@ class Vehicle:
         return cls(str(_need(d, "vehicle_id", w)), str(_need(d, "plate", w)), str(_need(d, "beacon", w)))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"vehicle_id": self.vehicle_id, "plate": self.plate, "beacon": self.beacon}
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,10 @@ class Box:
                    str(origin) if origin is not None else None)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = {"box_id": self.box_id, "tag": self.tag, "destination": self.destination}
+        if self.origin is not None:
+            out["origin"] = self.origin
+        return out
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from agent.i18n import LANGUAGES, catalog
-from agent.terminal import Terminal
+from agent.terminal import ActionRefused, Terminal
 from agent.view import build_view
 
 log = logging.getLogger("handover.screen")
@@ -121,7 +121,61 @@ async def photo(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
+# --- staff actions (each signed by an officer's finger or password before it takes effect) ---
+def _str(body: dict, key: str, max_len: int = 200) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or len(value) > max_len:
+        raise BadRequest(f"{key} must be a string of at most {max_len} characters")
+    return value
+
+
+async def disposition(request: web.Request) -> web.Response:
+    body = await _json(request)
+    t = request.app[TERMINAL]
+    try:
+        t.request_disposition(_str(body, "code", 40), _str(body, "text", 500), _str(body, "resolution", 10))
+    except ActionRefused as e:
+        raise BadRequest(str(e)) from None
+    return web.json_response({"ok": True, "waiting_for": "officer"})
+
+
+async def manual_arrival(request: web.Request) -> web.Response:
+    body = await _json(request)
+    try:
+        request.app[TERMINAL].request_manual_arrival(_str(body, "task_id", 80))
+    except ActionRefused as e:
+        raise BadRequest(str(e)) from None
+    return web.json_response({"ok": True, "waiting_for": "officer"})
+
+
+async def password(request: web.Request) -> web.Response:
+    body = await _json(request)
+    try:
+        ok = await request.app[TERMINAL].password(_str(body, "person_id", 80), _str(body, "password", 128))
+    except ActionRefused as e:
+        raise BadRequest(str(e)) from None
+    return web.json_response({"ok": ok})
+
+
+async def cancel(request: web.Request) -> web.Response:
+    request.app[TERMINAL].cancel_pending()
+    return web.json_response({"ok": True})
+
+
 # --- simulator panel API (simulation mode only) ---
+async def sim_clock(request: web.Request) -> web.Response:
+    """Jump the terminal's clock (simulation only), e.g. to a later task's window."""
+    minutes = (await _json(request)).get("offset_minutes")
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or not -1440 <= minutes <= 1440:
+        raise BadRequest("offset_minutes must be an integer between -1440 and 1440")
+    from datetime import timedelta
+    t = request.app[TERMINAL]
+    t.clock_offset = timedelta(minutes=minutes)
+    t.journal.append("config_changed", {"simulation.clock_offset_minutes": minutes})
+    t._changed()
+    return web.json_response({"ok": True})
+
+
 async def sim_beacon(request: web.Request) -> web.Response:
     body = await _json(request)
     beacon = body.get("beacon")
@@ -173,9 +227,14 @@ def build_app(terminal: Terminal) -> web.Application:
     app.router.add_get("/api/events", events)
     app.router.add_post("/api/language", set_language)
     app.router.add_get("/photos/{digest}", photo)
+    app.router.add_post("/api/disposition", disposition)
+    app.router.add_post("/api/manual-arrival", manual_arrival)
+    app.router.add_post("/api/password", password)
+    app.router.add_post("/api/cancel", cancel)
     if terminal.config.simulate:
         app.router.add_post("/api/sim/beacon", sim_beacon)
         app.router.add_post("/api/sim/finger", sim_finger)
         app.router.add_post("/api/sim/tag", sim_tag)
         app.router.add_post("/api/sim/camera", sim_camera)
+        app.router.add_post("/api/sim/clock", sim_clock)
     return app

@@ -4,6 +4,8 @@
 let L = {};            // UI labels for the current language
 let lang = null;
 let last = null;
+let pendingView = null;     // an update held back while someone types; applied when they leave the field
+document.addEventListener("focusout", () => { if (pendingView) { const v = pendingView; pendingView = null; render(v); } });
 
 const $ = (sel) => document.querySelector(sel);
 function el(tag, attrs = {}, ...kids) {
@@ -66,9 +68,7 @@ function renderHandover(v) {
     el("span", { class: "plate", "data-testid": "plate", text: h.plate }),
     el("span", { text: `${t("task")} ${h.task_id} · ${t("kind." + h.kind)}` }),
     el("span", { text: h.arrived_at ? `${t("arrived_at")} ${h.arrived_at}${h.manual ? " (" + t("manual") + ")" : ""}` : "" })));
-  if (h.risk) {
-    card.append(el("h2", { "data-testid": "risk", text: t("risk") }));
-  }
+  if (h.risk) card.append(riskPanel(v, h));
   const people = el("div", { class: "row", "data-testid": "escorts" });
   for (const p of h.escorts) {
     people.append(el("div", { class: "person" + (p.verified ? " ok" : ""), "data-testid": `escort-${p.person_id}`,
@@ -100,6 +100,51 @@ function renderHandover(v) {
   root.append(card);
 }
 
+// Risk handling (风险处置): the officer picks a disposition; the next officer finger signs it.
+let dispositionCode = null;
+function riskPanel(v, h) {
+  const panel = el("div", { class: "card risk", "data-testid": "risk" }, el("h2", { text: t("risk") }),
+    ...h.open_alarms.map((a) => el("div", { class: "alarm", "data-testid": `open-alarm-${a.kind}`, text: a.text })));
+  if (v.pending_auth) return panel;
+  const text = el("input", { type: "text", class: "touch wide", maxlength: "500", "data-testid": "disposition-text",
+                             placeholder: t("disposition.text") });
+  const codes = el("div", { class: "grid" }, ...v.disposition_codes.map((c) => el("button", {
+    class: "touch choice" + (c === dispositionCode ? " chosen" : ""), "data-testid": `disposition-${c}`, text: t("disposition." + c),
+    onclick: (e) => { dispositionCode = c; codes.querySelectorAll(".choice").forEach((b) => b.classList.remove("chosen"));
+                      e.target.classList.add("chosen"); } })));
+  const send = (resolution) => () => {
+    if (!dispositionCode) { alert(t("disposition.choose")); return; }
+    post("/api/disposition", { code: dispositionCode, text: text.value, resolution });
+    dispositionCode = null;
+  };
+  panel.append(el("h3", { text: t("disposition.choose") }), codes, text,
+    el("div", { class: "grid" },
+      el("button", { class: "touch primary", "data-testid": "disposition-continue", onclick: send("continue"), text: t("disposition.continue") }),
+      el("button", { class: "touch danger", "data-testid": "disposition-abort", onclick: send("abort"), text: t("disposition.abort") })));
+  return panel;
+}
+
+// A staff action waiting for an officer: finger at either reader, or a password where the site allows it.
+function renderPending(v) {
+  const root = $("#pending");
+  root.replaceChildren();
+  if (!v.pending_auth && !(v.handover && v.handover.step === "officer_confirmation" && v.password_allowed)) return;
+  const card = el("div", { class: "card pending", "data-testid": "pending-auth" });
+  if (v.pending_auth) card.append(el("h2", { text: `${t("waiting_officer")} · ${t(v.pending_auth.purpose === "disposition" ? "risk" : "manual_arrival")}` }));
+  if (v.password_allowed) {
+    const who = el("select", { class: "touch", "data-testid": "password-officer" },
+      ...v.officers.map((o) => el("option", { value: o.person_id, text: o.name })));
+    const pw = el("input", { type: "password", class: "touch", "data-testid": "password-input", placeholder: t("password"),
+                             autocomplete: "off" });
+    card.append(el("div", { class: "grid" }, who, pw,
+      el("button", { class: "touch primary", "data-testid": "password-submit", text: t("password_confirm"),
+                     onclick: () => { post("/api/password", { person_id: who.value, password: pw.value }); pw.value = ""; } })));
+  }
+  if (v.pending_auth) card.append(el("button", { class: "touch", "data-testid": "pending-cancel", text: t("cancel"),
+                                                onclick: () => post("/api/cancel", {}) }));
+  root.append(card);
+}
+
 function renderReport(v) {
   const root = $("#report");
   root.replaceChildren();
@@ -111,21 +156,25 @@ function renderReport(v) {
 function renderAlarms(v) {
   const root = $("#alarms");
   root.replaceChildren();
-  const open = (v.handover && v.handover.open_alarms) || [];
+  // a handover's own alarms are in its risk panel; these are the site's (wrong or unknown truck)
   for (const a of v.site_alarms.slice(0, 2)) root.append(el("div", { class: "alarm", "data-testid": `alarm-${a.kind}`, text: `${a.at} ${a.text}` }));
-  for (const a of open) root.append(el("div", { class: "alarm", "data-testid": `alarm-${a.kind}`, text: t("risk") + ": " + a.kind }));
 }
 
 function renderTasks(v) {
   const root = $("#tasks");
   root.replaceChildren();
   const table = el("table", { class: "tasks" }, el("tr", {},
-    ...["task", "kind", "window", "vehicle", "escorts", "boxes", "status"].map((k) => el("th", { text: t(k) }))));
+    ...["task", "kind", "window", "vehicle", "escorts", "boxes", "status"].map((k) => el("th", { text: t(k) })),
+    el("th", {})));
+  const manual = (x) => (!v.handover && !v.pending_auth && x.status === "planned")
+    ? el("button", { class: "touch", "data-testid": `manual-arrival-${x.task_id}`, text: t("manual_arrival"),
+                     onclick: () => post("/api/manual-arrival", { task_id: x.task_id }) }) : null;
   for (const x of v.tasks) table.append(el("tr", { "data-testid": `task-${x.task_id}` },
     el("td", { text: x.task_id }), el("td", { text: t("kind." + x.kind) }),
     el("td", { text: `${x.window_start}–${x.window_end}` }), el("td", { text: x.plate }),
     el("td", { text: x.escorts.join("、") }), el("td", { text: String(x.boxes) }),
-    el("td", { class: "status-" + x.status, "data-testid": "task-status", text: t("status." + x.status) })));
+    el("td", { class: "status-" + x.status, "data-testid": "task-status", text: t("status." + x.status) }),
+    el("td", {}, manual(x))));
   root.append(el("div", { class: "card" }, el("h2", { text: t("today_tasks") }),
                  v.tasks.length ? table : el("p", { text: t("no_tasks") })));
 }
@@ -151,7 +200,11 @@ function renderSim(v) {
   const tags = el("div", { class: "grid" }, ...s.tags.map((b) =>
       btn(b.box_id, `sim-tag-${b.box_id}`, () => post("/api/sim/tag", { tag: b.tag }))),
     btn(t("sim.unknown_tag"), "sim-tag-unknown", () => post("/api/sim/tag", { tag: s.unknown_tag }), "warn"));
+  const clock = el("div", { class: "grid" }, ...v.tasks.map((x) => btn(`${x.task_id} ${x.window_start}`, `sim-clock-${x.task_id}`,
+      () => post("/api/sim/clock", { offset_minutes: Math.round((Date.parse(x.window_start_iso) - Date.now()) / 60000) + 5 }))),
+    btn(t("sim.clock_now"), "sim-clock-now", () => post("/api/sim/clock", { offset_minutes: 0 })));
   root.append(el("div", { class: "card" }, el("h2", { text: t("sim.title") }),
+    el("h3", { text: t("sim.clock") }), clock,
     el("h3", { text: t("sim.truck") }), trucks,
     el("h3", { text: t("sim.door_finger") }), fingers("door"),
     el("h3", { text: t("sim.counter_finger") }), fingers("counter"),
@@ -173,7 +226,7 @@ function renderHeader(v) {
 async function render(v) {
   await loadLabels(v.lang);
   last = v;
-  renderHeader(v); renderPrompt(v); renderAlarms(v); renderHandover(v); renderReport(v); renderTasks(v); renderSim(v);
+  renderHeader(v); renderPrompt(v); renderAlarms(v); renderPending(v); renderHandover(v); renderReport(v); renderTasks(v); renderSim(v);
   document.body.dataset.version = v.version;
 }
 
@@ -181,7 +234,14 @@ $("#lang").addEventListener("click", () => post("/api/language", { lang: lang ==
 
 function connect() {
   const es = new EventSource("/api/events");
-  es.onmessage = (m) => { const v = JSON.parse(m.data); if (!last || v.version !== last.version || v.lang !== last.lang) render(v); };
+  es.onmessage = (m) => {
+    const v = JSON.parse(m.data);
+    if (last && v.version === last.version && v.lang === last.lang) return;
+    const typing = document.activeElement && ["INPUT", "SELECT"].includes(document.activeElement.tagName);
+    if (typing && last && last.handover && v.handover && last.handover.step === v.handover.step && last.handover.risk === v.handover.risk
+        && !!last.pending_auth === !!v.pending_auth) { pendingView = v; return; }
+    render(v);
+  };
   es.onerror = () => { es.close(); setTimeout(connect, 1000); };
 }
 connect();
