@@ -48,6 +48,17 @@ class PendingAuth:
     params: dict
 
 
+@dataclasses.dataclass(frozen=True)
+class StaffSession:
+    """A staff member who presented a credential at the screen; lapses after a few idle minutes."""
+    person_id: str
+    expires: datetime
+
+
+STAFF_SESSION = timedelta(minutes=5)
+KIOSK_PURPOSES = ("kiosk_exit", "staff_view")
+
+
 class ActionRefused(Exception):
     """A screen action that cannot be taken now; the message names why."""
 
@@ -84,6 +95,9 @@ class Terminal:
         self.health: dict[str, DeviceHealth] = {}
         self.people: dict[str, Person] = {}
         self.pending_auth: PendingAuth | None = None
+        self.mode = "handover"                  # or "kiosk": complaint capture while no handover runs
+        self.kiosk_resume = False               # a truck took the screen from the kiosk; give it back after
+        self.staff_session: StaffSession | None = None
         self.version = 0
         self._listeners: set[asyncio.Queue] = set()
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -207,6 +221,9 @@ class Terminal:
         self.journal.append("handover_started", {"task": task.to_dict(), "site_id": self.site.site_id},
                             task_id=task.task_id)
         self.active = handover
+        if self.mode == "kiosk":              # the truck takes the screen; the kiosk page saved its draft
+            self.mode, self.kiosk_resume, self.staff_session = "handover", True, None
+            self.pending_auth = None
         await self.feed(handover, arrival)
 
     async def _on_finger(self, ev: FingerRead) -> None:
@@ -274,9 +291,39 @@ class Terminal:
         self._prompt(Prompt("officer_auth_needed"))
         self._changed()
 
+    # --- kiosk mode (SPEC §6): entered by staff when no handover runs; left only with a credential ---
+    def enter_kiosk(self) -> None:
+        if self.active is not None:
+            raise ActionRefused("a handover is in progress")
+        self.mode, self.kiosk_resume, self.staff_session = "kiosk", False, None
+        self.journal.append("screen_mode", {"mode": "kiosk"})
+        self._changed()
+
+    def request_kiosk_exit(self) -> None:
+        if self.mode != "kiosk":
+            raise ActionRefused("the screen is not in kiosk mode")
+        self._await_officer("kiosk_exit", {})
+
+    def request_staff_view(self) -> None:
+        self._await_officer("staff_view", {})
+
+    def current_staff(self) -> str | None:
+        """The staff member whose credential opened the staff view, while it has not lapsed."""
+        s = self.staff_session
+        if s is None or self.clock() > s.expires:
+            self.staff_session = None
+            return None
+        self.staff_session = StaffSession(s.person_id, self.clock() + STAFF_SESSION)   # idle timer restarts
+        return s.person_id
+
+    def end_staff_session(self) -> None:
+        self.staff_session = None
+        self._changed()
+
     async def password(self, person_id: str, password: str) -> bool:
         """An officer's password: confirms a handover, or signs a pending action. Never logged."""
-        if not self.site.allow_password_confirmation:
+        kiosk_credential = self.pending_auth is not None and self.pending_auth.purpose in KIOSK_PURPOSES
+        if not self.site.allow_password_confirmation and not kiosk_credential:
             raise ActionRefused("this site does not allow password confirmation")
         ok = await asyncio.to_thread(self.store.check_password, person_id, password)
         if self.pending_auth is not None:
@@ -298,6 +345,12 @@ class Terminal:
         assert pending is not None
         if pending.purpose == "disposition" and self.active is not None:
             await self.feed(self.active, fe.DispositionRecorded(officer_id, **pending.params))
+        elif pending.purpose == "kiosk_exit":
+            self.mode, self.kiosk_resume, self.staff_session = "handover", False, None
+            self.journal.append("screen_mode", {"mode": "handover", "by": officer_id, "method": method})
+        elif pending.purpose == "staff_view":
+            self.staff_session = StaffSession(officer_id, self.clock() + STAFF_SESSION)
+            self.journal.append("staff_session", {"person_id": officer_id, "method": method})
         elif pending.purpose == "manual_arrival":
             task = self.store.task(pending.params["task_id"])
             if task is not None and self.active is None:
@@ -344,6 +397,8 @@ class Terminal:
         self.outcomes[handover.task.task_id] = report.outcome or ""
         self.last_report = report
         self.active = None
+        if self.kiosk_resume:
+            self.mode, self.kiosk_resume = "kiosk", False
         self._write_report(report)
         from agent.report_text import report_lines
         title, lines = report_lines(report, self.people, "zh-CN")

@@ -29,7 +29,8 @@ def build_view(t, lang: str) -> dict:
     return {
         "version": t.version, "lang": lang, "now": t.clock().isoformat(timespec="seconds"),
         "site": {"id": t.site.site_id, "type": t.site.site_type.value, "name": t.config.site.name or (DEMO_SITE_NAME if t.config.simulate else t.site.site_id)},
-        "simulate": t.config.simulate, "tasks": tasks,
+        "simulate": t.config.simulate, "tasks": tasks, "mode": t.mode,
+        "staff": t.name(t.staff_session.person_id) if t.staff_session else None,
         "handover": _handover(t, t.active, lang) if t.active else None,
         "report": _report(t, lang) if t.last_report and not t.active else None,
         "prompts": [{"key": p.key, "text": render(p.key, p.params, lang), "urgent": p.urgent,
