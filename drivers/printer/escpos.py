@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 PAPER_DOTS = (384, 576)       # 58 mm and 80 mm paper at 203 dpi
 MARGIN = 8
 KINDS = {"file": escpos_printer.File, "serial": escpos_printer.Serial, "usb": escpos_printer.Usb}
+# our configuration names -> python-escpos' argument names, per kind; the first of each is required
+PARAMS = {
+    "file": {"path": "devfile"},
+    "serial": {"port": "devfile", "baudrate": "baudrate"},
+    "usb": {"vendor_id": "idVendor", "product_id": "idProduct"},
+}
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,16 @@ class EscposPrinter(HealthMixin):
             raise ValueError(f"printer kind must be one of {sorted(KINDS)}, got {kind!r}")
         if width not in PAPER_DOTS:
             raise ValueError(f"printer width must be one of {PAPER_DOTS} dots, got {width}")
+        unknown = sorted(set(params) - set(PARAMS[kind]))
+        if unknown:
+            raise ValueError(f"{kind} printer does not take {unknown}; it takes {sorted(PARAMS[kind])}")
+        required = [k for k in PARAMS[kind] if k != "baudrate"]
+        if missing := [k for k in required if params.get(k) in (None, "")]:
+            raise ValueError(f"{kind} printer needs {missing}")
         self.name = name
         self.kind = kind
         self.width = width
-        self.params = params
+        self.params = {PARAMS[kind][k]: v for k, v in params.items()}
         self.font = font or find_cjk_font()
         if not self.font.is_cjk:
             log.warning("%s: no CJK font found (install fonts-noto-cjk): Chinese will print as boxes", name)

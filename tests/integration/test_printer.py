@@ -24,7 +24,7 @@ def raster_images(stream: bytes):
 @pytest.mark.parametrize("width", [384, 576])
 async def test_receipt_reaches_the_printer_as_a_raster_image_then_a_cut(tmp_path, width, capfd):
     device = tmp_path / "lp0"
-    printer = EscposPrinter("file", width=width, devfile=str(device))
+    printer = EscposPrinter("file", width=width, path=str(device))
     await printer.print_lines(TITLE, LINES)
     stream = device.read_bytes()
     images = raster_images(stream)
@@ -50,7 +50,7 @@ def test_chinese_renders_as_glyphs_not_tofu(tmp_path):
     assert len({m.tobytes() for m in masks}) == 4                   # four different glyphs, not four boxes
 
     png = tmp_path / "receipt.png"
-    EscposPrinter("file", devfile=str(tmp_path / "unused")).render_png(TITLE, LINES, png)
+    EscposPrinter("file", path=str(tmp_path / "unused")).render_png(TITLE, LINES, png)
     image = np.array(Image.open(png).convert("L"))
     assert image.shape[1] == 384
     title_band = image[:45]
@@ -60,7 +60,7 @@ def test_chinese_renders_as_glyphs_not_tofu(tmp_path):
 
 async def test_unplugged_printer_is_reported_and_recovers_when_back(tmp_path):
     device = tmp_path / "usb" / "lp0"                                # the device node is not there yet
-    printer = EscposPrinter("file", devfile=str(device))
+    printer = EscposPrinter("file", path=str(device))
     await printer.print_lines(TITLE, LINES)                          # does not raise
     assert printer.health().state == "missing"
     assert "lp0" in printer.health().last_error
@@ -71,13 +71,22 @@ async def test_unplugged_printer_is_reported_and_recovers_when_back(tmp_path):
 
 
 def test_without_a_cjk_font_it_says_so():
-    printer = EscposPrinter("file", devfile="/dev/null", font=FontChoice(None))
+    printer = EscposPrinter("file", path="/dev/null", font=FontChoice(None))
     assert printer.health().state == "degraded"
     assert "fonts-noto-cjk" in printer.health().last_error
 
 
 def test_bad_configuration_is_refused_by_name():
     with pytest.raises(ValueError, match="'parallel'"):
-        EscposPrinter("parallel")
+        EscposPrinter("parallel", path="/dev/lp0")
     with pytest.raises(ValueError, match="500"):
-        EscposPrinter("file", width=500, devfile="/dev/null")
+        EscposPrinter("file", width=500, path="/dev/null")
+
+
+def test_device_parameters_are_checked_by_name():
+    with pytest.raises(ValueError, match="'devfile'"):
+        EscposPrinter("file", devfile="/dev/usb/lp0")
+    with pytest.raises(ValueError, match="'port'"):
+        EscposPrinter("serial", baudrate=19200)
+    with pytest.raises(ValueError, match="'product_id'"):
+        EscposPrinter("usb", vendor_id=0x0416)
