@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 PAPER_DOTS = (384, 576)       # 58 mm and 80 mm paper at 203 dpi
 MARGIN = 8
 KINDS = {"file": escpos_printer.File, "serial": escpos_printer.Serial, "usb": escpos_printer.Usb}
-# our configuration names -> python-escpos' argument names, per kind; the first of each is required
+# our configuration names -> python-escpos' argument names, per kind; all but baudrate are required
 PARAMS = {
     "file": {"path": "devfile"},
     "serial": {"port": "devfile", "baudrate": "baudrate"},
