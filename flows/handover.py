@@ -193,7 +193,8 @@ class Handover:
     def _boxes_come_in(self) -> bool:
         if self.site.site_type is SiteType.VAULT:
             return self.task.kind is TaskKind.COLLECTION
-        return self.task.kind is not TaskKind.COLLECTION
+        # at a branch boxes leave only when every one of them starts here (collection, allocation out)
+        return not all(b.origin == self.site.site_id for b in self.expected.values())
 
     def _failure(self, ev: FingerPresented, outcome: str, now: datetime) -> list[Decision]:
         n = self.failures.get(ev.station, 0) + 1

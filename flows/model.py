@@ -159,9 +159,12 @@ class Task:
 
         Delivery and replenishment: boxes destined here (at the vault, all of them, handed out).
         Collection: boxes collected from this branch; at the vault, all of them (checked in).
+        Allocation between branches: boxes leaving this branch and boxes destined here.
         """
         if site_type is SiteType.VAULT:
             return self.boxes
+        if self.kind is TaskKind.ALLOCATION:
+            return tuple(b for b in self.boxes if site_id in (b.origin, b.destination))
         if self.kind is TaskKind.COLLECTION:
             return tuple(b for b in self.boxes if b.origin == site_id)
         return tuple(b for b in self.boxes if b.destination == site_id)

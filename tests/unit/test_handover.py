@@ -605,6 +605,8 @@ KINDS = [
      (box("C1", VAULT, BR1), box("C2", VAULT, BR2)), ("C1", "C2"), "in"),
     (TaskKind.ALLOCATION, SiteType.BRANCH, (BR2, BR1),
      (box("A1", BR1, BR2), box("A2", BR3, BR2)), ("A1",), "in"),
+    (TaskKind.ALLOCATION, SiteType.BRANCH, (BR1, BR2),                 # the branch the boxes leave
+     (box("A1", BR2, BR1), box("A2", BR3, BR2)), ("A1",), "out"),
     (TaskKind.ALLOCATION, SiteType.VAULT, (VAULT, BR1),
      (box("A1", BR1), box("A2", BR1)), ("A1", "A2"), "out"),
     (TaskKind.ATM_REPLENISHMENT, SiteType.BRANCH, (VAULT, BR1, BR2),
