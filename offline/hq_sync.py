@@ -60,6 +60,7 @@ class HeadOffice:
         self.reply_log: list[dict] = []       # every reply, also those to unreadable messages
         self.alarms: list[tuple[str, dict]] = []
         self._host, self._port = host, port
+        self._tls = (ca_file, cert_file, key_file)
         self._archive = Path(archive_dir) if archive_dir else None
         self._keep = keep_entries
         self._check = check_schemas
@@ -69,13 +70,10 @@ class HeadOffice:
         self._lock = threading.Condition()
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.client.tls_set(ca_certs=str(ca_file), certfile=str(cert_file), keyfile=str(key_file),
-                            cert_reqs=ssl.CERT_REQUIRED)
-        self.client.reconnect_delay_set(0.2, 5)
-        self.client.max_inflight_messages_set(100)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
+        # Two sessions: urgent entries get their own broker queue, so a backlog being delivered
+        # on the stream session never delays an alarm.
+        self.client = self._make_client(client_id, [k for k in messages.UPLINK_KINDS if k != "urgent"])
+        self.live = self._make_client(f"{client_id}-live", ["urgent"])
         if self._archive:
             self._archive.mkdir(parents=True, exist_ok=True)
             for path in sorted(self._archive.glob("*.jsonl")):
@@ -83,29 +81,43 @@ class HeadOffice:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
+    def _make_client(self, client_id: str, leaves: list[str]) -> mqtt.Client:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                             userdata={"leaves": leaves, "connected": threading.Event()})
+        client.tls_set(ca_certs=str(self._tls[0]), certfile=str(self._tls[1]), keyfile=str(self._tls[2]),
+                       cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(0.2, 5)
+        client.max_inflight_messages_set(100)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
     def start(self, timeout: float = 10.0) -> "HeadOffice":
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 7 * 24 * 3600
-        self._connected = threading.Event()
-        self.client.connect(self._host, self._port, keepalive=10, clean_start=False, properties=props)
-        self.client.loop_start()
-        if not self._connected.wait(timeout):
-            raise TimeoutError(f"head office could not connect to {self._host}:{self._port}")
+        for client in (self.client, self.live):
+            client.connect(self._host, self._port, keepalive=10, clean_start=False, properties=props)
+            client.loop_start()
+            if not client.user_data_get()["connected"].wait(timeout):
+                raise TimeoutError(f"head office could not connect to {self._host}:{self._port}")
         self._watchdog = threading.Thread(target=self._watch_gaps, name="hq-gaps", daemon=True)
         self._watchdog.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in (self.client, self.live):
+            client.disconnect()
+            client.loop_stop()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             return
-        for leaf in messages.UPLINK_KINDS:
-            client.subscribe(f"{self.prefix}/+/{leaf}", qos=1)
-        self._connected.set()
+        client.subscribe([(f"{self.prefix}/+/{leaf}", 1) for leaf in userdata["leaves"]])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        userdata["connected"].set()  # from here on nothing published to these topics is missed
 
     # -- downlink ----------------------------------------------------------------------------------
 

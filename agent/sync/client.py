@@ -41,7 +41,7 @@ class Sync:
 
     def __init__(self, config, journal, store, *, on_downlink: Callable[[str, dict], None] | None = None,
                  health: Callable[[], dict] | None = None, modules=(), loop=None, health_interval: float = 60.0,
-                 window: int = 10, batch_entries: int = 500, urgent_kinds=DEFAULT_URGENT_KINDS,
+                 window: int = 10, batch_entries: int = 200, batch_bytes: int = 32 * 1024, urgent_kinds=DEFAULT_URGENT_KINDS,
                  backoff: tuple[float, float] = (0.5, 60.0), session_expiry: int = 7 * 24 * 3600):
         self.mqtt = config.mqtt
         self.device = config.device.id
@@ -49,7 +49,7 @@ class Sync:
         self.journal = journal
         self.topics = messages.Topics(self.mqtt.topic_prefix, self.device)
         self.outbox = Outbox(journal, self.device, self.topics, window=window, batch_entries=batch_entries,
-                             urgent_kinds=urgent_kinds)
+                             batch_bytes=batch_bytes, urgent_kinds=urgent_kinds)
         self.downlink = Downlink(journal, store, device=self.device, site_id=self.site_id,
                                  on_command=self._on_command, modules=modules, on_downlink=on_downlink,
                                  loop=loop)

@@ -36,7 +36,7 @@ class Outbox:
     """Feeds the journal to `publish` in order; call `on_ack(mid)` for each PUBACK (any thread)."""
 
     def __init__(self, journal, device: str, topics: messages.Topics, *, window: int = 10,
-                 batch_entries: int = 500, batch_bytes: int = 128 * 1024,
+                 batch_entries: int = 200, batch_bytes: int = 32 * 1024,
                  urgent_kinds: frozenset[str] = DEFAULT_URGENT_KINDS, urgent_limit: int = 1000):
         self.journal = journal
         self.device = device
