@@ -170,6 +170,10 @@ class Handover:
             if self._may_confirm(pid):
                 return [self._attempt(ev, "not_expected"), Prompt("escorts_first")]
             return self._wrong_person(ev, now)
+        person = self.people.get(pid)
+        if person is not None and not person.valid_on(now.date()):
+            # assigned, but the escort company's enrolment does not cover today
+            return self._wrong_person(ev, now, reason="outside_validity")
         if ev.station != "door":
             return [self._attempt(ev, "not_expected"), Prompt("escorts_use_door_reader")]
         self.failures[ev.station] = 0
@@ -205,12 +209,12 @@ class Handover:
         key = "finger_read_failed" if outcome == "read_failed" else "finger_not_recognised"
         return out + [Prompt(key, {"remaining": self.failure_limit - n})]
 
-    def _wrong_person(self, ev: FingerPresented, now: datetime) -> list[Decision]:
+    def _wrong_person(self, ev: FingerPresented, now: datetime, reason: str | None = None) -> list[Decision]:
         n = self.failures.get(ev.station, 0) + 1
         self.failures[ev.station] = n
         out: list[Decision] = [self._attempt(ev, "wrong_person")]
-        out += self._raise(Alarm(AlarmKind.WRONG_PERSON, {"person_id": ev.person_id, "station": ev.station,
-                                                          "snapshot": ev.snapshot}), now)
+        detail = {"person_id": ev.person_id, "station": ev.station, "snapshot": ev.snapshot}
+        out += self._raise(Alarm(AlarmKind.WRONG_PERSON, detail | ({"reason": reason} if reason else {})), now)
         return out
 
     def _silent_duress(self, pid: str, station: str, now: datetime) -> Alarm:

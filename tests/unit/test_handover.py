@@ -1,6 +1,7 @@
 """Every transition of the handover machine (SPEC §2.2 steps 1-5, §2.3 alarms and risk handling)."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -427,6 +428,30 @@ def test_wrong_box_and_unknown_box_are_not_counted():
     r.feed(dispose())
     r.feed(BoxPresented("TAG-NOWHERE", None))
     assert r.h.boxes_read == {}
+
+
+@pytest.mark.parametrize("valid_from,valid_until", [(1, None), (None, -1)], ids=["not yet valid", "expired"])
+def test_an_assigned_escort_outside_the_enrolment_validity_is_a_wrong_person(valid_from, valid_until):
+    day = T0.date()
+    people = dict(PEOPLE)
+    people["E2"] = dataclasses.replace(
+        PEOPLE["E2"], valid_from=day + timedelta(days=valid_from) if valid_from else None,
+        valid_until=day + timedelta(days=valid_until) if valid_until else None)
+    r = Run(Handover(task(), site(), people))
+    r.arrive()
+    r.feed(door("E1"))
+    ds = r.feed(door("E2"))
+    assert alarms(ds) == [Alarm(AlarmKind.WRONG_PERSON, {"person_id": "E2", "station": "door", "snapshot": None,
+                                                         "reason": "outside_validity"})]
+    assert "E2" not in r.h.verified and not r.h.door_raised and r.h.in_risk_handling
+
+
+def test_an_escort_enrolled_until_today_is_still_valid():
+    people = dict(PEOPLE)
+    people["E2"] = dataclasses.replace(PEOPLE["E2"], valid_from=T0.date(), valid_until=T0.date())
+    r = Run(Handover(task(), site(), people))
+    r.to_boxes()
+    assert r.h.door_raised and alarms(r.decisions) == []
 
 
 def test_an_unassigned_escort_at_the_door_is_a_failed_attempt():
