@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -32,28 +33,35 @@ class AgentProcess:
     state_dir: Path
     port: int
     proc: subprocess.Popen | None = None
+    log: list[str] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def start(self, *extra: str) -> "AgentProcess":
+    def start(self, *extra: str, simulate: bool = True) -> "AgentProcess":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "--simulate", "--state-dir", str(self.state_dir),
-             "--port", str(self.port), *extra],
+            [sys.executable, "-m", "agent.cli", "run", *(["--simulate"] if simulate else []),
+             "--state-dir", str(self.state_dir), "--port", str(self.port), *extra],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        line = self.proc.stdout.readline()
-        if "screen at" not in line:
-            self.proc.kill()
-            raise AssertionError(f"agent did not start: {line}{self.proc.stdout.read()}")
-        assert self.url in line
-        return self
+        seen = []
+        for line in self.proc.stdout:           # log lines may come first; the address line says it is up
+            seen.append(line)
+            if "screen at" in line:
+                assert self.url in line
+                # keep reading, so a chatty agent never blocks on a full pipe; the tail helps a failing test
+                self.log = seen
+                threading.Thread(target=lambda: [seen.append(x) for x in self.proc.stdout], daemon=True).start()
+                return self
+            if len(seen) > 200:
+                break
+        self.proc.kill()
+        raise AssertionError("agent did not start:\n" + "".join(seen))
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout=20)
-        self.proc.stdout.close()
         self.proc = None
         return code
 

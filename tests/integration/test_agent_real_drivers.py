@@ -1,0 +1,173 @@
+"""The agent with every real driver configured against the real stacks this machine has (issue 4):
+fingerprint modules over UART (the module emulator on two ptys), box tags through a real pcscd with a
+vpcd virtual card, the door camera from a video file with a real face, the door output on a serial relay
+(a pty), the receipt printer to a file (ESC/POS). BLE cannot run here (no kernel Bluetooth), so the truck
+arrives manually, signed by the officer's finger — the path the SPEC gives for a failed beacon.
+
+The day's tasks and people arrive the way a field technician brings them: signed, encrypted bundles in
+the inbox, imported at start, templates loaded into both modules.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import pty
+import select
+import subprocess
+import sys
+import tty
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import cv2
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pcsc_fixtures import cards, pcscd, wait_reader_empty  # noqa: F401 (fixtures)
+from skimage import data as skdata
+
+from drivers.door.relay import LCUS1_OFF, LCUS1_ON
+from drivers.fingerprint.emulator import ModuleEmulator
+from offline.bundle import pack_bundle
+from offline.keys import DeviceKeys
+
+pytestmark = pytest.mark.pcsc
+
+SITE, DEVICE = "BR-100", "dev-real-1"
+BOX_TAG = "04A1B2C3D4E5F6"
+TEMPLATES = {pid: os.urandom(512) for pid in ("E1", "E2", "O1")}
+
+
+def face_video(path) -> None:
+    frame = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (frame.shape[1], frame.shape[0]))
+    for _ in range(120):
+        out.write(frame)
+    out.release()
+
+
+def bundles(state, now: datetime) -> None:
+    keys = DeviceKeys.load_or_create(state / "keys", DEVICE)
+    hq = Ed25519PrivateKey.generate()
+    (state / "keys" / "hq_signers").mkdir(parents=True)
+    (state / "keys" / "hq_signers" / "hq.pem").write_bytes(hq.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    task = {"task_id": "T-REAL-1", "version": 1, "kind": "delivery",
+            "window_start": (now - timedelta(hours=1)).isoformat(), "window_end": (now + timedelta(hours=1)).isoformat(),
+            "route": [SITE], "vehicle": {"vehicle_id": "V9", "plate": "沪A·R0001", "beacon": "ibeacon:x:1:1"},
+            "escorts": ["E1", "E2"], "boxes": [{"box_id": "RB-01", "tag": BOX_TAG, "destination": SITE}],
+            "confirmers": ["O1"]}
+    people = [{"person_id": pid, "name": name, "role": role, "company": "押运一队",
+               "templates": [{"finger": "right_index", "data": base64.b64encode(TEMPLATES[pid]).decode()}]}
+              for pid, name, role in (("E1", "赵一", "escort"), ("E2", "钱二", "escort"), ("O1", "孙三", "officer"))]
+    inbox = state / "inbox"
+    inbox.mkdir()
+    for seq, (kind, payload) in enumerate((("personnel", {"people": people}), ("tasks", {"tasks": [task]})), 1):
+        (inbox / f"{kind}-{seq:06d}.htb").write_bytes(pack_bundle(
+            kind, payload, DEVICE, keys.bundle_public, hq, seq, now + timedelta(days=1), now))
+
+
+def relay_pty():
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    return master, slave, os.ttyname(slave)
+
+
+def relay_bytes(master) -> bytes:
+    out = b""
+    while select.select([master], [], [], 0.3)[0]:
+        out += os.read(master, 64)
+    return out
+
+
+def test_agent_runs_a_handover_on_real_drivers(agent, tmp_path, pcscd, cards):  # noqa: F811
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    state = agent.state_dir
+    state.mkdir()
+    bundles(state, now)
+    face_video(tmp_path / "door-camera.avi")
+    door_fp, counter_fp = ModuleEmulator(), ModuleEmulator()
+    door_path, counter_path = door_fp.plug(), counter_fp.plug()
+    for emu in (door_fp, counter_fp):
+        for pid, template in TEMPLATES.items():
+            emu.add_finger(pid, template)
+    relay_master, relay_slave, relay_path = relay_pty()
+    receipt = tmp_path / "receipt.bin"
+    cfg = tmp_path / "handover.toml"
+    cfg.write_text(f"""
+[site]
+id = "{SITE}"
+type = "branch"
+[device]
+id = "{DEVICE}"
+[devices.fingerprint_door]
+driver = "uart"
+port = "{door_path}"
+[devices.fingerprint_counter]
+driver = "uart"
+port = "{counter_path}"
+[devices.cards]
+driver = "pcsc"
+[devices.ble]
+driver = "simulator"
+[devices.camera]
+driver = "opencv"
+source = "{tmp_path / 'door-camera.avi'}"
+[devices.voice]
+driver = "text"
+[devices.printer]
+driver = "file"
+path = "{receipt}"
+[devices.door]
+driver = "serial-relay"
+port = "{relay_path}"
+""", encoding="utf-8")
+    try:
+        agent.start("--config", str(cfg), simulate=False)
+        v = agent.wait_for(lambda v: [t["task_id"] for t in v["tasks"]] == ["T-REAL-1"])
+        assert v["sim"] is None, "real devices: no simulator panel"
+        health = {h["device"]: h["state"] for h in v["health"]}
+        assert health["fingerprint_door"] == health["fingerprint_counter"] == "connected"
+        assert door_fp.library and counter_fp.library, "imported templates are loaded into both modules"
+        assert relay_bytes(relay_master).endswith(LCUS1_OFF), "the door output starts lowered"
+
+        agent.post("api/manual-arrival", {"task_id": "T-REAL-1"})
+        agent.wait_for(lambda v: v["pending_auth"] is not None)
+        counter_fp.tap("O1")
+        v = agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "escort_verification")
+        assert v["handover"]["manual"] is True
+
+        door_fp.tap("E1")
+        v = agent.wait_for(lambda v: v["handover"]["escorts"][0]["verified"])
+        assert v["handover"]["escorts"][0]["snapshot"], "the door camera's face crop is shown beside the photo"
+        door_fp.tap(None)                                        # a stranger's finger
+        agent.wait_for(lambda v: v["prompts"][0]["key"] == "finger_not_recognised")
+        door_fp.tap("E2")
+        agent.wait_for(lambda v: v["handover"]["step"] == "box_handover")
+        assert relay_bytes(relay_master) == LCUS1_ON, "the relay is switched on when every escort is verified"
+
+        wait_reader_empty()
+        box = cards(BOX_TAG)
+        box.insert()
+        agent.wait_for(lambda v: v["handover"]["step"] == "officer_confirmation")
+        box.remove()
+        counter_fp.tap("O1")
+        agent.wait_for(lambda v: v["handover"]["step"] == "sign_off")
+        door_fp.tap("E1")
+        agent.wait_for(lambda v: len(v["handover"]["marks"]) == 1)
+        counter_fp.tap("O1")
+        v = agent.wait_for(lambda v: v["report"] is not None)
+        assert v["report"]["outcome"] == "completed"
+        assert "仅UID标签: RB-01" in v["report"]["lines"], "a UID-only box tag is recorded as such"
+        assert relay_bytes(relay_master) == LCUS1_OFF
+        printed = receipt.read_bytes()
+        assert b"\x1dv0" in printed, "the report went to the printer as an ESC/POS raster image"
+        assert agent.stop() == 0
+    finally:
+        door_fp.stop()
+        counter_fp.stop()
+        os.close(relay_master)
+        os.close(relay_slave)
+    out = subprocess.run([sys.executable, "-m", "agent.cli", "journal", "verify", "--db", str(state / "journal.db")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
