@@ -39,6 +39,7 @@ class OpenCvCamera(HealthMixin):
             raise RuntimeError(f"OpenCV has no Haar cascade at {CASCADE} (OpenCV 5 wheels ship none: pin <5)")
         self._capture: cv2.VideoCapture | None = None
         self._lock = threading.Lock()          # one grab at a time; the capture is not thread-safe
+        self._open()                           # so health is true from the start, and the first attempt is fast
 
     async def snapshot(self) -> FaceSnapshot:
         return await asyncio.to_thread(self._snapshot)
@@ -52,19 +53,21 @@ class OpenCvCamera(HealthMixin):
 
     def _snapshot(self) -> FaceSnapshot:
         with self._lock:
-            deadline = time.monotonic() + self.timeout
+            cycle_start = time.monotonic()
+            deadline = cycle_start + self.timeout
             frame = self._read()
             if frame is None:
                 return FaceSnapshot(None, False, "no_camera")
             best = None                          # (area, crop)
             grabbed = 1
             while True:
-                started = time.monotonic()
                 crop = self._largest_face(frame)
                 if crop is not None and (best is None or crop.shape[0] * crop.shape[1] > best[0]):
                     best = (crop.shape[0] * crop.shape[1], crop)
-                # stop when another frame would likely overrun the budget
-                if grabbed >= self.frames or 2 * time.monotonic() - started >= deadline:
+                # stop when another read + detect, as long as the last one, would overrun the budget
+                now = time.monotonic()
+                cycle, cycle_start = now - cycle_start, now
+                if grabbed >= self.frames or now + cycle >= deadline:
                     break
                 ok, frame = self._capture.read()
                 if not ok:
@@ -77,13 +80,9 @@ class OpenCvCamera(HealthMixin):
 
     def _read(self):
         """First frame of a snapshot; reopens once, so a replugged camera is picked up again."""
-        for attempt in range(2):
-            if self._capture is None:
-                self._capture = cv2.VideoCapture(self.source)
-                if not self._capture.isOpened():
-                    self._release()
-                    self._set_health("missing", f"cannot open camera {self.source!r}")
-                    return None
+        for _ in range(2):
+            if self._capture is None and not self._open():
+                return None
             ok, frame = self._capture.read()
             if ok:
                 self._set_health("connected")
@@ -91,6 +90,15 @@ class OpenCvCamera(HealthMixin):
             self._release()
         self._set_health("missing", f"camera {self.source!r} gives no frames")
         return None
+
+    def _open(self) -> bool:
+        self._capture = cv2.VideoCapture(self.source)
+        if self._capture.isOpened():
+            self._set_health("connected")
+            return True
+        self._release()
+        self._set_health("missing", f"cannot open camera {self.source!r}")
+        return False
 
     def _release(self) -> None:
         if self._capture is not None:

@@ -45,7 +45,7 @@ class SerialRelayDoor(HealthMixin):
     def _write(self, raised: bool) -> None:
         command = self.on if raised else self.off
         with self._lock:
-            for attempt in range(2):          # second try on a freshly opened port: it may have been replugged
+            for _ in range(2):          # second try on a freshly opened port: it may have been replugged
                 try:
                     if self._serial is None:
                         self._serial = serial.Serial(self.port, self.baudrate, timeout=1, write_timeout=1)

@@ -60,6 +60,7 @@ async def test_no_face(no_face_video):
 
 async def test_no_camera_is_reported_and_health_missing(tmp_path):
     camera = OpenCvCamera(str(tmp_path / "video9.avi"))
+    assert camera.health().state == "missing"                  # known before the first door attempt
     snap = await camera.snapshot()
     assert (snap.jpeg, snap.face_found, snap.reason) == (None, False, "no_camera")
     health = camera.health()
