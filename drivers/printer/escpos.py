@@ -122,6 +122,7 @@ class EscposPrinter(HealthMixin):
                                            "media": {**media, "width": {"pixels": self.width}}}
         try:
             device.open()
+            device.hw("INIT")                            # ESC @: clear whatever mode a previous job left
             device.image(image, impl="bitImageRaster")
             device.cut()
         except Exception as exc:                         # unplugged, out of paper, no permission...

@@ -27,6 +27,7 @@ async def test_receipt_reaches_the_printer_as_a_raster_image_then_a_cut(tmp_path
     printer = EscposPrinter("file", width=width, path=str(device))
     await printer.print_lines(TITLE, LINES)
     stream = device.read_bytes()
+    assert stream.startswith(b"\x1b@")                               # printer initialised first
     images = raster_images(stream)
     assert images, "no GS v 0 raster image in the stream"
     assert all(w == width and mode == 0 for w, mode, _ in images)
