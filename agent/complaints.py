@@ -1,0 +1,266 @@
+"""The complaint book (SPEC §6): registration, transitions, drafts and reports, kept in the journal's
+SQLite file so each change commits with the journal entry that records it.
+
+The customer's name, contact, description and request, the counter named, and every free text staff
+record (notes, causes, remedies, replies, reasons) are sealed at rest with the device data key
+(agent.sealing); journal entries carry only what is not personal (reference, channel, category,
+states, staff ids, deadlines), so nothing personal reaches the journal, the logs or the wire.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from agent.journal import Journal
+from agent.sealing import Sealer
+from flows import complaint as fc
+from flows.complaint import Complaint, Status, Transition, TransitionRefused
+from flows.workdays import DeadlineRules, WorkCalendar
+
+# what a customer may type, and how much (characters)
+FORM_LIMITS = {"name": 50, "contact": 100, "description": 2000, "request": 1000, "counter": 100}
+REQUIRED = ("description", "request")
+TEXT_LIMIT = 2000           # staff free text
+SHORT_LIMIT = 100           # department, appeal body, ids
+DRAFT_LIMIT = 10_000        # a draft keeps what was typed, even past the limits, until submit says why
+HEAD_OFFICE = "head_office"
+
+
+class ComplaintError(ValueError):
+    """Bad input or a refused action; the message names what is wrong. Nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    ref: str
+    received_at: datetime
+    promised_reply: date
+    acknowledge_by: date
+
+
+def _text(params: dict, key: str, limit: int, *, required: bool = False) -> str:
+    value = params.get(key, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ComplaintError(f"{key} must be text")
+    if len(value) > limit:
+        raise ComplaintError(f"{key} is too long: {len(value)} characters, at most {limit}")
+    if required and not value.strip():
+        raise ComplaintError(f"{key} is required")
+    return value
+
+
+def _ids(params: dict, key: str) -> tuple[str, ...]:
+    value = params.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= SHORT_LIMIT for v in value) \
+            or len(value) > 10:
+        raise ComplaintError(f"{key} must be a list of at most 10 staff ids")
+    return tuple(value)
+
+
+class ComplaintBook:
+    def __init__(self, journal: Journal, sealer: Sealer, calendar: WorkCalendar,
+                 rules: DeadlineRules = DeadlineRules(), *, site_id: str = ""):
+        self.journal = journal
+        self._conn = journal.db.conn
+        self._sealer = sealer
+        self.calendar = calendar
+        self.rules = rules
+        self.site_id = site_id
+        self._conn.execute("CREATE TABLE IF NOT EXISTS complaints (ref TEXT PRIMARY KEY, received_at TEXT NOT NULL,"
+                           " status TEXT NOT NULL, state TEXT NOT NULL, sealed BLOB NOT NULL)")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS complaint_drafts (slot TEXT PRIMARY KEY,"
+                           " updated TEXT NOT NULL, sealed BLOB NOT NULL)")
+
+    # --- sealing ---
+    def _seal(self, ref: str, data: dict) -> bytes:
+        return self._sealer.seal(json.dumps(data, ensure_ascii=False).encode(), ref.encode())
+
+    def _open(self, ref: str, blob: bytes) -> dict:
+        return json.loads(self._sealer.open(blob, ref.encode()))
+
+    # --- registration ---
+    def register(self, form: dict, now: datetime) -> Receipt:
+        """A new complaint from the kiosk form (or staff on the customer's behalf)."""
+        if not isinstance(form, dict):
+            raise ComplaintError("the complaint must be a JSON object")
+        personal = {k: _text(form, k, n, required=k in REQUIRED) for k, n in FORM_LIMITS.items()}
+        first_responder = form.get("first_responder") or None
+        if first_responder is not None and (not isinstance(first_responder, str) or len(first_responder) > SHORT_LIMIT):
+            raise ComplaintError("first_responder must be a staff id")
+        with self.journal.transaction():
+            ref = self._next_ref(now)
+            try:
+                c = Complaint.register(ref, now, form.get("channel"), form.get("category"),
+                                       calendar=self.calendar, rules=self.rules,
+                                       staff_concerned=_ids(form, "staff_concerned"),
+                                       first_responder=first_responder)
+            except TransitionRefused as e:
+                raise ComplaintError(str(e)) from None
+            personal["texts"] = []
+            self._conn.execute("INSERT INTO complaints (ref, received_at, status, state, sealed) VALUES (?,?,?,?,?)",
+                               (ref, c.received_at.isoformat(), c.status.value, json.dumps(c.to_dict()),
+                                self._seal(ref, personal)))
+            self.journal.append("complaint_registered", {
+                "ref": ref, "site_id": self.site_id, "received_at": c.received_at.isoformat(),
+                "channel": c.channel, "category": c.category, "staff_concerned": list(c.staff_concerned),
+                "first_responder": c.first_responder, "anonymous": not personal["name"].strip(),
+                "deadlines": c.to_dict()["deadlines"], "status": c.status.value})
+        return Receipt(ref, c.received_at, c.promised_reply, c.deadlines.acknowledge_by)
+
+    def _next_ref(self, now: datetime) -> str:
+        day = now.strftime("%Y%m%d")
+        prefix = f"{self.site_id}-TS{day}-" if self.site_id else f"TS{day}-"
+        n = self._conn.execute("SELECT COUNT(*) FROM complaints WHERE ref LIKE ?", (prefix + "%",)).fetchone()[0]
+        return f"{prefix}{n + 1:03d}"
+
+    # --- reading ---
+    def get(self, ref: str) -> Complaint | None:
+        row = self._conn.execute("SELECT state FROM complaints WHERE ref=?", (ref,)).fetchone()
+        return Complaint.from_dict(json.loads(row[0])) if row else None
+
+    def details(self, ref: str) -> dict:
+        """The sealed part: for staff only."""
+        row = self._conn.execute("SELECT sealed FROM complaints WHERE ref=?", (ref,)).fetchone()
+        if row is None:
+            raise ComplaintError(f"no complaint {ref}")
+        return self._open(ref, row[0])
+
+    def all(self) -> list[Complaint]:
+        rows = self._conn.execute("SELECT state FROM complaints ORDER BY received_at, ref")
+        return [Complaint.from_dict(json.loads(r[0])) for r in rows]
+
+    def open_complaints(self) -> list[Complaint]:
+        return [c for c in self.all() if c.status is not Status.ARCHIVED]
+
+    # --- transitions ---
+    def act(self, ref: str, action: str, params: dict, actor: str, now: datetime, *,
+            source: str = "terminal") -> Transition:
+        """One lifecycle step recorded by `actor`; journaled with the new state in one transaction."""
+        if action not in fc.ACTIONS:
+            raise ComplaintError(f"action must be one of {', '.join(fc.ACTIONS)}")
+        if not isinstance(params, dict):
+            raise ComplaintError("params must be a JSON object")
+        with self.journal.transaction():
+            c = self.get(ref)
+            if c is None:
+                raise ComplaintError(f"no complaint {ref}")
+            event = self._event(action, params, actor)
+            try:
+                t = c.handle(event, now, calendar=self.calendar, rules=self.rules)
+            except TransitionRefused as e:
+                raise ComplaintError(str(e)) from None
+            texts = {k: getattr(event, k) for k in fc.TEXT_FIELDS if getattr(event, k, "")}
+            sealed = None
+            if texts:
+                personal = self.details(ref)
+                personal["texts"].append({"action": action, "at": now.isoformat(), "by": actor, **texts})
+                sealed = self._seal(ref, personal)
+            self._conn.execute("UPDATE complaints SET status=?, state=?, sealed=COALESCE(?, sealed) WHERE ref=?",
+                               (c.status.value, json.dumps(c.to_dict()), sealed, ref))
+            clear = {k: v for k, v in vars(event).items() if k not in fc.TEXT_FIELDS and k != "actor"}
+            if "original_status" in clear:
+                clear["original_status"] = clear["original_status"].value
+            self.journal.append("complaint_transition", {
+                "ref": ref, "site_id": self.site_id, "action": action, "before": t.before.value,
+                "after": t.after.value, "actor": actor, "source": source, "at": now.isoformat(),
+                "params": clear, "reopened": t.reopened, "deadlines": c.to_dict()["deadlines"]})
+        return t
+
+    def apply_downlink(self, ref: str, action: str, params: dict, now: datetime) -> Transition:
+        """Head office updates a complaint (e.g. transferred and handled centrally)."""
+        return self.act(ref, action, params, HEAD_OFFICE, now, source="head_office")
+
+    def _event(self, action: str, p: dict, actor: str) -> fc.Event:
+        if action == "classify":
+            return fc.Classify(actor, _text(p, "complexity", 20), _text(p, "validity", 20))
+        if action == "transfer":
+            return fc.Transfer(actor, _text(p, "to", SHORT_LIMIT, required=True),
+                               _text(p, "handler", SHORT_LIMIT) or None)
+        if action == "investigate":
+            return fc.Investigate(actor)
+        if action == "handle":
+            return fc.Handle(actor, _text(p, "notes", TEXT_LIMIT, required=True), _text(p, "cause", TEXT_LIMIT),
+                             _text(p, "remedy", TEXT_LIMIT))
+        if action == "reply":
+            return fc.Reply(actor, _text(p, "reply", TEXT_LIMIT, required=True))
+        if action == "satisfaction":
+            return fc.RecordSatisfaction(actor, self._bool(p, "satisfied"))
+        if action == "not_accept":
+            return fc.NotAccept(actor, _text(p, "approver", SHORT_LIMIT, required=True),
+                                _text(p, "reason", TEXT_LIMIT, required=True))
+        if action == "withdraw":
+            return fc.Withdraw(actor, _text(p, "reason", TEXT_LIMIT, required=True), self._bool(p, "voluntary"))
+        if action == "mark_repeat":
+            original_ref = _text(p, "original_ref", SHORT_LIMIT, required=True)
+            original = self.get(original_ref)
+            if original is None:
+                raise ComplaintError(f"no complaint {original_ref} to repeat")
+            return fc.MarkRepeat(actor, original_ref, original.status,
+                                 _text(p, "appeal_to", SHORT_LIMIT, required=True))
+        return fc.Archive(actor)
+
+    @staticmethod
+    def _bool(p: dict, key: str) -> bool:
+        value = p.get(key)
+        if not isinstance(value, bool):
+            raise ComplaintError(f"{key} must be true or false")
+        return value
+
+    # --- the kiosk's draft: what was typed survives a truck's arrival ---
+    def save_draft(self, draft: dict, now: datetime, slot: str = "kiosk") -> None:
+        if not isinstance(draft, dict) or not all(isinstance(k, str) and len(k) <= 40 for k in draft) \
+                or len(draft) > 20:
+            raise ComplaintError("a draft must be an object of at most 20 fields")
+        for k, v in draft.items():
+            if isinstance(v, str):
+                if len(v) > DRAFT_LIMIT:
+                    raise ComplaintError(f"draft field {k} is too long: at most {DRAFT_LIMIT} characters")
+            elif not (isinstance(v, list) and all(isinstance(x, str) and len(x) <= SHORT_LIMIT for x in v)):
+                raise ComplaintError(f"draft field {k} must be text or a list of ids")
+        blob = self._sealer.seal(json.dumps(draft, ensure_ascii=False).encode(), b"draft:" + slot.encode())
+        with self.journal.transaction():
+            self._conn.execute("INSERT OR REPLACE INTO complaint_drafts (slot, updated, sealed) VALUES (?,?,?)",
+                               (slot, now.isoformat(), blob))
+
+    def load_draft(self, slot: str = "kiosk") -> dict | None:
+        row = self._conn.execute("SELECT sealed FROM complaint_drafts WHERE slot=?", (slot,)).fetchone()
+        return json.loads(self._sealer.open(row[0], b"draft:" + slot.encode())) if row else None
+
+    def clear_draft(self, slot: str = "kiosk") -> None:
+        with self.journal.transaction():
+            self._conn.execute("DELETE FROM complaint_drafts WHERE slot=?", (slot,))
+
+    # --- reports ---
+    def report(self, start: date, end: date, today: date) -> dict:
+        """Received and resolved by category in [start, end], overdue counts, and the half-year
+        report's content: main issues by category, causes and remedies as recorded."""
+        if end < start:
+            raise ComplaintError("the report period ends before it starts")
+        inside = lambda iso: start <= datetime.fromisoformat(iso).date() <= end      # noqa: E731
+        received, resolved, overdue = Counter(), Counter(), Counter()
+        causes = []
+        for c in self.all():
+            if inside(c.received_at.isoformat()):
+                received[c.category] += 1
+                if c.overdue(today):
+                    overdue[c.category] += 1
+            if any(action == "reply" and inside(at) for action, _, at in c.history) and c.status in fc.RESOLVED:
+                resolved[c.category] += 1
+            if inside(c.received_at.isoformat()):
+                for t in self.details(c.ref)["texts"]:
+                    if t["action"] == "handle" and (t.get("cause") or t.get("remedy")):
+                        causes.append({"ref": c.ref, "category": c.category, "cause": t.get("cause", ""),
+                                       "remedy": t.get("remedy", "")})
+        return {
+            "period": {"start": start.isoformat(), "end": end.isoformat()},
+            "received": sum(received.values()), "resolved": sum(resolved.values()),
+            "overdue": sum(overdue.values()),
+            "by_category": {cat: {"received": received[cat], "resolved": resolved[cat], "overdue": overdue[cat]}
+                            for cat in fc.CATEGORIES if received[cat] or resolved[cat]},
+            "main_issues": [{"category": cat, "count": n} for cat, n in received.most_common(3)],
+            "causes_and_remedies": causes,
+        }
