@@ -3,7 +3,9 @@
 bleak reports every advertisement; presence.py decides who it is and whether the truck has
 really arrived or left. When the adapter is missing (no BlueZ, adapter unplugged, D-Bus down)
 the scanner reports itself missing and keeps retrying with backoff, so replugging the adapter
-is enough to recover.
+is enough to recover. BlueZ does not tell a running scan that its adapter went away, so a scan
+that hears nothing at all (not even a phone) for `quiet_restart_seconds` is restarted, which
+surfaces a lost adapter as a failed start.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ class BleakBeaconScanner(HealthMixin):
         retry_initial: float = 1.0,
         retry_max: float = 30.0,
         tick_seconds: float = 1.0,
+        quiet_restart_seconds: float = 120.0,
     ):
         self.name = name
         self.patterns = tuple(patterns)
@@ -49,6 +52,8 @@ class BleakBeaconScanner(HealthMixin):
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._tick_seconds = tick_seconds
+        self._quiet_restart = quiet_restart_seconds
+        self._last_heard = 0.0
         self._emit: Emit | None = None
         self._task: asyncio.Task | None = None
         self._set_health("missing")          # nothing is scanning until start() succeeds
@@ -69,6 +74,7 @@ class BleakBeaconScanner(HealthMixin):
 
     def on_advertisement(self, device: BLEDevice, adv: AdvertisementData) -> None:
         """bleak's detection callback: one advertisement heard."""
+        self._last_heard = self._clock()
         identity = extract_identity(
             local_name=adv.local_name,
             manufacturer_data=adv.manufacturer_data,
@@ -106,12 +112,14 @@ class BleakBeaconScanner(HealthMixin):
                 delay = min(delay * 2, self._retry_max)
                 continue
             delay = self._retry_initial
+            self._last_heard = self._clock()
             self._report("connected")
             try:
-                while True:
+                while self._clock() - self._last_heard < self._quiet_restart:
                     await asyncio.sleep(self._tick_seconds)
                     for event in self._tracker.tick(self._clock()):
                         self._send(event)
+                log.info("%s: nothing heard for %.0f s; restarting the scan", self.name, self._quiet_restart)
             finally:
                 try:
                     await scanner.stop()

@@ -141,3 +141,21 @@ async def test_real_bleak_without_bluetooth_reports_missing_and_keeps_running():
     await asyncio.sleep(0.05)                    # still retrying, task alive
     assert not scanner._task.done()
     await scanner.stop()
+
+
+async def test_adapter_lost_while_scanning_is_noticed_by_silence_and_recovered():
+    clock = Clock()
+    scanner, events = await started(clock, dwell_seconds=0.0, silence_seconds=30.0)
+    first = RadioBackend.running[0]
+    first.hear("C0:FF:EE:00:00:05", adv(-50, ibeacon(2, 2)))
+    RadioBackend.fail_starts = 2                # adapter unplugged: the restart will fail twice
+    clock.now += 121.0                          # and the radio has gone quiet
+    for _ in range(300):
+        if RadioBackend.running and RadioBackend.running[0] is not first:
+            break
+        await asyncio.sleep(0.01)
+    assert RadioBackend.running and RadioBackend.running[0] is not first, "scan was not restarted"
+    states = [e.state for e in events if isinstance(e, DeviceHealth)]
+    assert states[-2:] == ["missing", "connected"]
+    assert VehicleDeparted(f"ibeacon:{TRUCK_UUID}:2:2") in events
+    await scanner.stop()
