@@ -22,9 +22,14 @@ _WORDS = {
 }
 
 
+def _detail(value) -> str:
+    return "、".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 def report_lines(r: HandoverReport, people: dict[str, Person], lang: str) -> tuple[str, list[str]]:
     w = _WORDS[lang]
     t = lambda iso: (iso or "—").replace("T", " ")[:19]  # noqa: E731
+    hms = lambda iso: (iso or "—")[11:19] or "—"  # noqa: E731  (the date is on the arrival line)
     lines = [
         f"{w['task']}: {r.task_id}",
         f"{w['kind']}: {label('kind.' + r.kind, lang)}",
@@ -37,7 +42,7 @@ def report_lines(r: HandoverReport, people: dict[str, Person], lang: str) -> tup
     ]
     for p in r.people:
         lines.append(f"  {w[p.role]} {p.name} ({p.person_id})")
-        lines.append(f"    {w['verified']} {t(p.verified_at)}  {w['mark']} {t(p.marked_at)}")
+        lines.append(f"    {w['verified']} {hms(p.verified_at)}  {w['mark']} {hms(p.marked_at)}")
     if r.officer_method:
         lines.append(f"{w['method']}: {w[r.officer_method]}")
     lines.append(f"{w['boxes']}: {w['planned']} {len(r.boxes_planned)} / {w['counted']} {len(r.boxes_counted)}")
@@ -46,11 +51,15 @@ def report_lines(r: HandoverReport, people: dict[str, Person], lang: str) -> tup
         lines.append(f"{w['uid_only']}: {', '.join(r.uid_only_boxes)}")
     lines.append(f"{w['exceptions']}: {'' if r.exceptions else w['none']}")
     for x in r.exceptions:
-        detail = ", ".join(f"{k}={v}" for k, v in x.items() if k not in ("kind", "at", "snapshot"))
-        lines.append(f"  {t(x['at'])} {x['kind']} {detail}")
+        detail = " ".join(_detail(v) for k, v in x.items() if k not in ("kind", "at", "snapshot", "station"))
+        lines.append(f"  {hms(x['at'])} {label('alarm.' + x['kind'], lang)} {detail}".rstrip())
     if r.dispositions:
         lines.append(f"{w['dispositions']}:")
-        lines += [f"  {t(d['at'])} {d['officer']}: {d['code']} / {d['resolution']} — {d['text']}" for d in r.dispositions]
+        for d in r.dispositions:
+            lines.append(f"  {hms(d['at'])} {d['officer']}: {label('disposition.' + d['code'], lang)}"
+                         f" / {label('disposition.' + d['resolution'], lang)}")
+            if d["text"]:
+                lines.append(f"    {d['text']}")
     if r.restarts:
         lines.append(f"{w['restarts']}: {r.restarts}")
     return w["title"], lines

@@ -112,9 +112,9 @@ def test_delivery_with_wrong_box_and_disposition(agent, browser, artifacts):
     page.get_by_test_id("sim-counter-O01").click()
     report = page.get_by_test_id("report-text")
     expect(report).to_contain_text("结果: 已完成（有异常）")
-    expect(report).to_contain_text("wrong_box")
+    expect(report).to_contain_text("错箱 ")
     expect(report).to_contain_text("错箱已退回押运车，由押运组长签收")
-    expect(report).not_to_contain_text("duress")
+    expect(report).not_to_contain_text("胁迫")
     page.screenshot(path=str(artifacts("e2e/wrong-box-03-report.png")), full_page=True)
 
     alarms = alarms_in_journal(agent)
@@ -135,7 +135,7 @@ def test_route_skip(agent, browser, artifacts):
     page.get_by_test_id("disposition-abort").click()
     page.get_by_test_id("sim-counter-O02").click()
     expect(page.get_by_test_id("report-text")).to_contain_text("结果: 已终止")
-    expect(page.get_by_test_id("report-text")).to_contain_text("route_skip")
+    expect(page.get_by_test_id("report-text")).to_contain_text("跳点 BR-003")
     expect(page.get_by_test_id(f"task-{ids[TRUCK_B]}")).to_contain_text("已终止")
     page.screenshot(path=str(artifacts("e2e/route-skip-02-aborted.png")), full_page=True)
     assert [a["alarm"] for a in alarms_in_journal(agent)] == ["route_skip"]
