@@ -29,7 +29,7 @@ from agent.store import Store
 from drivers.events import CardRead, DeviceHealth, FingerRead, VehicleArrived, VehicleDeparted
 from flows import events as fe
 from flows.arrival import match_arrival
-from flows.decisions import Alarm, Decision, DoorPermit, HandoverEnded, Prompt, Step
+from flows.decisions import Alarm, AlarmKind, Decision, DoorPermit, HandoverEnded, Prompt, Step
 from flows.handover import Handover
 from flows.model import Box, Person, Site, Task
 from flows.report import HandoverReport, build_report
@@ -69,6 +69,13 @@ class ShownPrompt:
     params: dict
     urgent: bool
     at: datetime
+
+
+def prompt_key(key: str, params: dict) -> str:
+    """The catalog key for a prompt; a wrong person whose only fault is an expired enrolment reads differently."""
+    if key == "alarm_wrong_person" and params.get("reason") == "outside_validity":
+        return "alarm_person_not_valid"
+    return key
 
 
 class Terminal:
@@ -232,6 +239,8 @@ class Terminal:
         outcome = ev.outcome if ev.outcome != "match" or owner else "no_match"
         event = fe.FingerPresented(ev.station, outcome, owner.person_id if owner else None,
                                    bool(owner and owner.duress), snapshot)
+        if event.duress and (self.active is None or self.pending_auth is not None):
+            self._silent_duress(event)        # no handover to raise it: the terminal does, just as silently
         if self.pending_auth is not None and owner is not None and self._is_officer(owner.person_id):
             return await self._authorised(owner.person_id, "fingerprint", event)
         if self.active is None:
@@ -239,6 +248,12 @@ class Terminal:
             self._prompt(Prompt("no_handover_in_progress"))
             return self._changed()
         await self.feed(self.active, event)
+
+    def _silent_duress(self, event: fe.FingerPresented) -> None:
+        alarm = Alarm(AlarmKind.DURESS, {"person_id": event.person_id, "station": event.station},
+                      silent=True, blocking=False)
+        self.journal.append("alarm", alarm_body(alarm, self.site.site_id),
+                            task_id=self.active.task.task_id if self.active else None)
 
     async def _snapshot(self) -> str | None:
         """Each door attempt snaps the face; the photo is stored sealed and referenced by hash."""
@@ -277,6 +292,9 @@ class Terminal:
 
     def request_manual_arrival(self, task_id: str) -> None:
         if self.active is not None:
+            # after a restart (five failures) the truck is still parked: its beacon arrives no more
+            if self.active.step is Step.ARRIVAL and self.active.task.task_id == task_id:
+                return self._await_officer("manual_arrival", {"task_id": task_id})
             raise ActionRefused("a handover is already in progress")
         if task_id not in {t.task_id for t in self.open_tasks(self.today())}:
             raise ActionRefused(f"task {task_id} is not an open task for this site today")
@@ -353,9 +371,12 @@ class Terminal:
             self.journal.append("staff_session", {"person_id": officer_id, "method": method})
         elif pending.purpose == "manual_arrival":
             task = self.store.task(pending.params["task_id"])
-            if task is not None and self.active is None:
-                await self.start_handover(task, fe.VehicleArrived(
-                    None, manual_by=officer_id, stops_done=frozenset(self.store.stops_done(task.task_id))))
+            arrival = fe.VehicleArrived(None, manual_by=officer_id,
+                                        stops_done=frozenset(self.store.stops_done(pending.params["task_id"])))
+            if self.active is not None and self.active.task.task_id == pending.params["task_id"]:
+                await self.feed(self.active, arrival)
+            elif task is not None and self.active is None:
+                await self.start_handover(task, arrival)
         self._changed()
 
     # --- the one path every domain event takes ---
@@ -458,8 +479,9 @@ class Terminal:
 
     def _prompt(self, p: Prompt) -> None:
         params = self.prompt_params(p.params)
-        self.prompts.appendleft(ShownPrompt(p.key, params, p.urgent, self.clock()))
-        text = render(p.key, params, self.lang)
+        key = prompt_key(p.key, params)
+        self.prompts.appendleft(ShownPrompt(key, params, p.urgent, self.clock()))
+        text = render(key, params, self.lang)
         task = asyncio.create_task(self._speak(text, p.urgent))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from agent.i18n import render
 from agent.sample import DEMO_SITE_NAME, STRANGER_BEACON
+from agent.terminal import prompt_key
 from flows.decisions import Step
 from flows.events import DISPOSITION_CODES
 from flows.handover import Handover
 
 
 def build_view(t, lang: str) -> dict:
-    from agent.terminal import Terminal
-    assert isinstance(t, Terminal)
     today = t.today()
     tasks = []
     for task in t.store.tasks_on(today, t.site.site_id):
@@ -76,7 +75,8 @@ def _handover(t, h: Handover, lang: str) -> dict:
         "counted": len(h.boxes_read), "planned": len(h.expected), "officer": officer,
         "marks": [t.name(pid) for pid in h.marks],
         "risk": h.in_risk_handling,
-        "open_alarms": [{"kind": a.kind.value, "text": render(f"alarm_{a.kind.value}", t.prompt_params(a.detail), lang)}
+        "open_alarms": [{"kind": a.kind.value, "text": render(prompt_key(f"alarm_{a.kind.value}", a.detail),
+                                                              t.prompt_params(a.detail), lang)}
                         for a in h.open_alarms],
         "failures": dict(h.failures), "door": h.door_raised,
     }

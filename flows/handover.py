@@ -126,7 +126,8 @@ class Handover:
         if ev.manual_by is not None and not self._may_confirm(ev.manual_by):
             return [Prompt("manual_arrival_needs_officer")]
         self.arrived_at, self.arrival_manual_by = now, ev.manual_by
-        out: list[Decision] = [Prompt("vehicle_arrived", {"plate": self.task.vehicle.plate}),
+        arrived = "vehicle_arrived_manual" if ev.manual_by is not None else "vehicle_arrived"
+        out: list[Decision] = [Prompt(arrived, {"plate": self.task.vehicle.plate}),
                                *self._enter(Step.ESCORT_VERIFICATION)]
         if not (self.task.window_start <= now <= self.task.window_end):
             out += self._raise(Alarm(AlarmKind.OUTSIDE_WINDOW, {

@@ -33,7 +33,7 @@ def test_beacon_arrival_names_the_truck_and_asks_for_the_escorts():
 def test_manual_arrival_by_an_officer_is_recorded_as_manual():
     r = Run.of()
     ds = r.feed(VehicleArrived(manual_by="O1", stops_done=frozenset({VAULT})))
-    assert r.h.step is Step.ESCORT_VERIFICATION and "vehicle_arrived" in prompts(ds)
+    assert r.h.step is Step.ESCORT_VERIFICATION and "vehicle_arrived_manual" in prompts(ds) and "vehicle_arrived" not in prompts(ds)
     assert r.h.arrival_manual_by == "O1"
     assert build_report(r.h).arrival_manual is True
 
