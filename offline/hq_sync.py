@@ -68,6 +68,7 @@ class HeadOffice:
         self._speak = speak and shutil.which("espeak-ng") is not None
         self._resend_after = resend_after
         self._lock = threading.Condition()
+        self._live_lock = threading.Lock()   # live_ids: shared by the stream and urgent sessions
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         # Two sessions: urgent entries get their own broker queue, so a backlog being delivered
@@ -158,9 +159,10 @@ class HeadOffice:
             return self._lock.wait_for(lambda: self.log(device).last_seq >= seq, timeout)
 
     def log(self, device: str) -> DeviceLog:
-        if device not in self.devices:
-            self.devices[device] = DeviceLog(device)
-        return self.devices[device]
+        log = self.devices.get(device)
+        if log is None:  # setdefault: both sessions' threads may meet a new device at once
+            log = self.devices.setdefault(device, DeviceLog(device))
+        return log
 
     # -- uplink ------------------------------------------------------------------------------------
 
@@ -171,18 +173,22 @@ class HeadOffice:
         device, leaf = where
         try:
             payload = json.loads(message.payload)
-            if self._check or leaf != "journal":
+            if self._check or leaf not in ("journal", "urgent"):
                 messages.check(leaf, payload)
         except (ValueError, messages.MessageError) as exc:
             print(f"hq: ignored a message on {message.topic}: {exc}", file=sys.stderr)
             return
+        if leaf == "urgent":
+            # Not under the main lock: an alarm must not wait while a stream batch is verified.
+            self._live(self.log(device), payload["entry"])
+            return
         with self._lock:
             log = self.log(device)
             if leaf == "journal":
-                for entry in payload["entries"]:
+                for n, entry in enumerate(payload["entries"], 1):
                     self._apply(log, entry)
-            elif leaf == "urgent":
-                self._live(log, payload["entry"])
+                    if n % 20 == 0:
+                        time.sleep(0)  # hand the GIL to the urgent session between hash checks
             elif leaf == "status":
                 log.state = payload["state"]
                 log.site_id = payload["site_id"]
@@ -218,19 +224,23 @@ class HeadOffice:
                 f.write(json.dumps(entry, ensure_ascii=False) + "\n")
         if self._on_entry:
             self._on_entry(log.device, entry)
-        if entry["kind"] == "alarm" and entry["id"] not in log.live_ids:
+        with self._live_lock:
+            seen_live = entry["id"] in log.live_ids
+            log.live_ids.discard(entry["id"])
+        if entry["kind"] == "alarm" and not seen_live:
             self._alarm(log, entry)
-        log.live_ids.discard(entry["id"])
 
     def _live(self, log: DeviceLog, entry: dict) -> None:
-        log.newest_seen = max(log.newest_seen, entry["seq"])
-        if entry["seq"] <= log.last_seq or entry["id"] in log.live_ids:
-            return
         if entry_hash(entry["seq"], entry["ts"], entry["kind"], entry["task_id"], entry["body"],
                       entry["prev_hash"]) != entry["hash"]:
-            log.chain_errors.append(f"urgent entry {entry['id']} does not match its hash")
+            with self._lock:
+                log.chain_errors.append(f"urgent entry {entry['id']} does not match its hash")
             return
-        log.live_ids.add(entry["id"])
+        with self._live_lock:
+            log.newest_seen = max(log.newest_seen, entry["seq"])
+            if entry["seq"] <= log.last_seq or entry["id"] in log.live_ids:
+                return
+            log.live_ids.add(entry["id"])
         if entry["kind"] == "alarm":
             self._alarm(log, entry)
         elif self._on_entry:
