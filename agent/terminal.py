@@ -151,6 +151,10 @@ class Terminal:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.devices.door.set_permit(False)
+        for output in (self.devices.camera, self.devices.voice, self.devices.door):
+            release = getattr(output, "close", None) or getattr(output, "stop", None)
+            if release is not None:        # cameras, the speaker thread and relays let go of their devices
+                await release()
         self.journal.append("agent_stopped", {"in_progress": self.active.task.task_id if self.active else None})
         self.journal.close()
 
