@@ -17,6 +17,9 @@ def catalog(lang: str) -> dict:
         raise ValueError(f"language '{lang}' is not one of {', '.join(LANGUAGES)}")
     out = json.loads((_DIR / f"{lang}.json").read_text(encoding="utf-8"))
     out["prompts"].update(json.loads(_OFFLINE.read_text(encoding="utf-8"))[lang])
+    kiosk = json.loads((_DIR / f"kiosk-{lang}.json").read_text(encoding="utf-8"))     # complaint kiosk (SPEC §6)
+    out["ui"].update(kiosk["ui"])
+    out["prompts"].update(kiosk["prompts"])
     return out
 
 
