@@ -231,6 +231,8 @@ def build_app(terminal: Terminal) -> web.Application:
     app.router.add_post("/api/manual-arrival", manual_arrival)
     app.router.add_post("/api/password", password)
     app.router.add_post("/api/cancel", cancel)
+    from agent.screen.kiosk import add_kiosk_routes      # here, not at the top: kiosk.py imports this module
+    add_kiosk_routes(app)
     if terminal.config.simulate:
         app.router.add_post("/api/sim/beacon", sim_beacon)
         app.router.add_post("/api/sim/finger", sim_finger)
