@@ -1,0 +1,234 @@
+"""The complaint kiosk's routes (SPEC §6): the customer-facing form and receipt, the sealed draft that
+survives a truck's arrival, and the staff view behind an officer's credential.
+
+Customer routes never return another customer's data: the only complaint data they give back is the
+receipt of the complaint just registered and the draft being typed on this screen. Staff routes
+answer 403 unless a staff member's credential opened a session (Terminal.current_staff()).
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from agent.calendar_data import build_calendar
+from agent.complaints import FORM_LIMITS, ComplaintBook, ComplaintError, Receipt
+from agent.i18n import catalog
+from agent.sealing import Sealer
+from agent.screen.server import TERMINAL, BadRequest, _json, _lang
+from agent.terminal import ActionRefused, Terminal
+from flows import complaint as fc
+from flows.workdays import DeadlineRules
+
+STATIC = Path(__file__).parent / "static"
+COMPLAINTS = web.AppKey("complaints", ComplaintBook)
+_dumps = lambda o: json.dumps(o, ensure_ascii=False)       # noqa: E731
+
+# what each staff action asks for: (field, kind) where kind is "text", "long", "staff", "bool" or a choice list
+ACTION_FIELDS = {
+    "classify": [("complexity", list(fc.COMPLEXITIES)), ("validity", list(fc.VALIDITIES))],
+    "transfer": [("to", "text"), ("handler", "staff")],
+    "investigate": [],
+    "handle": [("notes", "long"), ("cause", "long"), ("remedy", "long")],
+    "reply": [("reply", "long")],
+    "satisfaction": [("satisfied", "bool")],
+    "not_accept": [("approver", "staff"), ("reason", "long")],
+    "withdraw": [("reason", "long"), ("voluntary", "bool")],
+    "mark_repeat": [("original_ref", "text"), ("appeal_to", "text")],
+    "archive": [],
+}
+
+
+def _day(d: date, lang: str) -> str:
+    ui = catalog(lang)["ui"]
+    return ui["kiosk.date"].format(y=d.year, m=d.month, d=d.day, mm=f"{d.month:02d}", dd=f"{d.day:02d}",
+                                   weekday=ui[f"kiosk.weekday.{d.weekday()}"])
+
+
+def _minute(t: datetime, lang: str) -> str:
+    return f"{_day(t.date(), lang)} {t:%H:%M}"
+
+
+def _book(request: web.Request) -> ComplaintBook:
+    return request.app[COMPLAINTS]
+
+
+def _staff(request: web.Request) -> str:
+    staff = request.app[TERMINAL].current_staff()
+    if staff is None:
+        raise web.HTTPForbidden(text=_dumps({"error": "a staff credential is needed"}), content_type="application/json")
+    return staff
+
+
+def _staff_people(t: Terminal) -> list[dict]:
+    return [{"person_id": p.person_id, "name": p.name} for p in t.people.values()
+            if p.role.value in ("officer", "manager")]
+
+
+# --- the customer's side ---
+async def page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "kiosk.html", headers={"Cache-Control": "no-store"})
+
+
+async def options(request: web.Request) -> web.Response:
+    return web.json_response({"channels": list(fc.CHANNELS), "categories": list(fc.CATEGORIES),
+                              "staff": _staff_people(request.app[TERMINAL]), "limits": FORM_LIMITS}, dumps=_dumps)
+
+
+async def enter(request: web.Request) -> web.Response:
+    try:
+        request.app[TERMINAL].enter_kiosk()
+    except ActionRefused as e:
+        raise BadRequest(str(e)) from None
+    return web.json_response({"ok": True})
+
+
+def _in_kiosk(t: Terminal) -> None:
+    if t.mode != "kiosk":
+        raise BadRequest("the screen is not in kiosk mode")
+
+
+async def get_draft(request: web.Request) -> web.Response:
+    t = request.app[TERMINAL]
+    return web.json_response({"draft": _book(request).load_draft() if t.mode == "kiosk" else None}, dumps=_dumps)
+
+
+async def save_draft(request: web.Request) -> web.Response:
+    draft = (await _json(request)).get("draft")
+    book, t = _book(request), request.app[TERMINAL]
+    try:
+        if draft:
+            book.save_draft(draft, t.clock())
+        else:
+            book.clear_draft()
+    except ComplaintError as e:
+        raise BadRequest(str(e)) from None
+    return web.json_response({"ok": True})
+
+
+def receipt_lines(r: Receipt, site_name: str, lang: str) -> tuple[str, list[str]]:
+    p = catalog(lang)["prompts"]
+    return p["kiosk_receipt_title"], [
+        p["kiosk_receipt_site"].format(site=site_name),
+        p["kiosk_receipt_ref"].format(ref=r.ref),
+        p["kiosk_receipt_received"].format(at=_minute(r.received_at, lang)),
+        p["kiosk_receipt_reply_by"].format(day=_day(r.promised_reply, lang)),
+        p["kiosk_receipt_keep"]]
+
+
+async def register(request: web.Request) -> web.Response:
+    t, book = request.app[TERMINAL], _book(request)
+    _in_kiosk(t)
+    lang = _lang(request)
+    try:
+        receipt = book.register(await _json(request), t.clock())
+    except ComplaintError as e:
+        raise BadRequest(str(e)) from None
+    book.clear_draft()
+    title, lines = receipt_lines(receipt, t.config.site.name or t.site.site_id, lang)
+    printed = True
+    try:
+        await t.devices.printer.print_lines(title, lines)
+    except Exception as exc:        # the receipt is on screen even if the paper jams
+        printed = False
+        t.journal.append("print_failed", {"complaint": receipt.ref, "error": str(exc)})
+    return web.json_response({"ref": receipt.ref, "received_at": _minute(receipt.received_at, lang),
+                              "promised_reply": _day(receipt.promised_reply, lang),
+                              "title": title, "lines": lines, "printed": printed}, dumps=_dumps)
+
+
+async def request_exit(request: web.Request) -> web.Response:
+    try:
+        request.app[TERMINAL].request_kiosk_exit()
+    except ActionRefused as e:
+        raise BadRequest(str(e)) from None
+    return web.json_response({"ok": True, "waiting_for": "officer"})
+
+
+async def request_staff(request: web.Request) -> web.Response:
+    t = request.app[TERMINAL]
+    _in_kiosk(t)
+    t.request_staff_view()
+    return web.json_response({"ok": True, "waiting_for": "officer"})
+
+
+# --- the staff view: personal data, behind a credential ---
+def _row(book: ComplaintBook, c: fc.Complaint, staff: str, today: date, lang: str) -> dict:
+    recused = staff in c.staff_concerned
+    return {"ref": c.ref, "received_at": _minute(c.received_at, lang), "channel": c.channel,
+            "category": c.category, "status": c.status.value, "complexity": c.complexity, "validity": c.validity,
+            "department": c.department, "reopened": c.reopened, "repeat_of": c.repeat_of,
+            "reply_by": _day(c.deadlines.reply_by, lang), "overdue": c.overdue(today), "recused": recused,
+            "staff_concerned": list(c.staff_concerned), "first_responder": c.first_responder,
+            "actions": [] if recused else c.allowed(), **book.details(c.ref)}
+
+
+async def staff_complaints(request: web.Request) -> web.Response:
+    staff, t, book = _staff(request), request.app[TERMINAL], _book(request)
+    lang, today = _lang(request), t.today()
+    rows = [_row(book, c, staff, today, lang) for c in book.open_complaints()]
+    return web.json_response({"staff": staff, "name": t.name(staff), "complaints": rows,
+                              "action_fields": ACTION_FIELDS, "officers": _staff_people(t)}, dumps=_dumps)
+
+
+async def staff_action(request: web.Request) -> web.Response:
+    staff, t, book = _staff(request), request.app[TERMINAL], _book(request)
+    ref, action = request.match_info["ref"], request.match_info["action"]
+    try:
+        tr = book.act(ref, action, await _json(request), staff, t.clock())
+    except ComplaintError as e:
+        raise BadRequest(str(e)) from None
+    if tr.appeal_to:        # a repeat on the same facts: the customer is told where to appeal, on paper
+        p = catalog(_lang(request))["prompts"]
+        try:
+            await t.devices.printer.print_lines(p["kiosk_repeat_title"], [
+                p["kiosk_receipt_ref"].format(ref=ref), p["kiosk_repeat_original"].format(ref=book.get(ref).repeat_of),
+                p["kiosk_repeat_appeal"].format(appeal_to=tr.appeal_to)])
+        except Exception as exc:
+            t.journal.append("print_failed", {"complaint": ref, "error": str(exc)})
+    return web.json_response({"ok": True, "status": tr.after.value, "reopened": tr.reopened,
+                              "appeal_to": tr.appeal_to}, dumps=_dumps)
+
+
+async def staff_report(request: web.Request) -> web.Response:
+    _staff(request)
+    t = request.app[TERMINAL]
+    try:
+        start = date.fromisoformat(request.query.get("start", ""))
+        end = date.fromisoformat(request.query.get("end", ""))
+    except ValueError:
+        raise BadRequest("start and end must be dates as YYYY-MM-DD") from None
+    try:
+        return web.json_response(_book(request).report(start, end, t.today()), dumps=_dumps)
+    except ComplaintError as e:
+        raise BadRequest(str(e)) from None
+
+
+async def staff_logout(request: web.Request) -> web.Response:
+    request.app[TERMINAL].end_staff_session()
+    return web.json_response({"ok": True})
+
+
+def open_book(t: Terminal) -> ComplaintBook:
+    return ComplaintBook(t.journal, Sealer(Path(t.config.paths.keys_dir) / "data.key"), build_calendar(),
+                         DeadlineRules(), site_id=t.site.site_id)
+
+
+def add_kiosk_routes(app: web.Application) -> None:
+    t = app[TERMINAL]
+    app[COMPLAINTS] = getattr(t, "complaints", None) or open_book(t)
+    r = app.router
+    r.add_get("/kiosk", page)
+    r.add_get("/api/kiosk/options", options)
+    r.add_post("/api/kiosk/enter", enter)
+    r.add_get("/api/kiosk/draft", get_draft)
+    r.add_post("/api/kiosk/draft", save_draft)
+    r.add_post("/api/kiosk/complaints", register)
+    r.add_post("/api/kiosk/exit", request_exit)
+    r.add_post("/api/kiosk/staff", request_staff)
+    r.add_get("/api/staff/complaints", staff_complaints)
+    r.add_post("/api/staff/complaints/{ref}/{action}", staff_action)
+    r.add_get("/api/staff/report", staff_report)
+    r.add_post("/api/staff/logout", staff_logout)
