@@ -49,6 +49,7 @@ async def test_report_with_chinese_names_prints_as_escpos_and_renders(tmp_path, 
     printer = EscposPrinter("file", path=str(device))
     await printer.print_lines(title, lines)
     stream = device.read_bytes()
+    assert stream.startswith(b"\x1b@"), "the printer is initialised first, so a previous job's mode cannot garble it"
     images = raster_images(stream)
     assert images and all(w == 384 for w, _, _ in images)
     printed = np.vstack([bits for _, _, bits in images])
