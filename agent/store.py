@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -55,6 +56,8 @@ class Store:
                   " finger TEXT NOT NULL, duress INTEGER NOT NULL, sealed BLOB NOT NULL,"
                   " UNIQUE(person_id, finger))")
         c.execute("CREATE TABLE IF NOT EXISTS bundle_seq (kind TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
+        c.execute("CREATE TABLE IF NOT EXISTS box_keys (tag TEXT PRIMARY KEY, sealed BLOB NOT NULL)")
+        c.execute("CREATE TABLE IF NOT EXISTS tag_counters (tag TEXT PRIMARY KEY, counter INTEGER NOT NULL)")
         c.execute("CREATE TABLE IF NOT EXISTS credentials (person_id TEXT PRIMARY KEY, scrypt BLOB NOT NULL)")
         c.execute("CREATE TABLE IF NOT EXISTS stop_progress (task_id TEXT NOT NULL, site_id TEXT NOT NULL,"
                   " at TEXT NOT NULL, PRIMARY KEY (task_id, site_id))")
@@ -157,6 +160,24 @@ class Store:
         path = self._photos / f"{digest}.sealed"
         return self._sealer.open(path.read_bytes(), digest.encode()) if path.exists() else None
 
+    # --- anti-clone box tags (NTAG 424 DNA SUN): keys per tag, sealed; the last read counter per tag ---
+    def put_box_keys(self, tag: str, meta_key: bytes, file_key: bytes) -> None:
+        if len(meta_key) != 16 or len(file_key) != 16:
+            raise ValueError(f"box {tag}: SUN keys must be 16 bytes each (AES-128)")
+        self.db.conn.execute("INSERT OR REPLACE INTO box_keys (tag, sealed) VALUES (?,?)",
+                             (tag.upper(), self._sealer.seal(meta_key + file_key, tag.upper().encode())))
+
+    def box_keys(self, tag: str) -> tuple[bytes, bytes] | None:
+        """The card reader's key lookup: (SDM meta-read key, SDM file-read key) for a tag, if registered."""
+        row = self.db.conn.execute("SELECT sealed FROM box_keys WHERE tag=?", (tag.upper(),)).fetchone()
+        if not row:
+            return None
+        keys = self._sealer.open(row[0], tag.upper().encode())
+        return keys[:16], keys[16:]
+
+    def tag_counters(self) -> "TagCounters":
+        return TagCounters(self.db)
+
     # --- officer passwords, where a site allows them: scrypt with a per-person salt, never in clear ---
     _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}
 
@@ -191,3 +212,29 @@ class Store:
 
     def stops_done(self, task_id: str) -> set[str]:
         return {r[0] for r in self.db.conn.execute("SELECT site_id FROM stop_progress WHERE task_id=?", (task_id,))}
+
+
+class TagCounters(MutableMapping):
+    """The last accepted SUN read counter per tag, persisted, so a replayed (cloned) tag message is
+    refused after a restart too. Written one row at a time on the event loop."""
+
+    def __init__(self, db: sqlite_utils.Database):
+        self._conn = db.conn
+
+    def __getitem__(self, tag: str) -> int:
+        row = self._conn.execute("SELECT counter FROM tag_counters WHERE tag=?", (tag,)).fetchone()
+        if row is None:
+            raise KeyError(tag)
+        return row[0]
+
+    def __setitem__(self, tag: str, counter: int) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO tag_counters (tag, counter) VALUES (?,?)", (tag, int(counter)))
+
+    def __delitem__(self, tag: str) -> None:
+        self._conn.execute("DELETE FROM tag_counters WHERE tag=?", (tag,))
+
+    def __iter__(self):
+        return iter([r[0] for r in self._conn.execute("SELECT tag FROM tag_counters")])
+
+    def __len__(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM tag_counters").fetchone()[0]

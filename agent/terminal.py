@@ -93,6 +93,9 @@ class Terminal:
             Path(d).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.journal = Journal(paths.journal_path)
         self.store = Store(self.journal.db, Sealer(Path(paths.keys_dir) / "data.key"), paths.photos_dir)
+        if hasattr(devices.cards, "verifier"):   # a PC/SC reader checks anti-clone tags with the box registry
+            devices.cards.sun_keys = self.store.box_keys
+            devices.cards.verifier.counters = self.store.tag_counters()
         self.lang = config.screen.language
         self.active: Handover | None = None
         self.outcomes: dict[str, str] = {}             # task id -> outcome, today

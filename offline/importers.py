@@ -87,11 +87,29 @@ async def import_bundle(data: bytes, *, journal, store: Store, device_keys, trus
 def apply_tasks(journal, store: Store, tasks: list[dict], source: str, *, bundle_seq: int | None = None) -> dict:
     """Merge tasks (same id: the higher version wins) and journal what changed. ValueError names a bad field."""
     parsed = [Task.from_dict(_obj(t, f"tasks[{i}]")) for i, t in enumerate(tasks)]
+    keys = [k for i, t in enumerate(tasks) for k in _box_keys(t, i)]
     with journal.transaction():
         stored = [[t.task_id, t.version] for t in parsed if store.upsert_task(t)]
+        for tag, meta, file in keys:            # sealed apart: keys never enter the task body or the journal
+            store.put_box_keys(tag, meta, file)
         summary = {"received": len(parsed), "stored": len(stored), "unchanged": len(parsed) - len(stored)}
         _finish(journal, store, "tasks", source, bundle_seq, {**summary, "tasks": stored})
     return summary
+
+
+def _box_keys(task: dict, i: int) -> list[tuple[str, bytes, bytes]]:
+    """Optional `box_keys: {TAG: {"meta": hex, "file": hex}}`: each box tag's NTAG 424 DNA SUN keys."""
+    out = []
+    for tag, k in (task.get("box_keys") or {}).items():
+        where = f"tasks[{i}].box_keys.{tag}"
+        try:
+            meta, file = bytes.fromhex(k["meta"]), bytes.fromhex(k["file"])
+        except (TypeError, KeyError, ValueError):
+            raise ValueError(f"{where}: must be {{\"meta\": 32 hex digits, \"file\": 32 hex digits}}") from None
+        if len(meta) != 16 or len(file) != 16:
+            raise ValueError(f"{where}: keys must be 16 bytes (32 hex digits) each")
+        out.append((str(tag).upper(), meta, file))
+    return out
 
 
 # --- personnel ------------------------------------------------------------------------------

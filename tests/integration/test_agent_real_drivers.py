@@ -10,6 +10,7 @@ the inbox, imported at start, templates loaded into both modules.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import pty
 import select
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pcsc_fixtures import cards, pcscd, wait_reader_empty  # noqa: F401 (fixtures)
 from skimage import data as skdata
 
+from agent.journal import Journal
 from drivers.door.relay import LCUS1_OFF, LCUS1_ON
 from drivers.fingerprint.emulator import ModuleEmulator
 from offline.bundle import pack_bundle
@@ -36,6 +38,7 @@ pytestmark = pytest.mark.pcsc
 SITE, DEVICE = "BR-100", "dev-real-1"
 BOX_TAG = "04A1B2C3D4E5F6"
 TEMPLATES = {pid: os.urandom(512) for pid in ("E1", "E2", "O1")}
+SUN_KEYS = (os.urandom(16), os.urandom(16))          # the box's NTAG 424 DNA meta-read and file-read keys
 
 
 def face_video(path) -> None:
@@ -56,7 +59,7 @@ def bundles(state, now: datetime) -> None:
             "window_start": (now - timedelta(hours=1)).isoformat(), "window_end": (now + timedelta(hours=1)).isoformat(),
             "route": [SITE], "vehicle": {"vehicle_id": "V9", "plate": "沪A·R0001", "beacon": "ibeacon:x:1:1"},
             "escorts": ["E1", "E2"], "boxes": [{"box_id": "RB-01", "tag": BOX_TAG, "destination": SITE}],
-            "confirmers": ["O1"]}
+            "confirmers": ["O1"], "box_keys": {BOX_TAG: {"meta": SUN_KEYS[0].hex(), "file": SUN_KEYS[1].hex()}}}
     people = [{"person_id": pid, "name": name, "role": role, "company": "押运一队",
                "templates": [{"finger": "right_index", "data": base64.b64encode(TEMPLATES[pid]).decode()}]}
               for pid, name, role in (("E1", "赵一", "escort"), ("E2", "钱二", "escort"), ("O1", "孙三", "officer"))]
@@ -147,7 +150,7 @@ port = "{relay_path}"
         assert relay_bytes(relay_master) == LCUS1_ON, "the relay is switched on when every escort is verified"
 
         wait_reader_empty()
-        box = cards(BOX_TAG)
+        box = cards(BOX_TAG, sun_keys=SUN_KEYS)              # a genuine anti-clone tag
         box.insert()
         agent.wait_for(lambda v: v["handover"]["step"] == "officer_confirmation")
         box.remove()
@@ -158,11 +161,17 @@ port = "{relay_path}"
         counter_fp.tap("O1")
         v = agent.wait_for(lambda v: v["report"] is not None)
         assert v["report"]["outcome"] == "completed"
-        assert "仅UID标签: RB-01" in v["report"]["lines"], "a UID-only box tag is recorded as such"
+        assert not any("仅UID标签" in line for line in v["report"]["lines"]), "the box's SUN message was verified"
         assert relay_bytes(relay_master) == LCUS1_OFF
         printed = receipt.read_bytes()
         assert b"\x1dv0" in printed, "the report went to the printer as an ESC/POS raster image"
         assert agent.stop() == 0
+        j = Journal(state / "journal.db")
+        box_read = next(e for e in j.entries() if e.kind == "box_read")
+        tasks_text = json.dumps([e.body for e in j.entries()])
+        j.close()
+        assert box_read.body["event"]["uid_only"] is False
+        assert SUN_KEYS[0].hex() not in tasks_text, "box keys never enter the journal"
     finally:
         door_fp.stop()
         counter_fp.stop()

@@ -1,0 +1,77 @@
+"""The device store on a real SQLite file: sealed personal data and box keys, persisted tag counters,
+slot allocation, and that a newer task version wins."""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from agent.journal import Journal
+from agent.sealing import SealError, Sealer
+from agent.store import Store, Template
+from flows.model import Box, Person, Role, Task, TaskKind, Vehicle
+
+
+@pytest.fixture
+def store(tmp_path):
+    j = Journal(tmp_path / "journal.db")
+    yield Store(j.db, Sealer(tmp_path / "keys" / "data.key"), tmp_path / "photos"), j, tmp_path
+    j.close()
+
+
+def raw_bytes(tmp_path) -> bytes:
+    return b"".join(p.read_bytes() for p in tmp_path.glob("journal.db*"))
+
+
+def test_personal_data_and_box_keys_are_sealed_at_rest(store):
+    s, j, tmp = store
+    meta, file = os.urandom(16), os.urandom(16)
+    with j.transaction():
+        s.upsert_person(Person("E9", "欧阳志远", Role.ESCORT, company="押运一队"))
+        s.put_template(Template("E9", "right_index", b"\xAB" * 512))
+        s.put_box_keys("04a1b2c3d4e5f6", meta, file)
+    photo = s.put_photo(b"JPEG-of-a-face")
+    assert s.person("E9").name == "欧阳志远" and s.box_keys("04A1B2C3D4E5F6") == (meta, file)
+    assert s.photo(photo) == b"JPEG-of-a-face"
+    disk = raw_bytes(tmp) + b"".join(p.read_bytes() for p in (tmp / "photos").iterdir())
+    for secret in ("欧阳志远".encode(), "押运一队".encode(), b"\xAB" * 64, meta, file, b"JPEG-of-a-face"):
+        assert secret not in disk
+    assert oct((tmp / "keys" / "data.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_another_devices_key_cannot_open_the_data(store, tmp_path):
+    s, j, tmp = store
+    with j.transaction():
+        s.upsert_person(Person("E9", "欧阳志远", Role.ESCORT))
+    other = Store(j.db, Sealer(tmp_path / "other.key"), tmp_path / "photos")
+    with pytest.raises(SealError):
+        other.person("E9")
+
+
+def test_tag_counters_survive_a_restart(store, tmp_path):
+    s, j, _ = store
+    counters = s.tag_counters()
+    counters["04AA"] = 61
+    j.close()
+    j2 = Journal(tmp_path / "journal.db")
+    again = Store(j2.db, Sealer(tmp_path / "keys" / "data.key"), tmp_path / "photos").tag_counters()
+    assert again["04AA"] == 61 and len(again) == 1 and "04BB" not in again
+    j2.close()
+
+
+def test_slots_fill_holes_and_newer_task_versions_win(store):
+    s, j, _ = store
+    with j.transaction():
+        slots = [s.put_template(Template(f"P{i}", "right_index", bytes([i]) * 512)) for i in range(4)]
+        assert slots == [0, 1, 2, 3]
+        assert s.remove_person("P1") == [1]
+        assert s.put_template(Template("P9", "right_index", b"\x09" * 512)) == 1
+        assert s.put_template(Template("P8", "right_index", b"\x08" * 512)) == 4
+    t0 = datetime(2026, 11, 22, 9, tzinfo=timezone.utc)
+    task = Task("T1", 2, TaskKind.DELIVERY, t0, t0 + timedelta(hours=1), ("B1",), Vehicle("V", "沪A", "b"),
+                ("E1", "E2"), (Box("X1", "04AA", "B1"),), ("O1",))
+    assert s.upsert_task(task) is True
+    assert s.upsert_task(Task(**{**task.__dict__, "version": 1})) is False          # older: refused
+    assert s.upsert_task(task) is False                                             # same: unchanged
+    assert s.task("T1").version == 2
