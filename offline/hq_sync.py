@@ -257,7 +257,8 @@ class HeadOffice:
 
     def _ask_resend(self, log: DeviceLog) -> None:
         now = time.monotonic()
-        if log.site_id is None or now - log.last_resend < self._resend_after:
+        # Only to an online device: commands queued during an outage would all replay at reconnect.
+        if log.site_id is None or log.state != "online" or now - log.last_resend < self._resend_after:
             return
         log.last_resend = now
         payload = {"v": messages.VERSION, "msg_id": uuid.uuid4().hex, "site_id": log.site_id,

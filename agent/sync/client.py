@@ -118,6 +118,7 @@ class Sync:
         else:
             self._connected = True
             self._attempts = 0
+            self._health_now = True
             client.subscribe(self.topics.down_filter, qos=1)
             client.publish(self.topics.up("status"), self._status_payload("online"), qos=1, retain=True)
         self._wake.set()
@@ -217,7 +218,8 @@ class Sync:
             "journal": {"last_seq": last, "acked_seq": self.outbox.acked_seq, "backlog": self.outbox.backlog()},
             "disk": {"free_bytes": disk.free, "total_bytes": disk.total}, "drivers": drivers,
         }
-        self._publish(self.topics.up("health"), messages.encode(payload))
+        # Retained: a head office that connects later learns how far the journal goes at once.
+        self._publish(self.topics.up("health"), messages.encode(payload), retain=True)
 
     def _status_payload(self, state: str, with_ts: bool = True) -> bytes:
         payload = {"v": messages.VERSION, "device": self.device, "site_id": self.site_id, "state": state}

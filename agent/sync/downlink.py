@@ -14,6 +14,7 @@ import logging
 from datetime import datetime
 from typing import Callable
 
+from agent.journal import JournalError
 from agent.sync import messages
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class Downlink:
             return reply
         try:
             seq, duplicate, result = self._apply(kind, payload)
+        except JournalError as exc:
+            reply["error"] = f"{kind} could not be recorded on the device, nothing changed: {exc}"
+            return reply
         except (ValueError, KeyError, TypeError) as exc:
             # The importers and the model name the bad field; the transaction rolled back.
             reply["error"] = f"{kind} refused: {exc}"

@@ -29,7 +29,7 @@ class _Batch:
     acked: bool = False
 
 
-# publish(topic, payload, qos, retain) -> message id (int), or None when paho refused it now
+# publish(topic, payload) -> the QoS 1 message id, or None when it could not be queued now
 Publish = Callable[[str, bytes], "int | None"]
 
 

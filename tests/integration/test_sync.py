@@ -339,7 +339,7 @@ def _raw_client(broker, identity: str) -> tuple[mqtt.Client, list]:
 
 
 def test_a_device_cannot_use_another_devices_topics(broker, hq, device):
-    config, journal, store = device
+    config, journal, _ = device
     sync = start_sync(device)
     wait_until(lambda: hq.log("dev-a").state == "online", 10, "device A to come online")
     intruder, events = _raw_client(broker, "dev-b")
@@ -379,3 +379,52 @@ def test_a_device_cannot_use_another_devices_topics(broker, hq, device):
         intruder.disconnect()
         intruder.loop_stop()
         sync.stop()
+
+
+# -- handover-hq publish | watch | export ------------------------------------------------------------
+
+
+def _cli(broker, *argv: str) -> int:
+    import argparse
+
+    from offline.hq_sync import register
+    parser = argparse.ArgumentParser(prog="handover-hq")
+    register(parser.add_subparsers(dest="command", required=True))
+    cert, key = broker.pki.issue(HQ_IDENTITY)
+    conn = ["--host", "127.0.0.1", "--port", str(broker.port), "--ca", str(broker.pki.ca_file),
+            "--cert", str(cert), "--key", str(key), "--client-id", "hq-cli"]
+    args = parser.parse_args([argv[0], *conn, *argv[1:]] if argv[0] != "export" else list(argv))
+    return args.func(args)
+
+
+def test_companion_cli_publishes_watches_and_exports(broker, device, tmp_path, capsys):
+    config, journal, store = device
+    for n in range(25):
+        journal.append("alarm" if n == 7 else "box_read", {"n": n}, task_id="T-1")
+    sync = start_sync(device)
+    tasks_file = tmp_path / "day.json"
+    tasks_file.write_text(json.dumps({"tasks": [_task("T-200")]}, ensure_ascii=False), "utf-8")
+    try:
+        assert _cli(broker, "publish", "--device", "dev-a", "--site", SITE, "--tasks", str(tasks_file)) == 0
+        assert store.task("T-200") is not None
+        assert _cli(broker, "watch", "--archive", str(tmp_path / "archive"), "--duration", "4") == 0
+    finally:
+        sync.stop()
+    shown = capsys.readouterr().out
+    assert "dev-a accepted 1 task(s)" in shown
+    assert "ALARM dev-a #8" in shown and "dev-a #25 " in shown
+
+    out = tmp_path / "export.jsonl"
+    assert _cli(broker, "export", "--archive", str(tmp_path / "archive"), "--out", str(out)) == 0
+    exported = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert [(e["device"], e["seq"], e["hash"]) for e in exported] == [
+        ("dev-a", e.seq, e.hash) for e in journal.entries()]
+
+    archive = tmp_path / "archive" / "dev-a.jsonl"
+    lines = archive.read_text("utf-8").splitlines()
+    forged = json.loads(lines[3])
+    forged["body"]["n"] = 999
+    lines[3] = json.dumps(forged)
+    archive.write_text("\n".join(lines) + "\n", "utf-8")
+    assert _cli(broker, "export", "--archive", str(tmp_path / "archive"), "--out", str(out)) == 1
+    assert "entry dev-a:4 does not match its hash" in capsys.readouterr().err
