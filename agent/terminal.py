@@ -113,6 +113,7 @@ class Terminal:
         self._queue: asyncio.Queue = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._inbox_watch: asyncio.Task | None = None
+        self.sync = None
         self._background: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -141,12 +142,16 @@ class Terminal:
                                               "resumed_task": self.active.task.task_id if self.active else None})
         self._worker = asyncio.create_task(self._run(), name="terminal-events")
         self._inbox_watch = asyncio.create_task(self._watch_inbox(), name="inbox")
+        if self.config.mqtt.enabled:
+            self._start_sync()
 
     async def stop(self) -> None:
         """Stop taking device events, finish the ones queued, lower the door, close the journal."""
         for device in self.devices.inputs():
             await device.stop()
         await self._queue.join()
+        if self.sync is not None:
+            await asyncio.to_thread(self.sync.stop)      # unacked entries stay in the journal for next time
         for task in (self._worker, self._inbox_watch):
             if task:
                 task.cancel()
@@ -446,6 +451,25 @@ class Terminal:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         return path
+
+    # --- head office (SPEC §4): the journal is the outbox; task progress and alarms go out at once ---
+    URGENT_KINDS = ("alarm", "handover_started", "arrival", "finger_attempt", "box_read", "disposition",
+                    "handover_ended")
+
+    def _start_sync(self) -> None:
+        from agent.sync import Sync
+        loop = asyncio.get_running_loop()
+        self.sync = Sync(self.config, self.journal, self.store, urgent_kinds=self.URGENT_KINDS,
+                         on_downlink=lambda kind, payload: loop.call_soon_threadsafe(self._downlink_applied, kind),
+                         health=lambda: {name: {"state": h.state, "error": h.last_error}
+                                         for name, h in self.health.items()},
+                         modules=list(self.devices.fingerprints.values()), loop=loop)
+        self.sync.start()
+
+    def _downlink_applied(self, kind: str) -> None:
+        """Head office changed tasks, people or settings: show the new state."""
+        self.reload_people()
+        self._changed()
 
     # --- offline bundles: `handover-agent usb-import` (run by udev) drops them in the inbox ---
     async def import_inbox(self) -> None:
