@@ -16,6 +16,7 @@ from aiohttp import web
 from agent.calendar_data import build_calendar
 from agent.complaints import FORM_LIMITS, ComplaintBook, ComplaintError, Receipt
 from agent.i18n import catalog
+from agent.sample import DEMO_SITE_NAME
 from agent.sealing import Sealer
 from agent.screen.server import TERMINAL, BadRequest, _json, _lang
 from agent.terminal import ActionRefused, Terminal
@@ -127,7 +128,8 @@ async def register(request: web.Request) -> web.Response:
     except ComplaintError as e:
         raise BadRequest(str(e)) from None
     book.clear_draft()
-    title, lines = receipt_lines(receipt, t.config.site.name or t.site.site_id, lang)
+    site_name = t.config.site.name or (DEMO_SITE_NAME if t.config.simulate else t.site.site_id)
+    title, lines = receipt_lines(receipt, site_name, lang)
     printed = True
     try:
         await t.devices.printer.print_lines(title, lines)

@@ -1,0 +1,343 @@
+// The complaint kiosk (SPEC §6). Everything a customer or staff typed goes back on screen through
+// textContent only, so no input can become markup. The form is saved as a sealed draft on the agent
+// while typing, so a truck's arrival (which takes the screen) loses nothing.
+"use strict";
+const params = new URLSearchParams(location.search);
+const IDLE = Number(params.get("idle") || 90) * 1000;         // seconds without a touch before the form clears
+const WARN = Number(params.get("warn") || 15) * 1000;         // the warning shows this long before
+const TEXT_FIELDS = ["description", "request", "name", "contact", "counter"];
+const LONG = new Set(["description", "request"]);
+
+let L = {}, lang = null, options = null, last = null;
+let form = emptyForm();
+let lastActivity = Date.now(), saveTimer = null, leaving = false, staffShown = false;
+
+const $ = (sel) => document.querySelector(sel);
+function el(tag, attrs = {}, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k === "value") e.value = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
+  }
+  for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k);
+  return e;
+}
+const t = (key, vars = {}) => (L[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
+
+function emptyForm() {
+  return { channel: "walk_in", category: "", description: "", request: "", name: "", contact: "", counter: "",
+           staff_concerned: [], first_responder: "" };
+}
+const touched = () => TEXT_FIELDS.some((k) => form[k]) || form.category || form.staff_concerned.length
+                      || form.first_responder || !$("#receipt-view").hidden;
+
+async function api(path, body) {
+  const r = await fetch(path, body === undefined ? {} : { method: "POST", headers: { "Content-Type": "application/json" },
+                                                          body: JSON.stringify(body) });
+  let data = {};
+  try { data = await r.json(); } catch { /* an empty or non-JSON answer */ }
+  return { ok: r.ok, status: r.status, data };
+}
+
+async function loadLabels(next) {
+  if (next === lang) return;
+  L = await (await fetch(`/i18n/${next}.json`)).json();
+  lang = next;
+  document.documentElement.lang = next;
+  document.title = t("kiosk.title");
+  document.querySelectorAll("[data-i18n]").forEach((n) => (n.textContent = t(n.dataset.i18n)));
+}
+
+// --- the form ---
+function choices(name, values, prefix) {
+  return el("div", { class: "choices", role: "radiogroup", "data-testid": `${name}-choices` }, ...values.map((v) =>
+    el("button", { type: "button", class: "touch choice" + (form[name] === v ? " chosen" : ""), role: "radio",
+                   "aria-checked": form[name] === v ? "true" : "false", "data-testid": `${name}-${v}`,
+                   text: t(`${prefix}.${v}`), onclick: () => { form[name] = v; changed(); renderForm(); } })));
+}
+
+function textField(name) {
+  const limit = options.limits[name];
+  const attrs = { id: `f-${name}`, class: "touch", "data-testid": `field-${name}`, value: form[name],
+                  oninput: (e) => { form[name] = e.target.value; count(); changed(); } };
+  const input = LONG.has(name) ? el("textarea", { rows: "3", ...attrs }) : el("input", { type: "text", autocomplete: "off", ...attrs });
+  const counter = el("span", { class: "count" });
+  const count = () => { counter.textContent = `${form[name].length}/${limit}`; counter.classList.toggle("over", form[name].length > limit); };
+  count();
+  const required = ["description", "request"].includes(name);
+  return el("div", { class: "field" }, el("label", { for: `f-${name}` }, el("span", { text: t(`kiosk.${name}`) }),
+              required ? el("span", { class: "req", text: ` *${t("kiosk.required")}` }) : null, counter), input,
+            el("div", { class: "error", "data-testid": `error-${name}` }));
+}
+
+function staffChips() {
+  return el("div", { class: "choices", "data-testid": "staff-choices" }, ...options.staff.map((p) => {
+    const on = form.staff_concerned.includes(p.person_id);
+    return el("button", { type: "button", class: "touch choice" + (on ? " chosen" : ""), "aria-pressed": on ? "true" : "false",
+      "data-testid": `staff-${p.person_id}`, text: p.name, onclick: () => {
+        form.staff_concerned = on ? form.staff_concerned.filter((x) => x !== p.person_id) : [...form.staff_concerned, p.person_id];
+        changed(); renderForm(); } });
+  }));
+}
+
+function renderForm() {
+  const root = $("#form");
+  const focused = document.activeElement && document.activeElement.id;
+  root.replaceChildren(
+    el("h2", { text: t("kiosk.channel") }), choices("channel", options.channels, "kiosk.channel"),
+    el("h2", { text: t("kiosk.category") }, el("span", { class: "req", text: ` *${t("kiosk.required")}` })),
+    choices("category", options.categories, "kiosk.category"),
+    el("div", { class: "error", "data-testid": "error-category" }),
+    ...["description", "request"].map(textField),
+    el("div", { class: "row" }, ...["name", "contact", "counter"].map(textField)),
+    el("h2", { text: t("kiosk.staff_concerned") }), staffChips(),
+    el("div", { class: "field" }, el("label", { for: "f-first_responder", text: t("kiosk.first_responder") }),
+      el("select", { id: "f-first_responder", class: "touch", "data-testid": "field-first_responder",
+                     onchange: (e) => { form.first_responder = e.target.value; changed(); } },
+        el("option", { value: "", text: t("kiosk.none") }),
+        ...options.staff.map((p) => el("option", { value: p.person_id, text: p.name, selected: form.first_responder === p.person_id })))));
+  if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+}
+
+function changed() {
+  lastActivity = Date.now();
+  clearTimeout(saveTimer);
+  saveTimer = setTimeout(saveDraft, 300);
+}
+
+async function saveDraft() {
+  clearTimeout(saveTimer);
+  await api("/api/kiosk/draft", { draft: touched() && $("#receipt-view").hidden ? form : null });
+}
+
+function validate() {
+  document.querySelectorAll(".error").forEach((n) => (n.textContent = ""));
+  let ok = true;
+  const fail = (name, text) => { ok = false; const n = document.querySelector(`[data-testid=error-${name}]`); if (n) n.textContent = text; };
+  if (!form.category) fail("category", t("kiosk.choose", { label: t("kiosk.category") }));
+  for (const k of TEXT_FIELDS) {
+    const label = t(`kiosk.${k}`), n = form[k].length, max = options.limits[k];
+    if (n > max) fail(k, t("kiosk.too_long", { label, n, max }));
+    else if (["description", "request"].includes(k) && !form[k].trim()) fail(k, t("kiosk.missing", { label }));
+  }
+  return ok;
+}
+
+async function submit() {
+  lastActivity = Date.now();
+  $("#form-error").textContent = "";
+  if (!validate()) return;
+  const r = await api(`/api/kiosk/complaints?lang=${lang}`, { ...form, first_responder: form.first_responder || null });
+  if (!r.ok) { $("#form-error").textContent = t("kiosk.error", { error: r.data.error || r.status }); return; }
+  form = emptyForm();
+  renderForm();
+  showReceipt(r.data);
+}
+
+function showReceipt(rc) {
+  const view = $("#receipt-view");
+  view.replaceChildren(el("div", { class: "card receipt-card" },
+    el("h2", { text: t("kiosk.receipt") }),
+    el("div", { class: "receipt", "data-testid": "receipt-text", text: [rc.title, ...rc.lines].join("\n") }),
+    el("p", { class: rc.printed ? "ok" : "error", "data-testid": "receipt-printed",
+              text: rc.printed ? t("kiosk.printed") : t("kiosk.not_printed") }),
+    el("button", { class: "touch primary big", "data-testid": "receipt-done", text: t("kiosk.done"), onclick: clearAll })));
+  view.dataset.ref = rc.ref;
+  view.hidden = false;
+  $("#form-view").hidden = true;
+}
+
+function clearAll() {
+  form = emptyForm();
+  $("#receipt-view").hidden = true;
+  $("#receipt-view").replaceChildren();
+  $("#form-error").textContent = "";
+  renderForm();
+  document.querySelectorAll(".error").forEach((n) => (n.textContent = ""));
+  showCustomerSide();
+  saveDraft();
+}
+
+// --- idle: warn, then clear what the last customer left ---
+function idleTick() {
+  const quiet = Date.now() - lastActivity;
+  const overlay = $("#idle");
+  if (!touched() || !last || last.mode !== "kiosk") { overlay.hidden = true; return; }
+  if (quiet >= IDLE) { overlay.hidden = true; clearAll(); lastActivity = Date.now(); return; }
+  if (quiet >= IDLE - WARN) {
+    overlay.hidden = false;
+    $("#idle-text").textContent = t("kiosk.idle_warning", { s: Math.ceil((IDLE - quiet) / 1000) });
+  } else overlay.hidden = true;
+}
+for (const ev of ["pointerdown", "keydown", "input"]) document.addEventListener(ev, () => { lastActivity = Date.now(); }, true);
+$("#idle-continue").addEventListener("click", () => { lastActivity = Date.now(); $("#idle").hidden = true; });
+
+// --- staff: a credential (finger or password) to leave, or to open the staff view ---
+function renderPending(v) {
+  const root = $("#pending");
+  const p = v.pending_auth;
+  if (!p || !["kiosk_exit", "staff_view"].includes(p.purpose)) { root.replaceChildren(); return; }
+  if (root.dataset.purpose === p.purpose && root.firstChild) return;     // keep what is being typed
+  root.dataset.purpose = p.purpose;
+  const who = el("select", { class: "touch", "data-testid": "password-officer" },
+    ...v.officers.map((o) => el("option", { value: o.person_id, text: o.name })));
+  const pw = el("input", { type: "password", class: "touch", "data-testid": "password-input", autocomplete: "off",
+                           placeholder: t("password") });
+  const msg = el("div", { class: "error", "data-testid": "password-error" });
+  root.replaceChildren(el("div", { class: "card pending", "data-testid": "pending-auth" },
+    el("h2", { text: `${t("kiosk.purpose." + p.purpose)} · ${t("kiosk.waiting_officer")}` }),
+    el("div", { class: "row" }, who, pw,
+      el("button", { class: "touch primary", "data-testid": "password-submit", text: t("password_confirm"), onclick: async () => {
+        const r = await api("/api/password", { person_id: who.value, password: pw.value });
+        pw.value = "";
+        msg.textContent = r.ok && r.data.ok ? "" : t("kiosk.password_wrong");
+      } }),
+      el("button", { class: "touch", "data-testid": "pending-cancel", text: t("cancel"), onclick: () => api("/api/cancel", {}) })),
+    msg));
+}
+
+function showCustomerSide() {
+  const receipt = !$("#receipt-view").hidden;
+  $("#form-view").hidden = receipt;
+  $("#staff-view").hidden = true;
+  staffShown = false;
+}
+
+async function showStaff() {
+  const r = await api(`/api/staff/complaints?lang=${lang}`);
+  if (r.status === 403) { await api("/api/staff/logout", {}); return; }
+  staffShown = true;
+  $("#form-view").hidden = true;
+  $("#receipt-view").hidden = true;
+  const d = r.data;
+  const view = $("#staff-view");
+  view.replaceChildren(
+    el("div", { class: "bar" }, el("h2", { text: `${t("kiosk.staff_title")} · ${t("kiosk.staff_by")}: ${d.name}` }),
+      el("button", { class: "touch", "data-testid": "staff-logout", text: t("kiosk.logout"),
+                     onclick: async () => { await api("/api/staff/logout", {}); } })),
+    ...(d.complaints.length ? d.complaints.map((c) => complaintCard(c, d)) : [el("p", { text: t("kiosk.no_complaints") })]),
+    reportPanel());
+  view.hidden = false;
+}
+
+function complaintCard(c, d) {
+  const nameOf = (pid) => (d.officers.find((o) => o.person_id === pid) || { name: pid }).name;
+  const dl = (pairs) => el("dl", {}, ...pairs.filter(([, v]) => v).map(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+  const records = c.texts.map((x) => el("li", { text: `${x.at.slice(0, 16).replace("T", " ")} ${t("kiosk.action." + x.action)} · ${nameOf(x.by)}: ` +
+    ["notes", "cause", "remedy", "reply", "reason"].filter((k) => x[k]).map((k) => `${t("kiosk.field." + k)}：${x[k]}`).join("；") }));
+  const slot = el("div", { class: "action-form" });
+  return el("div", { class: "card complaint" + (c.overdue ? " overdue" : ""), "data-testid": `complaint-${c.ref}`,
+                     "data-status": c.status, "data-overdue": c.overdue ? "true" : "false" },
+    el("div", { class: "bar" }, el("strong", { class: "ref", text: c.ref }),
+      el("span", { class: "badge", "data-testid": "complaint-status", text: t("kiosk.status." + c.status) }),
+      el("span", { text: `${t("kiosk.category." + c.category)} · ${t("kiosk.channel." + c.channel)} · ${c.received_at}` }),
+      el("span", { class: "deadline", text: `${t("kiosk.reply_by")}: ${c.reply_by}` }),
+      c.overdue ? el("span", { class: "badge bad", "data-testid": "overdue", text: t("kiosk.overdue") }) : null,
+      c.reopened ? el("span", { class: "badge", text: `${t("kiosk.reopened")} ×${c.reopened}` }) : null),
+    dl([[t("kiosk.name"), c.name || t("kiosk.anonymous")], [t("kiosk.contact"), c.contact],
+        [t("kiosk.description"), c.description], [t("kiosk.request"), c.request], [t("kiosk.counter"), c.counter],
+        [t("kiosk.staff_concerned"), c.staff_concerned.map(nameOf).join("、")],
+        [t("kiosk.first_responder"), c.first_responder ? nameOf(c.first_responder) : ""]]),
+    records.length ? el("ul", { class: "records", "data-testid": "records" }, ...records) : null,
+    c.recused ? el("p", { class: "error", "data-testid": "recused", text: t("kiosk.recused") }) : null,
+    el("div", { class: "choices" }, ...c.actions.map((a) => el("button", { class: "touch", "data-testid": `action-${c.ref}-${a}`,
+      text: t("kiosk.action." + a), onclick: () => actionForm(slot, c, a, d) }))),
+    slot);
+}
+
+function actionForm(slot, c, action, d) {
+  const values = {};
+  const inputs = d.action_fields[action].map(([name, kind]) => {
+    const label = el("label", { text: t("kiosk.field." + name) });
+    let input;
+    if (Array.isArray(kind) || kind === "bool") {
+      const opts = kind === "bool" ? [[true, t("kiosk.yes")], [false, t("kiosk.no")]] : kind.map((k) => [k, t("kiosk.choice." + k)]);
+      input = el("div", { class: "choices" }, ...opts.map(([v, text]) => el("button", { type: "button", class: "touch choice",
+        "data-testid": `param-${name}-${v}`, text, onclick: (e) => { values[name] = v;
+          e.target.parentNode.querySelectorAll(".choice").forEach((b) => b.classList.remove("chosen")); e.target.classList.add("chosen"); } })));
+    } else if (kind === "staff") {
+      input = el("select", { class: "touch", "data-testid": `param-${name}`, onchange: (e) => { values[name] = e.target.value; } },
+        el("option", { value: "", text: t("kiosk.none") }), ...d.officers.map((o) => el("option", { value: o.person_id, text: o.name })));
+    } else {
+      input = el(kind === "long" ? "textarea" : "input", { class: "touch", "data-testid": `param-${name}`, rows: "2",
+                                                           oninput: (e) => { values[name] = e.target.value; } });
+    }
+    return el("div", { class: "field" }, label, input);
+  });
+  const err = el("div", { class: "error", "data-testid": "action-error" });
+  slot.replaceChildren(el("h3", { text: t("kiosk.action." + action) }), ...inputs, err,
+    el("button", { class: "touch primary", "data-testid": "action-save", text: t("kiosk.save"), onclick: async () => {
+      const r = await api(`/api/staff/complaints/${encodeURIComponent(c.ref)}/${action}`, values);
+      if (!r.ok) { err.textContent = r.data.error || String(r.status); return; }
+      showStaff();
+    } }));
+}
+
+function reportPanel() {
+  const today = new Date().toISOString().slice(0, 10);
+  const start = el("input", { type: "date", class: "touch", "data-testid": "report-start", value: today.slice(0, 5) + (today.slice(5, 7) <= "06" ? "01-01" : "07-01") });
+  const end = el("input", { type: "date", class: "touch", "data-testid": "report-end", value: today });
+  const out = el("div", { class: "report", "data-testid": "report-output" });
+  return el("div", { class: "card" }, el("h2", { text: t("kiosk.report") }),
+    el("div", { class: "row" }, start, end, el("button", { class: "touch", "data-testid": "report-show", text: t("kiosk.report.show"),
+      onclick: async () => {
+        const r = await api(`/api/staff/report?start=${start.value}&end=${end.value}`);
+        if (!r.ok) { out.textContent = r.data.error || String(r.status); return; }
+        const x = r.data;
+        out.replaceChildren(
+          el("p", { text: `${t("kiosk.report.received")} ${x.received} · ${t("kiosk.report.resolved")} ${x.resolved} · ${t("kiosk.report.overdue")} ${x.overdue}` }),
+          el("p", { text: `${t("kiosk.report.main_issues")}: ` + x.main_issues.map((m) => `${t("kiosk.category." + m.category)} ${m.count}`).join("、") }),
+          el("ul", {}, ...Object.entries(x.by_category).map(([k, n]) => el("li", { text:
+            `${t("kiosk.category." + k)}: ${t("kiosk.report.received")} ${n.received} · ${t("kiosk.report.resolved")} ${n.resolved} · ${t("kiosk.report.overdue")} ${n.overdue}` }))),
+          el("h3", { text: t("kiosk.report.causes") }),
+          el("ul", {}, ...x.causes_and_remedies.map((c) => el("li", { text: `${c.ref} ${t("kiosk.category." + c.category)}: ${c.cause} → ${c.remedy}` }))));
+      } })), out);
+}
+
+// --- the agent's view: mode, staff session, pending credential ---
+async function onView(v) {
+  await loadLabels(v.lang);
+  const first = last === null;
+  last = v;
+  if (v.mode !== "kiosk") {                  // a truck took the screen, or staff left the kiosk
+    if (!leaving) { leaving = true; if (first) location.replace("/"); else saveDraft().finally(() => location.replace("/")); }
+    return;
+  }
+  $("#site").textContent = v.site.name;
+  $("#clock").textContent = v.now.slice(11, 16);
+  renderPending(v);
+  $("#exit-button").hidden = $("#staff-button").hidden = !!v.pending_auth;
+  if (v.staff && !staffShown) await showStaff();
+  else if (!v.staff && staffShown) showCustomerSide();
+  if (first) {
+    const r = await api("/api/kiosk/draft");
+    if (r.data.draft) { form = { ...emptyForm(), ...r.data.draft }; lastActivity = Date.now(); }
+    renderForm();
+  }
+  document.body.dataset.version = v.version;
+}
+
+$("#submit").addEventListener("click", submit);
+$("#clear").addEventListener("click", clearAll);
+$("#exit-button").addEventListener("click", () => api("/api/kiosk/exit", {}));
+$("#staff-button").addEventListener("click", () => api("/api/kiosk/staff", {}));
+
+let busy = Promise.resolve();
+function connect() {
+  const es = new EventSource("/api/events");
+  es.onmessage = (m) => {
+    const v = JSON.parse(m.data);
+    if (last && v.version === last.version && v.lang === last.lang) return;
+    busy = busy.then(() => onView(v));       // one view at a time, in order
+  };
+  es.onerror = () => { es.close(); setTimeout(connect, 1000); };
+}
+
+(async () => {
+  options = (await api("/api/kiosk/options")).data;
+  connect();
+  setInterval(idleTick, 250);
+})();
