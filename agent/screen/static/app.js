@@ -175,7 +175,10 @@ function renderTasks(v) {
     el("td", { text: x.escorts.join("、") }), el("td", { text: String(x.boxes) }),
     el("td", { class: "status-" + x.status, "data-testid": "task-status", text: t("status." + x.status) }),
     el("td", {}, manual(x))));
-  root.append(el("div", { class: "card" }, el("h2", { text: t("today_tasks") }),
+  // the complaint kiosk (SPEC §6) may take the screen while no handover runs
+  const kiosk = !v.handover && !v.pending_auth ? el("button", { class: "touch", "data-testid": "kiosk-enter", text: t("kiosk.enter"),
+                                                              onclick: () => post("/api/kiosk/enter", {}) }) : null;
+  root.append(el("div", { class: "card" }, el("h2", { text: t("today_tasks") }, " ", kiosk),
                  v.tasks.length ? table : el("p", { text: t("no_tasks") })));
 }
 
@@ -224,6 +227,7 @@ function renderHeader(v) {
 }
 
 async function render(v) {
+  if (v.mode === "kiosk") { location.replace("/kiosk"); return; }
   await loadLabels(v.lang);
   last = v;
   renderHeader(v); renderPrompt(v); renderAlarms(v); renderPending(v); renderHandover(v); renderReport(v); renderTasks(v); renderSim(v);
