@@ -107,6 +107,16 @@ class BleConfig:
     rssi_threshold: int = -75
     dwell_seconds: float = 3.0
     silence_seconds: float = 60.0
+    patterns: tuple["BeaconPatternConfig", ...] = ()
+
+
+@dataclass(frozen=True)
+class BeaconPatternConfig:
+    """A truck tag that is neither iBeacon nor Eddystone: matched by name and/or manufacturer data."""
+    identity: str
+    local_name: str | None = None         # a regular expression over the whole advertised name
+    company_id: int | None = None         # Bluetooth SIG company identifier
+    data_prefix: bytes = b""              # manufacturer data starts with these bytes
 
 
 @dataclass(frozen=True)
@@ -464,6 +474,36 @@ def _is_address(v: Any) -> bool:
     return _is_int(v) and 0 <= v <= 0xFFFFFFFF
 
 
+def _beacon_patterns(items: Any) -> tuple[BeaconPatternConfig, ...]:
+    """[[devices.ble.patterns]] tables: identity plus a local_name regex and/or company_id (+ data_prefix hex)."""
+    import re
+    if not isinstance(items, list):
+        raise ConfigError("devices.ble.patterns: must be an array of tables ([[devices.ble.patterns]])")
+    out = []
+    for i, item in enumerate(items):
+        t = _Table(item, f"devices.ble.patterns[{i}]", ["identity", "local_name", "company_id", "data_prefix"])
+        name = t.str("local_name")
+        if name is not None:
+            try:
+                re.compile(name)
+            except re.error as e:
+                raise ConfigError(f"{t.name}.local_name: {name!r} is not a regular expression ({e})") from None
+        prefix = t.checked("data_prefix", "", lambda v: isinstance(v, str) and _is_hex(v), "hexadecimal bytes, e.g. \"0215\"")
+        company = t.int("company_id", None, lo=0, hi=0xFFFF)
+        if name is None and company is None:
+            raise ConfigError(f"{t.name}: needs local_name or company_id to match on")
+        out.append(BeaconPatternConfig(t.str("identity", required=True), name, company, bytes.fromhex(prefix)))
+    return tuple(out)
+
+
+def _is_hex(v: str) -> bool:
+    try:
+        bytes.fromhex(v)
+        return True
+    except ValueError:
+        return False
+
+
 def _devices(t: _Table) -> DevicesConfig:
     def sub(name: str, allowed: list[str]) -> _Table:
         return _Table(t.table(name), f"devices.{name}", allowed)
@@ -474,7 +514,7 @@ def _devices(t: _Table) -> DevicesConfig:
         counter = _fingerprint(sub("fingerprint_counter", fp_keys), "counter")
 
     c = sub("cards", ["driver", "reader"])
-    b = sub("ble", ["driver", "rssi_threshold", "dwell_seconds", "silence_seconds"])
+    b = sub("ble", ["driver", "rssi_threshold", "dwell_seconds", "silence_seconds", "patterns"])
     cam = sub("camera", ["driver", "source"])
     v = sub("voice", ["driver", "voice", "rate"])
     pr = sub("printer", ["driver", "path", "port", "baudrate", "vendor_id", "product_id"])
@@ -506,6 +546,7 @@ def _devices(t: _Table) -> DevicesConfig:
             rssi_threshold=b.int("rssi_threshold", -75, lo=-120, hi=0),
             dwell_seconds=b.number("dwell_seconds", 3.0, lo=0, hi=600),
             silence_seconds=b.number("silence_seconds", 60.0, lo=1, hi=3600),
+            patterns=_beacon_patterns(b.data.get("patterns", [])),
         ),
         camera=CameraConfig(driver=cam_driver, source=source),
         voice=VoiceConfig(

@@ -66,9 +66,11 @@ def _cards(config: Config) -> InputDevice:
 def _ble(config: Config) -> InputDevice:
     b = config.devices.ble
     if _real(config, b.driver):
+        from drivers.ble.presence import BeaconPattern
         from drivers.ble.scanner import BleakBeaconScanner
+        patterns = tuple(BeaconPattern(p.identity, p.local_name, p.company_id, p.data_prefix) for p in b.patterns)
         return BleakBeaconScanner(rssi_threshold=b.rssi_threshold, dwell_seconds=b.dwell_seconds,
-                                  silence_seconds=b.silence_seconds)
+                                  silence_seconds=b.silence_seconds, patterns=patterns)
     from drivers.ble.sim import SimulatedBeaconScanner
     return SimulatedBeaconScanner()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,33 @@ def test_every_key_the_loader_allows_is_documented(tmp_path, section):
     part = doc.split(heading, 1)[1].split("\n#", 1)[0]
     missing = [k for k in allowed if f"`{k}`" not in part]
     assert not missing, f"{section}: {missing} not documented in docs/config.md"
+
+
+def test_beacon_patterns_are_read_and_checked_by_name(tmp_path):
+    good = tmp_path / "ok.toml"
+    good.write_text("""
+[site]
+id = "BR-1"
+[devices.ble]
+driver = "bleak"
+[[devices.ble.patterns]]
+identity = "truck-7"
+local_name = "CIT-TRUCK-0?7"
+[[devices.ble.patterns]]
+identity = "truck-8"
+company_id = 0x0059
+data_prefix = "0a0b"
+""", encoding="utf-8")
+    patterns = load_config(good).devices.ble.patterns
+    assert [(p.identity, p.local_name, p.company_id, p.data_prefix) for p in patterns] == [
+        ("truck-7", "CIT-TRUCK-0?7", None, b""), ("truck-8", None, 0x59, b"\x0a\x0b")]
+    for body, message in [
+        ('identity = "t"', "devices.ble.patterns[0]: needs local_name or company_id"),
+        ('identity = "t"\nlocal_name = "("', "devices.ble.patterns[0].local_name: '(' is not a regular expression"),
+        ('identity = "t"\ncompany_id = 1\ndata_prefix = "zz"', "devices.ble.patterns[0].data_prefix"),
+        ('identity = "t"\ncompany_id = 1\ncolour = "red"', "devices.ble.patterns[0].colour: unknown key"),
+    ]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(f'[site]\nid = "BR-1"\n[[devices.ble.patterns]]\n{body}\n', encoding="utf-8")
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(bad)
