@@ -122,7 +122,8 @@ class Archive:
     actor: str
 
 
-Event = Classify | Transfer | Investigate | Handle | Reply | RecordSatisfaction | NotAccept | Withdraw | MarkRepeat | Archive
+Event = (Classify | Transfer | Investigate | Handle | Reply | RecordSatisfaction | NotAccept | Withdraw | MarkRepeat
+         | Archive)
 TEXT_FIELDS = ("notes", "cause", "remedy", "reply", "reason")      # free text: sealed by whoever stores it
 ACTIONS: dict[str, type] = {"classify": Classify, "transfer": Transfer, "investigate": Investigate,
                             "handle": Handle, "reply": Reply, "satisfaction": RecordSatisfaction,
@@ -246,7 +247,8 @@ class Complaint:
             if not event.to.strip():
                 raise TransitionRefused("transfer needs the department taking the case")
             if event.handler and event.handler in self.staff_concerned:
-                raise TransitionRefused(f"{event.handler} is concerned by this complaint and cannot handle it (recusal)")
+                raise TransitionRefused(f"{event.handler} is concerned by this complaint and cannot handle it "
+                                        "(recusal)")
         elif isinstance(event, Handle) and not event.notes.strip():
             raise TransitionRefused("handling needs notes on what was done")
         elif isinstance(event, Reply) and not event.reply.strip():

@@ -193,7 +193,8 @@ def test_truck_arrival_interrupts_and_the_draft_survives(agent, browser, artifac
     expect(page.get_by_test_id("step-escort_verification")).to_have_attribute("data-current", "true")
     page.screenshot(path=str(artifacts("e2e/kiosk-05-truck-takes-the-screen.png")), full_page=True)
 
-    finger = lambda station, pid: agent.post("api/sim/finger", {"station": station, "slot": slot_of(agent, pid)})  # noqa: E731
+    def finger(station: str, pid: str) -> None:
+        agent.post("api/sim/finger", {"station": station, "slot": slot_of(agent, pid)})
     finger("door", "E01")
     finger("door", "E02")
     agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "box_handover")
