@@ -165,7 +165,8 @@ function clearAll() {
 function idleTick() {
   const quiet = Date.now() - lastActivity;
   const overlay = $("#idle");
-  if (!touched() || !last || last.mode !== "kiosk") { overlay.hidden = true; return; }
+  // staff at work are not customers: their session lapses on the agent's side instead
+  if (!touched() || !last || last.mode !== "kiosk" || staffShown) { overlay.hidden = true; return; }
   if (quiet >= IDLE) { overlay.hidden = true; clearAll(); lastActivity = Date.now(); return; }
   if (quiet >= IDLE - WARN) {
     overlay.hidden = false;
@@ -277,7 +278,7 @@ function actionForm(slot, c, action, d) {
 }
 
 function reportPanel() {
-  const today = new Date().toISOString().slice(0, 10);
+  const today = last.now.slice(0, 10);           // the terminal's own day, not the browser's UTC one
   const start = el("input", { type: "date", class: "touch", "data-testid": "report-start", value: today.slice(0, 5) + (today.slice(5, 7) <= "06" ? "01-01" : "07-01") });
   const end = el("input", { type: "date", class: "touch", "data-testid": "report-end", value: today });
   const out = el("div", { class: "report", "data-testid": "report-output" });
