@@ -58,7 +58,9 @@ def test_collection_at_a_branch(agent, browser, artifacts):
     page.screenshot(path=str(artifacts("e2e/collection-01-boxes.png")), full_page=True)
     page.get_by_test_id("sim-counter-O02").click()
     expect(page.get_by_test_id("prompt")).to_contain_text("营业专员吴婷认证成功")
+    # the door and counter readers are separate modules: wait for each mark, as a person would
     page.get_by_test_id("sim-door-E05").click()
+    expect(prompt).to_have_text("陈刚指纹留痕成功")
     page.get_by_test_id("sim-counter-O02").click()
     expect(page.get_by_test_id("report-text")).to_contain_text("任务类型: 回收款箱")
     expect(page.get_by_test_id("report-text")).to_contain_text("结果: 已完成")
@@ -99,6 +101,7 @@ def test_delivery_with_wrong_box_and_disposition(agent, browser, artifacts):
     expect(prompt).to_have_text("请营业专员按压指纹（或输入密码）确认此操作")
     page.screenshot(path=str(artifacts("e2e/wrong-box-02-disposition.png")), full_page=True)
     page.get_by_test_id("sim-door-E01").click()                 # an escort cannot sign it
+    expect(prompt).to_have_text("交接已暂停，请营业专员进行风险处置")
     expect(page.get_by_test_id("pending-auth")).to_be_visible()
     page.get_by_test_id("sim-counter-O01").click()
     expect(prompt).to_have_text("请交接款箱，本站应交入3个款箱，请逐个刷箱")
@@ -108,7 +111,9 @@ def test_delivery_with_wrong_box_and_disposition(agent, browser, artifacts):
     page.get_by_test_id("sim-tag-XB1-03").click()
     step_is(page, "officer_confirmation")
     page.get_by_test_id("sim-counter-O01").click()
+    step_is(page, "sign_off")
     page.get_by_test_id("sim-door-E01").click()
+    expect(prompt).to_have_text("王强指纹留痕成功")
     page.get_by_test_id("sim-counter-O01").click()
     report = page.get_by_test_id("report-text")
     expect(report).to_contain_text("结果: 已完成（有异常）")
