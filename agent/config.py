@@ -6,6 +6,7 @@ a technician reading the journal of a box that will not start must see at once w
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import sys
@@ -183,6 +184,14 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class ComplaintsConfig:
+    """Per-bank complaint rules (SPEC §6): deadlines in working days, and head office's calendar."""
+    deadlines: dict = field(default_factory=dict)    # DeadlineRules fields; missing ones keep the defaults
+    holidays: tuple[str, ...] = ()                    # ISO dates off, overriding the built-in calendar
+    workdays: tuple[str, ...] = ()                    # ISO dates worked (调休 make-up days)
+
+
+@dataclass(frozen=True)
 class BackupConfig:
     interval_minutes: int = 60
     keep: int = 48
@@ -197,6 +206,7 @@ class Config:
     devices: DevicesConfig
     mqtt: MqttConfig
     backup: BackupConfig
+    complaints: ComplaintsConfig = field(default_factory=ComplaintsConfig)
     source: Path | None = None        # the file it came from; None = built-in defaults
 
     @property
@@ -333,7 +343,7 @@ def _bounds(lo: float | None, hi: float | None) -> str:
     return ""
 
 
-_SECTIONS = ["site", "device", "paths", "screen", "devices", "mqtt", "backup"]
+_SECTIONS = ["site", "device", "paths", "screen", "devices", "mqtt", "backup", "complaints"]
 _DEVICE_SECTIONS = ["fingerprint_door", "fingerprint_counter", "cards", "ble", "camera", "voice", "printer", "door"]
 _BAUDRATES = tuple(9600 * n for n in range(1, 13))
 
@@ -403,6 +413,7 @@ def _build(data: dict[str, Any], source: Path | None, base_dir: Path) -> Config:
         mqtt=_mqtt(_Table(root.table("mqtt"), "mqtt", [
             "enabled", "host", "port", "ca_file", "cert_file", "key_file", "keepalive", "topic_prefix"]), base_dir),
         backup=_backup(_Table(root.table("backup"), "backup", ["interval_minutes", "keep"])),
+        complaints=_complaints(_Table(root.table("complaints"), "complaints", ["deadlines", "calendar"])),
         source=source,
     )
 
@@ -472,6 +483,29 @@ def _is_address(v: Any) -> bool:
         except ValueError:
             return False
     return _is_int(v) and 0 <= v <= 0xFFFFFFFF
+
+
+def _complaints(t: _Table) -> ComplaintsConfig:
+    from datetime import date
+
+    from flows.workdays import DeadlineRules
+    deadlines = _Table(t.table("deadlines"), "complaints.deadlines",
+                       [f.name for f in dataclasses.fields(DeadlineRules)])
+    try:
+        DeadlineRules.from_dict(deadlines.data)
+    except ValueError as e:
+        raise ConfigError(f"complaints.deadlines: {e}") from None
+    cal = _Table(t.table("calendar"), "complaints.calendar", ["holidays", "workdays"])
+
+    def dates(key: str) -> tuple[str, ...]:
+        values = cal.checked(key, [], lambda v: isinstance(v, list), 'a list of dates like ["2027-01-01"]')
+        for v in values:
+            try:
+                date.fromisoformat(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"complaints.calendar.{key}: {_describe(v)} is not an ISO date (YYYY-MM-DD)") from None
+        return tuple(values)
+    return ComplaintsConfig(dict(deadlines.data), dates("holidays"), dates("workdays"))
 
 
 def _beacon_patterns(items: Any) -> tuple[BeaconPatternConfig, ...]:

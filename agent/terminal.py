@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
 
+from agent.calendar_data import build_calendar
 from agent.codec import alarm_body, decode_event, encode
+from agent.complaints import ComplaintBook
 from agent.config import Config
 from agent.devices import Devices
 from agent.i18n import render
@@ -33,6 +35,7 @@ from flows.decisions import Alarm, AlarmKind, Decision, DoorPermit, HandoverEnde
 from flows.handover import Handover
 from flows.model import Box, Person, Site, Task
 from flows.report import HandoverReport, build_report
+from flows.workdays import DeadlineRules
 
 log = logging.getLogger("handover.terminal")
 
@@ -92,7 +95,12 @@ class Terminal:
         for d in (paths.state_dir, paths.keys_dir, paths.reports_dir):
             Path(d).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.journal = Journal(paths.journal_path)
-        self.store = Store(self.journal.db, Sealer(Path(paths.keys_dir) / "data.key"), paths.photos_dir)
+        sealer = Sealer(Path(paths.keys_dir) / "data.key")
+        self.store = Store(self.journal.db, sealer, paths.photos_dir)
+        self.complaints = ComplaintBook(
+            self.journal, sealer,
+            build_calendar({"holidays": list(config.complaints.holidays), "workdays": list(config.complaints.workdays)}),
+            DeadlineRules.from_dict(config.complaints.deadlines), site_id=config.site.id)
         if hasattr(devices.cards, "verifier"):   # a PC/SC reader checks anti-clone tags with the box registry
             devices.cards.sun_keys = self.store.box_keys
             devices.cards.verifier.counters = self.store.tag_counters()
@@ -460,6 +468,7 @@ class Terminal:
         from agent.sync import Sync
         loop = asyncio.get_running_loop()
         self.sync = Sync(self.config, self.journal, self.store, urgent_kinds=self.URGENT_KINDS,
+                         complaints=self.complaints,
                          on_downlink=lambda kind, payload: loop.call_soon_threadsafe(self._downlink_applied, kind),
                          health=lambda: {name: {"state": h.state, "error": h.last_error}
                                          for name, h in self.health.items()},

@@ -13,15 +13,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from agent.calendar_data import build_calendar
 from agent.complaints import FORM_LIMITS, ComplaintBook, ComplaintError, Receipt
 from agent.i18n import catalog
 from agent.sample import DEMO_SITE_NAME
-from agent.sealing import Sealer
 from agent.screen.server import TERMINAL, BadRequest, _json, _lang
 from agent.terminal import ActionRefused, Terminal
 from flows import complaint as fc
-from flows.workdays import DeadlineRules
 
 STATIC = Path(__file__).parent / "static"
 COMPLAINTS = web.AppKey("complaints", ComplaintBook)
@@ -213,14 +210,9 @@ async def staff_logout(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def open_book(t: Terminal) -> ComplaintBook:
-    return ComplaintBook(t.journal, Sealer(Path(t.config.paths.keys_dir) / "data.key"), build_calendar(),
-                         DeadlineRules(), site_id=t.site.site_id)
-
-
 def add_kiosk_routes(app: web.Application) -> None:
     t = app[TERMINAL]
-    app[COMPLAINTS] = getattr(t, "complaints", None) or open_book(t)
+    app[COMPLAINTS] = t.complaints
     r = app.router
     r.add_get("/kiosk", page)
     r.add_get("/api/kiosk/options", options)

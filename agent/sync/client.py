@@ -42,7 +42,8 @@ class Sync:
     def __init__(self, config, journal, store, *, on_downlink: Callable[[str, dict], None] | None = None,
                  health: Callable[[], dict] | None = None, modules=(), loop=None, health_interval: float = 60.0,
                  window: int = 10, batch_entries: int = 200, batch_bytes: int = 32 * 1024, urgent_kinds=DEFAULT_URGENT_KINDS,
-                 backoff: tuple[float, float] = (0.5, 60.0), session_expiry: int = 7 * 24 * 3600):
+                 backoff: tuple[float, float] = (0.5, 60.0), session_expiry: int = 7 * 24 * 3600,
+                 complaints=None):
         self.mqtt = config.mqtt
         self.device = config.device.id
         self.site_id = config.site.id
@@ -52,7 +53,7 @@ class Sync:
                              batch_bytes=batch_bytes, urgent_kinds=urgent_kinds)
         self.downlink = Downlink(journal, store, device=self.device, site_id=self.site_id,
                                  on_command=self._on_command, modules=modules, on_downlink=on_downlink,
-                                 loop=loop)
+                                 loop=loop, complaints=complaints)
         self._health = health
         self._health_interval = health_interval
         self._disk_path = getattr(getattr(config, "paths", None), "state_dir", None) or journal.path.parent

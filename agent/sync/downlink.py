@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable
 
 from agent.journal import JournalError
@@ -27,7 +27,7 @@ class Downlink:
 
     def __init__(self, journal, store_source, *, device: str, site_id: str,
                  on_command: Callable[[dict], None], modules=(),
-                 on_downlink: Callable[[str, dict], None] | None = None, loop=None):
+                 on_downlink: Callable[[str, dict], None] | None = None, loop=None, complaints=None):
         self.journal = journal
         self._store_source = store_source
         self._store = None
@@ -37,6 +37,7 @@ class Downlink:
         self.modules = modules
         self.on_downlink = on_downlink
         self.loop = loop  # the agent's event loop, where fingerprint modules live
+        self.complaints = complaints  # agent.complaints.ComplaintBook
         journal.db.conn.execute(
             f"CREATE TABLE IF NOT EXISTS {_SEEN} (msg_id TEXT PRIMARY KEY, kind TEXT NOT NULL, seq INTEGER NOT NULL)")
 
@@ -130,6 +131,13 @@ class Downlink:
     def _apply_config(self, payload: dict) -> dict:
         # The agent applies settings through on_downlink; the journal records what arrived.
         return {"settings": payload["settings"]}
+
+    def _apply_complaint(self, payload: dict) -> dict:
+        if self.complaints is None:
+            raise ValueError("this device keeps no complaint book")
+        t = self.complaints.apply_downlink(payload["ref"], payload["action"], payload.get("params", {}),
+                                           datetime.now(timezone.utc))
+        return {"ref": payload["ref"], "action": payload["action"], "status": t.after.value}
 
     def _apply_command(self, payload: dict) -> dict:
         return {k: payload[k] for k in ("command", "seq") if k in payload}

@@ -14,7 +14,7 @@ import jsonschema
 from referencing import Registry, Resource
 
 VERSION = 1
-DOWNLINK_KINDS = ("tasks", "route_progress", "personnel", "config", "command")
+DOWNLINK_KINDS = ("tasks", "route_progress", "personnel", "config", "command", "complaint")
 UPLINK_KINDS = ("journal", "urgent", "status", "health", "reply")
 MAX_DOWNLINK_BYTES = 1024 * 1024  # a day's tasks or a personnel update with templates fits well within
 

@@ -185,3 +185,21 @@ data_prefix = "0a0b"
         bad.write_text(f'[site]\nid = "BR-1"\n[[devices.ble.patterns]]\n{body}\n', encoding="utf-8")
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_config(bad)
+
+
+def test_complaint_rules_per_bank_are_read_and_checked_by_name(tmp_path):
+    good = tmp_path / "ok.toml"
+    good.write_text('[site]\nid = "BR-1"\n[complaints.deadlines]\ncomplex_reply = 10\nmax_months = 2\n'
+                    '[complaints.calendar]\nholidays = ["2027-01-01"]\nworkdays = ["2027-02-06"]\n', encoding="utf-8")
+    c = load_config(good).complaints
+    assert c.deadlines == {"complex_reply": 10, "max_months": 2}
+    assert c.holidays == ("2027-01-01",) and c.workdays == ("2027-02-06",)
+    for body, message in [
+        ("[complaints.deadlines]\ngeneral_reply = -1", "complaints.deadlines: complaint deadline setting general_reply"),
+        ("[complaints.deadlines]\nreply_in_a_hurry = 1", "complaints.deadlines.reply_in_a_hurry: unknown key"),
+        ('[complaints.calendar]\nholidays = ["next tuesday"]', "complaints.calendar.holidays: 'next tuesday' is not an ISO date"),
+    ]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(f'[site]\nid = "BR-1"\n{body}\n', encoding="utf-8")
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(bad)
