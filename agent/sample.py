@@ -83,7 +83,7 @@ def sample_tasks(now: datetime, here: str = BRANCHES[0], vault: str = VAULT) -> 
 
     t0 = now.replace(second=0, microsecond=0)
     day_start = t0.replace(hour=0, minute=0)
-    day_end = day_start + timedelta(hours=23, minutes=59)
+    day_end = day_start + timedelta(days=1, microseconds=-1)
 
     def later_or_earlier(hours: int) -> tuple[datetime, datetime]:
         """A one-hour window `hours` ahead if it fits in today, else as far back (all tasks stay today)."""
@@ -109,8 +109,9 @@ def sample_tasks(now: datetime, here: str = BRANCHES[0], vault: str = VAULT) -> 
 
 
 def seed(store: Store, now: datetime, site: Site) -> list[Task]:
-    """Fill an empty store with the sample day for a branch site. Returns the tasks. Caller commits."""
-    sample_people(store)
+    """The sample day's tasks (and, the first time, its people) for a site. Caller commits."""
+    if not store.people():
+        sample_people(store)
     if site.site_type is SiteType.VAULT:
         tasks = sample_tasks(now, BRANCHES[0], site.site_id)
     else:

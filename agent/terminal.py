@@ -128,7 +128,8 @@ class Terminal:
     # --- life cycle ---
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if self.config.simulate and self.store.task_count() == 0:
+        if self.config.simulate and not self.store.tasks_on(self.today(), self.site.site_id):
+            # a demo on a new day gets a new sample day
             from agent.sample import seed
             with self.journal.transaction():
                 tasks = seed(self.store, self.clock(), self.site)
