@@ -37,14 +37,8 @@ def _load_or_create_key(path: Path) -> bytes:
         if len(key) != 32:
             raise SealError(f"{path}: data key must be 32 bytes, found {len(key)}")
         return key
+    from offline.keys import write_private
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = AESGCM.generate_key(bit_length=256)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, key)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private(path, key)
     return key

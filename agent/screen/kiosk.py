@@ -17,7 +17,7 @@ from agent.complaints import FORM_LIMITS, ComplaintBook, ComplaintError, Receipt
 from agent.i18n import catalog
 from agent.sample import DEMO_SITE_NAME
 from agent.screen.server import TERMINAL, BadRequest, _json, _lang
-from agent.terminal import ActionRefused, Terminal
+from agent.terminal import Terminal
 from flows import complaint as fc
 
 STATIC = Path(__file__).parent / "static"
@@ -76,10 +76,7 @@ async def options(request: web.Request) -> web.Response:
 
 
 async def enter(request: web.Request) -> web.Response:
-    try:
-        request.app[TERMINAL].enter_kiosk()
-    except ActionRefused as e:
-        raise BadRequest(str(e)) from None
+    request.app[TERMINAL].enter_kiosk()          # refusals become 400 in the screen's middleware
     return web.json_response({"ok": True})
 
 
@@ -139,10 +136,7 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def request_exit(request: web.Request) -> web.Response:
-    try:
-        request.app[TERMINAL].request_kiosk_exit()
-    except ActionRefused as e:
-        raise BadRequest(str(e)) from None
+    request.app[TERMINAL].request_kiosk_exit()
     return web.json_response({"ok": True, "waiting_for": "officer"})
 
 

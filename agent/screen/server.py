@@ -49,7 +49,10 @@ async def local_only(request: web.Request, handler):
             raise web.HTTPForbidden(text="the terminal's screen is served to the device itself only")
     if request.method == "POST" and request.content_type != "application/json":
         raise BadRequest("requests must be application/json")
-    return await handler(request)
+    try:
+        return await handler(request)
+    except ActionRefused as e:              # a staff action that cannot be taken now, and why
+        raise BadRequest(str(e)) from None
 
 
 async def _json(request: web.Request) -> dict:
@@ -131,29 +134,20 @@ def _str(body: dict, key: str, max_len: int = 200) -> str:
 
 async def disposition(request: web.Request) -> web.Response:
     body = await _json(request)
-    t = request.app[TERMINAL]
-    try:
-        t.request_disposition(_str(body, "code", 40), _str(body, "text", 500), _str(body, "resolution", 10))
-    except ActionRefused as e:
-        raise BadRequest(str(e)) from None
+    request.app[TERMINAL].request_disposition(_str(body, "code", 40), _str(body, "text", 500),
+                                              _str(body, "resolution", 10))
     return web.json_response({"ok": True, "waiting_for": "officer"})
 
 
 async def manual_arrival(request: web.Request) -> web.Response:
     body = await _json(request)
-    try:
-        request.app[TERMINAL].request_manual_arrival(_str(body, "task_id", 80))
-    except ActionRefused as e:
-        raise BadRequest(str(e)) from None
+    request.app[TERMINAL].request_manual_arrival(_str(body, "task_id", 80))
     return web.json_response({"ok": True, "waiting_for": "officer"})
 
 
 async def password(request: web.Request) -> web.Response:
     body = await _json(request)
-    try:
-        ok = await request.app[TERMINAL].password(_str(body, "person_id", 80), _str(body, "password", 128))
-    except ActionRefused as e:
-        raise BadRequest(str(e)) from None
+    ok = await request.app[TERMINAL].password(_str(body, "person_id", 80), _str(body, "password", 128))
     return web.json_response({"ok": ok})
 
 
