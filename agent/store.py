@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -78,9 +78,12 @@ class Store:
         return Task.from_dict(json.loads(row[0])) if row else None
 
     def tasks_on(self, day: date, site_id: str | None = None) -> list[Task]:
-        rows = self.db.conn.execute("SELECT body FROM tasks WHERE day=? ORDER BY task_id", (day.isoformat(),))
+        """Tasks whose window touches `day`: a night run from 23:30 to 00:30 is on both days."""
+        rows = self.db.conn.execute("SELECT body FROM tasks WHERE day BETWEEN ? AND ? ORDER BY task_id",
+                                    ((day - timedelta(days=1)).isoformat(), day.isoformat()))
         tasks = [Task.from_dict(json.loads(r[0])) for r in rows]
-        tasks = [t for t in tasks if site_id is None or t.stops_here(site_id)]
+        tasks = [t for t in tasks if t.window_start.date() <= day <= t.window_end.date()
+                 and (site_id is None or t.stops_here(site_id))]
         return sorted(tasks, key=lambda t: (t.window_start, t.task_id))
 
     def task_count(self) -> int:

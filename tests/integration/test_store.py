@@ -75,3 +75,17 @@ def test_slots_fill_holes_and_newer_task_versions_win(store):
     assert s.upsert_task(Task(**{**task.__dict__, "version": 1})) is False          # older: refused
     assert s.upsert_task(task) is False                                             # same: unchanged
     assert s.task("T1").version == 2
+
+
+def test_a_night_run_belongs_to_both_days_it_touches(store):
+    s, j, _ = store
+    from zoneinfo import ZoneInfo
+    t0 = datetime(2026, 11, 22, 23, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+    night = Task("N1", 1, TaskKind.DELIVERY, t0, t0 + timedelta(hours=1), ("B1",), Vehicle("V", "沪A", "b"),
+                 ("E1", "E2"), (), ("O1",))
+    with j.transaction():
+        s.upsert_task(night)
+    assert [t.task_id for t in s.tasks_on(t0.date(), "B1")] == ["N1"]
+    assert [t.task_id for t in s.tasks_on(t0.date() + timedelta(days=1), "B1")] == ["N1"], \
+        "a truck arriving at 00:10 must still find its task"
+    assert s.tasks_on(t0.date() + timedelta(days=2)) == [] and s.tasks_on(t0.date() - timedelta(days=1)) == []
