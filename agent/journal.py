@@ -248,7 +248,11 @@ class Journal:
     # -- writing -----------------------------------------------------------------------------
 
     def append(self, kind: str, body: dict, *, task_id: str | None = None, ts: str | None = None) -> Entry:
-        """Append one entry; it is durable when this returns (or at the end of the open transaction)."""
+        """Append one entry; it is durable when this returns (or at the end of the open transaction).
+
+        The returned entry carries the caller's body as given (not re-parsed: this path runs once per
+        fsync and every microsecond counts); its hash covers the body's canonical JSON, which is
+        exactly what readers and head office get."""
         if not isinstance(kind, str) or not kind:
             raise JournalError(f"entry kind must be a non-empty string, got {kind!r}")
         if not isinstance(body, dict):
@@ -263,7 +267,6 @@ class Journal:
             body_json = _canonical(body)
         except (TypeError, ValueError) as exc:
             raise JournalError(f"body of a {kind!r} entry is not JSON-serialisable: {exc}") from exc
-        body = json.loads(body_json)  # the caller gets exactly what a reader will get back
 
         with self._lock:
             prev = self._tx_head
