@@ -178,8 +178,8 @@ class Store:
         keys = self._sealer.open(row[0], tag.upper().encode())
         return keys[:16], keys[16:]
 
-    def tag_counters(self) -> "TagCounters":
-        return TagCounters(self.db)
+    def tag_counters(self, journal) -> "TagCounters":
+        return TagCounters(self.db, journal)
 
     # --- officer passwords, where a site allows them: scrypt with a per-person salt, never in clear ---
     _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}
@@ -219,10 +219,12 @@ class Store:
 
 class TagCounters(MutableMapping):
     """The last accepted SUN read counter per tag, persisted, so a replayed (cloned) tag message is
-    refused after a restart too. Written one row at a time on the event loop."""
+    refused after a restart too. Each write is its own journal transaction: the connection is shared
+    with the sync thread, and a bare write could otherwise join (and roll back with) its transaction."""
 
-    def __init__(self, db: sqlite_utils.Database):
+    def __init__(self, db: sqlite_utils.Database, journal):
         self._conn = db.conn
+        self._journal = journal
 
     def __getitem__(self, tag: str) -> int:
         row = self._conn.execute("SELECT counter FROM tag_counters WHERE tag=?", (tag,)).fetchone()
@@ -231,10 +233,12 @@ class TagCounters(MutableMapping):
         return row[0]
 
     def __setitem__(self, tag: str, counter: int) -> None:
-        self._conn.execute("INSERT OR REPLACE INTO tag_counters (tag, counter) VALUES (?,?)", (tag, int(counter)))
+        with self._journal.transaction():
+            self._conn.execute("INSERT OR REPLACE INTO tag_counters (tag, counter) VALUES (?,?)", (tag, int(counter)))
 
     def __delitem__(self, tag: str) -> None:
-        self._conn.execute("DELETE FROM tag_counters WHERE tag=?", (tag,))
+        with self._journal.transaction():
+            self._conn.execute("DELETE FROM tag_counters WHERE tag=?", (tag,))
 
     def __iter__(self):
         return iter([r[0] for r in self._conn.execute("SELECT tag FROM tag_counters")])

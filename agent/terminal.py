@@ -103,11 +103,12 @@ class Terminal:
             DeadlineRules.from_dict(config.complaints.deadlines), site_id=config.site.id)
         if hasattr(devices.cards, "verifier"):   # a PC/SC reader checks anti-clone tags with the box registry
             devices.cards.sun_keys = self.store.box_keys
-            devices.cards.verifier.counters = self.store.tag_counters()
+            devices.cards.verifier.counters = self.store.tag_counters(self.journal)
         self.lang = config.screen.language
         self.active: Handover | None = None
         self.outcomes: dict[str, str] = {}             # task id -> outcome, today
         self.last_report: HandoverReport | None = None
+        self.last_report_printed = True
         self.prompts: deque[ShownPrompt] = deque(maxlen=8)
         self.site_alarms: deque[tuple[Alarm, datetime]] = deque(maxlen=5)
         self.health: dict[str, DeviceHealth] = {}
@@ -444,12 +445,17 @@ class Terminal:
         self._write_report(report)
         from agent.report_text import report_lines
         title, lines = report_lines(report, self.people, "zh-CN")
+        error = None
         try:
             await self.devices.printer.print_lines(title, lines)
+            health = self.devices.printer.health()      # drivers report a failed print through health
+            error = None if health.state == "connected" else (health.last_error or health.state)
         except Exception as exc:    # the report is kept as a file and shown even if paper jams
-            log.warning("report not printed: %s", exc)
-            self.journal.append("print_failed", {"task_id": report.task_id, "error": str(exc)},
-                                task_id=report.task_id)
+            error = str(exc)
+        self.last_report_printed = error is None
+        if error is not None:
+            log.warning("report not printed: %s", error)
+            self.journal.append("print_failed", {"task_id": report.task_id, "error": error}, task_id=report.task_id)
 
     def _write_report(self, report: HandoverReport) -> Path:
         path = Path(self.config.paths.reports_dir) / f"{report.task_id}-{report.site_id}.json"

@@ -86,7 +86,7 @@ def _report(t, lang: str) -> dict:
     from agent.report_text import report_lines
     title, lines = report_lines(t.last_report, t.people, lang)
     return {"title": title, "lines": lines, "outcome": t.last_report.outcome, "task_id": t.last_report.task_id,
-            **({"printed": bool(getattr(t.devices.printer, "printed", True))})}
+            "printed": t.last_report_printed}
 
 
 def _sim(t) -> dict:

@@ -51,11 +51,11 @@ def test_another_devices_key_cannot_open_the_data(store, tmp_path):
 
 def test_tag_counters_survive_a_restart(store, tmp_path):
     s, j, _ = store
-    counters = s.tag_counters()
+    counters = s.tag_counters(j)
     counters["04AA"] = 61
     j.close()
     j2 = Journal(tmp_path / "journal.db")
-    again = Store(j2.db, Sealer(tmp_path / "keys" / "data.key"), tmp_path / "photos").tag_counters()
+    again = Store(j2.db, Sealer(tmp_path / "keys" / "data.key"), tmp_path / "photos").tag_counters(j2)
     assert again["04AA"] == 61 and len(again) == 1 and "04BB" not in again
     j2.close()
 
