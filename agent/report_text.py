@@ -28,6 +28,7 @@ def _detail(value) -> str:
 
 def report_lines(r: HandoverReport, people: dict[str, Person], lang: str) -> tuple[str, list[str]]:
     w = _WORDS[lang]
+    name = lambda pid: people[pid].name if pid in people else pid  # noqa: E731
     t = lambda iso: (iso or "—").replace("T", " ")[:19]  # noqa: E731
     hms = lambda iso: (iso or "—")[11:19] or "—"  # noqa: E731  (the date is on the arrival line)
     lines = [
@@ -41,7 +42,7 @@ def report_lines(r: HandoverReport, people: dict[str, Person], lang: str) -> tup
         f"{w['people']}:",
     ]
     for p in r.people:
-        lines.append(f"  {w[p.role]} {p.name} ({p.person_id})")
+        lines.append(f"  {w[p.role]} {name(p.person_id)} ({p.person_id})")
         lines.append(f"    {w['verified']} {hms(p.verified_at)}  {w['mark']} {hms(p.marked_at)}")
     if r.officer_method:
         lines.append(f"{w['method']}: {w[r.officer_method]}")
@@ -56,7 +57,7 @@ def report_lines(r: HandoverReport, people: dict[str, Person], lang: str) -> tup
     if r.dispositions:
         lines.append(f"{w['dispositions']}:")
         for d in r.dispositions:
-            lines.append(f"  {hms(d['at'])} {d['officer']}: {label('disposition.' + d['code'], lang)}"
+            lines.append(f"  {hms(d['at'])} {name(d['officer_id'])}: {label('disposition.' + d['code'], lang)}"
                          f" / {label('disposition.' + d['resolution'], lang)}")
             if d["text"]:
                 lines.append(f"    {d['text']}")

@@ -517,11 +517,15 @@ class Terminal:
                 log.exception("inbox import failed")
 
     # --- voice and text together ---
+    _NAMED = {"person_id": "name", "lead_id": "lead", "officer_id": "officer"}
+
     def prompt_params(self, params: dict) -> dict:
-        """Names for ids, so a prompt says 王强, not E01."""
+        """Names for ids, so a prompt says 王强, not E01. Flows and the journal carry ids only:
+        names are personal data, sealed in the store."""
         out = dict(params)
-        if "person_id" in out:
-            out.setdefault("name", self.name(out["person_id"]))
+        for id_key, name_key in self._NAMED.items():
+            if id_key in out:
+                out.setdefault(name_key, self.name(out[id_key]))
         return out
 
     def _prompt(self, p: Prompt) -> None:
@@ -588,8 +592,7 @@ class Terminal:
             ended = [e for e in entries if e.kind == "handover_ended"]
             if ended:
                 self.outcomes[task.task_id] = ended[-1].body["report"]["outcome"]
-                self.last_report = HandoverReport(**{
-                    k: tuple(v) if isinstance(v, list) else v for k, v in ended[-1].body["report"].items()})
+                self.last_report = HandoverReport.from_dict(ended[-1].body["report"])
             elif any(e.kind == "handover_started" for e in entries):
                 self.active = self._replay(task.task_id)
 

@@ -87,10 +87,6 @@ class Handover:
     def lead(self) -> str:
         return self.task.lead
 
-    def name(self, person_id: str | None) -> str:
-        p = self.people.get(person_id or "")
-        return p.name if p else (person_id or "?")
-
     # --- the one entry point ---
     def handle(self, event: Event, now: datetime) -> list[Decision]:
         # a duress finger alarms head office whatever the step: the person is in danger now
@@ -179,10 +175,10 @@ class Handover:
             return [self._attempt(ev, "not_expected"), Prompt("escorts_use_door_reader")]
         self.failures[ev.station] = 0
         if pid in self.verified:
-            return [self._attempt(ev, "verified"), Prompt("already_verified", {"name": self.name(pid)})]
+            return [self._attempt(ev, "verified"), Prompt("already_verified", {"person_id": pid})]
         self.verified[pid] = Verification(pid, now, ev.snapshot)
         out: list[Decision] = [self._attempt(ev, "verified"), EscortVerified(pid, ev.snapshot),
-                               Prompt("escort_verified", {"name": self.name(pid)})]
+                               Prompt("escort_verified", {"person_id": pid})]
         if all(e in self.verified for e in self.task.escorts):
             self.door_raised = True
             out += [DoorPermit(True), Prompt("all_escorts_verified"), *self._enter(Step.BOX_HANDOVER)]
@@ -286,14 +282,14 @@ class Handover:
 
     def _confirm(self, pid: str, method: str, now: datetime) -> list[Decision]:
         self.officer, self.officer_method = Verification(pid, now, None), method
-        out: list[Decision] = [OfficerConfirmed(pid, method), Prompt("officer_verified", {"name": self.name(pid)})]
+        out: list[Decision] = [OfficerConfirmed(pid, method), Prompt("officer_verified", {"person_id": pid})]
         missing = [b.box_id for t, b in self.expected.items() if t not in self.boxes_read]
         out += self._enter(Step.SIGN_OFF)
         if missing:
             out += self._raise(Alarm(AlarmKind.MISSING_BOX, {
                 "missing": missing, "counted": len(self.boxes_read), "planned": len(self.expected)}), now)
         else:
-            out.append(Prompt("sign_off", {"lead": self.name(self.lead), "officer": self.name(pid)}))
+            out.append(Prompt("sign_off", {"lead_id": self.lead, "officer_id": pid}))
         return out
 
     # --- step 5: sign-off (留痕) and the end ---
@@ -305,13 +301,13 @@ class Handover:
         if role is None:
             if pid in self.task.escorts or self._may_confirm(pid):
                 return [self._attempt(ev, "not_expected"), Prompt("sign_off", {
-                    "lead": self.name(self.lead), "officer": self.name(officer)})]
+                    "lead_id": self.lead, "officer_id": officer})]
             return self._wrong_person(ev, now)
         self.failures[ev.station] = 0
         out: list[Decision] = [self._attempt(ev, "verified")]
         if pid not in self.marks:
             self.marks[pid] = now
-            out += [MarkRecorded(pid, role), Prompt("mark_recorded", {"name": self.name(pid)})]
+            out += [MarkRecorded(pid, role), Prompt("mark_recorded", {"person_id": pid})]
         if self.lead in self.marks and officer in self.marks:
             out += self._end(Outcome.COMPLETED_WITH_EXCEPTION if self._had_exceptions() else Outcome.COMPLETED, now)
         return out
@@ -360,8 +356,8 @@ class Handover:
         if self.step is Step.OFFICER_CONFIRMATION:
             return [Prompt("officer_confirm")]
         if self.step is Step.SIGN_OFF:
-            return [Prompt("sign_off", {"lead": self.name(self.lead),
-                                        "officer": self.name(self.officer.person_id if self.officer else None)})]
+            return [Prompt("sign_off", {"lead_id": self.lead,
+                                        "officer_id": self.officer.person_id if self.officer else None})]
         return []
 
     # --- helpers ---

@@ -74,7 +74,7 @@ def test_escort_verified_at_the_door_with_snapshot():
     ds = r.feed(door("E1", snapshot="face-1"))
     assert of(ds, AttemptRecorded) == [AttemptRecorded("door", "verified", "E1", "face-1", 0)]
     assert of(ds, EscortVerified) == [EscortVerified("E1", "face-1")]
-    assert prompt(ds, "escort_verified").params == {"name": "王强"}
+    assert prompt(ds, "escort_verified").params == {"person_id": "E1"}
     assert of(ds, DoorPermit) == [] and not r.h.door_raised
     assert r.h.verified["E1"].snapshot == "face-1"
 
@@ -92,7 +92,7 @@ def test_an_escort_verified_twice_is_told_so_and_counted_once():
     r.arrive()
     r.feed(door("E1"))
     ds = r.feed(door("E1"))
-    assert prompt(ds, "already_verified").params == {"name": "王强"}
+    assert prompt(ds, "already_verified").params == {"person_id": "E1"}
     assert of(ds, EscortVerified) == [] and of(ds, DoorPermit) == []
 
 
@@ -247,8 +247,8 @@ def test_officer_confirms_by_fingerprint():
     r.count_boxes()
     ds = r.confirm()
     assert of(ds, OfficerConfirmed) == [OfficerConfirmed("O1", "fingerprint")]
-    assert prompt(ds, "officer_verified").params == {"name": "周敏"}
-    assert prompt(ds, "sign_off").params == {"lead": "王强", "officer": "周敏"}
+    assert prompt(ds, "officer_verified").params == {"person_id": "O1"}
+    assert prompt(ds, "sign_off").params == {"lead_id": "E1", "officer_id": "O1"}
     assert r.h.step is Step.SIGN_OFF and alarms(ds) == []
 
 
