@@ -1,40 +1,9 @@
 // Renders the view document the agent pushes over SSE. All data goes in through textContent,
 // so nothing a device, a bundle or a customer typed can become markup.
 "use strict";
-let L = {};            // UI labels for the current language
-let lang = null;
 let last = null;
 let pendingView = null;     // an update held back while someone types; applied when they leave the field
 document.addEventListener("focusout", () => { if (pendingView) { const v = pendingView; pendingView = null; render(v); } });
-
-const $ = (sel) => document.querySelector(sel);
-function el(tag, attrs = {}, ...kids) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") e.className = v;
-    else if (k === "text") e.textContent = v;
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
-  }
-  for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k);
-  return e;
-}
-const t = (key) => L[key] ?? key;
-
-async function loadLabels(next) {
-  if (next === lang) return;
-  L = await (await fetch(`/i18n/${next}.json`)).json();
-  lang = next;
-  document.documentElement.lang = next;
-  document.title = t("title");
-  document.querySelectorAll("[data-i18n]").forEach((n) => (n.textContent = t(n.dataset.i18n)));
-}
-
-async function post(path, body) {
-  const r = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" },
-                                body: JSON.stringify(body) });
-  if (!r.ok) console.warn(path, await r.text());
-}
 
 function photo(src, caption, testid) {
   return el("figure", {}, src ? el("img", { src, alt: caption, "data-testid": testid })
@@ -228,7 +197,7 @@ function renderHeader(v) {
 
 async function render(v) {
   if (v.mode === "kiosk") { location.replace("/kiosk"); return; }
-  await loadLabels(v.lang);
+  await loadLabels(v.lang, "title");
   last = v;
   renderHeader(v); renderPrompt(v); renderAlarms(v); renderPending(v); renderHandover(v); renderReport(v); renderTasks(v); renderSim(v);
   document.body.dataset.version = v.version;

@@ -8,24 +8,10 @@ const WARN = Number(params.get("warn") || 15) * 1000;         // the warning sho
 const TEXT_FIELDS = ["description", "request", "name", "contact", "counter"];
 const LONG = new Set(["description", "request"]);
 
-let L = {}, lang = null, options = null, last = null;
+let options = null, last = null;
 let form = emptyForm();
 let lastActivity = Date.now(), saveTimer = null, leaving = false, staffShown = false;
-
-const $ = (sel) => document.querySelector(sel);
-function el(tag, attrs = {}, ...kids) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") e.className = v;
-    else if (k === "text") e.textContent = v;
-    else if (k === "value") e.value = v;
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
-  }
-  for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k);
-  return e;
-}
-const t = (key, vars = {}) => (L[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => vars[k] ?? "");
+const keyboard = createKeyboard({ label: t });   // the wall screen has no physical keyboard
 
 function emptyForm() {
   return { channel: "walk_in", category: "", description: "", request: "", name: "", contact: "", counter: "",
@@ -33,23 +19,6 @@ function emptyForm() {
 }
 const touched = () => TEXT_FIELDS.some((k) => form[k]) || form.category || form.staff_concerned.length
                       || form.first_responder || !$("#receipt-view").hidden;
-
-async function api(path, body) {
-  const r = await fetch(path, body === undefined ? {} : { method: "POST", headers: { "Content-Type": "application/json" },
-                                                          body: JSON.stringify(body) });
-  let data = {};
-  try { data = await r.json(); } catch { /* an empty or non-JSON answer */ }
-  return { ok: r.ok, status: r.status, data };
-}
-
-async function loadLabels(next) {
-  if (next === lang) return;
-  L = await (await fetch(`/i18n/${next}.json`)).json();
-  lang = next;
-  document.documentElement.lang = next;
-  document.title = t("kiosk.title");
-  document.querySelectorAll("[data-i18n]").forEach((n) => (n.textContent = t(n.dataset.i18n)));
-}
 
 // --- the form ---
 function choices(name, values, prefix) {
@@ -151,6 +120,7 @@ function showReceipt(rc) {
 }
 
 function clearAll() {
+  keyboard.hide();                           // and forget any pinyin the last customer left in it
   form = emptyForm();
   $("#receipt-view").hidden = true;
   $("#receipt-view").replaceChildren();
@@ -300,7 +270,7 @@ function reportPanel() {
 
 // --- the agent's view: mode, staff session, pending credential ---
 async function onView(v) {
-  await loadLabels(v.lang);
+  if (await loadLabels(v.lang, "kiosk.title")) keyboard.relabel();
   const first = last === null;
   last = v;
   if (v.mode !== "kiosk") {                  // a truck took the screen, or staff left the kiosk
