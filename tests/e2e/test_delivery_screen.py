@@ -96,6 +96,7 @@ def test_delivery_walkthrough_in_chinese(agent, browser, artifacts):
     expect(report).to_contain_text("结果: 已完成")
     expect(report).to_contain_text("款箱: 计划 3 / 清点 3")
     expect(report).to_contain_text("押运组长 王强")
+    expect(page.get_by_test_id("report-printed")).to_have_text("已打印")
     expect(page.get_by_test_id("door")).to_have_attribute("data-raised", "false")
     expect(page.get_by_test_id("tasks")).to_contain_text("已完成")
     shot(page, artifacts, 7, "report")

@@ -95,7 +95,15 @@ def test_delivery_with_wrong_box_and_disposition(agent, browser, artifacts):
     expect(page.get_by_test_id("box-XB1-02")).to_have_attribute("data-read", "false")
 
     page.get_by_test_id("disposition-box_set_aside").click()
+    # the officer types the note on the screen's own keyboard: 退回 by pinyin, then the rest
+    page.get_by_test_id("disposition-text").click()
+    expect(page.get_by_test_id("keyboard")).to_be_visible()
+    for k in "tuihui":
+        page.get_by_test_id(f"kb-key-{k}").click()
+    page.get_by_test_id("kb-candidates").get_by_role("button", name="退回", exact=True).click()
+    expect(page.get_by_test_id("disposition-text")).to_have_value("退回")
     page.get_by_test_id("disposition-text").fill("错箱已退回押运车，由押运组长签收")
+    page.get_by_test_id("kb-hide").click()
     page.get_by_test_id("disposition-continue").click()
     expect(page.get_by_test_id("pending-auth")).to_contain_text("等待营业专员认证")
     expect(prompt).to_have_text("请营业专员按压指纹（或输入密码）确认此操作")

@@ -119,6 +119,8 @@ function renderReport(v) {
   root.replaceChildren();
   if (!v.report) return;
   root.append(el("div", { class: "card" }, el("h2", { text: `${t("report")} · ${t("status." + v.report.outcome)}` }),
+    el("p", { class: v.report.printed ? "printed" : "alarm", "data-testid": "report-printed",
+              text: t(v.report.printed ? "printed" : "print_failed") }),
     el("div", { class: "receipt", "data-testid": "report-text", text: [v.report.title, ...v.report.lines].join("\n") })));
 }
 
@@ -195,9 +197,12 @@ function renderHeader(v) {
     el("span", { class: h.state, title: h.error || "", "data-testid": `health-${h.device}`, text: `${t("device." + h.device)} ${t("health." + h.state)}` })));
 }
 
+// disposition notes and officer passwords are typed on the screen itself: it has no keyboard
+const keyboard = createKeyboard({ label: t });
+
 async function render(v) {
   if (v.mode === "kiosk") { location.replace("/kiosk"); return; }
-  await loadLabels(v.lang, "title");
+  if (await loadLabels(v.lang, "title")) keyboard.relabel();
   last = v;
   renderHeader(v); renderPrompt(v); renderAlarms(v); renderPending(v); renderHandover(v); renderReport(v); renderTasks(v); renderSim(v);
   document.body.dataset.version = v.version;
