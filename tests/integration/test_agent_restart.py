@@ -27,6 +27,19 @@ def half_way(agent) -> dict:
     return agent.wait_for(lambda v: v["handover"]["counted"] == 1)
 
 
+def to_the_end(agent, v: dict) -> dict:
+    """From half way: the last two boxes, the officer's confirmation, both marks; returns the final view."""
+    for box in ("XB1-02", "XB1-03"):
+        agent.post("api/sim/tag", {"tag": tag_for(box)})
+    agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "officer_confirmation")
+    agent.post("api/sim/finger", {"station": "counter", "slot": slot_of(v, "O01")})
+    agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "sign_off")
+    agent.post("api/sim/finger", {"station": "door", "slot": slot_of(v, "E01")})
+    agent.wait_for(lambda v: v["handover"] and len(v["handover"]["marks"]) == 1)
+    agent.post("api/sim/finger", {"station": "counter", "slot": slot_of(v, "O01")})
+    return agent.wait_for(lambda v: v["handover"] is None and v["report"] is not None)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_restart_resumes_the_handover_in_progress(agent, sig):
     agent.start()
@@ -44,17 +57,7 @@ def test_restart_resumes_the_handover_in_progress(agent, sig):
     assert h["counted"] == 1 and [b["read"] for b in h["boxes"]] == [True, False, False]
     assert after["door"] is True, "the door permission must be restored for the resumed handover"
 
-    # and it goes on from there to the end
-    v = after
-    for box in ("XB1-02", "XB1-03"):
-        agent.post("api/sim/tag", {"tag": tag_for(box)})
-    agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "officer_confirmation")
-    agent.post("api/sim/finger", {"station": "counter", "slot": slot_of(v, "O01")})
-    agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "sign_off")
-    agent.post("api/sim/finger", {"station": "door", "slot": slot_of(v, "E01")})
-    agent.wait_for(lambda v: v["handover"] and len(v["handover"]["marks"]) == 1)
-    agent.post("api/sim/finger", {"station": "counter", "slot": slot_of(v, "O01")})
-    done = agent.wait_for(lambda v: v["handover"] is None and v["report"] is not None)
+    done = to_the_end(agent, after)             # and it goes on from there to the end
     assert done["report"]["outcome"] == "completed"
     assert done["door"] is False
 

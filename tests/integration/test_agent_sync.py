@@ -5,9 +5,24 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from broker import Broker, Pki, mqtt_config  # noqa: F401
 from agent.sample import STRANGER_BEACON, TRUCKS
 from offline.hq_sync import HeadOffice
+
+
+@pytest.fixture
+def hq(tmp_path):
+    """A TLS mosquitto with the device ACL, and head office's companion watching it."""
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker", Pki(tmp_path / "pki")).start()
+    cert, key = broker.pki.issue("hq")
+    office = HeadOffice("127.0.0.1", broker.port, ca_file=broker.pki.ca_file, cert_file=cert, key_file=key,
+                        client_id="hq", resend_after=1.0).start()
+    office.broker = broker
+    yield office
+    office.stop()
+    broker.stop()
 
 
 def wait(predicate, timeout=20.0):
@@ -17,61 +32,43 @@ def wait(predicate, timeout=20.0):
         time.sleep(0.05)
 
 
-def test_agent_publishes_progress_and_alarms_to_head_office(agent, tmp_path):
-    (tmp_path / "broker").mkdir()
-    broker = Broker(tmp_path / "broker", Pki(tmp_path / "pki")).start()
-    cert, key = broker.pki.issue("hq")
-    hq = HeadOffice("127.0.0.1", broker.port, ca_file=broker.pki.ca_file, cert_file=cert, key_file=key,
-                    client_id="hq", resend_after=1.0).start()
-    try:
-        config = mqtt_config(broker, "dev-sync-1", "BR-050", agent.state_dir)
-        agent.start("--config", str(agent.state_dir / "agent.toml"))
-        agent.post("api/sim/beacon", {"beacon": STRANGER_BEACON})              # an unknown truck: alarm
-        wait(lambda: any(a["kind"] == "alarm" and a["body"]["alarm"] == "unknown_vehicle" for _, a in hq.alarms))
-        agent.post("api/sim/beacon", {"beacon": TRUCKS[0].beacon})             # the real one: task progress
-        wait(lambda: any(e["kind"] == "arrival" for e in hq.log("dev-sync-1").entries))
-        log = hq.log("dev-sync-1")
-        assert log.site_id == config.site.id and not log.chain_errors
-        sent = log.last_seq
-        assert agent.stop() == 0
-        agent.start("--config", str(agent.state_dir / "agent.toml"))          # restart: resumes, no duplicates
-        wait(lambda: hq.log("dev-sync-1").last_seq > sent)                    # its "agent_started" entry
-        assert agent.view()["handover"]["step"] == "escort_verification"
-        log = hq.log("dev-sync-1")
-        assert [e["seq"] for e in log.entries] == list(range(1, log.last_seq + 1))
-        assert not log.chain_errors
-    finally:
-        hq.stop()
-        broker.stop()
+def test_agent_publishes_progress_and_alarms_to_head_office(agent, hq):
+    config = mqtt_config(hq.broker, "dev-sync-1", "BR-050", agent.state_dir)
+    agent.start("--config", str(agent.state_dir / "agent.toml"))
+    agent.post("api/sim/beacon", {"beacon": STRANGER_BEACON})              # an unknown truck: alarm
+    wait(lambda: any(a["kind"] == "alarm" and a["body"]["alarm"] == "unknown_vehicle" for _, a in hq.alarms))
+    agent.post("api/sim/beacon", {"beacon": TRUCKS[0].beacon})             # the real one: task progress
+    wait(lambda: any(e["kind"] == "arrival" for e in hq.log("dev-sync-1").entries))
+    log = hq.log("dev-sync-1")
+    assert log.site_id == config.site.id and not log.chain_errors
+    sent = log.last_seq
+    assert agent.stop() == 0
+    agent.start("--config", str(agent.state_dir / "agent.toml"))          # restart: resumes, no duplicates
+    wait(lambda: hq.log("dev-sync-1").last_seq > sent)                    # its "agent_started" entry
+    assert agent.view()["handover"]["step"] == "escort_verification"
+    log = hq.log("dev-sync-1")
+    assert [e["seq"] for e in log.entries] == list(range(1, log.last_seq + 1))
+    assert not log.chain_errors
 
 
-def test_complaints_reach_head_office_and_head_office_can_move_them_on(agent, tmp_path):
-    (tmp_path / "broker").mkdir()
-    broker = Broker(tmp_path / "broker", Pki(tmp_path / "pki")).start()
-    cert, key = broker.pki.issue("hq")
-    hq = HeadOffice("127.0.0.1", broker.port, ca_file=broker.pki.ca_file, cert_file=cert, key_file=key,
-                    client_id="hq", resend_after=1.0).start()
-    try:
-        mqtt_config(broker, "dev-sync-2", "BR-051", agent.state_dir)
-        agent.start("--config", str(agent.state_dir / "agent.toml"))
-        agent.post("api/kiosk/enter", {})
-        receipt = agent.post("api/kiosk/complaints", {
-            "channel": "walk_in", "category": "service_attitude", "description": "柜员态度冷淡",
-            "request": "希望改进", "name": "王建国", "contact": "13912345678"})
-        ref = receipt["ref"]
-        wait(lambda: any(e["kind"] == "complaint_registered" for e in hq.log("dev-sync-2").entries))
-        registered = next(e for e in hq.log("dev-sync-2").entries if e["kind"] == "complaint_registered")
-        assert "王建国" not in str(registered) and "13912345678" not in str(registered), \
-            "personal data stays sealed on the device"
+def test_complaints_reach_head_office_and_head_office_can_move_them_on(agent, hq):
+    mqtt_config(hq.broker, "dev-sync-2", "BR-051", agent.state_dir)
+    agent.start("--config", str(agent.state_dir / "agent.toml"))
+    agent.post("api/kiosk/enter", {})
+    receipt = agent.post("api/kiosk/complaints", {
+        "channel": "walk_in", "category": "service_attitude", "description": "柜员态度冷淡",
+        "request": "希望改进", "name": "王建国", "contact": "13912345678"})
+    ref = receipt["ref"]
+    wait(lambda: any(e["kind"] == "complaint_registered" for e in hq.log("dev-sync-2").entries))
+    registered = next(e for e in hq.log("dev-sync-2").entries if e["kind"] == "complaint_registered")
+    assert "王建国" not in str(registered) and "13912345678" not in str(registered), \
+        "personal data stays sealed on the device"
 
-        ok = hq.wait_reply(hq.send("dev-sync-2", "complaint", {"site_id": "BR-051", "ref": ref, "action": "classify",
-                                                                "params": {"complexity": "complex", "validity": "valid"}}))
-        assert ok["ok"] is True, ok
-        bad = hq.wait_reply(hq.send("dev-sync-2", "complaint", {"site_id": "BR-051", "ref": ref, "action": "archive"}))
-        assert bad["ok"] is False and bad["error"], "an illegal transition is refused with a reason"
-        wait(lambda: any(e["kind"] == "complaint_transition" for e in hq.log("dev-sync-2").entries))
-        moved = [e for e in hq.log("dev-sync-2").entries if e["kind"] == "complaint_transition"]
-        assert len(moved) == 1 and moved[0]["body"]["source"] == "head_office"
-    finally:
-        hq.stop()
-        broker.stop()
+    ok = hq.wait_reply(hq.send("dev-sync-2", "complaint", {"site_id": "BR-051", "ref": ref, "action": "classify",
+                                                            "params": {"complexity": "complex", "validity": "valid"}}))
+    assert ok["ok"] is True, ok
+    bad = hq.wait_reply(hq.send("dev-sync-2", "complaint", {"site_id": "BR-051", "ref": ref, "action": "archive"}))
+    assert bad["ok"] is False and bad["error"], "an illegal transition is refused with a reason"
+    wait(lambda: any(e["kind"] == "complaint_transition" for e in hq.log("dev-sync-2").entries))
+    moved = [e for e in hq.log("dev-sync-2").entries if e["kind"] == "complaint_transition"]
+    assert len(moved) == 1 and moved[0]["body"]["source"] == "head_office"

@@ -3,25 +3,16 @@ in the journal (database and WAL) or the kept report — the journal carries per
 sealed in the store and are resolved only for the screen, the speaker and the paper."""
 from __future__ import annotations
 
-from test_agent_restart import half_way, slot_of
+from test_agent_restart import half_way, to_the_end
 
-from agent.sample import COMPANY, ESCORTS, OFFICERS, tag_for
+from agent.sample import COMPANY, ESCORTS, OFFICERS
 
 NAMES = [name for _, name in ESCORTS + OFFICERS] + [COMPANY]
 
 
 def test_no_name_is_stored_in_clear_after_a_handover(agent):
     agent.start()
-    v = half_way(agent)
-    for box in ("XB1-02", "XB1-03"):
-        agent.post("api/sim/tag", {"tag": tag_for(box)})
-    agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "officer_confirmation")
-    agent.post("api/sim/finger", {"station": "counter", "slot": slot_of(v, "O01")})
-    agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "sign_off")
-    agent.post("api/sim/finger", {"station": "door", "slot": slot_of(v, "E01")})
-    agent.wait_for(lambda v: v["handover"] and len(v["handover"]["marks"]) == 1)
-    agent.post("api/sim/finger", {"station": "counter", "slot": slot_of(v, "O01")})
-    done = agent.wait_for(lambda v: v["report"] is not None)
+    done = to_the_end(agent, half_way(agent))
     # the screen still says who: names are resolved for display
     assert any("王强" in line for line in done["report"]["lines"])
     assert agent.stop() == 0
