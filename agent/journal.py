@@ -21,6 +21,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,7 +65,7 @@ class JournalError(Exception):
     """The journal cannot do what was asked; the message says why. Nothing was changed."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Entry:
     seq: int
     ts: str
@@ -106,17 +107,30 @@ def _append_hash(seq: int, ts: str, kind: str, task_id: str | None, body_json: s
     """entry_hash for append's hot path: the same canonical text (keys in sorted order), built
     around the already-encoded body so the body is serialised once. verify() uses entry_hash."""
     task = "null" if task_id is None else _json_string(task_id)
+    # prev_hash is hex and ts is our own format: neither can hold a character JSON would escape
     text = (
-        f'{{"body":{body_json},"kind":{_json_string(kind)},"prev_hash":{_json_string(prev_hash)},'
-        f'"seq":{seq},"task_id":{task},"ts":{_json_string(ts)}}}'
+        f'{{"body":{body_json},"kind":{_json_string(kind)},"prev_hash":"{prev_hash}",'
+        f'"seq":{seq},"task_id":{task},"ts":"{ts}"}}'
     )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+_second_prefix: tuple[int, str] = (-1, "")
+
+
 def utc_timestamp(moment: datetime | None = None) -> str:
     """ISO 8601 UTC with milliseconds, the journal's one timestamp format."""
-    moment = datetime.now(timezone.utc) if moment is None else moment.astimezone(timezone.utc)
-    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
+    global _second_prefix
+    if moment is not None:
+        return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"  # +00:00 -> Z
+    # the append path: format the date and time once per second, only the milliseconds each time
+    ms = time.time_ns() // 1_000_000
+    second, prefix = _second_prefix
+    if ms // 1000 != second:
+        second = ms // 1000
+        prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_prefix = (second, prefix)
+    return f"{prefix}.{ms % 1000:03d}Z"
 
 
 def _is_timestamp(ts) -> bool:
