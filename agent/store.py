@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlite_utils
 
 from agent.sealing import Sealer
-from flows.model import Person, Task
+from flows.model import Box, Person, Task
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,16 @@ class Store:
     def _create(self) -> None:
         c = self.db.conn
         c.execute("CREATE TABLE IF NOT EXISTS tasks (task_id TEXT PRIMARY KEY, version INTEGER NOT NULL,"
-                  " day TEXT NOT NULL, body TEXT NOT NULL)")
+                  " day TEXT NOT NULL, beacon TEXT NOT NULL, body TEXT NOT NULL)")
         c.execute("CREATE INDEX IF NOT EXISTS tasks_day ON tasks(day)")
+        c.execute("CREATE INDEX IF NOT EXISTS tasks_beacon ON tasks(beacon)")
+        # a day can hold thousands of tasks across all sites: look up by stop and by tag, never by scanning
+        c.execute("CREATE TABLE IF NOT EXISTS task_stops (site_id TEXT NOT NULL, task_id TEXT NOT NULL,"
+                  " PRIMARY KEY (site_id, task_id))")
+        c.execute("CREATE TABLE IF NOT EXISTS task_boxes (tag TEXT NOT NULL, task_id TEXT NOT NULL,"
+                  " box_id TEXT NOT NULL, destination TEXT NOT NULL, origin TEXT, PRIMARY KEY (tag, task_id))")
+        c.execute("CREATE INDEX IF NOT EXISTS task_stops_task ON task_stops(task_id)")
+        c.execute("CREATE INDEX IF NOT EXISTS task_boxes_task ON task_boxes(task_id)")
         c.execute("CREATE TABLE IF NOT EXISTS people (person_id TEXT PRIMARY KEY, role TEXT NOT NULL,"
                   " sealed BLOB NOT NULL)")
         c.execute("CREATE TABLE IF NOT EXISTS templates (slot INTEGER PRIMARY KEY, person_id TEXT NOT NULL,"
@@ -68,23 +76,50 @@ class Store:
         row = self.db.conn.execute("SELECT version FROM tasks WHERE task_id=?", (task.task_id,)).fetchone()
         if row and row[0] >= task.version:
             return False
-        self.db.conn.execute(
-            "INSERT OR REPLACE INTO tasks (task_id, version, day, body) VALUES (?,?,?,?)",
-            (task.task_id, task.version, task.day.isoformat(), json.dumps(task.to_dict(), ensure_ascii=False)))
+        c = self.db.conn
+        c.execute("INSERT OR REPLACE INTO tasks (task_id, version, day, beacon, body) VALUES (?,?,?,?,?)",
+                  (task.task_id, task.version, task.day.isoformat(), task.vehicle.beacon,
+                   json.dumps(task.to_dict(), ensure_ascii=False)))
+        if row:                                    # a newer version: its stops and boxes replace the old
+            c.execute("DELETE FROM task_stops WHERE task_id=?", (task.task_id,))
+            c.execute("DELETE FROM task_boxes WHERE task_id=?", (task.task_id,))
+        c.executemany("INSERT OR IGNORE INTO task_stops (site_id, task_id) VALUES (?,?)",
+                      [(site, task.task_id) for site in task.route])
+        c.executemany("INSERT OR REPLACE INTO task_boxes (tag, task_id, box_id, destination, origin)"
+                      " VALUES (?,?,?,?,?)", [(b.tag, task.task_id, b.box_id, b.destination, b.origin)
+                                              for b in task.boxes])
         return True
 
     def task(self, task_id: str) -> Task | None:
         row = self.db.conn.execute("SELECT body FROM tasks WHERE task_id=?", (task_id,)).fetchone()
         return Task.from_dict(json.loads(row[0])) if row else None
 
-    def tasks_on(self, day: date, site_id: str | None = None) -> list[Task]:
-        """Tasks whose window touches `day`: a night run from 23:30 to 00:30 is on both days."""
-        rows = self.db.conn.execute("SELECT body FROM tasks WHERE day BETWEEN ? AND ? ORDER BY task_id",
-                                    ((day - timedelta(days=1)).isoformat(), day.isoformat()))
-        tasks = [Task.from_dict(json.loads(r[0])) for r in rows]
-        tasks = [t for t in tasks if t.window_start.date() <= day <= t.window_end.date()
-                 and (site_id is None or t.stops_here(site_id))]
+    def tasks_on(self, day: date, site_id: str | None = None, *, beacon: str | None = None) -> list[Task]:
+        """Tasks whose window touches `day` (a night run from 23:30 to 00:30 is on both days), that stop
+        at `site_id` and/or whose truck has `beacon`, when given."""
+        sql, args = "SELECT body FROM tasks t WHERE day BETWEEN ? AND ?", [(day - timedelta(days=1)).isoformat(),
+                                                                            day.isoformat()]
+        if site_id is not None:
+            sql += " AND task_id IN (SELECT task_id FROM task_stops WHERE site_id=?)"
+            args.append(site_id)
+        if beacon is not None:
+            sql += " AND beacon=?"
+            args.append(beacon)
+        tasks = [Task.from_dict(json.loads(r[0])) for r in self.db.conn.execute(sql, args)]
+        tasks = [t for t in tasks if t.window_start.date() <= day <= t.window_end.date()]
         return sorted(tasks, key=lambda t: (t.window_start, t.task_id))
+
+    def box_for_tag(self, tag: str, day: date) -> Box | None:
+        """The box a tag belongs to in any task whose window touches `day`."""
+        rows = self.db.conn.execute(
+            "SELECT b.box_id, b.destination, b.origin, t.body FROM task_boxes b JOIN tasks t USING (task_id)"
+            " WHERE b.tag=? AND t.day BETWEEN ? AND ?",
+            (tag.upper(), (day - timedelta(days=1)).isoformat(), day.isoformat()))
+        for box_id, destination, origin, body in rows:
+            task = Task.from_dict(json.loads(body))
+            if task.window_start.date() <= day <= task.window_end.date():
+                return Box(box_id, tag.upper(), destination, origin)
+        return None
 
     def task_count(self) -> int:
         return self.db.conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
@@ -139,6 +174,11 @@ class Store:
     def slots_of(self, person_id: str) -> dict[str, int]:
         return {r[1]: r[0] for r in self.db.conn.execute(
             "SELECT slot, finger FROM templates WHERE person_id=? ORDER BY slot", (person_id,))}
+
+    def slots(self) -> list[tuple[int, SlotOwner]]:
+        """Who is enrolled in which module slot, without opening the sealed templates."""
+        rows = self.db.conn.execute("SELECT slot, person_id, finger, duress FROM templates ORDER BY slot")
+        return [(slot, SlotOwner(p, f, bool(d))) for slot, p, f, d in rows]
 
     def templates(self) -> list[tuple[int, Template]]:
         rows = self.db.conn.execute("SELECT slot, person_id, finger, duress, sealed FROM templates ORDER BY slot")

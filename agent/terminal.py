@@ -33,7 +33,7 @@ from flows import events as fe
 from flows.arrival import match_arrival
 from flows.decisions import Alarm, AlarmKind, Decision, DoorPermit, HandoverEnded, Prompt, Step
 from flows.handover import Handover
-from flows.model import Box, Person, Site, Task
+from flows.model import Person, Site, Task
 from flows.report import HandoverReport, build_report
 from flows.workdays import DeadlineRules
 
@@ -234,7 +234,8 @@ class Terminal:
             self.journal.append("vehicle_seen", {"beacon": ev.identity, "rssi": ev.rssi, "busy": True})
             self._prompt(Prompt("handover_in_progress"))
             return self._changed()
-        match = match_arrival(ev.identity, self.open_tasks(now.date()), self.store.tasks_on(now.date()), now)
+        match = match_arrival(ev.identity, self.open_tasks(now.date()),
+                              self.store.tasks_on(now.date(), beacon=ev.identity), now)
         if match.task is None:
             assert match.alarm is not None
             self.journal.append("alarm", alarm_body(match.alarm, self.site.site_id))
@@ -287,7 +288,7 @@ class Terminal:
         return self.store.put_photo(shot.jpeg) if shot.jpeg else None
 
     async def _on_card(self, ev: CardRead) -> None:
-        box = self.box_for_tag(ev.uid)
+        box = self.store.box_for_tag(ev.uid, self.today())
         refused = getattr(ev, "reason", None)      # drivers.cards.pcsc.CardRefused
         event = fe.BoxPresented(ev.uid, box, uid_only=ev.uid_only and not ev.sun_verified, refused=refused)
         if self.active is None:
@@ -558,12 +559,6 @@ class Terminal:
         return [t for t in self.store.tasks_on(day, self.site.site_id)
                 if t.task_id not in self.outcomes and (self.active is None or self.active.task.task_id != t.task_id)]
 
-    def box_for_tag(self, tag: str) -> Box | None:
-        for t in self.store.tasks_on(self.today()):
-            for b in t.boxes:
-                if b.tag == tag.upper():
-                    return b
-        return None
 
     def set_language(self, lang: str) -> None:
         self.lang = lang

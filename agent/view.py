@@ -92,13 +92,13 @@ def _report(t, lang: str) -> dict:
 def _sim(t) -> dict:
     """What the simulator panel offers: trucks, fingers (slot numbers) and tags of today's tasks."""
     slots: dict[str, dict] = {}
-    for slot, tpl in t.store.templates():
-        entry = slots.setdefault(tpl.person_id, {})
-        entry["duress_slot" if tpl.duress else "slot"] = slot
+    for slot, owner in t.store.slots():
+        entry = slots.setdefault(owner.person_id, {})
+        entry["duress_slot" if owner.duress else "slot"] = slot
     people = [{"person_id": pid, "name": t.name(pid), "role": t.people[pid].role.value if pid in t.people else None,
                **s} for pid, s in sorted(slots.items())]
     trucks, tags = {}, {}
-    for task in t.store.tasks_on(t.today()):
+    for task in t.store.tasks_on(t.today(), t.site.site_id):   # the trucks due here, and what they carry
         trucks[task.vehicle.beacon] = task.vehicle.plate
         for b in task.boxes:
             tags[b.tag] = {"box_id": b.box_id, "tag": b.tag, "destination": b.destination}

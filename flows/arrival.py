@@ -18,7 +18,8 @@ class ArrivalMatch:
 def match_arrival(beacon: str, open_tasks_here: Iterable[Task], known_tasks: Iterable[Task],
                   now: datetime) -> ArrivalMatch:
     """`open_tasks_here`: today's tasks stopping at this site not yet handed over here.
-    `known_tasks`: every task the device knows, to tell a wrong truck from an unknown one."""
+    `known_tasks`: tasks the device knows with this beacon (or all of them), to tell a wrong truck from
+    an unknown one."""
     mine = [t for t in open_tasks_here if t.vehicle.beacon == beacon]
     if mine:
         # prefer the task whose window holds now, else the nearest window

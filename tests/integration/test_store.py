@@ -89,3 +89,26 @@ def test_a_night_run_belongs_to_both_days_it_touches(store):
     assert [t.task_id for t in s.tasks_on(t0.date() + timedelta(days=1), "B1")] == ["N1"], \
         "a truck arriving at 00:10 must still find its task"
     assert s.tasks_on(t0.date() + timedelta(days=2)) == [] and s.tasks_on(t0.date() - timedelta(days=1)) == []
+
+
+def test_lookups_by_site_beacon_and_tag_follow_the_newest_version(store):
+    s, j, _ = store
+    t0 = datetime(2026, 11, 22, 9, tzinfo=timezone.utc)
+
+    def task(version, route, boxes, beacon="b1"):
+        return Task("T1", version, TaskKind.DELIVERY, t0, t0 + timedelta(hours=1), route, Vehicle("V", "沪A", beacon),
+                    ("E1", "E2"), boxes, ("O1",))
+    with j.transaction():
+        s.upsert_task(task(1, ("B1", "B2"), (Box("X1", "04AA", "B1"),)))
+        s.upsert_task(Task("T2", 1, TaskKind.DELIVERY, t0, t0 + timedelta(hours=1), ("B3",), Vehicle("W", "沪B", "b2"),
+                           ("E1", "E2"), (Box("Z1", "04ZZ", "B3"),), ("O1",)))
+    day = t0.date()
+    assert [t.task_id for t in s.tasks_on(day, "B2")] == ["T1"] and s.tasks_on(day, "B9") == []
+    assert [t.task_id for t in s.tasks_on(day, beacon="b2")] == ["T2"]
+    assert s.box_for_tag("04aa", day) == Box("X1", "04AA", "B1")
+    assert s.box_for_tag("04AA", day + timedelta(days=2)) is None, "yesterday's tasks do not claim today's tags"
+    with j.transaction():                           # head office re-plans: another route, another box
+        s.upsert_task(task(2, ("B1", "B4"), (Box("X2", "04BB", "B4"),), beacon="b9"))
+    assert s.tasks_on(day, "B2") == [] and [t.task_id for t in s.tasks_on(day, "B4")] == ["T1"]
+    assert s.box_for_tag("04AA", day) is None and s.box_for_tag("04BB", day).box_id == "X2"
+    assert s.tasks_on(day, beacon="b1") == [] and [t.version for t in s.tasks_on(day, beacon="b9")] == [2]
