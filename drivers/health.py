@@ -1,7 +1,7 @@
 """Health bookkeeping shared by drivers: connected / degraded / missing with the last error."""
 from __future__ import annotations
 
-from drivers.events import DeviceHealth, HealthState
+from drivers.events import DeviceEvent, DeviceHealth, HealthState
 
 
 class HealthMixin:
@@ -16,3 +16,19 @@ class HealthMixin:
 
     def health(self) -> DeviceHealth:
         return DeviceHealth(self.name, self._state, self._last_error)
+
+
+class SimulatedInput(HealthMixin):
+    """What every simulated input device shares: it emits whatever the simulator panel plays while started."""
+    name: str
+    _emit = None
+
+    async def start(self, emit) -> None:
+        self._emit = emit
+
+    async def stop(self) -> None:
+        self._emit = None
+
+    def _send(self, event: DeviceEvent) -> None:
+        if self._emit:
+            self._emit(event)

@@ -1,23 +1,15 @@
 """In-process fingerprint module for simulation: the panel decides what each touch matches."""
 from __future__ import annotations
 
-from drivers.base import Emit
 from drivers.events import FingerRead
-from drivers.health import HealthMixin
+from drivers.health import SimulatedInput
 
 
-class SimulatedFingerprint(HealthMixin):
+class SimulatedFingerprint(SimulatedInput):
     def __init__(self, station: str):
         self.station = station
         self.name = f"fingerprint_{station}"
-        self._emit: Emit | None = None
         self._slots: dict[int, bytes] = {}
-
-    async def start(self, emit: Emit) -> None:
-        self._emit = emit
-
-    async def stop(self) -> None:
-        self._emit = None
 
     # --- what the simulator panel plays ---
     def touch(self, slot: int | None) -> None:
@@ -30,10 +22,6 @@ class SimulatedFingerprint(HealthMixin):
     def touch_failed(self) -> None:
         """A smudged or partial read: the module could not make an image."""
         self._send(FingerRead(self.station, "read_failed"))
-
-    def _send(self, ev: FingerRead) -> None:
-        if self._emit:
-            self._emit(ev)
 
     # --- module library ---
     async def load_template(self, slot: int, template: bytes) -> None:
