@@ -21,7 +21,6 @@ from agent.terminal import Terminal
 from flows import complaint as fc
 
 STATIC = Path(__file__).parent / "static"
-COMPLAINTS = web.AppKey("complaints", ComplaintBook)
 _dumps = lambda o: json.dumps(o, ensure_ascii=False)       # noqa: E731
 
 # what each staff action asks for: (field, kind) where kind is "text", "long", "staff", "bool" or a choice list
@@ -50,7 +49,7 @@ def _minute(t: datetime, lang: str) -> str:
 
 
 def _book(request: web.Request) -> ComplaintBook:
-    return request.app[COMPLAINTS]
+    return request.app[TERMINAL].complaints
 
 
 def _staff(request: web.Request) -> str:
@@ -205,8 +204,6 @@ async def staff_logout(request: web.Request) -> web.Response:
 
 
 def add_kiosk_routes(app: web.Application) -> None:
-    t = app[TERMINAL]
-    app[COMPLAINTS] = t.complaints
     r = app.router
     r.add_get("/kiosk", page)
     r.add_get("/api/kiosk/options", options)
