@@ -6,6 +6,7 @@ not run in parallel with each other (marker `pcsc`).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import shutil
 import subprocess
 import time
@@ -96,10 +97,15 @@ def pcscd(tmp_path):
         pytest.fail("pcscd is not installed (apt-get install --no-install-recommends pcscd vsmartcard-vpcd)")
     if not Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so").exists():
         pytest.fail("vsmartcard-vpcd is not installed (apt-get install --no-install-recommends vsmartcard-vpcd)")
-    daemon = Pcscd(tmp_path / "pcscd.log")
-    daemon.start()
-    yield daemon
-    daemon.stop()
+    # One pcscd per machine: a lock file serialises PC/SC tests across test runs (two checkouts, two sessions)
+    with open("/tmp/handover-pcscd.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        daemon = Pcscd(tmp_path / "pcscd.log")
+        daemon.start()
+        try:
+            yield daemon
+        finally:
+            daemon.stop()
 
 
 @pytest.fixture
