@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 HealthState = Literal["connected", "degraded", "missing"]
-FingerOutcome = Literal["match", "no_match", "read_failed"]
+# "unreadable": the module's answer was lost or damaged on the line, so nobody knows what the finger was:
+# the person is asked to press again and the attempt does not count towards the failure alarm
+FingerOutcome = Literal["match", "no_match", "read_failed", "unreadable"]
 
 
 @dataclass(frozen=True)

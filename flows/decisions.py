@@ -51,7 +51,7 @@ class StepChanged:
 class AttemptRecorded:
     """Every fingerprint attempt, with its outcome, for the journal and the screen."""
     station: str
-    outcome: str                 # "verified", "no_match", "read_failed", "wrong_person", "not_expected"
+    outcome: str                 # "verified", "no_match", "read_failed", "wrong_person", "not_expected", "unreadable"
     person_id: str | None
     snapshot: str | None
     consecutive_failures: int

@@ -7,7 +7,9 @@ from typing import Literal
 from flows.model import Box
 
 Station = Literal["door", "counter"]
-FingerOutcome = Literal["match", "no_match", "read_failed"]
+# "unreadable": the module's answer was lost or damaged on the line, so nobody knows what the finger was:
+# the person is asked to press again and the attempt does not count towards the failure alarm
+FingerOutcome = Literal["match", "no_match", "read_failed", "unreadable"]
 Resolution = Literal["continue", "abort"]
 
 

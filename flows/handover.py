@@ -144,6 +144,8 @@ class Handover:
     def _finger(self, ev: FingerPresented, now: datetime) -> list[Decision]:
         if self.step is Step.ARRIVAL:
             return [self._attempt(ev, "not_expected"), Prompt("wait_for_arrival")]
+        if ev.outcome == "unreadable":
+            return [self._attempt(ev, "unreadable"), Prompt("finger_press_again")]
         if ev.outcome != "match":
             return self._failure(ev, ev.outcome, now)
         pid = ev.person_id

@@ -140,6 +140,20 @@ def test_failed_attempts_say_how_many_remain(outcome, key):
     assert r.h.step is Step.ESCORT_VERIFICATION and alarms(r.decisions) == []
 
 
+def test_an_unreadable_module_answer_asks_to_press_again_and_never_counts():
+    """A reply lost or damaged on the line says nothing about the finger: no alarm however often."""
+    r = Run.of()
+    r.arrive()
+    r.feed_all(*[door(outcome="no_match")] * 4)
+    for _ in range(10):
+        ds = r.feed(door(outcome="unreadable"))
+        assert [a.outcome for a in of(ds, AttemptRecorded)] == ["unreadable"]
+        assert "finger_press_again" in prompts(ds) and of(ds, TaskRestarted) == []
+    assert r.h.failures["door"] == 4 and r.h.step is Step.ESCORT_VERIFICATION and alarms(r.decisions) == []
+    ds = r.feed(door("E1"))
+    assert of(ds, EscortVerified)
+
+
 @pytest.mark.parametrize("station", ["door", "counter"])
 def test_five_consecutive_failures_at_one_station_restart_the_task(station):
     r = Run.of().to_boxes()
