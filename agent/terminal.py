@@ -357,6 +357,14 @@ class Terminal:
         self.staff_session = StaffSession(s.person_id, self.clock() + STAFF_SESSION)   # idle timer restarts
         return s.person_id
 
+    def acknowledge_site_alarms(self, person_id: str) -> None:
+        """Staff saw the site's alarms (a wrong or unknown truck); journaled, then they leave the screen."""
+        if self.site_alarms:
+            self.journal.append("alarm_acknowledged", {"by": person_id, "alarms": [
+                {"kind": a.kind.value, "at": at.isoformat()} for a, at in self.site_alarms]})
+            self.site_alarms.clear()
+        self._changed()
+
     def end_staff_session(self) -> None:
         self.staff_session = None
         self._changed()
