@@ -11,12 +11,15 @@ const LONG = new Set(["description", "request"]);
 let options = null, last = null;
 let form = emptyForm();
 let lastActivity = Date.now(), saveTimer = null, leaving = false, staffShown = false;
+let submitRid = requestId();         // one id per version of the form: a double tap on submit registers once
 const keyboard = createKeyboard({ label: t });   // the wall screen has no physical keyboard
 
 function emptyForm() {
   return { channel: "walk_in", category: "", description: "", request: "", name: "", contact: "", counter: "",
-           staff_concerned: [], first_responder: "" };
+           staff_concerned: [], first_responder: "", consent: "" };
 }
+let fillFor = false;                 // staff register on a customer's behalf (首问负责制)
+const filledForCustomer = () => fillFor && !!(last && last.staff);
 const touched = () => TEXT_FIELDS.some((k) => form[k]) || form.category || form.staff_concerned.length
                       || form.first_responder || !$("#receipt-view").hidden;
 
@@ -55,23 +58,37 @@ function staffChips() {
 function renderForm() {
   const root = $("#form");
   const focused = document.activeElement && document.activeElement.id;
-  root.replaceChildren(
-    el("h2", { text: t("kiosk.channel") }), choices("channel", options.channels, "kiosk.channel"),
+  const staffOnly = filledForCustomer();      // channel and first responder are staff's to fill, not a customer's
+  root.replaceChildren(...[
+    staffOnly ? el("h2", { text: t("kiosk.channel") }) : null, staffOnly ? choices("channel", options.channels, "kiosk.channel") : null,
     el("h2", { text: t("kiosk.category") }, el("span", { class: "req", text: ` *${t("kiosk.required")}` })),
     choices("category", options.categories, "kiosk.category"),
     el("div", { class: "error", "data-testid": "error-category" }),
     ...["description", "request"].map(textField),
     el("div", { class: "row" }, ...["name", "contact", "counter"].map(textField)),
     el("h2", { text: t("kiosk.staff_concerned") }), staffChips(),
-    el("div", { class: "field" }, el("label", { for: "f-first_responder", text: t("kiosk.first_responder") }),
+    staffOnly ? el("div", { class: "field" }, el("label", { for: "f-first_responder", text: t("kiosk.first_responder") }),
       el("select", { id: "f-first_responder", class: "touch", "data-testid": "field-first_responder",
                      onchange: (e) => { form.first_responder = e.target.value; changed(); } },
         el("option", { value: "", text: t("kiosk.none") }),
-        ...options.staff.map((p) => el("option", { value: p.person_id, text: p.name, selected: form.first_responder === p.person_id })))));
+        ...options.staff.map((p) => el("option", { value: p.person_id, text: p.name, selected: form.first_responder === p.person_id })))) : null,
+    privacyNotice()].filter(Boolean));
   if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
 }
 
+// PIPL: what the name and contact are for, who sees them, how long they are kept; consent when they are given.
+function privacyNotice() {
+  const on = form.consent === "yes";
+  return el("div", { class: "privacy", "data-testid": "privacy-notice" },
+    el("p", { text: t("kiosk.privacy") }),
+    el("button", { type: "button", class: "touch choice" + (on ? " chosen" : ""), role: "checkbox", "aria-checked": on ? "true" : "false",
+                   "data-testid": "privacy-consent", text: (on ? "☑ " : "☐ ") + t("kiosk.consent"),
+                   onclick: () => { form.consent = on ? "" : "yes"; changed(); renderForm(); } }),
+    el("div", { class: "error", "data-testid": "error-consent" }));
+}
+
 function changed() {
+  submitRid = requestId();
   lastActivity = Date.now();
   clearTimeout(saveTimer);
   saveTimer = setTimeout(saveDraft, 300);
@@ -87,6 +104,7 @@ function validate() {
   let ok = true;
   const fail = (name, text) => { ok = false; const n = document.querySelector(`[data-testid=error-${name}]`); if (n) n.textContent = text; };
   if (!form.category) fail("category", t("kiosk.choose", { label: t("kiosk.category") }));
+  if ((form.name.trim() || form.contact.trim()) && form.consent !== "yes") fail("consent", t("kiosk.consent_needed"));
   for (const k of TEXT_FIELDS) {
     const label = t(`kiosk.${k}`), n = form[k].length, max = options.limits[k];
     if (n > max) fail(k, t("kiosk.too_long", { label, n, max }));
@@ -98,9 +116,21 @@ function validate() {
 async function submit() {
   lastActivity = Date.now();
   $("#form-error").textContent = "";
-  if (!validate()) return;
-  const r = await api(`/api/kiosk/complaints?lang=${lang}`, { ...form, first_responder: form.first_responder || null });
-  if (!r.ok) { $("#form-error").textContent = t("kiosk.error", { error: r.data.error || r.status }); return; }
+  const button = $("#submit");
+  if (button.disabled) return;
+  if (!validate()) {                         // the first complaint about the form is brought into sight
+    const first = [...document.querySelectorAll("#form-view .error")].find((n) => n.textContent);
+    if (first) first.scrollIntoView({ block: "center" });
+    return;
+  }
+  button.disabled = true;
+  const { consent, ...fields } = form;
+  let r;
+  try {
+    r = await api(`/api/kiosk/complaints?lang=${lang}`, { ...fields, first_responder: form.first_responder || null }, submitRid);
+  } finally { button.disabled = false; }
+  if (!r.ok) { $("#form-error").textContent = t("kiosk.error", { error: r.data.error || r.status }); $("#form-error").scrollIntoView({ block: "center" }); return; }
+  submitRid = requestId();
   form = emptyForm();
   renderForm();
   showReceipt(r.data);
@@ -146,6 +176,19 @@ function idleTick() {
 for (const ev of ["pointerdown", "keydown", "input"]) document.addEventListener(ev, () => { lastActivity = Date.now(); }, true);
 $("#idle-continue").addEventListener("click", () => { lastActivity = Date.now(); $("#idle").hidden = true; });
 
+// A wrong or unknown truck while the kiosk is up: customers see that staff are needed, staff see what and
+// acknowledge it (a credential first).
+function renderAlarm(v) {
+  const root = $("#alarm");
+  if (!v.site_alarms.length) { root.replaceChildren(); return; }
+  root.replaceChildren(el("div", { class: "alarmbar" },
+    el("div", { class: "alarmtexts" }, ...(v.staff
+      ? v.site_alarms.slice(0, 2).map((a) => el("div", { "data-testid": `alarm-${a.kind}`, text: `${a.at.slice(0, 5)} ${a.text}` }))
+      : [el("div", { "data-testid": "alarm-attention", text: t("alarm.attention") })])),
+    el("button", { class: "touch", "data-testid": "alarm-ack", text: t("alarm.ack"),
+                   onclick: (e) => { e.currentTarget.disabled = true; api("/api/alarms/ack", {}); } })));
+}
+
 // --- staff: a credential (finger or password) to leave, or to open the staff view ---
 function renderPending(v) {
   const root = $("#pending");
@@ -187,6 +230,8 @@ async function showStaff() {
   const view = $("#staff-view");
   view.replaceChildren(
     el("div", { class: "bar" }, el("h2", { text: `${t("kiosk.staff_title")} · ${t("kiosk.staff_by")}: ${d.name}` }),
+      el("button", { class: "touch", "data-testid": "staff-fill", text: t("kiosk.staff_fill"),
+                     onclick: () => { fillFor = true; showCustomerSide(); renderForm(); } }),
       el("button", { class: "touch", "data-testid": "staff-logout", text: t("kiosk.logout"),
                      onclick: async () => { await api("/api/staff/logout", {}); } })),
     ...(d.complaints.length ? d.complaints.map((c) => complaintCard(c, d)) : [el("p", { text: t("kiosk.no_complaints") })]),
@@ -278,11 +323,12 @@ async function onView(v) {
     return;
   }
   $("#site").textContent = v.site.name;
-  $("#clock").textContent = v.now.slice(11, 16);
+  syncClock(v.now);
+  renderAlarm(v);
   renderPending(v);
   $("#exit-button").hidden = $("#staff-button").hidden = !!v.pending_auth;
-  if (v.staff && !staffShown) await showStaff();
-  else if (!v.staff && staffShown) showCustomerSide();
+  if (v.staff && !staffShown && !fillFor) await showStaff();
+  else if (!v.staff && (staffShown || fillFor)) { fillFor = false; showCustomerSide(); renderForm(); }
   if (first) {
     const r = await api("/api/kiosk/draft");
     if (r.data.draft) { form = { ...emptyForm(), ...r.data.draft }; lastActivity = Date.now(); }
@@ -292,7 +338,10 @@ async function onView(v) {
 }
 
 $("#submit").addEventListener("click", submit);
-$("#clear").addEventListener("click", clearAll);
+// clearing throws away what was typed: ask first
+$("#clear").addEventListener("click", () => { $("#confirm-clear").hidden = false; });
+$("#clear-yes").addEventListener("click", () => { $("#confirm-clear").hidden = true; clearAll(); });
+$("#clear-no").addEventListener("click", () => { $("#confirm-clear").hidden = true; });
 $("#exit-button").addEventListener("click", () => api("/api/kiosk/exit", {}));
 $("#staff-button").addEventListener("click", () => api("/api/kiosk/staff", {}));
 
@@ -308,6 +357,7 @@ function connect() {
 }
 
 (async () => {
+  startClock($("#clock"));
   options = (await api("/api/kiosk/options")).data;
   connect();
   setInterval(idleTick, 250);
