@@ -59,6 +59,8 @@ def fill_complaint(page, description="在3号窗口办理转账时被多收了20
     page.get_by_test_id("field-request").fill(request)
     page.get_by_test_id("field-name").fill(name)
     page.get_by_test_id("field-contact").fill(contact)
+    if name or contact:                    # PIPL: a name or contact is given only with consent to its use
+        page.get_by_test_id("privacy-consent").click()
 
 
 def test_customer_registers_a_complaint_in_chinese(agent, browser, artifacts):
@@ -174,7 +176,8 @@ def test_leaving_the_kiosk_and_the_staff_view_need_a_credential(agent, browser, 
     expect(page.get_by_test_id("pending-auth")).to_be_visible()
     agent.post("api/sim/finger", {"station": "counter", "slot": slot_of(agent, "O01")})
     page.wait_for_url(agent.url)
-    expect(page.get_by_test_id("tasks")).to_contain_text("今日押运任务")
+    expect(page.get_by_test_id("public-face")).to_be_visible()          # the handover screen's idle face
+    expect(page.get_by_test_id("kiosk-enter")).to_be_visible()
     assert agent.view()["mode"] == "handover"
     kinds = [(k, b.get("action")) for k, b in journal_kinds(agent) if k.startswith("complaint")]
     assert kinds[-2:] == [("complaint_transition", "classify"), ("complaint_transition", "transfer")]
@@ -190,6 +193,10 @@ def test_truck_arrival_interrupts_and_the_draft_survives(agent, browser, artifac
     agent.post("api/sim/beacon", {"beacon": next(t["beacon"] for t in agent.view()["sim"]["trucks"]
                                                  if t["plate"] == TRUCK_A)})
     page.wait_for_url(agent.url)                                      # the handover takes the screen
+    # the customer still standing there sees a curtain, not the escorts, until staff take over
+    expect(page.get_by_test_id("curtain")).to_be_visible()
+    assert "王强" not in page.content() and TRUCK_A not in page.content()
+    page.get_by_test_id("curtain-staff").click()
     expect(page.get_by_test_id("step-escort_verification")).to_have_attribute("data-current", "true")
     page.screenshot(path=str(artifacts("e2e/kiosk-05-truck-takes-the-screen.png")), full_page=True)
 
@@ -222,6 +229,7 @@ def test_hostile_input_is_stored_and_shown_inert(agent, browser, artifacts):
     for field in ("description", "request", "contact", "counter"):
         page.get_by_test_id(f"field-{field}").fill(HOSTILE)
     page.get_by_test_id("field-name").fill(HOSTILE_NAME)
+    page.get_by_test_id("privacy-consent").click()
     page.get_by_test_id("kiosk-submit").click()
     expect(page.get_by_test_id("receipt-text")).to_contain_text("受理编号：")
     page.get_by_test_id("receipt-done").click()
@@ -236,6 +244,7 @@ def test_hostile_input_is_stored_and_shown_inert(agent, browser, artifacts):
     expect(page.get_by_test_id("error-name")).to_contain_text("过长：51字，最多50字")
     page.screenshot(path=str(artifacts("e2e/kiosk-07-too-long.png")), full_page=True)
     page.get_by_test_id("kiosk-clear").click()
+    page.get_by_test_id("clear-yes").click()                             # clearing asks first
 
     page.get_by_test_id("kiosk-staff").click()
     page.get_by_test_id("password-officer").select_option("O01")

@@ -119,6 +119,7 @@ def test_customer_types_chinese_and_a_phone_number_on_the_screen(agent, browser,
 
     page.get_by_test_id("kb-hide").click()
     expect(keyboard).to_be_hidden()
+    page.get_by_test_id("privacy-consent").click()                      # a name is given: consent to its use
     page.get_by_test_id("kiosk-submit").click()
     expect(page.get_by_test_id("receipt-text")).to_contain_text("受理编号：")
     page.get_by_test_id("receipt-done").click()

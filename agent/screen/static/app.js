@@ -84,7 +84,8 @@ function renderHandover(v) {
     card.append(actionButton({ class: "touch primary", "data-testid": `manual-arrival-${h.task_id}`, text: t("manual_arrival") },
       async (rid) => (await post("/api/manual-arrival", { task_id: h.task_id }, rid)).ok));
   }
-  if (!h.risk && ["box_handover", "officer_confirmation", "sign_off"].includes(h.step)) card.append(boxesPanel(h));
+  // during a risk the boxes stay below the decision: the officer may check them, the decision comes first
+  if (["box_handover", "officer_confirmation", "sign_off"].includes(h.step)) card.append(boxesPanel(h));
   if (!h.risk && h.step === "officer_confirmation" && v.password_allowed && !v.pending_auth) card.append(passwordForm(v, null));
   if (h.officer) {
     card.append(el("div", { class: "officer", "data-testid": "officer" },
