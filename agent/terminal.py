@@ -72,6 +72,7 @@ class ShownPrompt:
     params: dict
     urgent: bool
     at: datetime
+    version: int = 0             # the screen version it was raised in: one event's prompts share it
 
 
 def prompt_key(key: str, params: dict) -> str:
@@ -540,7 +541,7 @@ class Terminal:
     def _prompt(self, p: Prompt) -> None:
         params = self.prompt_params(p.params)
         key = prompt_key(p.key, params)
-        self.prompts.appendleft(ShownPrompt(key, params, p.urgent, self.clock()))
+        self.prompts.appendleft(ShownPrompt(key, params, p.urgent, self.clock(), self.version))
         text = render(key, params, self.lang)
         task = asyncio.create_task(self._speak(text, p.urgent))
         self._background.add(task)

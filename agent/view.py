@@ -69,7 +69,8 @@ def build_view(t, lang: str) -> dict:
         "report": _report(t, lang) if t.last_report and not t.active and (staff or _recent(t)) else None,
         "instruction": _instruction(t, lang),
         "prompts": [{"key": p.key, "text": render(p.key, p.params, lang), "urgent": p.urgent,
-                     "at": p.at.strftime("%H:%M:%S")} for p in t.prompts],
+                     "at": p.at.strftime("%H:%M:%S"), "latest": p.version == t.prompts[0].version}
+                    for p in t.prompts],
         "site_alarms": [{"kind": a.kind.value, "at": at.strftime("%H:%M:%S"),
                          "text": render(f"alarm_{a.kind.value}", t.prompt_params(a.detail), lang)}
                         for a, at in t.site_alarms],

@@ -22,8 +22,8 @@ function renderPrompt(v) {
   bar.className = "tone-" + v.instruction.tone + (risk ? " risk" : "");
   $("#instruction").textContent = v.instruction.text;
   const p = v.prompts[0];
-  // the feedback of the latest event only: prompts raised in the same second (one event's decisions)
-  const batch = p ? v.prompts.filter((x) => x.at === p.at).slice(1, 3).map((x) => x.text) : [];
+  // the feedback of the latest event only (its decisions' prompts), never an older event's
+  const batch = v.prompts.slice(1, 3).filter((x) => x.latest).map((x) => x.text);
   $("#feedback").replaceChildren(...[
     el("span", { class: "speaker", "aria-label": t("voice") }),
     el("span", { class: "fb-text" + (p && p.urgent ? " urgent" : ""), "data-testid": "prompt-text", text: p ? p.text : t("waiting") }),
@@ -75,6 +75,7 @@ function renderHandover(v) {
     el("span", { text: `${h.task_id} · ${t("kind." + h.kind)}` }),
     h.arrived_at ? el("span", { class: "muted", text: `${t("arrived_at")} ${h.arrived_at.slice(0, 5)}${h.manual ? " (" + t("manual") + ")" : ""}` }) : null);
   const card = el("div", { class: "card handover" + (h.risk ? " risk" : "") }, steps, vehicle);
+  if (!h.risk) { dispositionCode = null; dispositionNote = ""; }    // the next risk starts from a clean choice
   const escortsLarge = h.step === "escort_verification" && !h.risk;
   if (h.risk && !v.pending_auth) card.append(riskPanel(v, h));
   else if (h.risk) card.append(openAlarms(h));
