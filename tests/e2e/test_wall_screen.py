@@ -86,6 +86,20 @@ class Wall:
         return ([x["plate"] for x in s["trucks"]] + escorts + [x["task_id"] for x in s["tasks"]]
                 + [b["box_id"] for b in s["tags"]])
 
+    def small_text(self) -> list[str]:
+        """Visible text under 18 px, outside the simulator's drawer."""
+        return self.page.evaluate("""() => {
+            const out = [];
+            const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+            for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+                const e = n.parentElement;
+                if (!n.textContent.trim() || !e || e.closest('#sim') || !e.getClientRects().length) continue;
+                const st = getComputedStyle(e);
+                if (st.visibility === 'hidden' || st.display === 'none') continue;
+                if (parseFloat(st.fontSize) < 18) out.push(`${n.textContent.trim().slice(0, 20)} ${st.fontSize}`);
+            }
+            return out; }""")
+
     def public_dom_clean(self) -> None:
         html = self.page.content()
         leaked = [w for w in self.schedule_words() if w in html]
@@ -154,7 +168,17 @@ def test_delivery_every_step_fits_one_screen(agent, browser, artifacts, size):
     s.in_view("instruction", "report-printed")
     expect(page.get_by_test_id("report-text")).to_contain_text("结果: 已完成")
     expect(page.get_by_test_id("door")).to_have_attribute("data-raised", "false")
+    assert s.small_text() == []
     s.shot("report")
+    # English: the header stays one line
+    page.get_by_test_id("lang-toggle").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_test_id("instruction")).to_have_text("Waiting for the cash truck")
+    header = page.locator("header").bounding_box()
+    assert header["height"] <= 60, header
+    assert page.locator("header h1").bounding_box()["height"] <= 34
+    assert s.small_text() == []
+    s.shot("english")
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -165,6 +189,7 @@ def test_collection_and_a_missing_box(agent, browser, artifacts, size):
     s.truck(TRUCK_A)
     s.wait(lambda v: step(v, "escort_verification") and v["handover"]["kind"] == "collection")
     s.in_view("instruction", "escort-E05", "escort-E06")
+    assert s.small_text() == []
     s.shot("arrival")
     s.finger("door", "E05")
     s.finger("door", "E06")
@@ -211,6 +236,7 @@ def test_box_alarms_and_what_the_officer_signs(agent, browser, artifacts, size):
         expect(page.get_by_test_id("door")).to_contain_text("交接暂停")      # the door is still open: say why
         s.in_view("instruction", f"open-alarm-{kind}", "disposition-box_set_aside", "disposition-text",
                   "disposition-continue", "disposition-abort", "abort-consequence")
+        assert s.small_text() == []
         s.shot(kind)
         # nothing chosen yet: a tap says so on the screen, no browser dialog
         page.get_by_test_id("disposition-continue").click()
@@ -332,6 +358,8 @@ def test_the_kiosk_is_a_clean_customer_face_and_a_double_tap_registers_once(agen
     expect(page.get_by_test_id("channel-choices")).to_have_count(0)          # staff's fields are not a customer's
     expect(page.get_by_test_id("field-first_responder")).to_have_count(0)
     expect(page.get_by_test_id("privacy-notice")).to_contain_text("仅用于处理本次投诉")
+    expect(page.get_by_test_id("kiosk-form")).not_to_contain_text("键盘")      # no keyboard but the screen's
+    assert s.small_text() == []
     s.shot("form")
     # a stranger's beacon in kiosk mode: visible here too, and acknowledgeable
     s.truck(type("B", (), {"beacon": s.v0["sim"]["stranger_beacon"]}))

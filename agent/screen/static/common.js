@@ -74,17 +74,17 @@ function actionButton(attrs, action) {
 }
 
 // The header clock ticks on its own, on the terminal's time (the view's `now` less the page's clock).
-let clockSkew = 0;
+let clockSkew = 0, clockNode = null;
+function tickClock() {
+  if (!clockNode || !lang) return;
+  const d = new Date(Date.now() + clockSkew);
+  clockNode.textContent = [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
+}
 function syncClock(nowIso) {
-  const local = new Date(nowIso.slice(0, 19));        // the terminal's wall time, read as if local
-  clockSkew = local.getTime() - Date.now();
+  clockSkew = new Date(nowIso.slice(0, 19)).getTime() - Date.now();     // the terminal's wall time, read as local
+  tickClock();
 }
 function startClock(node) {
-  const tick = () => {
-    if (!lang) return;
-    const d = new Date(Date.now() + clockSkew);
-    node.textContent = `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}:${String(d.getSeconds()).padStart(2, "0")}`;
-  };
-  tick();
-  setInterval(tick, 1000);
+  clockNode = node;
+  setInterval(tickClock, 1000);
 }
