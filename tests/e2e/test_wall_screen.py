@@ -353,11 +353,10 @@ def test_the_kiosk_is_a_clean_customer_face_and_a_double_tap_registers_once(agen
     page = s.page
     page.get_by_test_id("kiosk-enter").click()
     page.wait_for_url("**/kiosk")
-    expect(page.get_by_test_id("field-description")).to_be_visible()
+    expect(page.get_by_test_id("category-choices")).to_be_visible()
     s.public_dom_clean()
     expect(page.get_by_test_id("channel-choices")).to_have_count(0)          # staff's fields are not a customer's
     expect(page.get_by_test_id("field-first_responder")).to_have_count(0)
-    expect(page.get_by_test_id("privacy-notice")).to_contain_text("仅用于处理本次投诉")
     expect(page.get_by_test_id("kiosk-form")).not_to_contain_text("键盘")      # no keyboard but the screen's
     assert s.small_text() == []
     s.shot("form")
@@ -367,10 +366,22 @@ def test_the_kiosk_is_a_clean_customer_face_and_a_double_tap_registers_once(agen
     s.public_dom_clean()
     s.shot("alarm")
 
+    s.in_view("wizard-steps", "category-choices", "kiosk-next")          # one wizard page to a screen
+    page.get_by_test_id("kiosk-next").click()                          # no category yet: said, in sight
+    s.in_view("error-category")
     page.get_by_test_id("category-service_attitude").click()
+    page.get_by_test_id("kiosk-next").click()
+    s.in_view("field-description", "field-request", "kiosk-next", "kiosk-prev")
+    s.shot("form-2")
     page.get_by_test_id("field-description").fill("排队一个小时没人管")
     page.get_by_test_id("field-request").fill("改进叫号")
+    s.in_view("field-request", "keyboard")                             # the field typed in stays above the keys
+    s.shot("form-2-keyboard")
+    page.get_by_test_id("kb-hide").click()
+    s.in_view("kiosk-next")
+    page.get_by_test_id("kiosk-next").click()
     page.get_by_test_id("field-name").fill("赵六")
+    expect(page.get_by_test_id("privacy-notice")).to_contain_text("仅用于处理本次投诉")    # PIPL: purpose, who, how long
     page.get_by_test_id("kiosk-submit").click()                          # a name without consent: said, in sight
     s.in_view("error-consent")
     page.get_by_test_id("privacy-consent").click()

@@ -31,6 +31,13 @@ function choices(name, values, prefix) {
                    text: t(`${prefix}.${v}`), onclick: () => { form[name] = v; changed(); renderForm(); } })));
 }
 
+// A short wizard: what about, what happened and what you ask, who you are (optional). Errors are kept per
+// field so a page shows its own, and submit goes back to the first page with one.
+const PAGES = [["category"], ["description", "request"], ["name", "contact", "counter", "consent"]];
+let page = 0;
+let errors = {};
+const errorNode = (name) => el("div", { class: "error", "data-testid": `error-${name}`, text: errors[name] || "" });
+
 function textField(name) {
   const limit = options.limits[name];
   const attrs = { id: `f-${name}`, class: "touch", "data-testid": `field-${name}`, value: form[name],
@@ -42,7 +49,7 @@ function textField(name) {
   const required = ["description", "request"].includes(name);
   return el("div", { class: "field" }, el("label", { for: `f-${name}` }, el("span", { text: t(`kiosk.${name}`) }),
               required ? el("span", { class: "req", text: ` *${t("kiosk.required")}` }) : null, counter), input,
-            el("div", { class: "error", "data-testid": `error-${name}` }));
+            errorNode(name));
 }
 
 function staffChips() {
@@ -59,20 +66,29 @@ function renderForm() {
   const root = $("#form");
   const focused = document.activeElement && document.activeElement.id;
   const staffOnly = filledForCustomer();      // channel and first responder are staff's to fill, not a customer's
+  const pages = [
+    () => [staffOnly ? el("h2", { text: t("kiosk.channel") }) : null, staffOnly ? choices("channel", options.channels, "kiosk.channel") : null,
+           el("h2", { text: t("kiosk.category") }, el("span", { class: "req", text: ` *${t("kiosk.required")}` })),
+           choices("category", options.categories, "kiosk.category"), errorNode("category")],
+    () => ["description", "request"].map(textField),
+    () => [el("div", { class: "row" }, ...["name", "contact", "counter"].map(textField)),
+           el("h2", { text: t("kiosk.staff_concerned") }), staffChips(),
+           staffOnly ? el("div", { class: "field" }, el("label", { for: "f-first_responder", text: t("kiosk.first_responder") }),
+             el("select", { id: "f-first_responder", class: "touch", "data-testid": "field-first_responder",
+                            onchange: (e) => { form.first_responder = e.target.value; changed(); } },
+               el("option", { value: "", text: t("kiosk.none") }),
+               ...options.staff.map((p) => el("option", { value: p.person_id, text: p.name, selected: form.first_responder === p.person_id })))) : null,
+           privacyNotice()]];
+  root.dataset.page = String(page + 1);
   root.replaceChildren(...[
-    staffOnly ? el("h2", { text: t("kiosk.channel") }) : null, staffOnly ? choices("channel", options.channels, "kiosk.channel") : null,
-    el("h2", { text: t("kiosk.category") }, el("span", { class: "req", text: ` *${t("kiosk.required")}` })),
-    choices("category", options.categories, "kiosk.category"),
-    el("div", { class: "error", "data-testid": "error-category" }),
-    ...["description", "request"].map(textField),
-    el("div", { class: "row" }, ...["name", "contact", "counter"].map(textField)),
-    el("h2", { text: t("kiosk.staff_concerned") }), staffChips(),
-    staffOnly ? el("div", { class: "field" }, el("label", { for: "f-first_responder", text: t("kiosk.first_responder") }),
-      el("select", { id: "f-first_responder", class: "touch", "data-testid": "field-first_responder",
-                     onchange: (e) => { form.first_responder = e.target.value; changed(); } },
-        el("option", { value: "", text: t("kiosk.none") }),
-        ...options.staff.map((p) => el("option", { value: p.person_id, text: p.name, selected: form.first_responder === p.person_id })))) : null,
-    privacyNotice()].filter(Boolean));
+    el("div", { class: "wizard-steps", "data-testid": "wizard-steps" }, ...[0, 1, 2].map((i) =>
+      el("span", { class: "wstep" + (i === page ? " current" : i < page ? " done" : ""), "data-testid": `wizard-step-${i + 1}`,
+                   text: `${i + 1} ${t("kiosk.page." + (i + 1))}` }))),
+    ...pages[page]()].filter(Boolean));
+  $(".intro").hidden = page !== 0;            // said once, on the first page
+  $("#prev").hidden = page === 0;
+  $("#next").hidden = page === PAGES.length - 1;
+  $("#submit").hidden = page !== PAGES.length - 1;
   if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
 }
 
@@ -84,7 +100,7 @@ function privacyNotice() {
     el("button", { type: "button", class: "touch choice" + (on ? " chosen" : ""), role: "checkbox", "aria-checked": on ? "true" : "false",
                    "data-testid": "privacy-consent", text: (on ? "☑ " : "☐ ") + t("kiosk.consent"),
                    onclick: () => { form.consent = on ? "" : "yes"; changed(); renderForm(); } }),
-    el("div", { class: "error", "data-testid": "error-consent" }));
+    errorNode("consent"));
 }
 
 function changed() {
@@ -96,13 +112,13 @@ function changed() {
 
 async function saveDraft() {
   clearTimeout(saveTimer);
-  await api("/api/kiosk/draft", { draft: touched() && $("#receipt-view").hidden ? form : null });
+  await api("/api/kiosk/draft", { draft: touched() && $("#receipt-view").hidden ? { ...form, wizard_page: String(page) } : null });
 }
 
+// Every field's complaint, by name; true when there is none.
 function validate() {
-  document.querySelectorAll(".error").forEach((n) => (n.textContent = ""));
-  let ok = true;
-  const fail = (name, text) => { ok = false; const n = document.querySelector(`[data-testid=error-${name}]`); if (n) n.textContent = text; };
+  errors = {};
+  const fail = (name, text) => { errors[name] = text; };
   if (!form.category) fail("category", t("kiosk.choose", { label: t("kiosk.category") }));
   if ((form.name.trim() || form.contact.trim()) && form.consent !== "yes") fail("consent", t("kiosk.consent_needed"));
   for (const k of TEXT_FIELDS) {
@@ -110,7 +126,30 @@ function validate() {
     if (n > max) fail(k, t("kiosk.too_long", { label, n, max }));
     else if (["description", "request"].includes(k) && !form[k].trim()) fail(k, t("kiosk.missing", { label }));
   }
-  return ok;
+  return Object.keys(errors).length === 0;
+}
+
+// Shows the page of the first field with a complaint and brings that complaint into sight.
+function showErrors() {
+  const first = PAGES.findIndex((fields) => fields.some((f) => errors[f]));
+  if (first >= 0) page = first;
+  renderForm();
+  const n = [...document.querySelectorAll("#form .error")].find((x) => x.textContent);
+  if (n) n.scrollIntoView({ block: "center" });
+}
+
+function turn(step) {
+  lastActivity = Date.now();
+  if (step > 0) {                              // forward only past a page without complaints
+    validate();
+    const here = PAGES[page].filter((f) => errors[f]);
+    errors = Object.fromEntries(here.map((f) => [f, errors[f]]));
+    if (here.length) { showErrors(); return; }
+  } else errors = {};
+  page = Math.max(0, Math.min(PAGES.length - 1, page + step));
+  renderForm();
+  changed();
+  window.scrollTo(0, 0);
 }
 
 async function submit() {
@@ -118,11 +157,7 @@ async function submit() {
   $("#form-error").textContent = "";
   const button = $("#submit");
   if (button.disabled) return;
-  if (!validate()) {                         // the first complaint about the form is brought into sight
-    const first = [...document.querySelectorAll("#form-view .error")].find((n) => n.textContent);
-    if (first) first.scrollIntoView({ block: "center" });
-    return;
-  }
+  if (!validate()) { showErrors(); return; }   // the first complaint about the form is brought into sight
   button.disabled = true;
   const { consent, ...fields } = form;
   let r;
@@ -132,6 +167,8 @@ async function submit() {
   if (!r.ok) { $("#form-error").textContent = t("kiosk.error", { error: r.data.error || r.status }); $("#form-error").scrollIntoView({ block: "center" }); return; }
   submitRid = requestId();
   form = emptyForm();
+  page = 0;
+  errors = {};
   renderForm();
   showReceipt(r.data);
 }
@@ -152,6 +189,8 @@ function showReceipt(rc) {
 function clearAll() {
   keyboard.hide();                           // and forget any pinyin the last customer left in it
   form = emptyForm();
+  page = 0;
+  errors = {};
   $("#receipt-view").hidden = true;
   $("#receipt-view").replaceChildren();
   $("#form-error").textContent = "";
@@ -331,13 +370,20 @@ async function onView(v) {
   else if (!v.staff && (staffShown || fillFor)) { fillFor = false; showCustomerSide(); renderForm(); }
   if (first) {
     const r = await api("/api/kiosk/draft");
-    if (r.data.draft) { form = { ...emptyForm(), ...r.data.draft }; lastActivity = Date.now(); }
+    if (r.data.draft) {
+      const { wizard_page: at, ...fields } = r.data.draft;
+      form = { ...emptyForm(), ...fields };
+      page = Math.max(0, Math.min(PAGES.length - 1, Number(at) || 0));
+      lastActivity = Date.now();
+    }
     renderForm();
   }
   document.body.dataset.version = v.version;
 }
 
 $("#submit").addEventListener("click", submit);
+$("#next").addEventListener("click", () => turn(1));
+$("#prev").addEventListener("click", () => turn(-1));
 // clearing throws away what was typed: ask first
 $("#clear").addEventListener("click", () => { $("#confirm-clear").hidden = false; });
 $("#clear-yes").addEventListener("click", () => { $("#confirm-clear").hidden = true; clearAll(); });
