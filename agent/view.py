@@ -47,6 +47,9 @@ def staff_active(t) -> bool:
 def build_view(t, lang: str) -> dict:
     today = t.today()
     staff = staff_active(t)
+    report = t.last_report is not None and not t.active and (staff or _recent(t))
+    # the idle screen faces the public: no names or plates in what was said, and alarms by kind only
+    public = not (t.active or staff or report or t.pending_auth)
     tasks = []
     # the day's cash-in-transit schedule is for staff: the idle screen faces the public
     for task in (t.store.tasks_on(today, t.site.site_id) if staff and not t.active else ()):
@@ -66,13 +69,13 @@ def build_view(t, lang: str) -> dict:
         "staff_until": t.staff_session.expires.isoformat(timespec="seconds") if staff else None,
         "from_kiosk": bool(t.active and t.kiosk_resume),
         "handover": _handover(t, t.active, lang) if t.active else None,
-        "report": _report(t, lang) if t.last_report and not t.active and (staff or _recent(t)) else None,
+        "report": _report(t, lang) if report else None,
         "instruction": _instruction(t, lang),
         "prompts": [{"key": p.key, "text": render(p.key, p.params, lang), "urgent": p.urgent,
                      "at": p.at.strftime("%H:%M:%S"), "latest": p.version == t.prompts[0].version}
-                    for p in t.prompts],
+                    for p in t.prompts if not public or not p.params],
         "site_alarms": [{"kind": a.kind.value, "at": at.strftime("%H:%M:%S"),
-                         "text": render(f"alarm_{a.kind.value}", t.prompt_params(a.detail), lang)}
+                         "text": None if public else render(f"alarm_{a.kind.value}", t.prompt_params(a.detail), lang)}
                         for a, at in t.site_alarms],
         "door": t.devices.door.raised,
         "pending_auth": _pending(t, lang),

@@ -69,7 +69,7 @@ class Wall:
             expect(loc.first).to_be_visible()
             for i in range(loc.count()):
                 box = loc.nth(i).bounding_box()
-                assert box is not None, testid
+                assert box is not None, (testid, [loc.nth(j).evaluate("e => e.outerHTML.slice(0, 120) + ' in ' + e.parentElement.id + e.parentElement.className") for j in range(loc.count())])
                 assert box["x"] >= -0.5 and box["y"] >= -0.5, f"{testid} starts off screen: {box}"
                 assert box["x"] + box["width"] <= self.w + 0.5 and box["y"] + box["height"] <= self.h + 0.5, \
                     f"{testid} is below the fold or cut at {self.w}×{self.h}: {box}"
@@ -170,6 +170,14 @@ def test_delivery_every_step_fits_one_screen(agent, browser, artifacts, size):
     expect(page.get_by_test_id("door")).to_have_attribute("data-raised", "false")
     assert s.small_text() == []
     s.shot("report")
+    # a few minutes on, the screen faces the public again: the report and what was said of names and plates go
+    page.evaluate("""() => fetch('/api/sim/clock', {method: 'POST', headers: {'Content-Type': 'application/json'},
+                                                    body: JSON.stringify({offset_minutes: 4})})""")
+    s.wait(lambda v: v["report"] is None)
+    expect(page.get_by_test_id("public-face")).to_be_visible()
+    s.public_dom_clean()
+    assert "周敏" not in page.content(), "nor the officer's name"
+    s.shot("idle-again")
     # English: the header stays one line
     page.get_by_test_id("lang-toggle").click()
     expect(page.locator("html")).to_have_attribute("lang", "en")
@@ -314,8 +322,11 @@ def test_arrival_and_person_alarms(agent, browser, artifacts, size):
     s.wait(lambda v: not v["handover"]["risk"])
 
     # five failed reads at the door: illegal authentication, back to step 1 with an instruction
-    for _ in range(5):
+    for _ in range(5):                      # the wrong person counted as one failure already
+        before = s.agent.view()["version"]
         s.failed()
+        if s.wait(lambda v: v["version"] > before)["handover"]["restarts"]:
+            break
     s.wait(lambda v: v["handover"]["step"] == "arrival" and v["handover"]["restarts"] == 1)
     expect(page.get_by_test_id("instruction")).to_contain_text("重新开始")
     expect(page.get_by_test_id("door")).to_have_attribute("data-raised", "false")
