@@ -6,10 +6,14 @@ Screenshots of each step at 800×480 in artifacts/e2e/wall-*.png."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
+from concurrent.futures import ThreadPoolExecutor
 import urllib.request
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from playwright.sync_api import expect
 
 from agent.journal import Journal
@@ -419,11 +423,15 @@ def test_a_repeated_request_id_gets_the_first_answer_and_changes_nothing(agent):
             return json.load(r)
     first = register("rid-0000-aaaa")
     assert register("rid-0000-aaaa")["ref"] == first["ref"]
+    # the same id sent at once from several places (a retry racing the first): still one complaint
+    with ThreadPoolExecutor(4) as pool:
+        refs = set(pool.map(lambda _: register("rid-0000-cccc")["ref"], range(4)))
+    assert len(refs) == 1
     other = register("rid-0000-bbbb")
-    assert other["ref"] != first["ref"]                       # a new id is a new complaint
+    assert other["ref"] != first["ref"] and other["ref"] not in refs     # a new id is a new complaint
     j = Journal(agent.state_dir / "journal.db")
     try:
-        assert len([e for e in j.entries() if e.kind == "complaint_registered"]) == 2
+        assert len([e for e in j.entries() if e.kind == "complaint_registered"]) == 3
     finally:
         j.close()
     bad = urllib.request.Request(agent.url + "api/cancel", data=b"{}", method="POST",
@@ -431,3 +439,21 @@ def test_a_repeated_request_id_gets_the_first_answer_and_changes_nothing(agent):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(bad, timeout=10)
     assert e.value.code == 400 and "X-Request-Id" in json.loads(e.value.read())["error"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rid=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7e), max_size=80))     # what a header can carry
+def test_a_malformed_request_id_is_refused_by_name_and_changes_nothing(agent, rid):
+    if agent.proc is None:
+        agent.start()
+    version = agent.view()["version"]
+    req = urllib.request.Request(agent.url + "api/language", data=b'{"lang": "en"}', method="POST",
+                                 headers={"Content-Type": "application/json", "X-Request-Id": rid})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert re.fullmatch(r"[A-Za-z0-9_-]{8,64}", rid), rid
+            assert r.status == 200
+            agent.post("api/language", {"lang": "zh-CN"})
+    except urllib.error.HTTPError as e:
+        assert e.code == 400 and "X-Request-Id" in json.loads(e.read())["error"]
+        assert agent.view()["version"] == version, "a refused request changed nothing"
