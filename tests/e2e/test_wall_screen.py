@@ -1,8 +1,8 @@
-"""Issue 14 in real headless Chromium, at the 7-inch panel's 800×480 and at 1280×800: for every step of a
-delivery and a collection, and for each alarm the simulator can raise, what to do now, the current step's
-controls and what the officer signs are inside the viewport (bounding boxes, no scrolling); the idle face
-and the kiosk carry nothing of the escort schedule in their DOM; a double tap acts once.
-Screenshots of each step at 800×480 in artifacts/e2e/wall-*.png."""
+"""Issue 14 in real headless Chromium, at the 7-inch panel's 800×480, at 1024×600 and at 1280×800: for every
+step of a delivery and a collection, and for each alarm the simulator can raise, what to do now, the current
+step's controls and what the officer signs are inside the viewport (bounding boxes, no scrolling); the idle
+face and the kiosk carry nothing of the escort schedule in their DOM; a double tap acts once; all text read
+is 18 px or more. Screenshots of each step at 800×480 in artifacts/e2e/wall-*.png."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,7 @@ from agent.sample import DEMO_PASSWORD, TRUCKS, tag_for
 
 pytestmark = pytest.mark.browser
 
-SIZES = [(800, 480), (1280, 800)]
+SIZES = [(800, 480), (1024, 600), (1280, 800)]
 TRUCK_A, TRUCK_B = TRUCKS[0], TRUCKS[1]
 
 
