@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from agent.i18n import render
 from agent.sample import DEMO_SITE_NAME, STRANGER_BEACON
-from agent.terminal import prompt_key
+from agent.terminal import KIOSK_PURPOSES, prompt_key
 from flows.decisions import Step
 from flows.events import DISPOSITION_CODES
 from flows.handover import Handover
@@ -29,8 +29,8 @@ DISPOSITIONS_FOR = {
 }
 # How long the last handover's report stays on the idle screen without a staff credential.
 REPORT_SHOWN = timedelta(minutes=3)
-# Staff actions a password may sign even where handovers must be confirmed by finger.
-PASSWORD_ALWAYS = ("kiosk_exit", "staff_view")
+# Staff actions a password may sign even where handovers must be confirmed by finger (Terminal.password).
+PASSWORD_ALWAYS = KIOSK_PURPOSES
 
 
 def dispositions_for(kinds) -> list[str]:
@@ -120,7 +120,8 @@ def _instruction(t, lang: str) -> dict:
     if p is not None:
         if p.purpose == "disposition":
             return say("now_sign_disposition_pw" if pw else "now_sign_disposition", "risk")
-        return say("now_officer_credential_pw" if pw or p.purpose in PASSWORD_ALWAYS else "now_officer_credential", "wait")
+        password = pw or p.purpose in PASSWORD_ALWAYS
+        return say("now_officer_credential_pw" if password else "now_officer_credential", "wait")
     h = t.active
     if h is None:
         if t.site_alarms:

@@ -73,7 +73,7 @@ class Wall:
             expect(loc.first).to_be_visible()
             for i in range(loc.count()):
                 box = loc.nth(i).bounding_box()
-                assert box is not None, (testid, [loc.nth(j).evaluate("e => e.outerHTML.slice(0, 120) + ' in ' + e.parentElement.id + e.parentElement.className") for j in range(loc.count())])
+                assert box is not None, testid
                 assert box["x"] >= -0.5 and box["y"] >= -0.5, f"{testid} starts off screen: {box}"
                 assert box["x"] + box["width"] <= self.w + 0.5 and box["y"] + box["height"] <= self.h + 0.5, \
                     f"{testid} is below the fold or cut at {self.w}×{self.h}: {box}"
@@ -240,7 +240,8 @@ def test_box_alarms_and_what_the_officer_signs(agent, browser, artifacts, size):
     s.wait(lambda v: step(v, "box_handover"))
     dialogs, sent = [], []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.on("request", lambda r: sent.append(r.url) if r.method == "POST" and r.url.endswith("/api/disposition") else None)
+    page.on("request", lambda r: sent.append(r.url)
+            if r.method == "POST" and r.url.endswith("/api/disposition") else None)
     for kind, present in (("wrong_box", lambda: s.tag("XB2-01")),
                           ("unknown_box", lambda: s.agent.post("api/sim/tag", {"tag": s.v0["sim"]["unknown_tag"]}))):
         present()
