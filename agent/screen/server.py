@@ -201,11 +201,18 @@ async def cancel(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+def _no_handover(t: Terminal) -> None:
+    # while a handover runs the next officer finger belongs to it, not to a staff sign-in
+    if t.active is not None:
+        raise BadRequest("a handover is in progress; staff sign in after it")
+
+
 async def open_staff(request: web.Request) -> web.Response:
     """The schedule and staff actions need a staff credential: the next officer finger or password opens them."""
     t = request.app[TERMINAL]
     if t.current_staff() is not None:
         return web.json_response({"ok": True, "staff": t.current_staff()})
+    _no_handover(t)
     t.request_staff_view()
     return web.json_response({"ok": True, "waiting_for": "officer"})
 
@@ -215,6 +222,7 @@ async def acknowledge_alarms(request: web.Request) -> web.Response:
     t = request.app[TERMINAL]
     staff = t.current_staff()
     if staff is None:
+        _no_handover(t)
         t.request_staff_view()
         return web.json_response({"ok": False, "waiting_for": "officer"})
     t.acknowledge_site_alarms(staff)

@@ -458,3 +458,16 @@ def test_a_malformed_request_id_is_refused_by_name_and_changes_nothing(agent, ri
     except urllib.error.HTTPError as e:
         assert e.code == 400 and "X-Request-Id" in json.loads(e.read())["error"]
         assert agent.view()["version"] == version, "a refused request changed nothing"
+
+
+def test_no_staff_sign_in_steals_the_officer_finger_during_a_handover(agent):
+    agent.start()
+    agent.post("api/sim/beacon", {"beacon": TRUCK_A.beacon})
+    agent.wait_for(lambda v: v["handover"] is not None)
+    for path in ("api/staff/open", "api/alarms/ack"):
+        req = urllib.request.Request(agent.url + path, data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        assert e.value.code == 400 and "handover is in progress" in json.loads(e.value.read())["error"]
+    assert agent.view()["pending_auth"] is None

@@ -204,7 +204,7 @@ function renderAlarms(v) {
     el("div", { class: "alarmtexts" }, ...(detail
       ? v.site_alarms.slice(0, 2).map((a) => el("div", { class: "alarm", "data-testid": `alarm-${a.kind}`, text: `${a.at.slice(0, 5)} ${a.text}` }))
       : [el("div", { class: "alarm", "data-testid": "alarm-attention", text: t("alarm.attention") })])),
-    actionButton({ class: "touch", "data-testid": "alarm-ack", text: t("alarm.ack") },
+    v.handover && !v.staff ? null : actionButton({ class: "touch", "data-testid": "alarm-ack", text: t("alarm.ack") },
       async (rid) => (await post("/api/alarms/ack", {}, rid)).ok && false)));
 }
 
@@ -293,6 +293,7 @@ function renderHeader(v) {
   door.dataset.raised = v.door ? "true" : "false";
   $("#lang").textContent = t("language");
   const staff = $("#staff");
+  staff.hidden = !!v.handover && !v.staff;     // during a handover the officer's finger belongs to it
   staff.textContent = v.staff ? t("staff_logout") : t("staff_login");
   staff.classList.toggle("on", !!v.staff);
   syncClock(v.now);
