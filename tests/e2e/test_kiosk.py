@@ -225,6 +225,10 @@ def test_truck_arrival_interrupts_and_the_draft_survives(agent, browser, artifac
     finger("counter", "O01")
 
     page.wait_for_url("**/kiosk", timeout=10000)                       # kiosk mode resumes after the handover
+    # the customer's draft stays off the screen (the truck's crew is still here) until the customer asks for it
+    expect(page.get_by_test_id("draft-offer")).to_be_visible()
+    assert "王建国" not in page.locator("body").inner_text()
+    page.get_by_test_id("draft-resume").click()
     expect(page.get_by_test_id("field-name")).to_have_value("王建国")      # on the page the customer left
     page.get_by_test_id("kiosk-prev").click()
     expect(page.get_by_test_id("field-description")).to_have_value("存款被误扣，请尽快核查")

@@ -200,6 +200,25 @@ function clearAll() {
   saveDraft();
 }
 
+// A half-typed complaint is back (a truck had the screen): it stays off the screen until the customer asks for
+// it, so whoever stands here now (the truck's crew, staff) does not see the customer's name and number.
+function offerDraft() {
+  const box = $("#draft-offer");
+  const resume = async () => {
+    box.hidden = true;
+    const draft = (await api("/api/kiosk/draft")).data.draft;      // asked again: it may have expired meanwhile
+    if (!draft) { renderForm(); return; }
+    const { wizard_page: at, ...fields } = draft;
+    form = { ...emptyForm(), ...fields };
+    page = Math.max(0, Math.min(PAGES.length - 1, Number(at) || 0));
+    lastActivity = Date.now();
+    renderForm();
+  };
+  $("#draft-resume").onclick = resume;
+  $("#draft-discard").onclick = () => { box.hidden = true; clearAll(); };
+  box.hidden = false;
+}
+
 // --- idle: warn, then clear what the last customer left ---
 function idleTick() {
   const quiet = Date.now() - lastActivity;
@@ -370,13 +389,8 @@ async function onView(v) {
   else if (!v.staff && (staffShown || fillFor)) { fillFor = false; showCustomerSide(); renderForm(); }
   if (first) {
     const r = await api("/api/kiosk/draft");
-    if (r.data.draft) {
-      const { wizard_page: at, ...fields } = r.data.draft;
-      form = { ...emptyForm(), ...fields };
-      page = Math.max(0, Math.min(PAGES.length - 1, Number(at) || 0));
-      lastActivity = Date.now();
-    }
     renderForm();
+    if (r.data.draft) offerDraft();
   }
   document.body.dataset.version = v.version;
 }
