@@ -34,7 +34,7 @@ from drivers.events import CardRead, DeviceHealth, FingerRead, VehicleArrived, V
 from flows import events as fe
 from flows import staff as fs
 from flows.arrival import match_arrival
-from flows.decisions import Alarm, Decision, DoorPermit, HandoverEnded, Prompt, Refused, Step
+from flows.decisions import Alarm, Decision, DoorPermit, HandoverEnded, Prompt, Refused, RouteUnverified, Step
 from flows.handover import Handover, HandoverInputs
 from flows.model import Person, Site, Task
 from flows.report import HandoverReport, build_report
@@ -428,6 +428,9 @@ class Terminal:
                 for d in decisions:
                     if isinstance(d, Alarm):
                         self.journal.append("alarm", alarm_body(d, self.site.site_id), task_id=task_id)
+                    elif isinstance(d, RouteUnverified):   # for head office to judge from the fleet's records
+                        self.journal.append("route_unverified", {"site_id": self.site.site_id,
+                                                                 "stops": list(d.stops)}, task_id=task_id)
                 if handover.step is Step.ENDED:
                     report = build_report(handover)
                     self.journal.append("handover_ended", {"report": dataclasses.asdict(report)}, task_id=task_id)
@@ -484,7 +487,7 @@ class Terminal:
 
     # --- head office (SPEC §4): the journal is the outbox; task progress and alarms go out at once ---
     URGENT_KINDS = ("alarm", "handover_started", "arrival", "finger_attempt", "box_read", "disposition",
-                    "handover_ended")
+                    "handover_ended", "route_unverified")
 
     def _start_sync(self) -> None:
         from agent.sync import Sync

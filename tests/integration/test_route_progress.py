@@ -72,6 +72,8 @@ def test_offline_an_unreported_earlier_stop_is_unverified_and_blocks_nothing(age
     [arrival] = [e for e in entries if e.kind == "arrival"]
     assert {"type": "RouteUnverified", "stops": [VAULT]} in arrival.body["decisions"]
     assert arrival.body["event"]["stops_unknown"] == [VAULT]
+    [unverified] = [e for e in entries if e.kind == "route_unverified"]
+    assert unverified.body == {"site_id": v["site"]["id"], "stops": [VAULT]} and unverified.task_id == arrival.task_id
 
 
 def test_online_a_stop_reported_done_raises_nothing(agent, hq):
