@@ -374,10 +374,14 @@ class Staff:
         return out + [ModeChanged(Mode.KIOSK), *self._end_session("kiosk_entered")]
 
     def _handover_started(self, ev: HandoverStarted, now: datetime) -> list[StaffDecision]:
-        if self.mode is not Mode.KIOSK:
-            return []                         # the screen is the handover's already
-        # the truck takes the screen; the kiosk page saved its draft and gets it back afterwards
         out: list[StaffDecision] = []
+        if self.mode is not Mode.KIOSK:       # the screen is the handover's already
+            if self.pending is not None and self.pending.purpose is Purpose.MANUAL_ARRIVAL:
+                # the beacon came after all: the arrival waiting for an officer is recorded already
+                out.append(PendingCleared(self.pending.purpose, "no_longer_applies"))
+                self.pending = None
+            return out
+        # the truck takes the screen; the kiosk page saved its draft and gets it back afterwards
         if self.pending is not None:
             out.append(PendingCleared(self.pending.purpose, "truck_took_screen"))
             self.pending = None

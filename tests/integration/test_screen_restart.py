@@ -139,3 +139,15 @@ def test_a_staff_session_is_dropped_at_a_restart_with_a_prompt(agent):
     v = crash_and_restart(agent)
     assert v["staff"] is None and v["mode"] == "kiosk"
     assert any(p["key"] == "staff_session_ended_restart" for p in v["prompts"])
+
+
+def test_a_journal_from_before_the_screen_state_was_journaled_still_restores_kiosk_mode(agent):
+    """Old journals have `screen_mode` entries with the mode only: that is restored, nothing invented."""
+    agent.start()
+    assert agent.stop() == 0
+    j = Journal(agent.state_dir / "journal.db")
+    j.append("screen_mode", {"mode": "kiosk"})           # as written before the staff machine
+    j.close()
+    agent.start()
+    v = agent.view()
+    assert v["mode"] == "kiosk" and v["pending_auth"] is None and v["staff"] is None

@@ -120,6 +120,13 @@ def test_the_truck_takes_the_screen_from_the_kiosk_and_gives_it_back():
     assert s.mode is fs.Mode.KIOSK and not s.kiosk_resume
 
 
+def test_a_beacon_arrival_ends_a_manual_arrival_waiting_for_an_officer():
+    s = fs.Staff()
+    s.handle(fs.Request(fs.Purpose.MANUAL_ARRIVAL, {"task_id": "T1"}, OPEN), T0)
+    assert s.handle(fs.HandoverStarted(), T0) == [fs.PendingCleared(fs.Purpose.MANUAL_ARRIVAL, "no_longer_applies")]
+    assert s.pending is None and s.mode is fs.Mode.HANDOVER and not s.kiosk_resume
+
+
 def test_a_staff_session_lapses_when_idle_and_each_use_extends_it():
     s = fs.Staff(fs.Mode.KIOSK)
     s.handle(fs.Request(fs.Purpose.STAFF_VIEW, {}, IDLE), T0)
