@@ -8,8 +8,11 @@ import pytest
 
 from flows.decisions import (
     Alarm, AlarmKind, AttemptRecorded, BoxAccepted, DoorPermit, EscortVerified, HandoverEnded, MarkRecorded,
-    OfficerConfirmed, Outcome, Prompt, Refused, RiskResolved, Step, StepChanged, TaskRestarted)
-from flows.events import DISPOSITION_CODES, BoxPresented, VehicleArrived
+    OfficerConfirmed, Outcome, Prompt, Refused, RiskResolved, RouteUnverified, RouteVerified, Step, StepChanged,
+    TaskRestarted)
+from flows.events import (
+    DISPOSITION_CODES, BoxPresented, DispositionRecorded, FingerPresented, PasswordPresented, RouteProgress,
+    VehicleArrived)
 from flows.handover import Handover
 from flows.model import SiteType, Task, TaskKind
 from flows.report import build_report
@@ -683,3 +686,44 @@ def test_route_skip_is_judged_from_this_site_s_place_in_the_route():
 def test_arrival_on_the_window_edge_is_in_time(edge):
     r = Run.of()
     assert alarms(r.arrive(at=WINDOW[edge])) == [] and r.h.step is Step.ESCORT_VERIFICATION
+
+
+# --- route knowledge (issue 13 item 3): a route skip only on what is known ------------------------
+
+def test_offline_an_unreported_earlier_stop_is_unverified_not_skipped():
+    r = Run.of(s=site(SiteType.BRANCH, BR2))                       # route VAULT, BR1, BR2
+    ds = r.feed(VehicleArrived(beacon=TRUCK.beacon, stops_done=frozenset({VAULT}), stops_unknown=frozenset({BR1})))
+    assert alarms(ds) == [] and not r.h.in_risk_handling and r.h.step is Step.ESCORT_VERIFICATION
+    assert of(ds, RouteUnverified) == [RouteUnverified((BR1,))] and r.h.route_unverified == (BR1,)
+    assert prompt(ds, "route_unverified").params == {"stops": [BR1]} and not prompt(ds, "route_unverified").urgent
+    assert prompts(ds)[-1] == "present_escort_fingers"
+
+
+def test_a_stop_known_skipped_is_still_a_route_skip_beside_unknown_ones():
+    r = Run.of(s=site(SiteType.BRANCH, BR2))
+    ds = r.feed(VehicleArrived(beacon=TRUCK.beacon, stops_unknown=frozenset({BR1})))    # VAULT: known not done
+    assert [a.detail for a in alarms(ds)] == [{"skipped": [VAULT]}] and r.h.in_risk_handling
+    assert r.h.route_unverified == (BR1,)
+
+
+def test_progress_arriving_later_verifies_the_route_at_any_step_even_in_risk_handling():
+    r = Run.of(s=site(SiteType.BRANCH, BR2))
+    r.feed(VehicleArrived(beacon=TRUCK.beacon, stops_unknown=frozenset({VAULT, BR1})))
+    r.feed(door("X1"))                                              # wrong person: risk handling
+    assert r.h.in_risk_handling
+    ds = r.feed(RouteProgress(frozenset({VAULT})))
+    assert ds == [RouteVerified((VAULT,))] and r.h.route_unverified == (BR1,)
+    assert r.feed(RouteProgress(frozenset({VAULT}))) == [
+        Refused(Step.ESCORT_VERIFICATION, "RouteProgress", "route_nothing_new")]
+    ds = r.feed(RouteProgress(frozenset({VAULT, BR1})))
+    assert ds == [RouteVerified((BR1,)), Prompt("route_verified")] and r.h.route_unverified == ()
+    assert r.h.in_risk_handling                                     # the route's news settles nothing else
+
+
+def test_every_step_and_event_is_decided_by_the_table_or_refused_by_name():
+    from flows import handover as fh
+    for step in Step:
+        if step is Step.ENDED:
+            continue
+        for event in (VehicleArrived, FingerPresented, PasswordPresented, BoxPresented, DispositionRecorded):
+            assert (step, event) in fh._TABLE or event in fh._NOT_NOW, (step, event.__name__)
