@@ -35,7 +35,7 @@ def capability_container(read_access: int = 0x00) -> bytes:
 
 def uri_ndef_file(uri_body: str, prefix_code: int = 0x04) -> bytes:
     """NLEN + one URI record (0x04 = "https://" abbreviated), short or long as the length needs."""
-    payload = bytes([prefix_code]) + uri_body.encode("latin-1")
+    payload = bytes([prefix_code]) + uri_body.encode()
     if len(payload) < 256:
         record = bytes([0xD1, 0x01, len(payload)]) + b"U" + payload
     else:
@@ -64,11 +64,11 @@ class SdmTemplate:
         bare = body.replace("{mac_input}", "")
         if bare.find(picc_mark) < 0 or bare.find(mac_mark) < 0:
             raise ValueError("a SUN URL template holds {picc} and {mac}")
-        file = uri_ndef_file(bare, prefix_code)
-        at = len(file) - len(bare)            # file offset of the URL body
-        picc, mac = at + bare.find(picc_mark), at + bare.find(mac_mark)
-        mac_input = at + len(before_input) if has_input else mac
-        zeros = file[:at] + bare.replace(picc_mark, "0" * 32).replace(mac_mark, "0" * 16).encode("latin-1")
+        file, raw = uri_ndef_file(bare, prefix_code), bare.encode()
+        at = len(file) - len(raw)             # file offset of the URL body
+        picc, mac = at + raw.find(picc_mark.encode()), at + raw.find(mac_mark.encode())
+        mac_input = at + len(before_input.encode()) if has_input else mac
+        zeros = file[:at] + bare.replace(picc_mark, "0" * 32).replace(mac_mark, "0" * 16).encode()
         return cls(zeros, picc, mac_input, mac)
 
     def mirror(self, uid: bytes, counter: int, meta_key: bytes, file_key: bytes) -> bytes:
