@@ -100,6 +100,20 @@ class CardError(Exception):
     """The card or reader misbehaved during one read; the next presentation is tried afresh."""
 
 
+def transmit_result(hresult: int, response: list[int]) -> tuple[bytes, int] | None:
+    """What one SCardTransmit means: (data, SW), or None for an answer too short to hold a status
+    word; raises CardGone (card or reader left), PcscError (pcscd gone) or CardError (anything else)."""
+    if hresult in CARD_GONE or hresult in READER_GONE:
+        raise CardGone()
+    if hresult in SERVICE_GONE:
+        raise PcscError(hresult, "talking to the card")
+    if hresult != scard.SCARD_S_SUCCESS:
+        raise CardError(str(PcscError(hresult, "talking to the card")))
+    if len(response) < 2:
+        return None
+    return bytes(response[:-2]), (response[-2] << 8) | response[-1]
+
+
 def read_tag(transmit: Transmit) -> RawRead | None:
     """One presentation's APDUs: the UID, then the NDEF message when there is one. None when the card
     gives no UID. What the card answers never raises here; CardGone/CardError from `transmit` pass."""
@@ -248,18 +262,13 @@ class PcscCardReader(HealthMixin):
 
         def transmit(apdu: bytes) -> tuple[bytes, int]:
             hresult, response = scard.SCardTransmit(handle, protocol, list(apdu))
-            if hresult in CARD_GONE or hresult in READER_GONE:
-                raise CardGone()
-            if hresult in SERVICE_GONE:
-                raise PcscError(hresult, "talking to the card")
-            if hresult != scard.SCARD_S_SUCCESS:
-                raise CardError(str(PcscError(hresult, "talking to the card")))
-            if len(response) < 2:
+            answer = transmit_result(hresult, response)
+            if answer is None:
                 # vpcd (and some readers) answer a vanished card with nothing: ask the reader.
                 if self._card_leaving(reader):
                     raise CardGone()
                 raise CardError("the card answered with less than a status word")
-            return bytes(response[:-2]), (response[-2] << 8) | response[-1]
+            return answer
 
         try:
             raw = read_tag(transmit)

@@ -85,13 +85,16 @@ class VirtualCard:
     """`sun_keys=(meta_key, file_key)` makes a genuine SUN tag mirroring into `url` (a template, see the
     module); `ndef_file` serves fixed bytes (a clone replaying what it copied, or a URL without SUN);
     neither makes a UID-only card. `random_uid` answers FF CA with a fresh random UID per power-up
-    (privacy mode). Faults: `remove_after_apdus` pulls the card away in the middle of a read;
+    (privacy mode). Faults: `remove_after_apdus` pulls the card away in the middle of a read, before
+    answering (vpcd then answers with nothing) or, with `pull_mid_answer`, after the first byte of the
+    answer (vpcd passes on that one byte);
     `select_app_sw` answers SELECT of the NDEF application with that status; `ndef_read_sw` answers
     READ BINARY of the NDEF file with that status; `cc_read_access` is the CC file's read access byte."""
 
     def __init__(self, uid: str, port: int = 35963, sun_keys: tuple[bytes, bytes] | None = None,
                  counter: int = 0, ndef_file: bytes | None = None, url: str = DEFAULT_URL,
-                 remove_after_apdus: int | None = None, host: str = "127.0.0.1", random_uid: bool = False,
+                 remove_after_apdus: int | None = None, pull_mid_answer: bool = False, host: str = "127.0.0.1",
+                 random_uid: bool = False,
                  select_app_sw: int | None = None, ndef_read_sw: int | None = None, cc_read_access: int = 0x00):
         self.uid = bytes.fromhex(uid)
         if len(self.uid) not in (4, 7, 10):
@@ -106,7 +109,7 @@ class VirtualCard:
         self._answered_uid = b"\x08" + os.urandom(3) if random_uid else self.uid
         self.select_app_sw, self.ndef_read_sw = select_app_sw, ndef_read_sw
         self.cc = capability_container(cc_read_access)
-        self.remove_after_apdus = remove_after_apdus
+        self.remove_after_apdus, self.pull_mid_answer = remove_after_apdus, pull_mid_answer
         self.last_ndef_file: bytes | None = None   # what the last read was served, for cloning
         self.apdus: list[bytes] = []
         self._selected_app = False
@@ -175,6 +178,9 @@ class VirtualCard:
             self.apdus.append(message)
             if self.remove_after_apdus is not None and len(self.apdus) > self.remove_after_apdus:
                 self._inserted.clear()   # pulled out of the field before answering
+                if self.pull_mid_answer:
+                    response = self.answer(message)
+                    sock.sendall(struct.pack(">H", len(response)) + response[:1])
                 return
             response = self.answer(message)
             sock.sendall(struct.pack(">H", len(response)) + response)
