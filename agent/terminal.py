@@ -28,7 +28,7 @@ from agent.i18n import render
 from agent.journal import Journal
 from agent.sealing import Sealer
 from agent.store import Store
-from drivers.events import CardRead, DeviceHealth, FingerRead, VehicleArrived, VehicleDeparted
+from drivers.events import CardRead, CardReadIncomplete, DeviceHealth, FingerRead, VehicleArrived, VehicleDeparted
 from flows import events as fe
 from flows.arrival import match_arrival
 from flows.decisions import Alarm, AlarmKind, Decision, DoorPermit, HandoverEnded, Prompt, Step
@@ -104,6 +104,7 @@ class Terminal:
         if hasattr(devices.cards, "verifier"):   # a PC/SC reader checks anti-clone tags with the box registry
             devices.cards.sun_keys = self.store.box_keys
             devices.cards.verifier.counters = self.store.tag_counters(self.journal)
+            devices.cards.meta_read_keys = self.store.box_meta_read_keys
         self.lang = config.screen.language
         self.active: Handover | None = None
         self.outcomes: dict[str, str] = {}             # task id -> outcome, today
@@ -214,6 +215,9 @@ class Terminal:
             return await self._on_finger(ev)
         if isinstance(ev, CardRead):
             return await self._on_card(ev)
+        if isinstance(ev, CardReadIncomplete):       # lifted mid-read: nothing was read, ask again
+            self._prompt(Prompt("card_present_again"))
+            return self._changed()
         log.warning("ignored device event %s", type(ev).__name__)
 
     def _on_health(self, ev: DeviceHealth) -> None:
