@@ -118,8 +118,3 @@ def uri_records(message: bytes) -> list[UriRecord]:
         if header & 0x40:   # ME: last record
             break
     return found
-
-
-def uris(message: bytes) -> list[str]:
-    """The URIs carried by the message's "U" records."""
-    return [r.uri for r in uri_records(message)]

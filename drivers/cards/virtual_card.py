@@ -5,8 +5,10 @@ DNA's NFC Forum Type 4 NDEF file whose SUN parameters are fresh, with a higher r
 read. Like the real tag it mirrors into a URL template: PICCData at PICCDataOffset, then the SDMMAC over
 the file bytes from SDMMACInputOffset to SDMMACOffset (AN12196); `{picc}`, `{mac}` and `{mac_input}`
 (zero width, where SDMMACInputOffset points; absent = empty MAC input) mark them in the template.
-It can also misbehave the ways a counterfeit or a damaged tag does (see VirtualCard). vpcd protocol: messages framed by a 2-byte big-endian length; a 1-byte 0/1/2 is power
-off/on/reset (no reply), 4 asks for the ATR; anything else is a C-APDU. Closing the socket removes the card.
+It can also misbehave the ways a counterfeit or a damaged tag does (see VirtualCard).
+
+vpcd protocol: messages framed by a 2-byte big-endian length; a 1-byte 0/1/2 is power off/on/reset
+(no reply), 4 asks for the ATR; anything else is a C-APDU. Closing the socket removes the card.
 """
 from __future__ import annotations
 

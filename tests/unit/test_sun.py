@@ -106,7 +106,7 @@ def test_bad_keys_are_reported_not_used():
 
 # -- the NDEF message a SUN tag carries, read as an NFC Forum Type 4 Tag --------------------------
 
-from drivers.cards.ndef import NdefError, NotType4Tag, read_ndef, uris  # noqa: E402
+from drivers.cards.ndef import NdefError, NotType4Tag, read_ndef, uri_records  # noqa: E402
 from drivers.cards.sun_url import SunLayout, find_sun  # noqa: E402
 from drivers.cards.virtual_card import VirtualCard, sun_ndef_file  # noqa: E402
 
@@ -151,7 +151,7 @@ def test_uid_only_card_is_not_a_type4_tag():
 
 def test_sun_parameters_are_found_under_the_configured_names():
     message = sun_ndef_file("box.example/t", AN_PICC, AN_MAC)[2:]
-    assert uris(message) == [f"https://box.example/t?picc_data={AN_PICC}&cmac={AN_MAC}"]
+    assert [r.uri for r in uri_records(message)] == [f"https://box.example/t?picc_data={AN_PICC}&cmac={AN_MAC}"]
     found = find_sun(message, SunLayout())
     assert (found.picc_hex, found.mac_hex, found.mac_input) == (AN_PICC, AN_MAC, b"")
     assert find_sun(message, SunLayout(picc_param="e", mac_param="c")) is None
@@ -160,4 +160,4 @@ def test_sun_parameters_are_found_under_the_configured_names():
 def test_truncated_ndef_record_is_reported():
     message = sun_ndef_file("box.example/t", AN_PICC, AN_MAC)[2:]
     with pytest.raises(NdefError, match="past the end"):
-        uris(message[:-5])
+        uri_records(message[:-5])
