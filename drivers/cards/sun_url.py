@@ -60,23 +60,21 @@ class SunFields:
     mac_input: bytes      # what the tag MACed: the file bytes from SDMMACInputOffset to SDMMACOffset
 
 
-def _query_values(body: str) -> dict[str, tuple[str, int]]:
-    """Query parameters -> (value, position of the value in `body`)."""
+def _query_values(body: str) -> dict[str, list[tuple[str, int]]]:
+    """Query parameters -> every (value, position of the value in `body`) given for it."""
     start = body.find("?")
     if start < 0:
         return {}
     end = body.find("#", start)
     end = len(body) if end < 0 else end
-    found: dict[str, tuple[str, int]] = {}
+    found: dict[str, list[tuple[str, int]]] = {}
     i = start + 1
     while i < end:
         j = body.find("&", i, end)
         j = end if j < 0 else j
         key, eq, value = body[i:j].partition("=")
         if eq:
-            if key in found:
-                raise SunError("malformed", f"URL parameter {key!r} appears twice")
-            found[key] = (value, i + len(key) + 1)
+            found.setdefault(key, []).append((value, i + len(key) + 1))
         i = j + 1
         if body.startswith("amp;", i):
             i += 4
@@ -109,9 +107,12 @@ def _is_hex(value: str, size: int) -> bool:
 def _locate(record: UriRecord, layout: SunLayout) -> tuple[tuple[str, int], tuple[str, int]] | None:
     if layout.url_style == "query":
         values = _query_values(record.body)
-        if layout.picc_param in values and layout.mac_param in values:
-            return values[layout.picc_param], values[layout.mac_param]
-        return None
+        if layout.picc_param not in values or layout.mac_param not in values:
+            return None
+        for name in (layout.picc_param, layout.mac_param):
+            if len(values[name]) > 1:         # which one did the tag mirror? Do not guess.
+                raise SunError("malformed", f"URL parameter {name!r} appears more than once")
+        return values[layout.picc_param][0], values[layout.mac_param][0]
     segments = _segment_values(record)
     try:
         picc, mac = segments[layout.picc_segment], segments[layout.mac_segment]

@@ -38,6 +38,7 @@ P12_LAYOUTS = {
     "default_names": (SunLayout(), f"box.example/t?picc_data={P12_PICC}&cmac={P12_MAC}"),
     "reversed_order": (SunLayout(picc_param="e", mac_param="c"), f"ntag.nxp.com/424?c={P12_MAC}&e={P12_PICC}"),
     "amp_escaped": (SunLayout(picc_param="e", mac_param="c"), f"ntag.nxp.com/424?x=1&amp;e={P12_PICC}&amp;c={P12_MAC}"),
+    "other_params_repeated": (SunLayout(picc_param="e", mac_param="c"), f"n.example/?x=1&x=2&e={P12_PICC}&c={P12_MAC}#a"),
     "path": (SunLayout(url_style="path"), f"box.example/t/{P12_PICC}/{P12_MAC}"),
     "path_positions": (SunLayout(url_style="path", picc_segment=1, mac_segment=3),
                        f"box.example/t/{P12_PICC}/x/{P12_MAC}/index.html?lang=zh"),
@@ -126,6 +127,7 @@ def test_random_uid_without_the_meta_read_key_stays_an_unknown_uid_only_tag():
     (RawRead(P12_UID, b""), "no_sun"),
     (RawRead(P12_UID, message(f"box.example/t?picc_data={P12_PICC}&cmac={P12_MAC[:-2]}")), "malformed"),
     (RawRead(P12_UID, b"\xd1\x01\x40U\x04short"), "read_error"),
+    (RawRead(P12_UID, message(f"b.example/?picc_data={P12_PICC}&cmac={P12_MAC}&cmac={P12_MAC}")), "malformed"),
 ])
 @pytest.mark.parametrize("allow_uid_only", [True, False])
 def test_keyed_uid_without_a_sun_message_is_refused_whatever_the_site_policy(raw, reason, allow_uid_only):
