@@ -244,10 +244,16 @@ def main() -> None:
     parser.add_argument("--sun-keys", nargs=2, metavar=("META_KEY", "FILE_KEY"),
                         help="make it an NTAG 424 DNA with SUN; two 16-byte AES keys in hex")
     parser.add_argument("--counter", type=int, default=0, help="SDM read counter before the first read")
+    parser.add_argument("--url", default=DEFAULT_URL,
+                        help="SUN URL template after https://, with {picc}, {mac} and optionally {mac_input}")
+    parser.add_argument("--random-uid", action="store_true", help="answer FF CA with a random UID (privacy mode)")
     args = parser.parse_args()
     try:
         keys = tuple(bytes.fromhex(k) for k in args.sun_keys) if args.sun_keys else None
-        card = VirtualCard(args.uid, port=args.port, sun_keys=keys, counter=args.counter)
+        card = VirtualCard(args.uid, port=args.port, sun_keys=keys, counter=args.counter, url=args.url,
+                           random_uid=args.random_uid)
+        if keys and "{mac_input}" in args.url:
+            print(f"SDMMACInputOffset = {card.template.mac_input_offset} (devices.cards.sun_mac_input_offset)")
     except ValueError as e:
         parser.error(f"bad UID or key: {e}")
     card.insert()
