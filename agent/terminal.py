@@ -74,10 +74,17 @@ class ShownPrompt:
     at: datetime
 
 
+# A keyed box tag that showed no SUN message at all, or an old one, says so (drivers/cards/pcsc.py reasons)
+_CLONED_TAG_KEYS = {"no_ndef_app": "alarm_cloned_tag_no_sun", "read_error": "alarm_cloned_tag_no_sun",
+                    "no_sun": "alarm_cloned_tag_no_sun", "replayed": "alarm_cloned_tag_replayed"}
+
+
 def prompt_key(key: str, params: dict) -> str:
     """The catalog key for a prompt; a wrong person whose only fault is an expired enrolment reads differently."""
     if key == "alarm_wrong_person" and params.get("reason") == "outside_validity":
         return "alarm_person_not_valid"
+    if key == "alarm_cloned_tag":
+        return _CLONED_TAG_KEYS.get(params.get("reason"), key)
     return key
 
 
