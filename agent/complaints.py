@@ -242,6 +242,10 @@ class ComplaintBook:
                 self._conn.executemany("DELETE FROM complaint_drafts WHERE slot=?", [(s,) for s in stale])
         return len(stale)
 
+    def draft_saved_at(self, slot: str = "kiosk") -> datetime | None:
+        row = self._conn.execute("SELECT updated FROM complaint_drafts WHERE slot=?", (slot,)).fetchone()
+        return datetime.fromisoformat(row[0]) if row else None
+
     def clear_draft(self, slot: str = "kiosk") -> None:
         with self.journal.transaction():
             self._conn.execute("DELETE FROM complaint_drafts WHERE slot=?", (slot,))

@@ -8,10 +8,11 @@ from datetime import datetime, timedelta
 
 from agent.i18n import render
 from agent.sample import DEMO_SITE_NAME, STRANGER_BEACON
-from agent.terminal import KIOSK_PURPOSES, prompt_key
+from agent.terminal import prompt_key
 from flows.decisions import Step
 from flows.events import DISPOSITION_CODES
 from flows.handover import Handover
+from flows.staff import PURPOSES
 
 
 # Which dispositions fit which alarm: a route skip is not settled by setting a box aside.
@@ -29,8 +30,8 @@ DISPOSITIONS_FOR = {
 }
 # How long the last handover's report stays on the idle screen without a staff credential.
 REPORT_SHOWN = timedelta(minutes=3)
-# Staff actions a password may sign even where handovers must be confirmed by finger (Terminal.password).
-PASSWORD_ALWAYS = KIOSK_PURPOSES
+# Staff actions a password may sign even where handovers must be confirmed by finger.
+PASSWORD_ALWAYS = tuple(p.value for p, rule in PURPOSES.items() if rule.password_anywhere)
 
 
 def dispositions_for(kinds) -> list[str]:
@@ -67,7 +68,7 @@ def build_view(t, lang: str) -> dict:
         "simulate": t.config.simulate, "tasks": tasks, "mode": t.mode,
         "staff": t.name(t.staff_session.person_id) if staff else None,
         "staff_until": t.staff_session.expires.isoformat(timespec="seconds") if staff else None,
-        "from_kiosk": bool(t.active and t.kiosk_resume),
+        "from_kiosk": bool(t.active and t.staff.kiosk_resume),
         "handover": _handover(t, t.active, lang) if t.active else None,
         "report": _report(t, lang) if report else None,
         "instruction": _instruction(t, lang),
@@ -104,7 +105,7 @@ def _pending(t, lang: str) -> dict | None:
     p = t.pending_auth
     if p is None:
         return None
-    out = {"purpose": p.purpose, **p.params}
+    out = {"purpose": str(p.purpose), **p.params}
     if p.purpose == "manual_arrival":
         task = t.store.task(p.params.get("task_id", ""))
         out["plate"] = task.vehicle.plate if task else None
@@ -176,6 +177,7 @@ def _handover(t, h: Handover, lang: str) -> dict:
                                                               t.prompt_params(a.detail), lang)}
                         for a in h.open_alarms],
         "failures": dict(h.failures), "door": h.door_raised, "restarts": h.restarts,
+        "route_unverified": list(h.route_unverified),     # earlier stops nobody has reported (offline)
     }
 
 

@@ -301,8 +301,10 @@ def test_arrival_and_person_alarms(agent, browser, artifacts, size):
     s.wait(lambda v: not v["site_alarms"])
     expect(page.get_by_test_id("alarms")).to_be_empty()
 
-    # truck B in its window with BR-003 not reported: route skip, risk from the arrival on
+    # truck B in its window, and head office judged that it passed BR-003 by: route skip, risk from the arrival on
     s.clock_to("delivery", TRUCK_B.plate)
+    task_b = next(t["task_id"] for t in s.v0["sim"]["tasks"] if t["plate"] == TRUCK_B.plate)
+    s.agent.post("api/sim/route", {"task_id": task_b, "site_id": "BR-003", "status": "skipped"})
     s.truck(TRUCK_B)
     s.wait(lambda v: v["handover"] and v["handover"]["risk"])
     expect(page.get_by_test_id("disposition-box_set_aside")).to_have_count(0)
