@@ -473,3 +473,14 @@ def test_no_staff_sign_in_steals_the_officer_finger_during_a_handover(agent):
             urllib.request.urlopen(req, timeout=10)
         assert e.value.code == 400 and "handover is in progress" in json.loads(e.value.read())["error"]
     assert agent.view()["pending_auth"] is None
+
+
+def test_an_unverified_route_is_shown_without_blocking(agent, browser, artifacts):
+    s = Wall(agent, browser, artifacts, (800, 480), "route-unverified")
+    s.clock_to("delivery", TRUCK_B.plate)
+    s.truck(TRUCK_B)                          # BR-003, before this branch, has not reported (offline demo)
+    s.wait(lambda v: step(v, "escort_verification"))
+    assert not s.agent.view()["handover"]["risk"]
+    expect(s.page.get_by_test_id("route-unverified")).to_have_text("路线未核实")
+    s.in_view("route-unverified", "instruction", "escort-E03", "escort-E04")
+    s.shot("arrival")

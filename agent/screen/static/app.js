@@ -73,7 +73,9 @@ function renderHandover(v) {
   const vehicle = el("div", { class: "vehicle" },
     el("span", { class: "plate", "data-testid": "plate", text: h.plate }),
     el("span", { text: `${h.task_id} · ${t("kind." + h.kind)}` }),
-    h.arrived_at ? el("span", { class: "muted", text: `${t("arrived_at")} ${h.arrived_at.slice(0, 5)}${h.manual ? " (" + t("manual") + ")" : ""}` }) : null);
+    h.arrived_at ? el("span", { class: "muted", text: `${t("arrived_at")} ${h.arrived_at.slice(0, 5)}${h.manual ? " (" + t("manual") + ")" : ""}` }) : null,
+    h.route_unverified && h.route_unverified.length   // earlier stops unreported (offline): said, not blocking
+      ? el("span", { class: "badge warn", "data-testid": "route-unverified", text: t("route_unverified_badge") }) : null);
   const card = el("div", { class: "card handover" + (h.risk ? " risk" : "") }, steps, vehicle);
   if (!h.risk) { dispositionCode = null; dispositionNote = ""; }    // the next risk starts from a clean choice
   const escortsLarge = h.step === "escort_verification" && !h.risk;

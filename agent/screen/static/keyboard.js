@@ -231,10 +231,16 @@ function createKeyboard({ label, table = "/static/pinyin.json" }) {
 
   document.addEventListener("focusin", (e) => { if (e.target.matches(EDITABLE) && !e.target.readOnly) show(e.target); });
   // after the page settles: a re-render may have put the focus on a new copy of the same field
-  document.addEventListener("focusout", () => setTimeout(() => {
+  // leaving a field for a button: the keyboard goes only after the tap is over, so the page does not move
+  // under the finger between press and release (the tap would land beside the button)
+  let pressed = false;
+  document.addEventListener("pointerdown", () => { pressed = true; }, true);
+  const settle = () => {
     const a = document.activeElement;
     if (a && a.matches(EDITABLE) && !a.readOnly) { if (a !== field) show(a); } else if (field) hide();
-  }, 0));
+  };
+  document.addEventListener("pointerup", () => { pressed = false; setTimeout(settle, 0); }, true);
+  document.addEventListener("focusout", () => setTimeout(() => { if (!pressed) settle(); }, 0));
 
   return {
     relabel() { if (field) { drawKeys(); drawCandidates(); } },
