@@ -405,6 +405,7 @@ def test_the_kiosk_is_a_clean_customer_face_and_a_double_tap_registers_once(agen
     page.get_by_test_id("privacy-consent").click()
     page.get_by_test_id("kiosk-submit").dblclick()
     expect(page.get_by_test_id("receipt-text")).to_contain_text("受理编号：")
+    s.in_view("receipt-text", "receipt-printed", "receipt-done")
     s.shot("receipt")
     j = Journal(agent.state_dir / "journal.db")
     try:

@@ -184,6 +184,7 @@ function showReceipt(rc) {
   view.dataset.ref = rc.ref;
   view.hidden = false;
   $("#form-view").hidden = true;
+  window.scrollTo(0, 0);                      // the receipt from its first line
 }
 
 function clearAll() {
