@@ -64,9 +64,11 @@ class _File(ctypes.Structure):
     _fields_ = [("pMethods", ctypes.POINTER(_IoMethods))]
 
 
-_XOPEN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(_File), ctypes.c_int,
+# file names stay raw pointers: SQLite keeps the one given to xOpen until the file closes (a copy made
+# by ctypes would be freed at once, and the -shm name derived from it would be garbage)
+_XOPEN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(_File), ctypes.c_int,
                           ctypes.POINTER(ctypes.c_int))
-_XDELETE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int)
+_XDELETE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
 _XCLOSE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 _XWRITE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64)
 _XTRUNCATE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64)
@@ -165,7 +167,7 @@ class PowerModel:
 
     # --- SQLite files ---
     def _x_open(self, vfs, name, file, flags, out_flags):
-        path = os.fsdecode(name) if name else ""
+        path = os.fsdecode(ctypes.string_at(name)) if name else ""
         existed = bool(path) and os.path.exists(path)
         rc = self._orig_open(ctypes.addressof(self._base), name, file, flags, out_flags)
         try:
@@ -195,7 +197,7 @@ class PowerModel:
         return rc
 
     def _x_delete(self, vfs, name, sync_dir):
-        path = os.fsdecode(name)
+        path = os.fsdecode(ctypes.string_at(name))
         with self._lock:
             if self._watched(path) and path in self._db:
                 f = self._db[path]
