@@ -78,9 +78,12 @@ class Tally:
 def check_copy(copy: Path, acked: Acked, tally: Tally, *, cli: bool) -> None:
     """The state dir as the power left it, opened with the real sqlite3 (unix VFS)."""
     db = copy / "journal.db"
-    if acked.seq == 0 and not (db.exists() and _has_journal_table(copy)):
-        return                  # cut before the first start committed its schema: the next start makes it
-    assert db.exists(), "the journal file itself is gone"
+    last = _last_seq(copy)
+    if last < acked.seq:
+        tally.lost += acked.seq - last
+        raise AssertionError(f"acknowledged entries {last + 1}..{acked.seq} were lost")
+    if acked.seq == 0 and last == 0:
+        return                  # cut before the first entry committed: the next start begins the journal
     if cli:                     # first, while the copy is exactly as the power left it
         out = subprocess.run([sys.executable, "-m", "agent.cli", "journal", "verify", "--db", str(db)],
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -91,10 +94,6 @@ def check_copy(copy: Path, acked: Acked, tally: Tally, *, cli: bool) -> None:
     conn = sqlite3.connect(f"file:{db}?vfs=unix", uri=True)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        last = conn.execute("SELECT max(seq) FROM journal").fetchone()[0] or 0
-        if last < acked.seq:
-            tally.lost += acked.seq - last
-            raise AssertionError(f"acknowledged entries {last + 1}..{acked.seq} were lost")
         if acked.seq:
             row = conn.execute("SELECT hash FROM journal WHERE seq=?", (acked.seq,)).fetchone()
             assert row and row[0] == acked.hash, f"entry {acked.seq} is not the one acknowledged"
@@ -115,8 +114,8 @@ def check_copy(copy: Path, acked: Acked, tally: Tally, *, cli: bool) -> None:
         conn.close()
 
 
-def _has_journal_table(copy: Path) -> bool:
-    """Looked at in a scratch copy, so the cut's own files stay as the power left them."""
+def _last_seq(copy: Path) -> int:
+    """How far the journal goes, read in a scratch copy so the cut's own files stay as the power left them."""
     scratch = copy.with_name(copy.name + ".scratch")
     scratch.mkdir()
     try:
@@ -125,7 +124,9 @@ def _has_journal_table(copy: Path) -> bool:
                 shutil.copyfile(copy / name, scratch / name)
         conn = sqlite3.connect(f"file:{scratch / 'journal.db'}?vfs=unix", uri=True)
         try:
-            return conn.execute("SELECT 1 FROM sqlite_master WHERE name='journal'").fetchone() is not None
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='journal'").fetchone() is None:
+                return 0
+            return conn.execute("SELECT max(seq) FROM journal").fetchone()[0] or 0
         finally:
             conn.close()
     finally:
