@@ -153,7 +153,8 @@ class Terminal:
             await self.devices.door.set_permit(True)
         try:
             self.journal.append("agent_started", {"site_id": self.site.site_id, "simulate": self.config.simulate,
-                                                  "resumed_task": self.active.task.task_id if self.active else None})
+                                                  "resumed_task": self.active.task.task_id if self.active else None,
+                                                  "storage_low": self.storage.low})
         except JournalError as exc:            # a full disk: start anyway, and say so (agent.storage)
             self.storage_failed(exc)
         self._show_storage()

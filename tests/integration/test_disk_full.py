@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import urllib.error
@@ -83,13 +84,16 @@ def prompt_keys(v: dict) -> list[str]:
     return [p["key"] for p in v["prompts"]]
 
 
-def journal_kinds(db: Path) -> list[str]:
-    import sqlite3
+def journal_entries(db: Path) -> list[tuple[str, dict]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return [k for (k,) in conn.execute("SELECT kind FROM journal ORDER BY seq")]
+        return [(k, json.loads(b)) for k, b in conn.execute("SELECT kind, body FROM journal ORDER BY seq")]
     finally:
         conn.close()
+
+
+def journal_kinds(db: Path) -> list[str]:
+    return [kind for kind, _ in journal_entries(db)]
 
 
 def test_a_full_disk_is_shown_refuses_handovers_survives_a_restart_and_resumes(agent_on, small_disk):
@@ -156,3 +160,23 @@ def test_a_full_disk_is_shown_refuses_handovers_survives_a_restart_and_resumes(a
         assert kind in kinds, f"no {kind} entry in the journal: {kinds[-15:]}"
     assert kinds.index("handover_refused") < kinds.index("handover_started")
     assert "screen_mode" not in kinds, "kiosk mode was journaled although it answered 503"
+
+
+def test_the_agent_starts_on_a_disk_that_filled_while_it_was_stopped(agent_on, small_disk):
+    agent = agent_on
+    agent.start(*agent.extra)
+    assert (small_disk / "storage.reserve").is_file(), "the reserve is taken while space is plentiful"
+    assert agent.stop(signal.SIGTERM) == 0        # a clean stop removes the WAL and its index
+    fill(small_disk)
+
+    agent.start(*agent.extra)
+    assert any("released the storage reserve" in line for line in agent.log), "".join(agent.log[-20:])
+    v = agent.view()
+    assert storage(v)["state"] == "degraded" and storage(v)["text"] == "存储空间不足"
+    agent.post("api/sim/beacon", {"beacon": BEACON_A})
+    v = agent.wait_for(lambda v: "storage_handover_refused" in prompt_keys(v), timeout=20)
+    assert v["handover"] is None
+    agent.stop(signal.SIGTERM)
+    entries = journal_entries(small_disk / "journal.db")
+    assert [kind for kind, _ in entries[-3:]] == ["agent_started", "handover_refused", "agent_stopped"], entries[-3:]
+    assert entries[-3][1]["storage_low"] is True and entries[-2][1]["reason"] == "storage_low"
