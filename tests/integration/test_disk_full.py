@@ -14,14 +14,17 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from broker import Broker, Pki, mqtt_config
 
 from agent.sample import TRUCKS
 from conftest import ROOT, AgentProcess, free_port
+from offline.hq_sync import HeadOffice
 
 BEACON_A = TRUCKS[0].beacon
 SIZE = "8m"
@@ -180,3 +183,48 @@ def test_the_agent_starts_on_a_disk_that_filled_while_it_was_stopped(agent_on, s
     entries = journal_entries(small_disk / "journal.db")
     assert [kind for kind, _ in entries[-3:]] == ["agent_started", "handover_refused", "agent_stopped"], entries[-3:]
     assert entries[-3][1]["storage_low"] is True and entries[-2][1]["reason"] == "storage_low"
+
+
+@pytest.mark.mqtt
+def test_head_office_sees_the_full_disk_in_health(small_disk, tmp_path):
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker", Pki(tmp_path / "pki")).start()
+    cert, key = broker.pki.issue("hq")
+    office = HeadOffice("127.0.0.1", broker.port, ca_file=broker.pki.ca_file, cert_file=cert, key_file=key,
+                        client_id="hq").start()
+    agent = AgentProcess(small_disk, free_port())
+    try:
+        mqtt_config(broker, "dev-disk-1", "BR-060", small_disk)
+        conf = small_disk / "agent.toml"
+        conf.write_text(conf.read_text().replace("[paths]\n", "[paths]\nmin_free_mb = 2\n"))
+        agent.start("--config", str(conf))
+
+        def drivers_storage() -> dict | None:
+            health = office.log("dev-disk-1").health
+            return health and health["drivers"].get("storage")
+
+        def ask_until(predicate, timeout=30.0):
+            deadline = time.monotonic() + timeout
+            while True:
+                office.send("dev-disk-1", "command", {"site_id": "BR-060", "command": "publish_health"})
+                for _ in range(20):
+                    if predicate(drivers_storage()):
+                        return office.log("dev-disk-1").health
+                    time.sleep(0.1)
+                assert time.monotonic() < deadline, f"head office saw {office.log('dev-disk-1').health}"
+
+        ask_until(lambda s: s is not None and s["state"] == "connected")
+        filler = fill(small_disk)
+        agent.wait_for(lambda v: storage(v)["state"] == "degraded", timeout=20)
+        health = ask_until(lambda s: s is not None and s["state"] == "degraded")
+        assert "needs 2048 KiB" in health["drivers"]["storage"]["error"]
+        assert health["disk"]["free_bytes"] < 2 * 1024 * 1024
+
+        filler.unlink()
+        agent.wait_for(lambda v: storage(v)["state"] == "connected", timeout=20)
+        ask_until(lambda s: s is not None and s["state"] == "connected")
+    finally:
+        if agent.proc is not None:
+            agent.stop(signal.SIGKILL)
+        office.stop()
+        broker.stop()
