@@ -7,9 +7,11 @@ disk that filled up; it is taken again once space returns.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 from agent.journal import Journal, JournalError
@@ -19,6 +21,18 @@ log = logging.getLogger("handover.storage")
 MIB = 1024 * 1024
 RESERVE_NAME = "storage.reserve"
 RESERVE_BYTES = 1 * MIB
+
+
+_STORAGE_MESSAGES = ("database or disk is full", "disk I/O error", "No space left on device")
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """A write failed for want of space (or a failing disk), not for a bug: say so, don't crash."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+        return True
+    if isinstance(exc, (JournalError, sqlite3.OperationalError)):
+        return any(m in str(exc) for m in _STORAGE_MESSAGES)
+    return False
 
 
 class Storage:

@@ -27,7 +27,7 @@ from agent.devices import Devices
 from agent.i18n import render
 from agent.journal import JournalError
 from agent.sealing import Sealer
-from agent.storage import MIB, Storage
+from agent.storage import MIB, Storage, is_storage_error
 from agent.store import Store
 from drivers.events import CardRead, DeviceHealth, FingerRead, VehicleArrived, VehicleDeparted
 from flows import events as fe
@@ -205,10 +205,11 @@ class Terminal:
             event = await self._queue.get()
             try:
                 await self._on_device_event(event)
-            except JournalError as exc:       # not journaled, so it did not happen: say why on screen
-                self.storage_failed(exc)
-            except Exception:
-                log.exception("device event %s could not be handled", type(event).__name__)
+            except Exception as exc:
+                if is_storage_error(exc):     # not journaled, so it did not happen: say why on screen
+                    self.storage_failed(exc)
+                else:
+                    log.exception("device event %s could not be handled", type(event).__name__)
             finally:
                 self._queue.task_done()
 

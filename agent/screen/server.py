@@ -18,6 +18,7 @@ from aiohttp import web
 
 from agent.i18n import LANGUAGES, catalog
 from agent.journal import JournalError
+from agent.storage import is_storage_error
 from agent.terminal import ActionRefused, Terminal
 from agent.view import build_view
 
@@ -56,6 +57,8 @@ async def local_only(request: web.Request, handler):
     except ActionRefused as e:              # a staff action that cannot be taken now, and why
         raise BadRequest(str(e)) from None
     except (JournalError, sqlite3.OperationalError) as e:
+        if not is_storage_error(e):
+            raise
         # not journaled, so not done: the screen stays as journaled, and staff see why (agent.storage)
         request.app[TERMINAL].storage_failed(e)
         raise web.HTTPServiceUnavailable(text=json.dumps({"error": f"storage: the journal could not be written ({e})"},
