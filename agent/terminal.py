@@ -261,6 +261,7 @@ class Terminal:
             ev.identity, stops_done=frozenset(self.store.stops_done(match.task.task_id))))
 
     async def start_handover(self, task: Task, arrival: fe.VehicleArrived) -> None:
+        self._storage_changed(self.storage.check())
         if self.storage.low:                  # refused while the journal can still say so
             self._prompt(Prompt("storage_handover_refused", urgent=True))
             self.journal.append("handover_refused", {"task_id": task.task_id, "reason": "storage_low",
@@ -602,16 +603,20 @@ class Terminal:
     async def _watch_storage(self, interval: float = 1.0) -> None:
         while True:
             await asyncio.sleep(interval)
-            if not await asyncio.to_thread(self.storage.check):
-                continue
-            try:
-                self.journal.append("storage_low" if self.storage.low else "storage_ok",
-                                    {"storage": self.storage.describe()})
-            except JournalError as exc:
-                self.storage_failed(exc)
-            if not self.storage.low:
-                self._prompt(Prompt("storage_ok"))
-            self._show_storage()
+            self._storage_changed(await asyncio.to_thread(self.storage.check))
+
+    def _storage_changed(self, changed: bool) -> None:
+        """Record and show a change of the storage state (Storage.check said whether there was one)."""
+        if not changed:
+            return
+        try:
+            self.journal.append("storage_low" if self.storage.low else "storage_ok",
+                                {"storage": self.storage.describe()})
+        except JournalError as exc:
+            self.storage_failed(exc)
+        if not self.storage.low:
+            self._prompt(Prompt("storage_ok"))
+        self._show_storage()
 
     def subscribe(self) -> asyncio.Queue:
         q: asyncio.Queue = asyncio.Queue(maxsize=1)
