@@ -233,9 +233,9 @@ class Terminal:
 
     def _on_health(self, ev: DeviceHealth) -> None:
         before = self.health.get(ev.device)
-        self.health[ev.device] = ev
         if before is None or before.state != ev.state:
             self.journal.append("device_health", {"device": ev.device, "state": ev.state, "error": ev.last_error})
+        self.health[ev.device] = ev
         self._changed()
 
     async def _on_vehicle(self, ev: VehicleArrived) -> None:
@@ -515,8 +515,8 @@ class Terminal:
         from offline.usb import drain_inbox
         state = Path(self.config.paths.state_dir)
         inbox = state / "inbox"
-        if not inbox.is_dir() or not any(inbox.iterdir()):
-            return
+        if not inbox.is_dir() or not any(inbox.iterdir()) or self.storage.low:
+            return                      # a bundle waits on a full disk: its import could not be journaled
         if self.active is not None and self.active.step is not Step.ARRIVAL:
             return                      # never change tasks or people under a running handover
         results = await drain_inbox(state / "inbox", journal=self.journal, store=self.store,
