@@ -11,9 +11,10 @@ and the copy is checked with the real sqlite3 module (the unix VFS) while the ru
 - every acknowledged entry (its append, or the transaction holding it, had returned) is there, with
   the hash it had;
 - every acknowledged complaint is there and its sealed details open with the data key found on the
-  disk; every photo an acknowledged entry references is there and opens.
+  disk; every photo an acknowledged entry references is there and opens;
+- for every 100th cut the real agent process starts on the copy and resumes the handover that was running.
 
-The suite runs 3 rounds at every op (~a few hundred cuts). A longer run:
+The suite runs 3 rounds, cut at every op (~560 cuts, about a minute). A longer run:
 
     POWER_ROUNDS=40 ./dev test tests/integration/test_power_cut.py -q -s
 """
@@ -49,11 +50,13 @@ from drivers.printer.sim import SimulatedPrinter
 from drivers.voice.sim import TextVoice
 from offline.bundle import pack_bundle
 from offline.keys import public_pem
+from conftest import AgentProcess, free_port
 from powercut import PowerModel
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = int(os.environ.get("POWER_ROUNDS", "3"))
-CLI_EVERY = 25              # every 25th cut is also checked by `handover-agent journal verify`
+CLI_EVERY = 25
+RESTART_EVERY = 100         # and every 100th is started as the real agent, which must resume what was running              # every 25th cut is also checked by `handover-agent journal verify`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +66,7 @@ class Acked:
     hash: str | None = None
     complaints: frozenset[str] = frozenset()
     photos: frozenset[str] = frozenset()
+    in_progress: str | None = None          # the handover running then
 
 
 @dataclasses.dataclass
@@ -70,6 +74,7 @@ class Tally:
     cuts: int = 0
     torn: int = 0
     cli_checked: int = 0
+    restarted: int = 0
     acked_entries_checked: int = 0
     lost: int = 0
     failures: list = dataclasses.field(default_factory=list)
@@ -114,6 +119,19 @@ def check_copy(copy: Path, acked: Acked, tally: Tally, *, cli: bool) -> None:
         conn.close()
 
 
+def restart_on(copy: Path, acked: Acked) -> None:
+    """The real agent process on the state the power left: it starts, and resumes the running handover."""
+    agent = AgentProcess(copy, free_port()).start()
+    try:
+        v = agent.view()
+        if acked.in_progress:
+            running = v["handover"] and v["handover"]["task_id"]
+            ended = any(t["task_id"] == acked.in_progress and t["status"] == "completed" for t in v["tasks"])
+            assert running == acked.in_progress or ended, f"handover {acked.in_progress} was not resumed"
+    finally:
+        agent.stop()
+
+
 def _last_seq(copy: Path) -> int:
     """How far the journal goes, read in a scratch copy so the cut's own files stay as the power left them."""
     scratch = copy.with_name(copy.name + ".scratch")
@@ -156,7 +174,7 @@ class Workload:
         self.seen = j.last_seq()
         head = j.head()
         self.acked = Acked(head.seq, head.hash, self.acked.complaints | ({complaint} if complaint else set()),
-                           frozenset(photos))
+                           frozenset(photos), self.t.active.task.task_id if self.t.active else None)
 
     async def device(self, ev) -> None:
         await self.t._on_device_event(ev)
@@ -241,6 +259,13 @@ def test_power_cut_at_every_write_and_sync(tmp_path):
         except BaseException as exc:
             tally.failures.append(f"cut {op}: {exc!r}")
             return                      # the copy is kept for whoever reads the failure
+        if tally.cuts % RESTART_EVERY == 0 and acked.seq:
+            try:
+                restart_on(copy, acked)
+                tally.restarted += 1
+            except BaseException as exc:
+                tally.failures.append(f"cut {op}, restarted: {exc!r}")
+                return
         shutil.rmtree(copy)
 
     model = PowerModel(state, cut_at=_Every(), on_cut=on_cut)
@@ -263,7 +288,7 @@ def test_power_cut_at_every_write_and_sync(tmp_path):
     print(f"\npower cuts: {tally.cuts} ({tally.torn} torn), ops watched {model.ops}, "
           f"acknowledged entries at the last cut {workload[0].acked.seq if workload else 0}, "
           f"acknowledged entries checked over all cuts {tally.acked_entries_checked}, "
-          f"lost {tally.lost}, CLI-verified {tally.cli_checked}")
+          f"lost {tally.lost}, CLI-verified {tally.cli_checked}, agent restarted on {tally.restarted}")
     assert not model.errors, model.errors
     assert not tally.failures, "\n".join(tally.failures[:10]) + f"\n({len(tally.failures)} cuts failed)"
     assert tally.lost == 0
