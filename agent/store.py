@@ -220,6 +220,15 @@ class Store:
         keys = self._sealer.open(row[0], tag.upper().encode())
         return keys[:16], keys[16:]
 
+    def box_meta_read_keys(self) -> list[bytes]:
+        """The distinct SDM meta-read keys: a random-UID tag hides the UID that would name its keys."""
+        found: list[bytes] = []
+        for tag, sealed in self.db.conn.execute("SELECT tag, sealed FROM box_keys"):
+            meta = self._sealer.open(sealed, tag.encode())[:16]
+            if meta not in found:
+                found.append(meta)
+        return found
+
     def tag_counters(self, journal) -> "TagCounters":
         return TagCounters(self.db, journal)
 

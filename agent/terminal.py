@@ -29,7 +29,7 @@ from agent.journal import JournalError
 from agent.sealing import Sealer
 from agent.storage import MIB, Storage, is_storage_error
 from agent.store import Store
-from drivers.events import CardRead, DeviceHealth, FingerRead, VehicleArrived, VehicleDeparted
+from drivers.events import CardRead, CardReadIncomplete, DeviceHealth, FingerRead, VehicleArrived, VehicleDeparted
 from flows import events as fe
 from flows.arrival import match_arrival
 from flows.decisions import Alarm, AlarmKind, Decision, DoorPermit, HandoverEnded, Prompt, Step
@@ -75,10 +75,17 @@ class ShownPrompt:
     at: datetime
 
 
+# A keyed box tag that showed no SUN message at all, or an old one, says so (drivers/cards/pcsc.py reasons)
+_CLONED_TAG_KEYS = {"no_ndef_app": "alarm_cloned_tag_no_sun", "read_error": "alarm_cloned_tag_no_sun",
+                    "no_sun": "alarm_cloned_tag_no_sun", "replayed": "alarm_cloned_tag_replayed"}
+
+
 def prompt_key(key: str, params: dict) -> str:
     """The catalog key for a prompt; a wrong person whose only fault is an expired enrolment reads differently."""
     if key == "alarm_wrong_person" and params.get("reason") == "outside_validity":
         return "alarm_person_not_valid"
+    if key == "alarm_cloned_tag":
+        return _CLONED_TAG_KEYS.get(params.get("reason"), key)
     return key
 
 
@@ -106,6 +113,7 @@ class Terminal:
         if hasattr(devices.cards, "verifier"):   # a PC/SC reader checks anti-clone tags with the box registry
             devices.cards.sun_keys = self.store.box_keys
             devices.cards.verifier.counters = self.store.tag_counters(self.journal)
+            devices.cards.meta_read_keys = self.store.box_meta_read_keys
         self.lang = config.screen.language
         self.active: Handover | None = None
         self.outcomes: dict[str, str] = {}             # task id -> outcome, today
@@ -229,6 +237,9 @@ class Terminal:
             return await self._on_finger(ev)
         if isinstance(ev, CardRead):
             return await self._on_card(ev)
+        if isinstance(ev, CardReadIncomplete):       # lifted mid-read: nothing was read, ask again
+            self._prompt(Prompt("card_present_again"))
+            return self._changed()
         log.warning("ignored device event %s", type(ev).__name__)
 
     def _on_health(self, ev: DeviceHealth) -> None:
