@@ -228,3 +228,24 @@ def test_head_office_sees_the_full_disk_in_health(small_disk, tmp_path):
             agent.stop(signal.SIGKILL)
         office.stop()
         broker.stop()
+
+
+@pytest.mark.browser
+def test_staff_see_the_full_disk_on_the_device_bar(agent_on, small_disk, browser, artifacts):
+    from playwright.sync_api import expect
+    agent = agent_on
+    agent.start(*agent.extra)
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.goto(agent.url)
+    bar = page.get_by_test_id("health-storage")
+    expect(bar).to_have_text("存储空间 正常")
+
+    filler = fill(small_disk)
+    expect(bar).to_have_text("存储空间不足", timeout=20_000)
+    agent.post("api/sim/beacon", {"beacon": BEACON_A})
+    expect(page.locator("body")).to_contain_text("存储空间不足，暂停开始新的交接", timeout=20_000)
+    page.screenshot(path=str(artifacts("e2e/storage-full.png")), full_page=True)
+
+    filler.unlink()
+    expect(bar).to_have_text("存储空间 正常", timeout=20_000)
+    page.close()
