@@ -224,8 +224,8 @@ def verify_file(path: str | os.PathLike) -> VerifyResult:
         raise JournalError(f"{path} is not a readable journal: {exc}") from exc
     finally:
         conn.close()
-    # After a power cut the WAL may be there without its index (-shm), which a read-only connection
-    # cannot rebuild: check a copy instead, leaving the device's files exactly as they were.
+    # A WAL without its index (-shm) where none can be made (a write-protected stick, a read-only
+    # mount, the copy a technician took after a power cut): check a copy, leaving the files as they are.
     with tempfile.TemporaryDirectory(prefix="journal-verify-") as tmp:
         copy = Path(tmp) / path.name
         shutil.copyfile(path, copy)

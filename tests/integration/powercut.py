@@ -29,7 +29,7 @@ import stat
 import sys
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Container
 
 _lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
 _lib.sqlite3_libversion.restype = ctypes.c_char_p
@@ -112,12 +112,11 @@ class PowerModel:
     """Install once per test; `cut_at` op numbers (1-based writes/truncates/syncs of watched files)
     call `on_cut(n)` just before that op, which usually calls `snapshot(dest)`."""
 
-    def __init__(self, root: Path, cut_at: set[int], on_cut: Callable[[int], None]):
+    def __init__(self, root: Path, cut_at: Container[int], on_cut: Callable[[int], None]):
         self.root = Path(root).resolve()
         self.cut_at = cut_at
         self.on_cut = on_cut
         self.ops = 0
-        self.cuts = 0
         self.errors: list[BaseException] = []
         self._lock = threading.RLock()
         self._db: dict[str, _DbFile] = {}
@@ -128,7 +127,6 @@ class PowerModel:
         self._active = False
         self._real_fsync = os.fsync
         self._base = _Vfs.from_address(_lib.sqlite3_vfs_find(b"unix"))
-        self._keep: list = []
 
         vfs = _Vfs()
         ctypes.memmove(ctypes.byref(vfs), ctypes.byref(self._base), ctypes.sizeof(_Vfs))
@@ -219,7 +217,6 @@ class PowerModel:
         path, orig = self._handles[handle]
         self.ops += 1
         if self.ops in self.cut_at:
-            self.cuts += 1
             self.on_cut(self.ops)
         return path, orig
 

@@ -32,7 +32,6 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.config import load_config
@@ -55,8 +54,8 @@ from powercut import PowerModel
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = int(os.environ.get("POWER_ROUNDS", "3"))
-CLI_EVERY = 25
-RESTART_EVERY = 100         # and every 100th is started as the real agent, which must resume what was running              # every 25th cut is also checked by `handover-agent journal verify`
+CLI_EVERY = 25              # every 25th cut is also checked by `handover-agent journal verify`
+RESTART_EVERY = 100         # and every 100th is started as the real agent, which must resume what was running
 
 
 @dataclasses.dataclass(frozen=True)
