@@ -10,13 +10,14 @@ and the copy is checked with the real sqlite3 module (the unix VFS) while the ru
   sample the `handover-agent journal verify` command agrees;
 - every acknowledged entry (its append, or the transaction holding it, had returned) is there, with
   the hash it had;
-- every acknowledged complaint is there and its sealed details open with the data key found on the
-  disk; every photo an acknowledged entry references is there and opens;
+- every task an acknowledged import brought is there; every acknowledged complaint is there and its
+  sealed details open with the data key found on the disk; every photo an acknowledged entry references
+  is there and opens;
 - for every 100th cut the real agent process starts on the copy and resumes the handover that was running.
 
 The suite runs 3 rounds, cut at every op (~560 cuts, about a minute). A longer run:
 
-    POWER_ROUNDS=40 ./dev test tests/integration/test_power_cut.py -q -s
+    POWER_ROUNDS=20 ./dev test tests/integration/test_power_cut.py -q -s
 """
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ class Acked:
     complaints: frozenset[str] = frozenset()
     photos: frozenset[str] = frozenset()
     in_progress: str | None = None          # the handover running then
+    tasks: frozenset[str] = frozenset()     # imported from bundles
 
 
 @dataclasses.dataclass
@@ -102,6 +104,9 @@ def check_copy(copy: Path, acked: Acked, tally: Tally, *, cli: bool) -> None:
             row = conn.execute("SELECT hash FROM journal WHERE seq=?", (acked.seq,)).fetchone()
             assert row and row[0] == acked.hash, f"entry {acked.seq} is not the one acknowledged"
         tally.acked_entries_checked += acked.seq
+        for task_id in acked.tasks:
+            assert conn.execute("SELECT 1 FROM tasks WHERE task_id=?", (task_id,)).fetchone(), \
+                f"imported task {task_id} is gone"
         if acked.complaints or acked.photos:
             key = copy / "keys" / "data.key"
             assert key.is_file(), "the data key is gone: every sealed row is unreadable"
@@ -162,7 +167,7 @@ class Workload:
         self.acked = Acked()
         self.seen = 0
 
-    def ack(self, *, complaint: str | None = None) -> None:
+    def ack(self, *, complaint: str | None = None, task: str | None = None) -> None:
         """The call that just returned acknowledged everything committed so far."""
         j = self.t.journal
         photos = set(self.acked.photos)
@@ -173,7 +178,8 @@ class Workload:
         self.seen = j.last_seq()
         head = j.head()
         self.acked = Acked(head.seq, head.hash, self.acked.complaints | ({complaint} if complaint else set()),
-                           frozenset(photos), self.t.active.task.task_id if self.t.active else None)
+                           frozenset(photos), self.t.active.task.task_id if self.t.active else None,
+                           self.acked.tasks | ({task} if task else set()))
 
     async def device(self, ev) -> None:
         await self.t._on_device_event(ev)
@@ -201,7 +207,7 @@ class Workload:
         (inbox / f"tasks-{i:04d}.htb").write_bytes(data)
         await t.import_inbox()
         assert t.store.task(f"PC-{i}") is not None, "the tasks bundle was not imported"
-        self.ack()
+        self.ack(task=f"PC-{i}")
 
         # a whole delivery: arrival, both escorts at the door (each attempt snaps a face), the boxes,
         # the officer, then the escort lead's and the officer's marks
