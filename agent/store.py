@@ -70,6 +70,8 @@ class Store:
         c.execute("CREATE TABLE IF NOT EXISTS credentials (person_id TEXT PRIMARY KEY, scrypt BLOB NOT NULL)")
         c.execute("CREATE TABLE IF NOT EXISTS stop_progress (task_id TEXT NOT NULL, site_id TEXT NOT NULL,"
                   " at TEXT NOT NULL, PRIMARY KEY (task_id, site_id))")
+        c.execute("CREATE TABLE IF NOT EXISTS stop_skips (task_id TEXT NOT NULL, site_id TEXT NOT NULL,"
+                  " at TEXT NOT NULL, PRIMARY KEY (task_id, site_id))")
 
     # --- tasks ---
     def upsert_task(self, task: Task) -> bool:
@@ -266,6 +268,14 @@ class Store:
 
     def stops_done(self, task_id: str) -> set[str]:
         return {r[0] for r in self.db.conn.execute("SELECT site_id FROM stop_progress WHERE task_id=?", (task_id,))}
+
+    def record_stop_skipped(self, task_id: str, site_id: str, at: str) -> None:
+        """Head office judged, from the fleet's records, that the truck passed this stop by."""
+        self.db.conn.execute("INSERT OR IGNORE INTO stop_skips (task_id, site_id, at) VALUES (?,?,?)",
+                             (task_id, site_id, at))
+
+    def stops_skipped(self, task_id: str) -> set[str]:
+        return {r[0] for r in self.db.conn.execute("SELECT site_id FROM stop_skips WHERE task_id=?", (task_id,))}
 
 
 class TagCounters(MutableMapping):
