@@ -103,7 +103,7 @@ async def _serve(config) -> None:
     await web.TCPSite(runner, config.screen.host, config.screen.port).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):     # before saying we are up: a stop right after is clean
+    for sig in (signal.SIGTERM, signal.SIGINT):     # before saying it is up: a stop right after is clean too
         loop.add_signal_handler(sig, stop.set)
     mode = "simulation" if config.simulate else "devices"
     print(f"handover-agent ({mode}) site {config.site.id}: screen at {config.screen.url}", flush=True)

@@ -87,7 +87,9 @@ def build_view(t, lang: str) -> dict:
                      if p.role.value in ("officer", "manager")],
         "disposition_codes": dispositions_for(a.kind.value for a in t.active.open_alarms) if t.active
                              else list(DISPOSITION_CODES),
-        "health": [{"device": h.device, "state": h.state, "error": h.last_error} for h in t.health.values()],
+        "health": [{"device": h.device, "state": h.state, "error": h.last_error,
+                    "text": render("storage_low", {}, lang) if h.device == "storage" and h.state != "connected"
+                    else None} for h in t.health.values()],
         "sim": _sim(t) if t.config.simulate else None,
     }
 

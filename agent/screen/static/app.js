@@ -300,7 +300,7 @@ function renderHeader(v) {
   staff.classList.toggle("on", !!v.staff);
   syncClock(v.now);
   $("#health").replaceChildren(el("span", { text: t("devices") + ":" }), ...v.health.map((h) =>
-    el("span", { class: h.state, title: h.error || "", "data-testid": `health-${h.device}`, text: `${t("device." + h.device)} ${t("health." + h.state)}` })));
+    el("span", { class: h.state, title: h.error || "", "data-testid": `health-${h.device}`, text: h.text || `${t("device." + h.device)} ${t("health." + h.state)}` })));
 }
 $("#staff").addEventListener("click", () => post(last && last.staff ? "/api/staff/logout" : "/api/staff/open", {}));
 
