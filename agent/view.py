@@ -202,6 +202,7 @@ def _sim(t) -> dict:
     for task in t.store.tasks_on(t.today(), t.site.site_id):   # the trucks due here, and what they carry
         trucks[task.vehicle.beacon] = task.vehicle.plate
         windows.append({"task_id": task.task_id, "kind": task.kind.value, "plate": task.vehicle.plate,
+                        "status": t.outcomes.get(task.task_id, "planned"),
                         "window_start": task.window_start.strftime("%H:%M"),
                         "window_start_iso": task.window_start.isoformat()})
         for b in task.boxes:
