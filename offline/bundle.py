@@ -17,12 +17,14 @@ import struct
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from offline import safejson
 
 MAGIC = b"HTB"
 FORMAT_VERSION = 1
@@ -32,6 +34,7 @@ MAX_HEADER_SIZE = 16 * 1024
 MAX_PAYLOAD_SIZE = 512 * 1024 * 1024      # decompressed payload: the zip-bomb ceiling
 CLOCK_SKEW = timedelta(minutes=5)         # a device clock a little behind head office's
 SIGNATURE_SIZE = 64
+HEADER_PEEK_SIZE = 6 + MAX_HEADER_SIZE    # prefix and the longest header: what ordering may read unverified
 _PREFIX = struct.Struct(">4sH")           # magic+version, header length
 _CT_LEN = struct.Struct(">Q")
 _HPKE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
@@ -59,13 +62,79 @@ REFUSAL_CODES = (
 
 
 class BundleRefused(Exception):
-    """A bundle failed a check; `code` is one of REFUSAL_CODES, the message says which check in words."""
+    """A bundle failed a check; `code` is one of REFUSAL_CODES, the message says which check in words.
+
+    Typed the way python-tuf types its errors: each code is a subclass, grouped by what failed (the
+    bytes, the signature, the target, the time, the sequence, the content), so a caller can catch a
+    family (`except SequenceError`) or test one (`except Replayed`). `BundleRefused(code, message)`
+    builds the subclass for the code.
+    """
+    code = ""
+
+    def __new__(cls, code: str, message: str):
+        if cls is BundleRefused:
+            cls = _BY_CODE[code]
+        return super().__new__(cls)
 
     def __init__(self, code: str, message: str):
-        assert code in REFUSAL_CODES, code
-        super().__init__(f"{code}: {message}")
-        self.code = code
+        assert code in REFUSAL_CODES and code == self.code, code
+        super().__init__(code, message)
         self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def __reduce__(self):
+        return BundleRefused, (self.code, self.message)
+
+
+class FormatError(BundleRefused):
+    """The bytes are not a well-formed bundle of a format this device reads."""
+
+
+class SignatureError(BundleRefused):
+    """No trusted head-office key signed these bytes (python-tuf's UnsignedMetadataError)."""
+
+
+class TargetError(BundleRefused):
+    """A genuine bundle, but not for this device or not of the kind asked for."""
+
+
+class ValidityError(BundleRefused):
+    """Outside its validity period (python-tuf's ExpiredMetadataError)."""
+
+
+class SequenceError(BundleRefused):
+    """Its sequence number is not newer than the last one accepted (python-tuf's BadVersionNumberError)."""
+
+
+class ContentError(BundleRefused):
+    """Signed and addressed correctly, but its content cannot be used."""
+
+
+def _leaf(name: str, family: type, code: str, doc: str) -> type:
+    return type(name, (family,), {"code": code, "__doc__": doc, "__module__": __name__})
+
+
+BadMagic = _leaf("BadMagic", FormatError, "bad_magic", "Not a bundle at all.")
+UnsupportedVersion = _leaf("UnsupportedVersion", FormatError, "unsupported_version", "A format this device does not know.")
+Truncated = _leaf("Truncated", FormatError, "truncated", "Shorter than its own length fields say.")
+Oversized = _leaf("Oversized", FormatError, "oversized", "Larger than the limits.")
+Malformed = _leaf("Malformed", FormatError, "malformed", "Length or header fields that do not make sense.")
+BadSignature = _leaf("BadSignature", SignatureError, "bad_signature", "Signed by a trusted key id, then changed.")
+UnknownSigner = _leaf("UnknownSigner", SignatureError, "unknown_signer", "Not signed by any trusted key.")
+WrongKind = _leaf("WrongKind", TargetError, "wrong_kind", "Another kind than the one asked for.")
+WrongDevice = _leaf("WrongDevice", TargetError, "wrong_device", "Made for another device.")
+NotYetValid = _leaf("NotYetValid", ValidityError, "not_yet_valid", "Created in the future.")
+Expired = _leaf("Expired", ValidityError, "expired", "Past its expiry.")
+Replayed = _leaf("Replayed", SequenceError, "replayed", "The sequence number already accepted.")
+RolledBack = _leaf("RolledBack", SequenceError, "rolled_back", "A lower sequence number than accepted.")
+Tampered = _leaf("Tampered", ContentError, "tampered", "Does not decrypt with this device's key.")
+BadPayload = _leaf("BadPayload", ContentError, "bad_payload", "Decrypted content is not what the kind requires.")
+_BY_CODE = {c.code: c for c in (BadMagic, UnsupportedVersion, Truncated, Oversized, Malformed, BadSignature,
+                                UnknownSigner, WrongKind, WrongDevice, NotYetValid, Expired, Replayed, RolledBack,
+                                Tampered, BadPayload)}
+assert set(_BY_CODE) == set(REFUSAL_CODES)
 
 
 @dataclass(frozen=True)
@@ -116,10 +185,12 @@ class Envelope:
     signature: bytes
 
     def header(self) -> BundleHeader:
+        # Bounded: at most MAX_HEADER_SIZE bytes (split checked) and one level deep, since the
+        # header is a flat object; a header of 5,000 "[" is refused before the parser recurses.
         try:
-            raw = json.loads(self.header_bytes.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise BundleRefused("malformed", "the bundle header is not valid UTF-8 JSON") from None
+            raw = safejson.loads(self.header_bytes, max_depth=1, max_bytes=MAX_HEADER_SIZE)
+        except safejson.JsonRefused as exc:
+            raise BundleRefused("malformed", f"the bundle header is {exc}") from None
         return BundleHeader.from_dict(raw)
 
 
@@ -162,6 +233,17 @@ def split(data: bytes) -> Envelope:
                     signed=view[:end], signature=bytes(view[end:]))
 
 
+def peek_header(prefix: bytes) -> BundleHeader:
+    """The header of a bundle from its first bytes (at most HEADER_PEEK_SIZE), unverified: for ordering only."""
+    if len(prefix) < _PREFIX.size or prefix[:3] != MAGIC:
+        raise BundleRefused("bad_magic", "this file is not a handover bundle (it does not start with HTB)")
+    _, header_len = _PREFIX.unpack_from(prefix)
+    if not 0 < header_len <= MAX_HEADER_SIZE or len(prefix) < _PREFIX.size + header_len:
+        raise BundleRefused("malformed", "the bundle header length does not make sense")
+    return Envelope(bytes(prefix[_PREFIX.size:_PREFIX.size + header_len]), memoryview(b""), memoryview(b""),
+                    b"").header()
+
+
 def verify_signature(env: Envelope, trusted_signers: list[Ed25519PublicKey]) -> Ed25519PublicKey:
     """The key among `trusted_signers` that signed these bytes, or a refusal saying why none did."""
     for key in trusted_signers:
@@ -183,8 +265,11 @@ def verify_signature(env: Envelope, trusted_signers: list[Ed25519PublicKey]) -> 
 
 
 def open_bundle(data: bytes, device: DeviceKeysLike, trusted_signers: list[Ed25519PublicKey], now: datetime,
-                last_seq: int, *, kind: str | None = None) -> Bundle:
-    """Verify, check and decrypt a bundle for `device`; raises BundleRefused naming the failed check."""
+                last_seq: int | Callable[[str], int], *, kind: str | None = None) -> Bundle:
+    """Verify, check and decrypt a bundle for `device`; raises BundleRefused naming the failed check.
+
+    `last_seq` is the last accepted sequence number, or a function of the (verified) header's kind giving it.
+    """
     env = split(data)
     signer = verify_signature(env, trusted_signers)
     header = env.header()
@@ -202,6 +287,8 @@ def open_bundle(data: bytes, device: DeviceKeysLike, trusted_signers: list[Ed255
     if now >= header.expires:
         raise BundleRefused("expired", f"the bundle expired at {_iso(header.expires)} (now {_iso(now)}): "
                                        "ask head office for a new one")
+    if callable(last_seq):
+        last_seq = last_seq(header.kind)
     if header.seq == last_seq:
         raise BundleRefused("replayed", f"{header.kind} bundle number {header.seq} was already imported")
     if header.seq < last_seq:
@@ -222,6 +309,8 @@ def open_bundle(data: bytes, device: DeviceKeysLike, trusted_signers: list[Ed255
         body = json.loads(payload)
     except (UnicodeDecodeError, ValueError):
         raise BundleRefused("bad_payload", "the bundle content is not valid JSON") from None
+    except RecursionError:  # signed, but nothing nested that deep is ever stored
+        raise BundleRefused("bad_payload", "the bundle content is nested too deeply") from None
     if not isinstance(body, dict):
         raise BundleRefused("bad_payload", "the bundle content is not a JSON object")
     return Bundle(header, body)

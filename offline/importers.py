@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from agent.journal import JournalError
 from agent.store import Store, Template
 from flows.model import Person, Task
-from offline.bundle import BundleRefused, open_bundle, split
+from offline.bundle import BundleRefused, open_bundle
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,9 @@ async def import_bundle(data: bytes, *, journal, store: Store, device_keys, trus
     """Verify, decrypt and apply one bundle. A refused bundle changes nothing and says why."""
     kind = None
     try:
-        kind = split(data).header().kind
-    except BundleRefused:
-        pass  # open_bundle below raises the same refusal, after the signature check
-    try:
-        # The header's kind picks which sequence to compare; it is trusted only once open_bundle verified it.
-        bundle = open_bundle(data, device_keys, trusted_signers, now,
-                             store.last_bundle_seq(kind) if kind else 0, kind=kind)
+        # The signature is checked before the header is read; the header's kind then picks which
+        # sequence to compare.
+        bundle = open_bundle(data, device_keys, trusted_signers, now, store.last_bundle_seq)
         kind, seq, body = bundle.header.kind, bundle.header.seq, bundle.payload
         if kind == "tasks":
             summary = apply_tasks(journal, store, _list(body, "tasks"), "usb", bundle_seq=seq)
@@ -76,9 +73,15 @@ async def import_bundle(data: bytes, *, journal, store: Store, device_keys, trus
     except BundleRefused as refusal:
         log.warning("bundle refused: %s", refusal.code)
         return ImportOutcome(False, kind, {}, refusal.code, f"bundle.refused.{refusal.code}", refusal.message)
-    except ValueError as exc:       # content that parsed but is not valid for its kind
+    except ValueError as exc:       # content that parsed but is not valid for its kind: the model names the field
         log.warning("bundle refused: bad_payload")
         return ImportOutcome(False, kind, {}, "bad_payload", "bundle.refused.bad_payload", str(exc))
+    except JournalError:
+        raise                       # nothing was refused: the device could not write; the bundle stays queued
+    except Exception as exc:        # a shape no check foresaw must still be a refusal, never a wedged inbox
+        log.error("bundle refused: bad_payload (%s while importing)", type(exc).__name__)
+        return ImportOutcome(False, kind, {}, "bad_payload", "bundle.refused.bad_payload",
+                             f"the {kind or 'bundle'} content could not be used ({type(exc).__name__})")
     return ImportOutcome(True, kind, summary, None, f"bundle.imported.{kind}", _done_text(kind, summary))
 
 
@@ -100,11 +103,14 @@ def apply_tasks(journal, store: Store, tasks: list[dict], source: str, *, bundle
 def _box_keys(task: dict, i: int) -> list[tuple[str, bytes, bytes]]:
     """Optional `box_keys: {TAG: {"meta": hex, "file": hex}}`: each box tag's NTAG 424 DNA SUN keys."""
     out = []
-    for tag, k in (task.get("box_keys") or {}).items():
+    keys = task.get("box_keys") or {}
+    if not isinstance(keys, dict):
+        raise ValueError(f"tasks[{i}].box_keys: must be an object {{TAG: {{\"meta\": hex, \"file\": hex}}}}")
+    for tag, k in keys.items():
         where = f"tasks[{i}].box_keys.{tag}"
         try:
             meta, file = bytes.fromhex(k["meta"]), bytes.fromhex(k["file"])
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, IndexError):
             raise ValueError(f"{where}: must be {{\"meta\": 32 hex digits, \"file\": 32 hex digits}}") from None
         if len(meta) != 16 or len(file) != 16:
             raise ValueError(f"{where}: keys must be 16 bytes (32 hex digits) each")
@@ -118,7 +124,7 @@ async def apply_personnel(journal, store: Store, people: list[dict], modules: li
                           remove: list | None = None, bundle_seq: int | None = None) -> dict:
     """Add or replace people with their photos and templates, remove others, then load the modules."""
     parsed = [_parse_person(_obj(p, f"people[{i}]"), i) for i, p in enumerate(people)]
-    removals = [str(r) for r in (remove or [])]
+    removals = [_person_id(r, f"remove[{i}]") for i, r in enumerate(remove or [])]
     # Before the transaction: content-addressed files nothing refers to until it commits. In threads,
     # because each one waits on its own fsync.
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -198,6 +204,12 @@ def _list(body: dict, key: str, *, required: bool = True) -> list:
     v = body.get(key, None if required else [])
     if not isinstance(v, list):
         raise ValueError(f"the bundle content needs a list '{key}'")
+    return v
+
+
+def _person_id(v, where: str) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError(f"{where}: a person id must be non-empty text")
     return v
 
 
