@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 
-from agent.config import ConfigError, load_config
+from agent.config import ConfigError, check_files, load_config
 
 log = logging.getLogger("handover")
 
@@ -84,6 +84,11 @@ def _run(args) -> int:
         config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, state_dir=Path(args.state_dir)))
     if args.port:
         config = dataclasses.replace(config, screen=dataclasses.replace(config.screen, port=args.port))
+    problems = check_files(config)
+    for problem in problems:        # a message naming the key, not a traceback later
+        print(f"configuration error: {problem}", file=sys.stderr)
+    if problems:
+        return 1
     asyncio.run(_serve(config))
     return 0
 

@@ -81,6 +81,12 @@ def prompt_key(key: str, params: dict) -> str:
     return key
 
 
+def _site_of(config: Config) -> Site:
+    return Site(config.site.id, config.site.type, config.site.name,
+                allow_password_confirmation=config.site.allow_password_confirmation,
+                allow_uid_only_tags=config.site.allow_uid_only_tags)
+
+
 class Terminal:
     def __init__(self, config: Config, devices: Devices, *, clock: Callable[[], datetime] | None = None):
         self.config = config
@@ -88,9 +94,7 @@ class Terminal:
         self.tz = ZoneInfo(config.site.timezone)
         self._wall = clock or (lambda: datetime.now(self.tz))
         self.clock_offset = timedelta(0)       # simulation only: the panel can jump to a later task
-        self.site = Site(config.site.id, config.site.type, config.site.name,
-                         allow_password_confirmation=config.site.allow_password_confirmation,
-                         allow_uid_only_tags=config.site.allow_uid_only_tags)
+        self.site = _site_of(config)
         paths = config.paths
         for d in (paths.state_dir, paths.keys_dir, paths.reports_dir):
             Path(d).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -485,8 +489,17 @@ class Terminal:
 
     def _downlink_applied(self, kind: str) -> None:
         """Head office changed tasks, people or settings: show the new state."""
+        if kind == "config" and self.sync is not None:
+            self.reconfigure(self.sync.downlink.config)
         self.reload_people()
         self._changed()
+
+    def reconfigure(self, config: Config) -> None:
+        """Settings head office changed (agent.config.apply_settings). A running handover keeps the
+        site rules it started with; the next one is built from these."""
+        self.config = config
+        self.site = _site_of(config)
+        self.lang = config.screen.language
 
     # --- offline bundles: `handover-agent usb-import` (run by udev) drops them in the inbox ---
     async def import_inbox(self) -> None:

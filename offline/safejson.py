@@ -48,3 +48,17 @@ def loads(raw: bytes | str, *, max_depth: int, max_bytes: int) -> Any:
             from None
     except RecursionError:  # cannot happen below the depth cap, but a parser error must stay a refusal
         raise JsonRefused("nested too deeply") from None
+
+
+def nesting(value: Any) -> int:
+    """How deep arrays/objects nest in an already parsed value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, level = stack.pop()
+        if isinstance(v, dict):
+            v = v.values()
+        elif not isinstance(v, list):
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in v)
+    return deepest

@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.config import settings_view
 from agent.journal import utc_timestamp
 from agent.sync import messages
 from agent.sync.downlink import Downlink
@@ -53,7 +54,7 @@ class Sync:
                              batch_bytes=batch_bytes, urgent_kinds=urgent_kinds)
         self.downlink = Downlink(journal, store, device=self.device, site_id=self.site_id,
                                  on_command=self._on_command, modules=modules, on_downlink=on_downlink,
-                                 loop=loop, complaints=complaints)
+                                 loop=loop, complaints=complaints, config=config)
         self._health = health
         self._health_interval = health_interval
         self._disk_path = getattr(getattr(config, "paths", None), "state_dir", None) or journal.path.parent
@@ -194,9 +195,16 @@ class Sync:
 
     def _handle_downlink(self, message: mqtt.MQTTMessage) -> None:
         kind = message.topic.rsplit("/", 1)[-1]
-        reply = self.downlink.handle(message.topic, kind, message.payload)
+        try:
+            reply = self.downlink.handle(message.topic, kind, message.payload)
+        except Exception as exc:    # never leave a message unanswered and unacknowledged, to fail again forever
+            log.error("downlink on %s failed: %s", message.topic, type(exc).__name__)
+            reply = {"v": messages.VERSION, "device": self.device, "msg_id": None, "topic": message.topic,
+                     "ok": False, "error": f"{kind} could not be handled: {type(exc).__name__}"}
         if not reply["ok"]:
             log.warning("downlink on %s refused: %s", message.topic, reply["error"][:300])
+        elif kind == "config":
+            self._health_now = True     # head office sees the settings now in effect at once
         self._publish(self.topics.up("reply"), messages.encode(reply))
         # Acknowledged only now: a crash before this point gets the message redelivered.
         self._client.ack(message.mid, message.qos)
@@ -219,6 +227,8 @@ class Sync:
             "journal": {"last_seq": last, "acked_seq": self.outbox.acked_seq, "backlog": self.outbox.backlog()},
             "disk": {"free_bytes": disk.free, "total_bytes": disk.total}, "drivers": drivers,
         }
+        if self.downlink.config is not None:
+            payload["settings"] = settings_view(self.downlink.config)
         # Retained: a head office that connects later learns how far the journal goes at once.
         self._publish(self.topics.up("health"), messages.encode(payload), retain=True)
 

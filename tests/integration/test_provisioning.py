@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from agent.config import load_config
+from agent.config import load_config, provisioned_config
 from agent.journal import Journal
 from agent.sealing import Sealer
 from agent.store import Store
 from drivers.fingerprint.sim import SimulatedFingerprint
 from offline import hq
 from offline.keys import DeviceKeys
-from offline.provisioning import load_trusted_signers, provisioned_config
+from offline.provisioning import load_trusted_signers
 from offline.usb import usb_import, usb_import_main
 
 ROOT = Path(__file__).resolve().parents[2]
