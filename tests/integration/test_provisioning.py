@@ -78,6 +78,7 @@ def terminals(tmp_path):
 def provision_bundle(office: Path, stick: Path, device_id: str, seq: int, out: Path, *extra: str) -> None:
     ident = stick / "handover" / f"identity-{device_id}.json"
     cert = out.with_suffix(".crt")
+    hq_cli("device", "add", "--keys", office, device_id)
     hq_cli("issue-cert", "--keys", office, "--csr", ident, "--out", cert)
     hq_cli("pack", "provisioning", "--keys", office, "--device-pub", ident, "--seq", seq, "--site-id", "branch-07",
            "--site-type", "branch", "--broker-host", "mqtt.hq.example", "--broker-port", "8883", "--cert", cert,
