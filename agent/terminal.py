@@ -484,7 +484,9 @@ class Terminal:
                          on_downlink=lambda kind, payload: loop.call_soon_threadsafe(self._downlink_applied, kind),
                          health=lambda: {name: {"state": h.state, "error": h.last_error}
                                          for name, h in self.health.items()},
-                         modules=list(self.devices.fingerprints.values()), loop=loop)
+                         modules=list(self.devices.fingerprints.values()), loop=loop,
+                         on_link=lambda up, error: loop.call_soon_threadsafe(self._on_health, DeviceHealth(
+                             "head_office", "connected" if up else "missing", error)))
         self.sync.start()
 
     def _downlink_applied(self, kind: str) -> None:

@@ -7,6 +7,8 @@ import urllib.error
 import urllib.request
 
 from agent.sample import TRUCKS
+from broker import mqtt_config
+from test_agent_sync import hq  # noqa: F401  (fixture: broker and head office)
 
 
 def post_status(agent, path: str, body: dict) -> tuple[int, dict]:
@@ -47,3 +49,19 @@ def test_the_configured_idle_timeout_reaches_the_screen(agent, tmp_path):
     conf.write_text('[site]\nid = "BR-9"\n[screen]\nidle_timeout_seconds = 45\n', encoding="utf-8")
     agent.start("--config", str(conf))
     assert agent.view()["settings"]["screen.idle_timeout_seconds"] == 45
+
+
+def _head_office(view: dict) -> dict | None:
+    return next((h for h in view["health"] if h["device"] == "head_office"), None)
+
+
+def test_the_screen_shows_when_head_office_is_unreachable(agent, hq):
+    """Issue 19 item 10: the device bar says so, and says when the link is back."""
+    mqtt_config(hq.broker, "dev-poison-1", "BR-060", agent.state_dir)
+    agent.start("--config", str(agent.state_dir / "agent.toml"))
+    agent.wait_for(lambda v: (_head_office(v) or {}).get("state") == "connected", 20)
+    hq.broker.stop()
+    v = agent.wait_for(lambda v: _head_office(v)["state"] == "missing", 20)
+    assert _head_office(v)["error"].startswith("head office unreachable")
+    hq.broker.start()
+    agent.wait_for(lambda v: _head_office(v)["state"] == "connected", 30)

@@ -13,7 +13,7 @@ import pytest
 
 from agent.config import load_config
 from agent.journal import GENESIS_HASH, entry_hash
-from agent.sync import messages
+from agent.sync import Sync, messages
 from test_sync import SITE, _raw_client, _task, broker, device, hq, start_sync, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.mqtt
@@ -141,3 +141,21 @@ def test_schema_errors_say_where_and_which_rule_never_the_value():
         messages.check("personnel", {"v": 1, "msg_id": "m", "site_id": "s",
                                      "people": [{"person_id": "E1", "name": ["王五"], "role": "escort"}]})
     assert "people/0/name" in str(e.value) and "王五" not in str(e.value)
+
+
+def test_an_outage_is_reported_and_the_link_returns_as_soon_as_the_broker_does(broker, hq, device):
+    """Issue 19 item 10. A first retry 30 s out: only noticing the broker's return can reconnect sooner."""
+    config, journal, store = device
+    links: list[tuple[bool, str | None]] = []
+    sync = Sync(config, journal, store, backoff=(30.0, 300.0), on_link=lambda up, error: links.append((up, error)))
+    sync.start()
+    _online(hq)
+    wait_until(lambda: links and links[-1][0] is True, 10, "the link to be reported up")
+    broker.stop()
+    wait_until(lambda: links[-1][0] is False, 20, "the outage to be reported")
+    assert links[-1][1].startswith("head office unreachable")
+    journal.append("box_read", {"during": "outage"})
+    broker.start()
+    wait_until(lambda: links[-1][0] is True, 20, "the link to come back before the 30 s backoff")
+    assert hq.wait_for("dev-a", journal.last_seq(), 20)
+    sync.stop()
