@@ -25,6 +25,7 @@ from agent.journal import utc_timestamp
 from agent.sync import messages
 from agent.sync.downlink import Downlink
 from agent.sync.uplink import DEFAULT_URGENT_KINDS, Outbox
+from offline.usb import refused_count
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +240,8 @@ class Sync:
         }
         if self.downlink.config is not None:
             payload["settings"] = settings_view(self.downlink.config)
+            # Refused bundles wait in refused/ for a technician: head office sees how many.
+            payload["bundles"] = {"refused": refused_count(self.downlink.config.paths.state_dir)}
         # Retained: a head office that connects later learns how far the journal goes at once.
         self._publish(self.topics.up("health"), messages.encode(payload), retain=True)
 
