@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from offline.bundle import KINDS, BundleRefused, key_id, pack_bundle, read_bundle_file, split, verify_signature
+from offline.bundle import (KINDS, BundleRefused, key_id, pack_bundle, pack_streamed, read_bundle_file, split,
+                            verify_signature)
 from offline.keys import (HQ_IDENTITY, HqKeys, KeyFileError, add_device, known_devices, load_public, load_signers,
                           write_private)
 
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--device-id")
     pack.add_argument("--seq", type=int, required=True, help="sequence number, higher than the last for this kind")
     pack.add_argument("--expires-days", type=float, default=7)
-    pack.add_argument("--in", dest="input", type=Path, help="payload JSON (tasks, personnel)")
+    pack.add_argument("--in", dest="input", type=Path,
+                      help="payload JSON (tasks, personnel), or JSON Lines (.jsonl) for a streamed bundle")
     pack.add_argument("--site-id")
     pack.add_argument("--site-type", choices=("branch", "vault"))
     pack.add_argument("--broker-host")
@@ -173,7 +175,13 @@ def _pack(args) -> int:
                                for k in load_signers(args.rotate_signer)]}
     else:
         if args.input is None:
-            raise ValueError(f"pack {args.kind} needs --in payload.json")
+            raise ValueError(f"pack {args.kind} needs --in payload.json (or payload.jsonl for a streamed bundle)")
+        if args.input.suffix == ".jsonl":     # one record a line: a streamed (format 2) bundle of any size
+            now = datetime.now(timezone.utc)
+            size = pack_streamed(args.kind, args.input, args.out, device_id, device_pub, keys.signing, args.seq,
+                                 now + timedelta(days=args.expires_days), now)
+            print(f"packed streamed {args.kind} bundle #{args.seq} for {device_id}: {args.out} ({size} bytes)")
+            return 0
         payload = json.loads(args.input.read_text(encoding="utf-8"))
     now = datetime.now(timezone.utc)
     data = pack_bundle(args.kind, payload, device_id, device_pub, keys.signing, args.seq,

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from offline.bundle import HEADER_PEEK_SIZE, MAX_BUNDLE_SIZE, BundleRefused, peek_header, read_bundle_file
-from offline.importers import ImportOutcome, import_bundle
+from offline.bundle import HEADER_PEEK_SIZE, MAX_STREAMED_SIZE, BundleRefused, peek_header
+from offline.importers import ImportOutcome, import_bundle_file
 from offline.keys import DeviceKeys
 from offline.provisioning import IDENTITY_DIR, is_provisioned, write_identity
 
@@ -63,8 +63,8 @@ def copy_in(src: Path, inbox: Path) -> Path:
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise BundleRefused("malformed", f"{src.name} is not a regular file")
-            if os.fstat(f.fileno()).st_size > MAX_BUNDLE_SIZE:
-                raise BundleRefused("oversized", f"{src.name} is larger than the {MAX_BUNDLE_SIZE} bytes allowed")
+            if os.fstat(f.fileno()).st_size > MAX_STREAMED_SIZE:
+                raise BundleRefused("oversized", f"{src.name} is larger than the {MAX_STREAMED_SIZE} bytes allowed")
             digest = hashlib.sha256()
             out = tempfile.NamedTemporaryFile(dir=inbox, prefix=".", suffix=".part", delete=False)
             part = Path(out.name)
@@ -72,8 +72,8 @@ def copy_in(src: Path, inbox: Path) -> Path:
                 size = 0
                 while chunk := f.read(_CHUNK):
                     size += len(chunk)
-                    if size > MAX_BUNDLE_SIZE:  # the file grew, or the size lied
-                        raise BundleRefused("oversized", f"{src.name} is larger than {MAX_BUNDLE_SIZE} bytes")
+                    if size > MAX_STREAMED_SIZE:  # the file grew, or the size lied
+                        raise BundleRefused("oversized", f"{src.name} is larger than {MAX_STREAMED_SIZE} bytes")
                     digest.update(chunk)
                     out.write(chunk)
                 out.flush()
@@ -123,27 +123,29 @@ async def drain_inbox(inbox: Path, *, journal, store, device_keys, trusted_signe
     results = []
     for path in files:
         try:
-            data = read_bundle_file(path)
-        except BundleRefused as refusal:
-            data, outcome = b"", ImportOutcome(False, None, {}, refusal.code, f"bundle.refused.{refusal.code}",
-                                               refusal.message)
+            outcome = await import_bundle_file(path, journal=journal, store=store, device_keys=device_keys,
+                                               trusted_signers=trusted_signers,
+                                               fingerprint_modules=fingerprint_modules, now=now, state_dir=state_dir)
         except FileNotFoundError:
             continue                    # another drain took it
-        else:
-            outcome = await import_bundle(data, journal=journal, store=store, device_keys=device_keys,
-                                          trusted_signers=trusted_signers, fingerprint_modules=fingerprint_modules,
-                                          now=now, state_dir=state_dir)
         if outcome.ok:
             path.unlink()
         else:
             journal.append("import_refused", {"code": outcome.code, "kind": outcome.kind, "source": "usb",
-                                              "sha256": hashlib.sha256(data).hexdigest() if data else None,
-                                              "file": path.name})
+                                              "sha256": _sha256(path), "file": path.name})
             refused = Path(state_dir) / REFUSED_DIR
             refused.mkdir(mode=0o700, exist_ok=True)
             os.replace(path, refused / path.name)
         results.append((path.name, outcome))
     return results
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def refused_count(state_dir: Path) -> int:

@@ -74,6 +74,13 @@ def gen_header(r: random.Random) -> tuple:
     return (mutate(r, VALID_HEADER),)
 
 
+def gen_streamed(r: random.Random) -> tuple:
+    if r.random() < 0.1:
+        return (b"HTB2" + bytes(r.randint(0, 255) for _ in range(r.randint(0, 64))),)
+    data = mutate(r, t.VALID_STREAMED)
+    return (data[:r.randint(0, len(data))] if r.random() < 0.2 else data,)
+
+
 def gen_safejson(r: random.Random) -> tuple:
     raw = json.dumps(rand_json(r)).encode()
     return (mutate(r, raw) if r.random() < 0.6 else raw,)
@@ -111,7 +118,8 @@ def gen_uplink(r: random.Random) -> tuple:
 
 def targets() -> dict:
     device, office = t.Device(), t.Office()
-    return {"header": (gen_header, t.header_oracle), "safejson": (gen_safejson, t.safejson_oracle),
+    return {"header": (gen_header, t.header_oracle), "streamed": (gen_streamed, t.streamed_oracle),
+            "safejson": (gen_safejson, t.safejson_oracle),
             "downlink": (gen_downlink, device.handle), "settings": (gen_settings, t.settings_oracle),
             "model": (gen_model, t.model_oracle), "uplink": (gen_uplink, office.receive)}
 
@@ -139,7 +147,7 @@ def run(name: str, gen, oracle, count: int, seed: int) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("parsers", nargs="*", help="header safejson downlink settings model uplink (default: all)")
+    p.add_argument("parsers", nargs="*", help="header streamed safejson downlink settings model uplink (default: all)")
     p.add_argument("--count", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()

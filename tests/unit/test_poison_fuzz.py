@@ -4,6 +4,7 @@ is the documented one — a value, or the parser's own refusal naming what is wr
 
 Oracles (each raises AssertionError on an unexpected outcome, and lets any other exception escape):
   header    offline.bundle.peek_header       -> BundleHeader | BundleRefused
+  streamed  offline.bundle.open_streamed + records() -> records | BundleRefused
   safejson  offline.safejson.loads           -> value no deeper than the cap | JsonRefused
   downlink  agent.sync.downlink.Downlink     -> a reply that follows reply.json, for any topic and bytes
   settings  agent.config.check_remote        -> checked settings | ConfigError
@@ -31,7 +32,10 @@ from agent.sync import messages
 from agent.sync.downlink import Downlink
 from flows.model import Person, Task
 from offline import safejson
-from offline.bundle import BundleHeader, BundleRefused, peek_header
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from offline.bundle import BundleHeader, BundleRefused, open_streamed, pack_streamed, peek_header
+from offline.keys import DeviceKeys
 from offline.hq_sync import HeadOffice
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -49,6 +53,22 @@ def header_oracle(data: bytes) -> None:
         assert isinstance(peek_header(data), BundleHeader)
     except BundleRefused as r:
         assert r.code in ("bad_magic", "malformed", "truncated", "oversized") and r.message
+
+
+STREAM_DIR = Path(tempfile.mkdtemp(prefix="fuzz-streamed-"))
+STREAM_KEYS = DeviceKeys.load_or_create(STREAM_DIR / "keys", "dev-1")
+STREAM_SIGNER = Ed25519PrivateKey.generate()
+
+
+def streamed_oracle(data: bytes) -> None:
+    """A format-2 file: opened and read to the end, or refused with a code; never anything else."""
+    path = STREAM_DIR / "b.htb"
+    path.write_bytes(data)
+    try:
+        for _ in open_streamed(path, STREAM_KEYS, [STREAM_SIGNER.public_key()], NOW, 0).records():
+            pass
+    except BundleRefused as r:
+        assert r.code and r.message
 
 
 def safejson_oracle(data: bytes, max_depth: int = 16) -> None:
@@ -154,6 +174,29 @@ def test_header_random_bytes(data):
 def test_header_any_fields_and_any_depth(fields, depth):
     header_oracle(header_bytes(fields))
     header_oracle(b"HTB1" + struct.pack(">H", min(depth, 16384)) + b"[" * depth)
+
+
+def valid_streamed() -> bytes:
+    jsonl = STREAM_DIR / "p.jsonl"
+    jsonl.write_text(json.dumps({"task": task()}) + "\n")
+    out = STREAM_DIR / "valid.htb"
+    pack_streamed("tasks", jsonl, out, "dev-1", STREAM_KEYS.bundle_public, STREAM_SIGNER, 1,
+                  NOW + timedelta(days=1), NOW)
+    return out.read_bytes()
+
+
+VALID_STREAMED = valid_streamed()
+
+
+@FUZZ
+@given(st.binary(max_size=300), st.lists(st.tuples(st.integers(0, len(VALID_STREAMED) - 1), st.integers(0, 255)),
+                                         max_size=6), st.integers(0, len(VALID_STREAMED)))
+def test_streamed_bundles(data, flips, cut):
+    streamed_oracle(b"HTB2" + data)
+    mutated = bytearray(VALID_STREAMED)
+    for at, value in flips:
+        mutated[at] = value
+    streamed_oracle(bytes(mutated[:cut]))
 
 
 @FUZZ
