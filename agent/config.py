@@ -796,7 +796,8 @@ def check_files(config: Config) -> list[str]:
 def _main(argv: list[str]) -> int:
     """`python -m agent.config COMMAND FILE`: what the units need from the configuration, for
     systemd/handover-apply-config (they cannot read TOML themselves)."""
-    commands = ("check", "device-allow", "backup-interval", "unit-env")
+    # check-values: the values only, for install.sh, whose --root box is not the machine the paths name.
+    commands = ("check", "check-values", "device-allow", "backup-interval", "unit-env")
     if len(argv) != 2 or argv[0] not in commands:
         print(f"usage: python -m agent.config {{{'|'.join(commands)}}} CONFIG", file=sys.stderr)
         return 2
@@ -824,7 +825,7 @@ def _main(argv: list[str]) -> int:
         if config.source is not None:   # unprovisioned: the unit's own default, from the machine id
             print(f"HANDOVER_DEVICE_ID={config.device.id}")
         print(f"HANDOVER_STATE_DIR={config.paths.state_dir}")
-    else:
+    else:   # check, check-values
         print(f"{argv[1]}: ok (site {config.site.id}, simulate={str(config.simulate).lower()})")
     return 0
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from agent.calendar_data import build_calendar
 from agent.codec import alarm_body, decode_event, encode
 from agent.complaints import ComplaintBook
-from agent.config import Config
+from agent.config import Config, check_files
 from agent.devices import Devices
 from agent.i18n import render
 from agent.journal import Journal
@@ -478,6 +478,11 @@ class Terminal:
 
     def _start_sync(self) -> None:
         from agent.sync import Sync
+        unusable = [p for p in check_files(self.config) if p.startswith("mqtt.")]
+        if unusable:    # e.g. not provisioned yet: work offline and say why on the device bar
+            log.error("head office link not started: %s", "; ".join(unusable))
+            self._on_health(DeviceHealth("head_office", "missing", "; ".join(unusable)))
+            return
         loop = asyncio.get_running_loop()
         self.sync = Sync(self.config, self.journal, self.store, urgent_kinds=self.URGENT_KINDS,
                          complaints=self.complaints,

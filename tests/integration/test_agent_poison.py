@@ -65,3 +65,13 @@ def test_the_screen_shows_when_head_office_is_unreachable(agent, hq):
     assert _head_office(v)["error"].startswith("head office unreachable")
     hq.broker.start()
     agent.wait_for(lambda v: _head_office(v)["state"] == "connected", 30)
+
+
+def test_missing_certificates_are_named_and_the_agent_works_offline(agent, tmp_path):
+    """Issue 19 item 12: no traceback later; the box still runs (it may be waiting for provisioning)."""
+    conf = tmp_path / "agent.toml"
+    conf.write_text(f'[site]\nid = "BR-9"\n[mqtt]\nenabled = true\nhost = "127.0.0.1"\nca_file = "{tmp_path}/ca.pem"\n'
+                    f'cert_file = "{tmp_path}/d.pem"\nkey_file = "{tmp_path}/d.key"\n', encoding="utf-8")
+    agent.start("--config", str(conf))
+    link = _head_office(agent.view())
+    assert link["state"] == "missing" and "mqtt.ca_file" in link["error"] and "mqtt.key_file" in link["error"]
