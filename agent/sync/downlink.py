@@ -17,6 +17,7 @@ from typing import Callable
 from agent.config import apply_settings, save_remote_settings, settings_view
 from agent.journal import JournalError
 from agent.sync import messages
+from offline.importers import apply_personnel, apply_tasks
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +118,9 @@ class Downlink:
         return entry.seq
 
     def _apply_tasks(self, payload: dict) -> dict:
-        from offline.importers import apply_tasks
         return apply_tasks(self.journal, self.store, payload["tasks"], source=f"mqtt:{payload['msg_id']}")
 
     def _apply_personnel(self, payload: dict) -> dict:
-        from offline.importers import apply_personnel
         work = apply_personnel(self.journal, self.store, payload["people"], list(self.modules),
                                f"mqtt:{payload['msg_id']}")
         if self.loop is not None:
