@@ -143,7 +143,16 @@ class FingerprintConfig:
 @dataclass(frozen=True)
 class CardsConfig:
     driver: str = setting("simulator", "choice", choices=("simulator", "pcsc"))
-    reader: str | None = setting(None, "text")   # substring of the PC/SC reader name; None = first reader
+    reader: str | None = setting(None, "text")    # part of the PC/SC reader name, any case; None = every reader
+    # Where box tags put their NTAG 424 DNA SUN message in the NDEF URL (docs/config.md, AN12196 terms)
+    sun_url_style: str = setting("query", "choice", choices=("query", "path"))  # named parameters / path segments
+    sun_picc_param: str = setting("picc_data", "url_param")
+    sun_mac_param: str = setting("cmac", "url_param")
+    sun_picc_segment: int = setting(-2, "int", lo=-16, hi=15)
+    sun_mac_segment: int = setting(-1, "int", lo=-16, hi=15)
+    # SDMMACInputOffset; None = SDMMACOffset (empty MAC input)
+    sun_mac_input_offset: int | None = setting(None, "int", lo=0, hi=0xFFFFFF)
+    sun_random_uid: bool = setting(False, "bool")   # tags answer with a random UID; the box is inside PICCData
 
 
 @dataclass(frozen=True)
@@ -403,6 +412,9 @@ class _Table:
         if k == "topic_prefix":
             return self.checked(key, default, lambda v: isinstance(v, str) and v != "" and not set(v) & set("#+")
                                 and not v.endswith("/"), 'a topic prefix without "#", "+" or a trailing "/", e.g. "ht/v1"')
+        if k == "url_param":
+            return self.checked(key, default, lambda v: isinstance(v, str) and _URL_PARAM.fullmatch(v) is not None,
+                                "a URL parameter name (1 to 32 of A-Z a-z 0-9 _ . ~ -)")
         if k == "video_source":
             return self.checked(key, default, lambda v: (isinstance(v, str) and v != "") or (_is_int(v) and v >= 0),
                                 'a device path ("/dev/video0"), a camera index (0) or a video file path')
@@ -606,6 +618,18 @@ def _is_hex(v: str) -> bool:
         return False
 
 
+_URL_PARAM = re.compile(r"[A-Za-z0-9_.~-]{1,32}")
+
+
+def _cards(c: _Table) -> CardsConfig:
+    cards = _read(CardsConfig, c)
+    if cards.sun_picc_param == cards.sun_mac_param:
+        raise ConfigError(f"{c.name}.sun_mac_param: must differ from sun_picc_param ({cards.sun_picc_param!r})")
+    if cards.sun_picc_segment == cards.sun_mac_segment:
+        raise ConfigError(f"{c.name}.sun_mac_segment: must differ from sun_picc_segment ({cards.sun_picc_segment})")
+    return cards
+
+
 def _devices(t: _Table) -> DevicesConfig:
     def sub(name: str, cls: type, *extra: str) -> _Table:
         return _Table(t.table(name), f"devices.{name}", _keys(cls, *extra))
@@ -635,7 +659,7 @@ def _devices(t: _Table) -> DevicesConfig:
     return DevicesConfig(
         fingerprint_door=_fingerprint(sub("fingerprint_door", FingerprintConfig), "door"),
         fingerprint_counter=counter,
-        cards=_read(CardsConfig, sub("cards", CardsConfig)),
+        cards=_cards(sub("cards", CardsConfig)),
         ble=_read(BleConfig, b, patterns=_beacon_patterns(b.data.get("patterns", []))),
         camera=cam,
         voice=_read(VoiceConfig, sub("voice", VoiceConfig)),
