@@ -224,8 +224,8 @@ class Task:
         if len(escorts) < min_escorts:
             raise ValueError(f"{w}.escorts: {len(escorts)} assigned, at least {min_escorts} required")
         version = d.get("version", 1)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValueError(f"{w}.version: must be a positive integer")
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= 2**53:
+            raise ValueError(f"{w}.version: must be a whole number from 1 to 2**53")
         route = _texts(_need(d, "route", w), f"{w}.route")
         if not route:
             raise ValueError(f"{w}.route: must name at least one site")

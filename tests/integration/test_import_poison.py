@@ -70,6 +70,7 @@ TYPED = {
     "min_escorts": ("tasks", {"min_escorts": [3]}, "min_escorts"),
     "box_keys": ("tasks", {"box_keys": ["04AA"]}, "box_keys"),
     "task_id": ("tasks", {"task_id": {"a": 1}}, "task_id"),
+    "version": ("tasks", {"version": 10**20}, "version"),          # SQLite would overflow
     "person_id": ("personnel", {"person_id": ["x"]}, "person_id"),
     "name": ("personnel", {"name": ["x"]}, "name"),
     "remove": ("personnel", None, "remove[0]"),
