@@ -94,6 +94,8 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class PathsConfig:
     state_dir: Path = setting(None, "path")  # default: DEFAULT_STATE_DIR, or SIMULATION_STATE_DIR
+    # below this free space new handovers are refused (agent.storage)
+    min_free_mb: int = setting(64, "int", lo=1, hi=1_000_000)
 
     @property
     def journal_path(self) -> Path:
@@ -523,7 +525,7 @@ def _build(data: dict[str, Any], source: Path | None, base_dir: Path) -> Config:
     p = _Table(root.table("paths"), "paths", _keys(PathsConfig))
     state_dir = p.path("state_dir", SIMULATION_STATE_DIR if device.simulate else DEFAULT_STATE_DIR)
     assert state_dir is not None
-    paths = PathsConfig(state_dir=(base_dir / state_dir) if not state_dir.is_absolute() else state_dir)
+    paths = _read(PathsConfig, p, state_dir=(base_dir / state_dir) if not state_dir.is_absolute() else state_dir)
 
     return Config(
         site=site, device=device, paths=paths,
