@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from agent.config import settings_view
 from agent.i18n import render
 from agent.sample import DEMO_SITE_NAME, STRANGER_BEACON
 from agent.terminal import prompt_key
@@ -90,6 +91,7 @@ def build_view(t, lang: str) -> dict:
         "health": [{"device": h.device, "state": h.state, "error": h.last_error,
                     "text": render("storage_low", {}, lang) if h.device == "storage" and h.state != "connected"
                     else None} for h in t.health.values()],
+        "settings": settings_view(t.config),     # what head office may change, as now in effect
         "sim": _sim(t) if t.config.simulate else None,
     }
 
