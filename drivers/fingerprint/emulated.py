@@ -46,6 +46,9 @@ class EmulatedFingerprint:
         self.emulator.tap(None, smudged=True)
 
     # --- module library ---
+    def sync_library(self, wanted: dict[int, bytes]) -> None:
+        self.driver.sync_library(wanted)
+
     async def load_template(self, slot: int, template: bytes) -> None:
         await self.driver.load_template(slot, template)
 

@@ -19,7 +19,7 @@ import select
 import threading
 import time
 import tty
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from drivers.fingerprint.protocol import (
@@ -92,6 +92,7 @@ class ModuleEmulator:
         self.faults: deque[Fault] = deque()
         self.faults_applied: list[Fault] = []
         self.searches = 0
+        self.commands: Counter[int] = Counter()   # commands received, by instruction
         self._presses: list[tuple[float, float, bytes]] = []   # (on, off, features) in monotonic time
         self._fingers: dict[str, bytes] = {}
         self._on_glass: bytes | None = None
@@ -256,6 +257,8 @@ class ModuleEmulator:
 
     def _answer(self, packet: Packet, decoder: Decoder) -> None:
         op = packet.payload[0] if packet.type == PacketType.COMMAND and packet.payload else None
+        if op is not None:
+            self.commands[op] += 1
         fault = self._take_fault(op) if op is not None else None
         if fault and fault.kind == "busy":
             self._pause(fault.seconds)

@@ -24,6 +24,9 @@ class SimulatedFingerprint(SimulatedInput):
         self._send(FingerRead(self.station, "read_failed"))
 
     # --- module library ---
+    def sync_library(self, wanted: dict[int, bytes]) -> None:
+        self._slots = dict(wanted)
+
     async def load_template(self, slot: int, template: bytes) -> None:
         self._slots[slot] = template
 

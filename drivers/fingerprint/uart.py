@@ -378,6 +378,8 @@ class UartFingerprint(HealthMixin):
             started = time.monotonic()
             if job:
                 self._run(job)
+            elif self._check_due and self._wanted is not None:
+                self._guarded(self._sync_step)   # a module is compared before any of its matches counts
             elif self._emit:
                 self._guarded(self._poll_once)
             if self._link is not None and self._link.power_up:
@@ -556,6 +558,8 @@ class UartFingerprint(HealthMixin):
         with self._library_lock:
             if self._wanted is None:
                 return True
+            if self._check_due:
+                return False        # not compared since (re)connecting: it may be another module
             wanted = self._wanted.get(slot)
             return wanted is not None and self._record.slots.get(slot) == template_hash(wanted)
 
