@@ -49,6 +49,9 @@ class EmulatedFingerprint:
     def sync_library(self, wanted: dict[int, bytes]) -> None:
         self.driver.sync_library(wanted)
 
+    def update_library(self, load: dict[int, bytes], clear: list[int]) -> None:
+        self.driver.update_library(load, clear)
+
     async def load_template(self, slot: int, template: bytes) -> None:
         await self.driver.load_template(slot, template)
 

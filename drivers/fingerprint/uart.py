@@ -294,6 +294,18 @@ class UartFingerprint(HealthMixin):
             self._check_due = True
         self._ensure_worker()
 
+    def update_library(self, load: dict[int, bytes], clear: list[int]) -> None:
+        """Changes to the wanted library (an import): recorded at once, so whatever the direct loads that
+        follow achieve, the background sync carries out the rest when the module is back."""
+        for template in load.values():
+            self._check_template(template)
+        with self._library_lock:
+            if self._wanted is None:
+                return
+            for slot in clear:
+                self._wanted.pop(slot, None)
+            self._wanted.update({slot: bytes(t) for slot, t in load.items()})
+
     async def load_template(self, slot: int, template: bytes) -> None:
         self._check_template(template)
         with self._library_lock:
