@@ -35,8 +35,13 @@ class LibraryRecord:
             return cls(path)
         try:
             raw = json.loads(path.read_text())
-            return cls(path, bytes.fromhex(raw["module_id"]) if raw.get("module_id") else None,
-                       raw.get("template_size"), {int(k): str(v) for k, v in raw.get("slots", {}).items()})
+            size = raw.get("template_size")
+            if size not in (None, 512, 768):
+                raise ValueError(f"template_size {size!r}")
+            module_id = bytes.fromhex(raw["module_id"]) if raw.get("module_id") else None
+            if module_id is not None and len(module_id) != 16:
+                raise ValueError("module_id is not 16 bytes")
+            return cls(path, module_id, size, {int(k): str(v) for k, v in raw.get("slots", {}).items()})
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # a damaged record only costs a full comparison: start from nothing known
             log.warning("fingerprint library record %s unreadable (%s): the module will be checked afresh",

@@ -37,6 +37,7 @@ LINE_CODES = frozenset({0x01, 0x20, PASSWORD_REQUIRED})
 TEMPLATE_SIZES = (512, 768)   # R305/ZFM-20 and R307/FPM10A
 READ_SLICE = 0.05             # serial read timeout; the reply deadline is enforced above it
 QUIET = 0.1                   # a line silent this long has nothing more to say (drain before resync)
+SYNC_SLICE = 0.15             # library work between two polls (one template at 57600 baud takes about this)
 LIFT_POLL = 0.02              # while a finger rests, poll fast: a lift-and-press can be shorter than 0.45 s
 # what a vanished port raises: pyserial's errors, the OS's, and termios' own (tcflush on a dead pty)
 PORT_ERRORS = (OSError, serial.SerialException, termios.error)
@@ -397,10 +398,14 @@ class UartFingerprint(HealthMixin):
             if self._link is not None and self._link.power_up:
                 self._link.power_up, self._link.in_sync = False, False   # VfyPwd again on the next call
                 self._check_due = True                                    # and look at the library again
+            syncing = False
             if not job and self._link is not None and not self._await_lift:
-                self._guarded(self._sync_step)   # one library step between two polls: the door stays live
+                # library steps between two polls, for at most SYNC_SLICE: the door stays live
+                until = time.monotonic() + SYNC_SLICE
+                while self._link is not None and self._guarded(self._sync_step) and time.monotonic() < until:
+                    syncing = True
             # a module that takes its time over GenImg sets the pace; only a quick one needs a pause
-            interval = LIFT_POLL if self._await_lift else self.poll_interval
+            interval = LIFT_POLL if self._await_lift or syncing else self.poll_interval
             wait = max(0.0, interval - (time.monotonic() - started))
         self._drop_link()
         self._fail_pending()
@@ -639,18 +644,19 @@ class UartFingerprint(HealthMixin):
         return int.from_bytes(self._link.expect(Instruction.TEMPLATE_NUM)[0:2], "big")
 
     # --- the library kept in sync (worker thread) ---
-    def _sync_step(self) -> None:
+    def _sync_step(self) -> bool:
+        """One comparison, load or delete; False when there was nothing to do."""
         with self._library_lock:
             if self._wanted is None:
-                return
+                return False
             check = self._check_due or self._plan.retry_due(time.monotonic(), self.retry_interval)
         if check:
             self._check_library()
-            return
+            return True
         with self._library_lock:
             step = self._plan.next_step(self._wanted, self._record)
         if step is None:
-            return
+            return False
         action, slot, template = step
         try:
             if action == "delete":
@@ -664,6 +670,7 @@ class UartFingerprint(HealthMixin):
                 self._plan.fail(slot, str(exc), time.monotonic(),
                                 permanent=isinstance(exc, (TemplateSizeMismatch, InvalidSlot)))
             raise
+        return True
 
     def _check_library(self) -> None:
         """Compare the module with what is known of it; what differs is loaded or cleared step by step."""
