@@ -52,6 +52,10 @@ class PortUnavailable(FingerprintError):
     """The serial port is not there (unplugged) or could not be opened."""
 
 
+class LoadDeferred(PortUnavailable):
+    """The module is not connected: the template is kept as wanted and loaded in the background."""
+
+
 class InvalidSlot(FingerprintError, ValueError):
     """A slot number outside the module's library, refused before anything is sent."""
 
@@ -310,8 +314,14 @@ class UartFingerprint(HealthMixin):
     async def load_template(self, slot: int, template: bytes) -> None:
         self._check_template(template)
         with self._library_lock:
-            if self._wanted is not None:
+            managed = self._wanted is not None
+            if managed:
                 self._wanted[slot] = bytes(template)   # a failed load is retried in the background
+        if managed and self._link is None:
+            # not connected: the worker reconnects on its own schedule and loads it then; an import of a
+            # thousand people must not wait a reply timeout per template on a silent module
+            raise LoadDeferred(f"{self.name} is not connected ({self._unavailable}); the template for slot "
+                               f"{slot} is kept and loaded when the module is back")
         await self._submit(self._load_template, slot, bytes(template))
 
     async def delete_slots(self, slots: list[int]) -> None:
