@@ -403,7 +403,7 @@ class UartFingerprint(HealthMixin):
                 self._run(job)
             elif self._check_due and self._wanted is not None:
                 self._guarded(self._sync_step)   # a module is compared before any of its matches counts
-            elif self._emit:
+            elif self._emit is not None:
                 self._guarded(self._poll_once)
             if self._link is not None and self._link.power_up:
                 self._link.power_up, self._link.in_sync = False, False   # VfyPwd again on the next call
@@ -530,7 +530,7 @@ class UartFingerprint(HealthMixin):
 
     def _send(self, event: DeviceEvent) -> None:
         emit, loop = self._emit, self._loop
-        if emit and loop:
+        if emit is not None and loop is not None:
             try:
                 loop.call_soon_threadsafe(emit, event)
             except RuntimeError:
