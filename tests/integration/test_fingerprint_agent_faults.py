@@ -7,6 +7,7 @@ modules' state; under every fault of the matrix, the person at the door sees eit
 from __future__ import annotations
 
 import base64
+import os
 import json
 import sqlite3
 import time
@@ -189,3 +190,55 @@ def test_the_agent_starts_at_once_with_one_module_unplugged_and_the_other_refusi
         assert agent.stop() == 0
     finally:
         door.stop()
+
+
+def test_a_swapped_and_then_an_empty_door_module_never_verify_a_stranger_and_are_reloaded(agent, tmp_path):
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    agent.state_dir.mkdir()
+    write_state(agent.state_dir, now)
+    link = f"/dev/ttyFPswap{os.getpid()}"           # the udev name stays, the module behind it changes
+    door, counter = ModuleEmulator(password=PASSWORD), ModuleEmulator()
+    stranger = bytes([0xEE]) * 512
+    for emu in (door, counter):
+        for pid, template in TEMPLATES.items():
+            emu.add_finger(pid, template)
+    door.add_finger("stranger", stranger)
+    try:
+        agent.start("--config", config(tmp_path / "h.toml", door.plug(link), counter.plug()), simulate=False)
+        deadline = time.monotonic() + 30
+        while len(door.library) < 3 or len(counter.library) < 3:
+            assert time.monotonic() < deadline, "templates never reached the modules"
+            time.sleep(0.1)
+        e1_slot = next(slot for slot, t in door.library.items() if t == TEMPLATES["E1"])
+        agent.post("api/manual-arrival", {"task_id": "T-FP-1"})
+        agent.wait_for(lambda v: v["pending_auth"] is not None)
+        counter.tap("O1")
+        agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "escort_verification")
+
+        # another terminal's module, whose own escort sits in E1's slot, is fitted at the door
+        door.unplug()
+        door.replace_module({e1_slot: stranger})
+        door.plug(link)
+        for _ in range(3):
+            (result, person), _ = touch(agent, door, "stranger")
+            assert result != "verified", f"the swapped module's template verified {person}"
+        deadline = time.monotonic() + 30
+        while door.library.get(e1_slot) != TEMPLATES["E1"]:
+            assert time.monotonic() < deadline, "the swapped module never got this terminal's templates"
+            time.sleep(0.1)
+        assert touch(agent, door, "stranger")[0] == ("no_match", None)
+        assert touch(agent, door, "E1")[0] == ("verified", "E1")
+
+        # and a new, empty module: reloaded without a restart
+        door.unplug()
+        door.replace_module()
+        door.plug(link)
+        deadline = time.monotonic() + 30
+        while len(door.library) < 3:
+            assert time.monotonic() < deadline, "the empty module was never reloaded"
+            time.sleep(0.1)
+        assert touch(agent, door, "E2")[0] == ("verified", "E2")
+        assert agent.stop() == 0
+    finally:
+        door.stop()
+        counter.stop()
