@@ -539,11 +539,17 @@ class UartFingerprint(HealthMixin):
     # --- what happens on the module (worker thread only) ---
     def _poll_once(self) -> None:
         link = self._link
-        code, _ = link.call(Instruction.GEN_IMG)
+        try:
+            code, _ = link.call(Instruction.GEN_IMG)
+        except LINE_ERRORS:
+            # this answer may have been the lift: better read a resting finger twice than miss a new touch
+            self._await_lift = False
+            raise
         if code == NO_FINGER:
             self._await_lift = False
             return
         if code in LINE_CODES:
+            self._await_lift = False
             return  # nobody knows whether a finger was there; the next poll looks again
         if self._await_lift:
             return  # the same finger is still resting on the glass

@@ -56,16 +56,19 @@ async def soak(touches: int, seed: int, fault_rate: float) -> dict:
         for n in range(touches):
             slot = rng.randrange(SLOTS) if rng.random() < 0.6 else None
             finger = f"escort-{slot}" if slot is not None else None
+            fault = None
             if rng.random() < fault_rate:
-                kind, instruction, seconds = rng.choice(FAULTS)
+                kind, instruction, seconds = fault = rng.choice(FAULTS)
                 module.inject(kind, instruction, seconds)
                 stats["faults injected"] += 1
                 stats[f"fault {kind} {instruction.name if instruction else 'any'}"] += 1
             elif rng.random() < 0.02:
+                fault = "power blip"
                 module.power_cycle()                    # a blip between touches
                 stats["faults injected"] += 1
                 stats["fault power blip between touches"] += 1
             before = len(reads)
+            commands = Counter(module.commands)
             module.tap(finger, images=3)
             deadline = time.monotonic() + SILENT_AFTER
             while len(reads) == before and time.monotonic() < deadline:
@@ -77,6 +80,9 @@ async def soak(touches: int, seed: int, fault_rate: float) -> dict:
             stats["touches"] += 1
             if not got:
                 stats["silent touches"] += 1
+                sent = {Instruction(k).name: v for k, v in (module.commands - commands).items()}
+                print(f"SILENT touch {n}: fault {fault}, waiting taps {module.taps_waiting()}, commands {sent}, "
+                      f"health {driver.health().state} {driver.health().last_error}", flush=True)
                 module.faults.clear()
                 continue
             if len(got) > 1:
