@@ -539,6 +539,8 @@ class UartFingerprint(HealthMixin):
     # --- what happens on the module (worker thread only) ---
     def _poll_once(self) -> None:
         link = self._link
+        if not link.in_sync:
+            link.resync()       # a failure here sent no GenImg: nothing is known about the finger either way
         try:
             code, _ = link.call(Instruction.GEN_IMG)
         except LINE_ERRORS:
