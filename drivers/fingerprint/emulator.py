@@ -91,7 +91,6 @@ class ModuleEmulator:
         self.wrong_baud = False        # the host talks at another baud rate: both sides see only noise
         self.faults: deque[Fault] = deque()
         self.faults_applied: list[Fault] = []
-        self.searches = 0
         self.commands: Counter[int] = Counter()   # commands received, by instruction
         self._presses: list[tuple[float, float, bytes]] = []   # (on, off, features) in monotonic time
         self._fingers: dict[str, bytes] = {}
@@ -388,7 +387,6 @@ class ModuleEmulator:
         return [self._ack(OK, MATCH_SCORE.to_bytes(2, "big"))]
 
     def _search(self, args: bytes) -> list[bytes]:
-        self.searches += 1
         features = self._char[self._buffer(args[0])]
         start, count = int.from_bytes(args[1:3], "big"), int.from_bytes(args[3:5], "big")
         for slot in range(start, min(start + count, self.capacity)):

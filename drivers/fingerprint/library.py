@@ -86,7 +86,7 @@ class SyncPlan:
         self.last_check = now
         self.failed = {s: f for s, f in self.failed.items() if f[1]}    # the others are tried again
 
-    def fail(self, slot: int, error: str, now: float, permanent: bool) -> None:
+    def fail(self, slot: int, error: str, permanent: bool) -> None:
         self.failed[slot] = (error, permanent)
 
     def retry_due(self, now: float, interval: float) -> bool:

@@ -685,8 +685,7 @@ class UartFingerprint(HealthMixin):
             if isinstance(exc, LINE_ERRORS):
                 raise   # the line, not the template: the next step tries again after resync
             with self._library_lock:
-                self._plan.fail(slot, str(exc), time.monotonic(),
-                                permanent=isinstance(exc, (TemplateSizeMismatch, InvalidSlot)))
+                self._plan.fail(slot, str(exc), permanent=isinstance(exc, (TemplateSizeMismatch, InvalidSlot)))
             raise
         return True
 
