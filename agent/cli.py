@@ -101,10 +101,9 @@ async def _serve(config) -> None:
     runner = web.AppRunner(build_app(terminal), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, config.screen.host, config.screen.port).start()
-    # handlers first: a SIGTERM right after the "screen at" line must still stop the agent cleanly
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):     # before saying it is up: a stop right after is clean too
         loop.add_signal_handler(sig, stop.set)
     mode = "simulation" if config.simulate else "devices"
     print(f"handover-agent ({mode}) site {config.site.id}: screen at {config.screen.url}", flush=True)

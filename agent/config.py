@@ -51,6 +51,7 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class PathsConfig:
     state_dir: Path
+    min_free_mb: int = 64        # below this free space new handovers are refused (agent.storage)
 
     @property
     def journal_path(self) -> Path:
@@ -409,10 +410,11 @@ def _build(data: dict[str, Any], source: Path | None, base_dir: Path) -> Config:
         simulate=dev.bool("simulate", source is None or not devices.any_hardware()),
     )
 
-    p = _Table(root.table("paths"), "paths", ["state_dir"])
+    p = _Table(root.table("paths"), "paths", ["state_dir", "min_free_mb"])
     state_dir = p.path("state_dir", SIMULATION_STATE_DIR if device.simulate else DEFAULT_STATE_DIR)
     assert state_dir is not None
-    paths = PathsConfig(state_dir=(base_dir / state_dir) if not state_dir.is_absolute() else state_dir)
+    paths = PathsConfig(state_dir=(base_dir / state_dir) if not state_dir.is_absolute() else state_dir,
+                        min_free_mb=p.int("min_free_mb", 64, 1, 1_000_000))
 
     return Config(
         site=site, device=device, paths=paths,

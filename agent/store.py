@@ -19,6 +19,7 @@ import sqlite_utils
 
 from agent.sealing import Sealer
 from flows.model import Box, Person, Task
+from offline.keys import fsync_dir
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class Store:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+            fsync_dir(self._photos)     # journal entries reference it: its name must survive a power cut
         return digest
 
     def photo(self, digest: str) -> bytes | None:

@@ -43,7 +43,9 @@ def build_view(t, lang: str) -> dict:
         "officers": [{"person_id": p.person_id, "name": p.name} for p in t.people.values()
                      if p.role.value in ("officer", "manager")],
         "disposition_codes": list(DISPOSITION_CODES),
-        "health": [{"device": h.device, "state": h.state, "error": h.last_error} for h in t.health.values()],
+        "health": [{"device": h.device, "state": h.state, "error": h.last_error,
+                    "text": render("storage_low", {}, lang) if h.device == "storage" and h.state != "connected"
+                    else None} for h in t.health.values()],
         "sim": _sim(t) if t.config.simulate else None,
     }
 

@@ -88,6 +88,16 @@ def write_private(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    fsync_dir(path.parent)      # the new name, or a power cut can lose the key and all it sealed
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make names created or renamed in `directory` survive a power cut (POSIX needs the directory synced)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def public_pem(key: X25519PublicKey | Ed25519PublicKey) -> bytes:
