@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 
-from agent.config import ConfigError, load_config
+from agent.config import ConfigError, check_files, load_config
 
 log = logging.getLogger("handover")
 
@@ -84,6 +84,13 @@ def _run(args) -> int:
         config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, state_dir=Path(args.state_dir)))
     if args.port:
         config = dataclasses.replace(config, screen=dataclasses.replace(config.screen, port=args.port))
+    # A message naming the key, not a traceback later. Certificates may still be on their way (an
+    # unprovisioned box must run to import its provisioning bundle): the agent says so and runs offline.
+    problems = [p for p in check_files(config) if not p.startswith("mqtt.")]
+    for problem in problems:
+        print(f"configuration error: {problem}", file=sys.stderr)
+    if problems:
+        return 1
     asyncio.run(_serve(config))
     return 0
 

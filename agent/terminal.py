@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from agent.calendar_data import build_calendar
 from agent.codec import alarm_body, decode_event, encode
 from agent.complaints import ComplaintBook
-from agent.config import Config
+from agent.config import Config, check_files
 from agent.devices import Devices
 from agent.i18n import render
 from agent.journal import JournalError
@@ -93,6 +93,12 @@ def prompt_key(key: str, params: dict) -> str:
     return key
 
 
+def _site_of(config: Config) -> Site:
+    return Site(config.site.id, config.site.type, config.site.name,
+                allow_password_confirmation=config.site.allow_password_confirmation,
+                allow_uid_only_tags=config.site.allow_uid_only_tags)
+
+
 class Terminal:
     def __init__(self, config: Config, devices: Devices, *, clock: Callable[[], datetime] | None = None):
         self.config = config
@@ -100,9 +106,7 @@ class Terminal:
         self.tz = ZoneInfo(config.site.timezone)
         self._wall = clock or (lambda: datetime.now(self.tz))
         self.clock_offset = timedelta(0)       # simulation only: the panel can jump to a later task
-        self.site = Site(config.site.id, config.site.type, config.site.name,
-                         allow_password_confirmation=config.site.allow_password_confirmation,
-                         allow_uid_only_tags=config.site.allow_uid_only_tags)
+        self.site = _site_of(config)
         paths = config.paths
         for d in (paths.state_dir, paths.keys_dir, paths.reports_dir):
             Path(d).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -525,21 +529,37 @@ class Terminal:
 
     def _start_sync(self) -> None:
         from agent.sync import Sync
+        unusable = [p for p in check_files(self.config) if p.startswith("mqtt.")]
+        if unusable:    # e.g. not provisioned yet: work offline and say why on the device bar
+            log.error("head office link not started: %s", "; ".join(unusable))
+            self._on_health(DeviceHealth("head_office", "missing", "; ".join(unusable)))
+            return
         loop = asyncio.get_running_loop()
         self.sync = Sync(self.config, self.journal, self.store, urgent_kinds=self.URGENT_KINDS,
                          complaints=self.complaints,
                          on_downlink=lambda kind, payload: loop.call_soon_threadsafe(self._downlink_applied, kind),
                          health=lambda: {name: {"state": h.state, "error": h.last_error}
                                          for name, h in self.health.items()},
-                         modules=list(self.devices.fingerprints.values()), loop=loop)
+                         modules=list(self.devices.fingerprints.values()), loop=loop,
+                         on_link=lambda up, error: loop.call_soon_threadsafe(self._on_health, DeviceHealth(
+                             "head_office", "connected" if up else "missing", error)))
         self.sync.start()
 
     def _downlink_applied(self, kind: str) -> None:
         """Head office changed tasks, people or settings: show the new state."""
+        if kind == "config" and self.sync is not None:
+            self.reconfigure(self.sync.downlink.config)
         self.reload_people()
         if kind == "route_progress":
             self._spawn(self._route_news())
         self._changed()
+
+    def reconfigure(self, config: Config) -> None:
+        """Settings head office changed (agent.config.apply_settings). A running handover keeps the
+        site rules it started with; the next one is built from these."""
+        self.config = config
+        self.site = _site_of(config)
+        self.lang = config.screen.language
 
     def simulate_route_report(self, task_id: str, site_id: str, status: str) -> None:
         """Simulation only: the panel plays head office's route_progress report, as the downlink stores it."""

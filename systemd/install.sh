@@ -32,9 +32,10 @@ if [ -n "$R" ] && [ "$VENV" = yes ]; then
     exit 1
 fi
 
-# A configuration already on the box must be valid before anything is changed.
+# A configuration already on the box must be valid before anything is changed. Values only: the
+# certificates it names arrive with provisioning, and under --root its paths are not this machine's.
 if [ -f "$R/etc/handover-agent/handover.toml" ]; then
-    PYTHONPATH="$SOURCE" python3 -m agent.config check "$R/etc/handover-agent/handover.toml" >/dev/null
+    PYTHONPATH="$SOURCE" python3 -m agent.config check-values "$R/etc/handover-agent/handover.toml" >/dev/null
 fi
 
 OPT="$R/opt/handover-agent"

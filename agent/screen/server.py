@@ -195,7 +195,10 @@ async def sim_beacon(request: web.Request) -> web.Response:
     beacon = body.get("beacon")
     if not isinstance(beacon, str) or not beacon:
         raise BadRequest("beacon must be a non-empty string")
-    request.app[TERMINAL].devices.ble.approach(beacon, int(body.get("rssi", -55)))
+    rssi = body.get("rssi", -55)
+    if not isinstance(rssi, int) or isinstance(rssi, bool) or not -127 <= rssi <= 20:
+        raise BadRequest("rssi must be an integer from -127 to 20 (dBm)")
+    request.app[TERMINAL].devices.ble.approach(beacon, rssi)
     return web.json_response({"ok": True})
 
 
