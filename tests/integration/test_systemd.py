@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def install_root(root: Path, config: Path | None = None) -> Path:
     if config is not None:
         (root / "etc/handover-agent").mkdir()
         shutil.copy(config, root / "etc/handover-agent/handover.toml")
-    subprocess.run([str(SYSTEMD / "install.sh"), "--root", str(root), "--no-venv"],
+    subprocess.run([str(SYSTEMD / "install.sh"), "--root", str(root), "--no-venv", "--python", sys.executable],
                    check=True, capture_output=True, text=True)
     stub = root / "opt/handover-agent/venv/bin/handover-agent"
     stub.parent.mkdir(parents=True)
