@@ -147,6 +147,12 @@ def test_kiosk_launcher_shows_the_screen_url_in_chromium_under_cage():
     # Not pytest's tmp_path: its parent is private to root, and the browser runs as nobody.
     base = Path(tempfile.mkdtemp(prefix="handover-kiosk-"))
     base.chmod(0o755)
+    # The launcher as install.sh lays it out (root-owned, 0755, readable by all): the checkout may
+    # live where nobody cannot read it (root clones into /root, mode 0700).
+    launcher = base / "libexec" / "handover-kiosk"
+    launcher.parent.mkdir(mode=0o755)
+    shutil.copyfile(SYSTEMD / "handover-kiosk", launcher)
+    launcher.chmod(0o755)
     runtime, xdg = base / "run", base / "xdg"
     for d in (runtime, xdg):
         d.mkdir(mode=0o700)
@@ -155,7 +161,7 @@ def test_kiosk_launcher_shows_the_screen_url_in_chromium_under_cage():
            "WLR_BACKENDS": "headless", "WLR_LIBINPUT_NO_DEVICES": "1", "RUNTIME_DIRECTORY": str(runtime),
            "HANDOVER_SCREEN_URL": f"http://127.0.0.1:{server.server_port}/"}
     kiosk = subprocess.Popen(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(SYSTEMD / "handover-kiosk")],
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(launcher)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
