@@ -160,14 +160,17 @@ def test_kiosk_launcher_shows_the_screen_url_in_chromium_under_cage():
     env = {"PATH": "/usr/bin:/bin", "HOME": str(runtime), "XDG_RUNTIME_DIR": str(xdg),
            "WLR_BACKENDS": "headless", "WLR_LIBINPUT_NO_DEVICES": "1", "RUNTIME_DIRECTORY": str(runtime),
            "HANDOVER_SCREEN_URL": f"http://127.0.0.1:{server.server_port}/"}
-    kiosk = subprocess.Popen(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(launcher)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = base / "kiosk.log"       # cage's and Chromium's own words, for when it does not come up
+    with open(log, "wb") as out:
+        kiosk = subprocess.Popen(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(launcher)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while "/" not in requests and time.monotonic() < deadline and kiosk.poll() is None:
             time.sleep(0.2)
-        assert "/" in requests, f"the kiosk never loaded the screen (exit code {kiosk.poll()})"
+        assert "/" in requests, (f"the kiosk never loaded the screen (exit code {kiosk.poll()}):\n"
+                                 + log.read_text(errors="replace")[-3000:])
         assert (runtime / "chromium").is_dir()          # the profile lives in the tmpfs, not on disk
     finally:
         stop_group(kiosk)
