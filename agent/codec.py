@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from enum import Enum
 
 from flows import decisions as d
@@ -9,12 +10,14 @@ from flows import events as e
 from flows.model import Box
 
 _EVENTS = {cls.__name__: cls for cls in (e.VehicleArrived, e.FingerPresented, e.PasswordPresented,
-                                          e.BoxPresented, e.DispositionRecorded)}
+                                          e.BoxPresented, e.DispositionRecorded, e.RouteProgress)}
 
 
 def _plain(value):
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
     if isinstance(value, (frozenset, set)):
         return sorted(value)
     if isinstance(value, (list, tuple)):
@@ -37,6 +40,10 @@ def decode_event(data: dict) -> e.Event:
     if cls is None:
         raise ValueError(f"not a handover event: {data.get('type')!r}")
     if cls is e.VehicleArrived:
+        fields["stops_done"] = frozenset(fields.get("stops_done", ()))
+        # arrivals journaled before unknown stops were told apart: every stop not done was judged skipped
+        fields["stops_unknown"] = frozenset(fields.get("stops_unknown", ()))
+    if cls is e.RouteProgress:
         fields["stops_done"] = frozenset(fields.get("stops_done", ()))
     if cls is e.BoxPresented and fields.get("box") is not None:
         fields["box"] = Box.from_dict(fields["box"])

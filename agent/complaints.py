@@ -230,6 +230,10 @@ class ComplaintBook:
         row = self._conn.execute("SELECT sealed FROM complaint_drafts WHERE slot=?", (slot,)).fetchone()
         return json.loads(self._sealer.open(row[0], b"draft:" + slot.encode())) if row else None
 
+    def draft_saved_at(self, slot: str = "kiosk") -> datetime | None:
+        row = self._conn.execute("SELECT updated FROM complaint_drafts WHERE slot=?", (slot,)).fetchone()
+        return datetime.fromisoformat(row[0]) if row else None
+
     def clear_draft(self, slot: str = "kiosk") -> None:
         with self.journal.transaction():
             self._conn.execute("DELETE FROM complaint_drafts WHERE slot=?", (slot,))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import sys
 import tomllib
 import zoneinfo
@@ -99,7 +100,15 @@ class FingerprintConfig:
 @dataclass(frozen=True)
 class CardsConfig:
     driver: str = "simulator"
-    reader: str | None = None         # substring of the PC/SC reader name; None = first reader
+    reader: str | None = None         # part of the PC/SC reader name, any case; None = every reader
+    # Where box tags put their NTAG 424 DNA SUN message in the NDEF URL (docs/config.md, AN12196 terms)
+    sun_url_style: str = "query"      # "query": named parameters; "path": path segments by position
+    sun_picc_param: str = "picc_data"
+    sun_mac_param: str = "cmac"
+    sun_picc_segment: int = -2
+    sun_mac_segment: int = -1
+    sun_mac_input_offset: int | None = None   # SDMMACInputOffset; None = SDMMACOffset (empty MAC input)
+    sun_random_uid: bool = False      # tags answer with a random UID; the box is found inside PICCData
 
 
 @dataclass(frozen=True)
@@ -538,6 +547,31 @@ def _is_hex(v: str) -> bool:
         return False
 
 
+_CARDS_SUN_KEYS = ["sun_url_style", "sun_picc_param", "sun_mac_param", "sun_picc_segment", "sun_mac_segment",
+                   "sun_mac_input_offset", "sun_random_uid"]
+_URL_PARAM = re.compile(r"[A-Za-z0-9_.~-]{1,32}")
+
+
+def _cards(c: _Table) -> CardsConfig:
+    param_ok = lambda v: isinstance(v, str) and _URL_PARAM.fullmatch(v) is not None  # noqa: E731
+    param_what = "a URL parameter name (1 to 32 of A-Z a-z 0-9 _ . ~ -)"
+    cards = CardsConfig(
+        driver=c.choice("driver", "simulator", ("simulator", "pcsc")), reader=c.str("reader"),
+        sun_url_style=c.choice("sun_url_style", "query", ("query", "path")),
+        sun_picc_param=c.checked("sun_picc_param", "picc_data", param_ok, param_what),
+        sun_mac_param=c.checked("sun_mac_param", "cmac", param_ok, param_what),
+        sun_picc_segment=c.int("sun_picc_segment", -2, lo=-16, hi=15),
+        sun_mac_segment=c.int("sun_mac_segment", -1, lo=-16, hi=15),
+        sun_mac_input_offset=c.int("sun_mac_input_offset", None, lo=0, hi=0xFFFFFF),
+        sun_random_uid=c.bool("sun_random_uid", False),
+    )
+    if cards.sun_picc_param == cards.sun_mac_param:
+        raise ConfigError(f"{c.name}.sun_mac_param: must differ from sun_picc_param ({cards.sun_picc_param!r})")
+    if cards.sun_picc_segment == cards.sun_mac_segment:
+        raise ConfigError(f"{c.name}.sun_mac_segment: must differ from sun_picc_segment ({cards.sun_picc_segment})")
+    return cards
+
+
 def _devices(t: _Table) -> DevicesConfig:
     def sub(name: str, allowed: list[str]) -> _Table:
         return _Table(t.table(name), f"devices.{name}", allowed)
@@ -547,7 +581,7 @@ def _devices(t: _Table) -> DevicesConfig:
     if "fingerprint_counter" in t.data:
         counter = _fingerprint(sub("fingerprint_counter", fp_keys), "counter")
 
-    c = sub("cards", ["driver", "reader"])
+    c = sub("cards", ["driver", "reader", *_CARDS_SUN_KEYS])
     b = sub("ble", ["driver", "rssi_threshold", "dwell_seconds", "silence_seconds", "patterns"])
     cam = sub("camera", ["driver", "source"])
     v = sub("voice", ["driver", "voice", "rate"])
@@ -574,7 +608,7 @@ def _devices(t: _Table) -> DevicesConfig:
     return DevicesConfig(
         fingerprint_door=_fingerprint(sub("fingerprint_door", fp_keys), "door"),
         fingerprint_counter=counter,
-        cards=CardsConfig(driver=c.choice("driver", "simulator", ("simulator", "pcsc")), reader=c.str("reader")),
+        cards=_cards(c),
         ble=BleConfig(
             driver=b.choice("driver", "simulator", ("simulator", "bleak")),
             rssi_threshold=b.int("rssi_threshold", -75, lo=-120, hi=0),

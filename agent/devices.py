@@ -57,8 +57,11 @@ def _cards(config: Config) -> InputDevice:
     c = config.devices.cards
     if _real(config, c.driver):
         from drivers.cards.pcsc import PcscCardReader
+        from drivers.cards.sun_url import SunLayout
+        layout = SunLayout(c.sun_url_style, c.sun_picc_param, c.sun_mac_param, c.sun_picc_segment, c.sun_mac_segment,
+                           c.sun_mac_input_offset, c.sun_random_uid)
         # UID-only is decided per box in flows: a staff badge is UID-only and must still read
-        return PcscCardReader(reader_filter=c.reader, allow_uid_only=True)
+        return PcscCardReader(reader_filter=c.reader, allow_uid_only=True, layout=layout)
     from drivers.cards.sim import SimulatedCardReader
     return SimulatedCardReader()
 

@@ -413,6 +413,15 @@ class Journal:
             ).fetchall()
         return [_entry_from_row(row) for row in rows]
 
+    def last_of(self, kinds: tuple[str, ...]) -> Entry | None:
+        """The last committed entry of one of these kinds (what the screen last showed, at a restart)."""
+        marks = ",".join("?" * len(kinds))
+        with self._read_lock:
+            row = self._reader.execute(
+                f"SELECT {_COLUMNS} FROM journal WHERE kind IN ({marks}) ORDER BY seq DESC LIMIT 1", kinds
+            ).fetchone()
+        return _entry_from_row(row) if row else None
+
     def head(self) -> Entry | None:
         """The last committed entry, or None for an empty journal."""
         return self._head

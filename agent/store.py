@@ -69,6 +69,8 @@ class Store:
         c.execute("CREATE TABLE IF NOT EXISTS credentials (person_id TEXT PRIMARY KEY, scrypt BLOB NOT NULL)")
         c.execute("CREATE TABLE IF NOT EXISTS stop_progress (task_id TEXT NOT NULL, site_id TEXT NOT NULL,"
                   " at TEXT NOT NULL, PRIMARY KEY (task_id, site_id))")
+        c.execute("CREATE TABLE IF NOT EXISTS stop_skips (task_id TEXT NOT NULL, site_id TEXT NOT NULL,"
+                  " at TEXT NOT NULL, PRIMARY KEY (task_id, site_id))")
 
     # --- tasks ---
     def upsert_task(self, task: Task) -> bool:
@@ -218,6 +220,15 @@ class Store:
         keys = self._sealer.open(row[0], tag.upper().encode())
         return keys[:16], keys[16:]
 
+    def box_meta_read_keys(self) -> list[bytes]:
+        """The distinct SDM meta-read keys: a random-UID tag hides the UID that would name its keys."""
+        found: list[bytes] = []
+        for tag, sealed in self.db.conn.execute("SELECT tag, sealed FROM box_keys"):
+            meta = self._sealer.open(sealed, tag.encode())[:16]
+            if meta not in found:
+                found.append(meta)
+        return found
+
     def tag_counters(self, journal) -> "TagCounters":
         return TagCounters(self.db, journal)
 
@@ -255,6 +266,14 @@ class Store:
 
     def stops_done(self, task_id: str) -> set[str]:
         return {r[0] for r in self.db.conn.execute("SELECT site_id FROM stop_progress WHERE task_id=?", (task_id,))}
+
+    def record_stop_skipped(self, task_id: str, site_id: str, at: str) -> None:
+        """Head office judged, from the fleet's records, that the truck passed this stop by."""
+        self.db.conn.execute("INSERT OR IGNORE INTO stop_skips (task_id, site_id, at) VALUES (?,?,?)",
+                             (task_id, site_id, at))
+
+    def stops_skipped(self, task_id: str) -> set[str]:
+        return {r[0] for r in self.db.conn.execute("SELECT site_id FROM stop_skips WHERE task_id=?", (task_id,))}
 
 
 class TagCounters(MutableMapping):

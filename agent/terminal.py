@@ -4,7 +4,9 @@
     journal.append (committed) ──▶ screen · voice · door · printer
 
 One handover runs at a time: the interlock door serves one truck. A restart rebuilds the handover in
-progress by replaying its journaled events through the same pure machine.
+progress from the inputs journaled when it started and its journaled events, through the same pure
+machine. Staff actions and the screen's mode are flows.staff's: the terminal dispatches to it, journals
+its decisions with its state, and performs their effects; a restart restores that state.
 """
 from __future__ import annotations
 
@@ -28,11 +30,12 @@ from agent.i18n import render
 from agent.journal import Journal
 from agent.sealing import Sealer
 from agent.store import Store
-from drivers.events import CardRead, DeviceHealth, FingerRead, VehicleArrived, VehicleDeparted
+from drivers.events import CardRead, CardReadIncomplete, DeviceHealth, FingerRead, VehicleArrived, VehicleDeparted
 from flows import events as fe
+from flows import staff as fs
 from flows.arrival import match_arrival
-from flows.decisions import Alarm, AlarmKind, Decision, DoorPermit, HandoverEnded, Prompt, Step
-from flows.handover import Handover
+from flows.decisions import Alarm, Decision, DoorPermit, HandoverEnded, Prompt, Refused, RouteUnverified, Step
+from flows.handover import Handover, HandoverInputs
 from flows.model import Person, Site, Task
 from flows.report import HandoverReport, build_report
 from flows.workdays import DeadlineRules
@@ -41,25 +44,26 @@ log = logging.getLogger("handover.terminal")
 
 _EVENT_KINDS = {fe.VehicleArrived: "arrival", fe.FingerPresented: "finger_attempt",
                 fe.PasswordPresented: "password_attempt", fe.BoxPresented: "box_read",
-                fe.DispositionRecorded: "disposition"}
+                fe.DispositionRecorded: "disposition", fe.RouteProgress: "route_rechecked"}
 
+# flows.staff decisions as journal entries; each also carries the machine's state after it, so the
+# last one of these tells a restart what the screen showed
+_STAFF_KINDS = {fs.ModeChanged: "screen_mode", fs.AwaitingOfficer: "staff_pending",
+                fs.PendingCleared: "staff_pending_cleared", fs.SessionOpened: "staff_session",
+                fs.SessionEnded: "staff_session_ended", fs.AuthFailed: "auth_failed"}
 
-@dataclasses.dataclass(frozen=True)
-class PendingAuth:
-    """A staff action waiting for an officer's credential: the next officer finger (or password) signs it."""
-    purpose: str                 # "disposition" or "manual_arrival"
-    params: dict
-
-
-@dataclasses.dataclass(frozen=True)
-class StaffSession:
-    """A staff member who presented a credential at the screen; lapses after a few idle minutes."""
-    person_id: str
-    expires: datetime
-
-
-STAFF_SESSION = timedelta(minutes=5)
-KIOSK_PURPOSES = ("kiosk_exit", "staff_view")
+# why a staff action is refused, for the screen's 400 answer
+_REFUSALS = {
+    "no_open_exception": "no handover is waiting for a disposition",
+    "disposition_invalid": f"code must be one of {', '.join(fe.DISPOSITION_CODES)}, resolution continue or abort, "
+                           f"text at most {fs.TEXT_LIMIT} characters",
+    "handover_in_progress": "a handover is already in progress",
+    "task_not_open": "task {task_id} is not an open task for this site today",
+    "not_in_kiosk": "the screen is not in kiosk mode",
+    "already_in_kiosk": "the screen is in kiosk mode already",
+    "password_not_allowed": "this site does not allow password confirmation",
+    "no_handover_in_progress": "no handover in progress",
+}
 
 
 class ActionRefused(Exception):
@@ -74,10 +78,17 @@ class ShownPrompt:
     at: datetime
 
 
+# A keyed box tag that showed no SUN message at all, or an old one, says so (drivers/cards/pcsc.py reasons)
+_CLONED_TAG_KEYS = {"no_ndef_app": "alarm_cloned_tag_no_sun", "read_error": "alarm_cloned_tag_no_sun",
+                    "no_sun": "alarm_cloned_tag_no_sun", "replayed": "alarm_cloned_tag_replayed"}
+
+
 def prompt_key(key: str, params: dict) -> str:
     """The catalog key for a prompt; a wrong person whose only fault is an expired enrolment reads differently."""
     if key == "alarm_wrong_person" and params.get("reason") == "outside_validity":
         return "alarm_person_not_valid"
+    if key == "alarm_cloned_tag":
+        return _CLONED_TAG_KEYS.get(params.get("reason"), key)
     return key
 
 
@@ -104,6 +115,7 @@ class Terminal:
         if hasattr(devices.cards, "verifier"):   # a PC/SC reader checks anti-clone tags with the box registry
             devices.cards.sun_keys = self.store.box_keys
             devices.cards.verifier.counters = self.store.tag_counters(self.journal)
+            devices.cards.meta_read_keys = self.store.box_meta_read_keys
         self.lang = config.screen.language
         self.active: Handover | None = None
         self.outcomes: dict[str, str] = {}             # task id -> outcome, today
@@ -113,10 +125,7 @@ class Terminal:
         self.site_alarms: deque[tuple[Alarm, datetime]] = deque(maxlen=5)
         self.health: dict[str, DeviceHealth] = {}
         self.people: dict[str, Person] = {}
-        self.pending_auth: PendingAuth | None = None
-        self.mode = "handover"                  # or "kiosk": complaint capture while no handover runs
-        self.kiosk_resume = False               # a truck took the screen from the kiosk; give it back after
-        self.staff_session: StaffSession | None = None
+        self.staff = fs.Staff()
         self.version = 0
         self._listeners: set[asyncio.Queue] = set()
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -140,6 +149,7 @@ class Terminal:
             for slot, template in self.store.templates():
                 await module.load_template(slot, template.template)
         self._resume()
+        await self._restore_screen()
         from offline.keys import DeviceKeys
         self.device_keys = DeviceKeys.load_or_create(self.config.paths.keys_dir, self.config.device.id)
         await self.import_inbox()
@@ -214,6 +224,9 @@ class Terminal:
             return await self._on_finger(ev)
         if isinstance(ev, CardRead):
             return await self._on_card(ev)
+        if isinstance(ev, CardReadIncomplete):       # lifted mid-read: nothing was read, ask again
+            self._prompt(Prompt("card_present_again"))
+            return self._changed()
         log.warning("ignored device event %s", type(ev).__name__)
 
     def _on_health(self, ev: DeviceHealth) -> None:
@@ -228,8 +241,7 @@ class Terminal:
         if self.active is not None:
             if self.active.task.vehicle.beacon == ev.identity:
                 if self.active.step is Step.ARRIVAL:       # back at step 1 after a restart
-                    await self.feed(self.active, fe.VehicleArrived(
-                        ev.identity, stops_done=frozenset(self.store.stops_done(self.active.task.task_id))))
+                    await self.feed(self.active, self._arrival(self.active.task, beacon=ev.identity))
                 return
             self.journal.append("vehicle_seen", {"beacon": ev.identity, "rssi": ev.rssi, "busy": True})
             self._prompt(Prompt("handover_in_progress"))
@@ -242,18 +254,29 @@ class Terminal:
             self.site_alarms.appendleft((match.alarm, now))
             self._prompt(Prompt(f"alarm_{match.alarm.kind.value}", dict(match.alarm.detail), urgent=True))
             return self._changed()
-        await self.start_handover(match.task, fe.VehicleArrived(
-            ev.identity, stops_done=frozenset(self.store.stops_done(match.task.task_id))))
+        await self.start_handover(match.task, self._arrival(match.task, beacon=ev.identity))
+
+    def _arrival(self, task: Task, *, beacon: str | None = None, manual_by: str | None = None) -> fe.VehicleArrived:
+        """The arrival with what is known of the earlier stops: done (head office, a bundle, our own
+        records), skipped (head office's judgement), and the rest unknown — offline that is every one."""
+        done = self.store.stops_done(task.task_id)
+        skipped = self.store.stops_skipped(task.task_id)
+        here = task.route.index(self.site.site_id) if self.site.site_id in task.route else 0
+        unknown = {s for s in task.route[:here] if s not in done and s not in skipped}
+        return fe.VehicleArrived(beacon, manual_by=manual_by, stops_done=frozenset(done),
+                                 stops_unknown=frozenset(unknown))
+
+    def _inputs_today(self, task: Task) -> HandoverInputs:
+        return HandoverInputs(task, self.site, self.people, self.config.site.max_failed_attempts,
+                              self.config.site.min_escorts)
 
     async def start_handover(self, task: Task, arrival: fe.VehicleArrived) -> None:
-        handover = Handover(task, self.site, self.people, failure_limit=self.config.site.max_failed_attempts,
-                            min_escorts=self.config.site.min_escorts)
-        self.journal.append("handover_started", {"task": task.to_dict(), "site_id": self.site.site_id},
-                            task_id=task.task_id)
+        handover = Handover.from_inputs(self._inputs_today(task))
+        # everything the machine reads is journaled with the start: a restart rebuilds it from this alone
+        self.journal.append("handover_started", {"task": task.to_dict(), "site_id": self.site.site_id,
+                                                 "inputs": handover.inputs.to_dict()}, task_id=task.task_id)
         self.active = handover
-        if self.mode == "kiosk":              # the truck takes the screen; the kiosk page saved its draft
-            self.mode, self.kiosk_resume, self.staff_session = "handover", True, None
-            self.pending_auth = None
+        await self._staff(fs.HandoverStarted())      # a truck takes the screen from the kiosk
         await self.feed(handover, arrival)
 
     async def _on_finger(self, ev: FingerRead) -> None:
@@ -262,21 +285,9 @@ class Terminal:
         outcome = ev.outcome if ev.outcome != "match" or owner else "no_match"
         event = fe.FingerPresented(ev.station, outcome, owner.person_id if owner else None,
                                    bool(owner and owner.duress), snapshot)
-        if event.duress and (self.active is None or self.pending_auth is not None):
-            self._silent_duress(event)        # no handover to raise it: the terminal does, just as silently
-        if self.pending_auth is not None and owner is not None and self._is_officer(owner.person_id):
-            return await self._authorised(owner.person_id, "fingerprint", event)
-        if self.active is None:
-            self.journal.append("finger_attempt", {"event": encode(event), "handover": None})
-            self._prompt(Prompt("no_handover_in_progress"))
-            return self._changed()
-        await self.feed(self.active, event)
-
-    def _silent_duress(self, event: fe.FingerPresented) -> None:
-        alarm = Alarm(AlarmKind.DURESS, {"person_id": event.person_id, "station": event.station},
-                      silent=True, blocking=False)
-        self.journal.append("alarm", alarm_body(alarm, self.site.site_id),
-                            task_id=self.active.task.task_id if self.active else None)
+        # flows.staff routes the finger: it signs a waiting staff action, or is the handover's, or nobody's
+        await self._staff(fs.Finger(event, owner is not None and self._is_officer(owner.person_id),
+                                    self.active is not None))
 
     async def _snapshot(self) -> str | None:
         """Each door attempt snaps the face; the photo is stored sealed and referenced by hash."""
@@ -302,105 +313,118 @@ class Terminal:
         p = self.people.get(person_id)
         return p is not None and p.role.value in ("officer", "manager")
 
+    def _context(self) -> fs.Context:
+        a = self.active
+        return fs.Context(handover_task=a.task.task_id if a else None,
+                          at_arrival=a is not None and a.step is Step.ARRIVAL,
+                          risk_handling=a is not None and a.in_risk_handling,
+                          open_tasks=frozenset(t.task_id for t in self.open_tasks(self.today())))
+
     def request_disposition(self, code: str, text: str, resolution: str) -> None:
-        if self.active is None or not self.active.in_risk_handling:
-            raise ActionRefused("no handover is waiting for a disposition")
-        if code not in fe.DISPOSITION_CODES:
-            raise ActionRefused(f"code must be one of {', '.join(fe.DISPOSITION_CODES)}")
-        if resolution not in ("continue", "abort"):
-            raise ActionRefused("resolution must be continue or abort")
-        if len(text) > 500:
-            raise ActionRefused("text must be at most 500 characters")
-        self._await_officer("disposition", {"code": code, "text": text, "resolution": resolution})
+        self._staff_now(fs.Request(fs.Purpose.DISPOSITION, {"code": code, "text": text, "resolution": resolution},
+                                     self._context()))
 
     def request_manual_arrival(self, task_id: str) -> None:
-        if self.active is not None:
-            # after a restart (five failures) the truck is still parked: its beacon arrives no more
-            if self.active.step is Step.ARRIVAL and self.active.task.task_id == task_id:
-                return self._await_officer("manual_arrival", {"task_id": task_id})
-            raise ActionRefused("a handover is already in progress")
-        if task_id not in {t.task_id for t in self.open_tasks(self.today())}:
-            raise ActionRefused(f"task {task_id} is not an open task for this site today")
-        self._await_officer("manual_arrival", {"task_id": task_id})
+        self._staff_now(fs.Request(fs.Purpose.MANUAL_ARRIVAL, {"task_id": task_id}, self._context()))
 
     def cancel_pending(self) -> None:
-        self.pending_auth = None
-        self._changed()
-
-    def _await_officer(self, purpose: str, params: dict) -> None:
-        self.pending_auth = PendingAuth(purpose, params)
-        self._prompt(Prompt("officer_auth_needed"))
-        self._changed()
+        self._staff_now(fs.Cancel())
 
     # --- kiosk mode (SPEC §6): entered by staff when no handover runs; left only with a credential ---
+    @property
+    def mode(self) -> str:
+        return self.staff.mode.value
+
+    @property
+    def pending_auth(self) -> fs.Pending | None:
+        return self.staff.pending
+
+    @property
+    def staff_session(self) -> fs.Session | None:
+        return self.staff.session
+
     def enter_kiosk(self) -> None:
-        if self.active is not None:
-            raise ActionRefused("a handover is in progress")
-        self.mode, self.kiosk_resume, self.staff_session = "kiosk", False, None
-        self.journal.append("screen_mode", {"mode": "kiosk"})
-        self._changed()
+        self._staff_now(fs.EnterKiosk(self.active is not None))
 
     def request_kiosk_exit(self) -> None:
-        if self.mode != "kiosk":
-            raise ActionRefused("the screen is not in kiosk mode")
-        self._await_officer("kiosk_exit", {})
+        self._staff_now(fs.Request(fs.Purpose.KIOSK_EXIT, {}, self._context()))
 
     def request_staff_view(self) -> None:
-        self._await_officer("staff_view", {})
+        self._staff_now(fs.Request(fs.Purpose.STAFF_VIEW, {}, self._context()))
 
     def current_staff(self) -> str | None:
         """The staff member whose credential opened the staff view, while it has not lapsed."""
-        s = self.staff_session
-        if s is None or self.clock() > s.expires:
-            self.staff_session = None
-            return None
-        self.staff_session = StaffSession(s.person_id, self.clock() + STAFF_SESSION)   # idle timer restarts
-        return s.person_id
+        return self.staff.current_staff(self.clock())
 
     def end_staff_session(self) -> None:
-        self.staff_session = None
-        self._changed()
+        self._staff_now(fs.EndSession())
 
     async def password(self, person_id: str, password: str) -> bool:
         """An officer's password: confirms a handover, or signs a pending action. Never logged."""
-        kiosk_credential = self.pending_auth is not None and self.pending_auth.purpose in KIOSK_PURPOSES
-        if not self.site.allow_password_confirmation and not kiosk_credential:
-            raise ActionRefused("this site does not allow password confirmation")
+        if not self.staff.password_allowed(self.site.allow_password_confirmation):
+            raise ActionRefused(_REFUSALS["password_not_allowed"])
         ok = await asyncio.to_thread(self.store.check_password, person_id, password)
-        if self.pending_auth is not None:
-            if ok and self._is_officer(person_id):
-                await self._authorised(person_id, "password", None)
-            else:
-                self.journal.append("auth_failed", {"person_id": person_id, "method": "password",
-                                                    "purpose": self.pending_auth.purpose})
-                self._prompt(Prompt("password_wrong", {"remaining": "—"}))
-                self._changed()
-            return ok
-        if self.active is None:
-            raise ActionRefused("no handover in progress")
-        await self.feed(self.active, fe.PasswordPresented(person_id, ok))
+        await self._staff(fs.Password(person_id, ok, self._is_officer(person_id),
+                                      self.site.allow_password_confirmation, self.active is not None))
         return ok
 
-    async def _authorised(self, officer_id: str, method: str, finger: fe.FingerPresented | None) -> None:
-        pending, self.pending_auth = self.pending_auth, None
-        assert pending is not None
-        if pending.purpose == "disposition" and self.active is not None:
-            await self.feed(self.active, fe.DispositionRecorded(officer_id, **pending.params))
-        elif pending.purpose == "kiosk_exit":
-            self.mode, self.kiosk_resume, self.staff_session = "handover", False, None
-            self.journal.append("screen_mode", {"mode": "handover", "by": officer_id, "method": method})
-        elif pending.purpose == "staff_view":
-            self.staff_session = StaffSession(officer_id, self.clock() + STAFF_SESSION)
-            self.journal.append("staff_session", {"person_id": officer_id, "method": method})
-        elif pending.purpose == "manual_arrival":
-            task = self.store.task(pending.params["task_id"])
-            arrival = fe.VehicleArrived(None, manual_by=officer_id,
-                                        stops_done=frozenset(self.store.stops_done(pending.params["task_id"])))
-            if self.active is not None and self.active.task.task_id == pending.params["task_id"]:
-                await self.feed(self.active, arrival)
-            elif task is not None and self.active is None:
-                await self.start_handover(task, arrival)
+    async def _staff(self, event: fs.StaffEvent) -> list:
+        """Dispatch to the staff machine: its decisions are journaled first (with its state), then done."""
+        decisions = self._staff_now(event)
+        for d in decisions:
+            if isinstance(d, fs.ToHandover):
+                if self.active is not None:
+                    await self.feed(self.active, d.event)
+            elif isinstance(d, fs.Authorised):
+                await self._authorised(d)
+        if any(isinstance(d, (fs.ToHandover, fs.Authorised)) for d in decisions):
+            self._changed()
+        return decisions
+
+    def _staff_now(self, event: fs.StaffEvent) -> list:
+        """The staff machine's decisions journaled and shown; the handover's part is left to `_staff`."""
+        before = self.staff.snapshot()
+        decisions = self.staff.handle(event, self.clock())
+        refused = [d for d in decisions if isinstance(d, fs.Refused)]
+        if refused:
+            reason = refused[0].reason
+            params = event.params if isinstance(event, fs.Request) else {}
+            raise ActionRefused(_REFUSALS.get(reason, reason).format(**params))
+        task_id = self.active.task.task_id if self.active else None
+        try:
+            with self.journal.transaction():
+                for d in decisions:
+                    if type(d) in _STAFF_KINDS:
+                        self.journal.append(_STAFF_KINDS[type(d)], {**encode(d), "state": self.staff.snapshot()},
+                                            task_id=task_id)
+                    elif isinstance(d, Alarm):     # duress on a finger no handover was given
+                        self.journal.append("alarm", alarm_body(d, self.site.site_id), task_id=task_id)
+                    elif isinstance(d, fs.Unclaimed):
+                        self.journal.append("finger_attempt", {"event": encode(d.finger), "handover": None})
+        except Exception:
+            self.staff = fs.Staff.restore(before)       # what is not journaled did not happen
+            raise
+        for d in decisions:
+            if isinstance(d, Prompt):
+                self._prompt(d)
+            elif isinstance(d, fs.Unclaimed):
+                self._prompt(Prompt("no_handover_in_progress"))
         self._changed()
+        return decisions
+
+    async def _authorised(self, d: fs.Authorised) -> None:
+        """What a signed staff action does beyond the staff machine's own state."""
+        if d.purpose is fs.Purpose.DISPOSITION and self.active is not None:
+            await self.feed(self.active, fe.DispositionRecorded(d.officer_id, **d.params))
+        elif d.purpose is fs.Purpose.MANUAL_ARRIVAL:
+            task = self.store.task(d.params["task_id"])
+            if task is None:
+                return
+            arrival = self._arrival(task, manual_by=d.officer_id)
+            if self.active is not None and self.active.task.task_id == task.task_id:
+                await self.feed(self.active, arrival)
+            elif self.active is None:
+                await self.start_handover(task, arrival)
 
     # --- the one path every domain event takes ---
     async def feed(self, handover: Handover, event: fe.Event) -> list[Decision]:
@@ -415,6 +439,9 @@ class Terminal:
                 for d in decisions:
                     if isinstance(d, Alarm):
                         self.journal.append("alarm", alarm_body(d, self.site.site_id), task_id=task_id)
+                    elif isinstance(d, RouteUnverified):   # for head office to judge from the fleet's records
+                        self.journal.append("route_unverified", {"site_id": self.site.site_id,
+                                                                 "stops": list(d.stops)}, task_id=task_id)
                 if handover.step is Step.ENDED:
                     report = build_report(handover)
                     self.journal.append("handover_ended", {"report": dataclasses.asdict(report)}, task_id=task_id)
@@ -430,6 +457,8 @@ class Terminal:
         for d in decisions:
             if isinstance(d, Prompt):
                 self._prompt(d)
+            elif isinstance(d, Refused):
+                self._prompt(Prompt(d.reason))
             elif isinstance(d, DoorPermit):
                 await self.devices.door.set_permit(d.raised)
             elif isinstance(d, HandoverEnded):
@@ -441,8 +470,7 @@ class Terminal:
         self.outcomes[handover.task.task_id] = report.outcome or ""
         self.last_report = report
         self.active = None
-        if self.kiosk_resume:
-            self.mode, self.kiosk_resume = "kiosk", False
+        await self._staff(fs.HandoverFinished())     # the kiosk gets its screen back
         self._write_report(report)
         from agent.report_text import report_lines
         title, lines = report_lines(report, self.people, "zh-CN")
@@ -470,7 +498,7 @@ class Terminal:
 
     # --- head office (SPEC §4): the journal is the outbox; task progress and alarms go out at once ---
     URGENT_KINDS = ("alarm", "handover_started", "arrival", "finger_attempt", "box_read", "disposition",
-                    "handover_ended")
+                    "handover_ended", "route_unverified")
 
     def _start_sync(self) -> None:
         from agent.sync import Sync
@@ -486,7 +514,32 @@ class Terminal:
     def _downlink_applied(self, kind: str) -> None:
         """Head office changed tasks, people or settings: show the new state."""
         self.reload_people()
+        if kind == "route_progress":
+            self._spawn(self._route_news())
         self._changed()
+
+    def simulate_route_report(self, task_id: str, site_id: str, status: str) -> None:
+        """Simulation only: the panel plays head office's route_progress report, as the downlink stores it."""
+        at = self.clock().isoformat()
+        with self.journal.transaction():
+            record = self.store.record_stop_skipped if status == "skipped" else self.store.record_stop_done
+            record(task_id, site_id, at)
+            self.journal.append("route_progress", {"task_id": task_id, "site_id": site_id, "at": at,
+                                                   "status": status, "source": "simulator"}, task_id=task_id)
+        self._downlink_applied("route_progress")
+
+    async def _route_news(self) -> None:
+        """Progress that arrives after the arrival: stops that were unverified become known."""
+        a = self.active
+        if a is not None and a.route_unverified and a.step is not Step.ENDED:
+            done = self.store.stops_done(a.task.task_id)
+            if done & set(a.route_unverified):
+                await self.feed(a, fe.RouteProgress(frozenset(done)))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- offline bundles: `handover-agent usb-import` (run by udev) drops them in the inbox ---
     async def import_inbox(self) -> None:
@@ -533,10 +586,7 @@ class Terminal:
         params = self.prompt_params(p.params)
         key = prompt_key(p.key, params)
         self.prompts.appendleft(ShownPrompt(key, params, p.urgent, self.clock()))
-        text = render(key, params, self.lang)
-        task = asyncio.create_task(self._speak(text, p.urgent))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._spawn(self._speak(render(key, params, self.lang), p.urgent))
 
     async def _speak(self, text: str, urgent: bool) -> None:
         try:
@@ -592,12 +642,41 @@ class Terminal:
                 self.active = self._replay(task.task_id)
 
     def _replay(self, task_id: str) -> Handover | None:
-        handover = None
-        for e in self.journal.entries_for_task(task_id):
-            if e.kind == "handover_started":
-                handover = Handover(Task.from_dict(e.body["task"]), self.site, self.people,
-                                    failure_limit=self.config.site.max_failed_attempts,
-                                    min_escorts=self.config.site.min_escorts)
-            elif handover is not None and "event" in e.body and "at" in e.body:
-                handover.handle(decode_event(e.body["event"]), datetime.fromisoformat(e.body["at"]))
-        return handover if handover is not None and handover.step is not Step.ENDED else None
+        entries = self.journal.entries_for_task(task_id)
+        starts = [i for i, e in enumerate(entries) if e.kind == "handover_started"]
+        if not starts:
+            return None
+        started = entries[starts[-1]]
+        events = [(decode_event(e.body["event"]), datetime.fromisoformat(e.body["at"]))
+                  for e in entries[starts[-1] + 1:] if "event" in e.body and "at" in e.body]
+        task = Task.from_dict(started.body["task"])
+        # today's inputs serve only a journal written before the inputs were journaled with the start
+        handover = Handover.resume(started.body, events, self._inputs_today(task))
+        return handover if handover.step is not Step.ENDED else None
+
+    async def _restore_screen(self) -> None:
+        """The screen as it was: kiosk mode, a truck's hold on the kiosk, a staff action waiting for an
+        officer. What no longer holds is dropped with a prompt (flows.staff Restarted)."""
+        last = self.journal.last_of(tuple(_STAFF_KINDS.values()))
+        if last is not None and "state" in last.body:
+            try:
+                self.staff = fs.Staff.restore(last.body["state"])
+            except ValueError as exc:
+                log.warning("screen state not restored: %s", exc)
+        elif last is not None and last.kind == "screen_mode":
+            # written before the staff state was journaled: the mode is all there is
+            self.staff = fs.Staff(fs.Mode(last.body["mode"]))
+        await self._staff(fs.Restarted(self._context()))
+        self._drop_stale_draft()
+
+    def _drop_stale_draft(self) -> None:
+        """A kiosk draft older than the idle timeout would have been cleared by the page, had the agent
+        not stopped: the next customer must not see it. One the truck took the screen from waits."""
+        if self.staff.mode is not fs.Mode.KIOSK:
+            return
+        saved = self.complaints.draft_saved_at()
+        limit = timedelta(seconds=self.config.screen.idle_timeout_seconds)
+        if saved is not None and self.clock() - saved > limit:
+            self.complaints.clear_draft()
+            self.journal.append("kiosk_draft_dropped", {"saved_at": saved.isoformat(), "reason": "idle_timeout"})
+            self._prompt(Prompt("kiosk_draft_dropped"))

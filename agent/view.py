@@ -79,6 +79,7 @@ def _handover(t, h: Handover, lang: str) -> dict:
                                                               t.prompt_params(a.detail), lang)}
                         for a in h.open_alarms],
         "failures": dict(h.failures), "door": h.door_raised,
+        "route_unverified": list(h.route_unverified),     # earlier stops nobody has reported (offline)
     }
 
 

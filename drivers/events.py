@@ -31,6 +31,13 @@ class CardRead:
 
 
 @dataclass(frozen=True)
+class CardReadIncomplete:
+    """A tag left the reader half-way through its read (lifted too soon): nothing was read, so nothing
+    is counted or refused; the officer is asked to present it again."""
+    reader: str
+
+
+@dataclass(frozen=True)
 class VehicleArrived:
     """A truck's beacon was strong enough for long enough (dwell applied by the BLE driver)."""
     identity: str                     # e.g. "ibeacon:<uuid>:<major>:<minor>" or a configured name
@@ -58,4 +65,4 @@ class DeviceHealth:
     detail: dict = field(default_factory=dict)
 
 
-DeviceEvent = FingerRead | CardRead | VehicleArrived | VehicleDeparted | DeviceHealth
+DeviceEvent = FingerRead | CardRead | CardReadIncomplete | VehicleArrived | VehicleDeparted | DeviceHealth

@@ -115,5 +115,27 @@ class HandoverEnded:
     outcome: "Outcome"
 
 
+@dataclass(frozen=True)
+class RouteUnverified:
+    """Earlier stops nobody has reported done or skipped (offline): journaled and shown to staff, never
+    blocking. Head office judges the route from the fleet's records."""
+    stops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RouteVerified:
+    """Progress arrived later: these earlier stops are now known done."""
+    stops: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The event does not apply at this step; nothing changed. `reason` is the catalog key shown."""
+    step: Step
+    event: str
+    reason: str
+
+
 Decision = (Prompt | StepChanged | AttemptRecorded | EscortVerified | DoorPermit | Alarm | BoxAccepted
-            | OfficerConfirmed | MarkRecorded | RiskResolved | TaskRestarted | HandoverEnded)
+            | OfficerConfirmed | MarkRecorded | RiskResolved | TaskRestarted | HandoverEnded | RouteUnverified
+            | RouteVerified | Refused)

@@ -18,7 +18,16 @@ class VehicleArrived:
     """The task's truck is here: by its beacon, or recorded by an authenticated officer (manual)."""
     beacon: str | None = None
     manual_by: str | None = None          # officer person id when BLE failed
-    stops_done: frozenset[str] = frozenset()  # earlier stops head office reports as done (route skip)
+    stops_done: frozenset[str] = frozenset()  # earlier stops known done (head office, a bundle, our own records)
+    # earlier stops nobody has reported either way (offline): route unverified, not a route skip.
+    # Empty means the reports are complete: a stop not done was skipped.
+    stops_unknown: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RouteProgress:
+    """Later news of earlier stops of the running handover's route (head office's route_progress)."""
+    stops_done: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -67,4 +76,4 @@ DISPOSITION_CODES = (
     "other",
 )
 
-Event = VehicleArrived | FingerPresented | PasswordPresented | BoxPresented | DispositionRecorded
+Event = VehicleArrived | FingerPresented | PasswordPresented | BoxPresented | DispositionRecorded | RouteProgress

@@ -170,6 +170,16 @@ async def sim_clock(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def sim_route(request: web.Request) -> web.Response:
+    """Head office's route_progress report for one stop (simulation only)."""
+    body = await _json(request)
+    status = body.get("status", "done")
+    if status not in ("done", "skipped"):
+        raise BadRequest("status must be done or skipped")
+    request.app[TERMINAL].simulate_route_report(_str(body, "task_id", 80), _str(body, "site_id", 80), status)
+    return web.json_response({"ok": True})
+
+
 async def sim_beacon(request: web.Request) -> web.Response:
     body = await _json(request)
     beacon = body.get("beacon")
@@ -229,6 +239,7 @@ def build_app(terminal: Terminal) -> web.Application:
     add_kiosk_routes(app)
     if terminal.config.simulate:
         app.router.add_post("/api/sim/beacon", sim_beacon)
+        app.router.add_post("/api/sim/route", sim_route)
         app.router.add_post("/api/sim/finger", sim_finger)
         app.router.add_post("/api/sim/tag", sim_tag)
         app.router.add_post("/api/sim/camera", sim_camera)

@@ -124,7 +124,10 @@ class Downlink:
         for stop in payload["stops"]:
             _check_datetime(stop["at"], f"stops: {stop['task_id']}/{stop['site_id']}.at")
         for stop in payload["stops"]:
-            self.store.record_stop_done(stop["task_id"], stop["site_id"], stop["at"])
+            if stop.get("status", "done") == "skipped":
+                self.store.record_stop_skipped(stop["task_id"], stop["site_id"], stop["at"])
+            else:
+                self.store.record_stop_done(stop["task_id"], stop["site_id"], stop["at"])
             self.journal.append("route_progress", dict(stop), task_id=stop["task_id"])
         return {"stops": len(payload["stops"])}
 

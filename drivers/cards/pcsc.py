@@ -10,21 +10,31 @@ not use pyscard's high-level readers() either: it holds exactly one context and 
 The thread only does I/O: it reads the UID (FF CA) and, when the tag is an NFC Forum Type 4 Tag, its
 NDEF message. The raw read is handed to the event loop, where the SUN check runs, so the caller's
 key lookup and counter store are only ever touched from the loop thread.
+
+Keyed means SUN or refuse: a UID the box registry holds SUN keys for is accepted only with a verified
+SUN message whose counter went up. Anything else the card does (no NDEF application, an NDEF file that
+cannot be read, a URL without SUN parameters, a bad MAC, a replay) is a `CardRefused` naming why, and
+the agent raises the cloned-tag alarm: a counterfeit needs more than a UID-writable card. The site's
+`allow_uid_only_tags` only governs tags without keys (badges, boxes never given SUN keys).
+
+With no reader filter every reader is watched: PC/SC lists readers in plug order, which changes on a
+replug, and a dual-interface reader (ACR1252U) lists its SAM slot beside the contactless one.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 
 from smartcard import scard
 
 from drivers.base import Emit
-from drivers.cards.ndef import NdefError, NotType4Tag, read_ndef, sun_parameters
-from drivers.cards.sun import SunError, SunVerifier
-from drivers.events import CardRead, DeviceHealth, HealthState
+from drivers.cards.ndef import NdefError, NotType4Tag, Transmit, read_ndef
+from drivers.cards.sun import SunError, SunVerifier, decrypt_picc_data
+from drivers.cards.sun_url import SunFields, SunLayout, find_sun
+from drivers.events import CardRead, CardReadIncomplete, DeviceHealth, HealthState
 from drivers.health import HealthMixin
 
 log = logging.getLogger(__name__)
@@ -33,21 +43,37 @@ PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
 GET_UID = bytes.fromhex("FFCA000000")
 WAIT_MS = 1000
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 2.0
-# The card left the field (or the reader lost it) during a read: drop the read, emit nothing.
+# The card left the field (or the reader lost it) during a read: the read is dropped and, when it had
+# begun, the officer is asked to present the tag again. A reader whose transfer failed because the tag
+# was lifted says "not transacted" (0x80100016) or "data lost": the card is gone, the reader is fine.
 CARD_GONE = {scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD, scard.SCARD_W_RESET_CARD,
-             scard.SCARD_W_UNRESPONSIVE_CARD, scard.SCARD_W_UNPOWERED_CARD}
+             scard.SCARD_W_UNRESPONSIVE_CARD, scard.SCARD_W_UNPOWERED_CARD, scard.SCARD_E_NOT_TRANSACTED,
+             scard.SCARD_E_COMM_DATA_LOST}
 # The reader went away (unplugged: 0x80100013 / 0x80100017 / 0x80100009): re-list readers.
 READER_GONE = {scard.SCARD_F_COMM_ERROR, scard.SCARD_E_READER_UNAVAILABLE, scard.SCARD_E_UNKNOWN_READER}
 # pcscd itself is gone or restarted: the context is dead, make a new one.
 SERVICE_GONE = {scard.SCARD_E_NO_SERVICE, scard.SCARD_E_SERVICE_STOPPED, scard.SCARD_E_INVALID_HANDLE}
 
 KeyLookup = Callable[[str], "tuple[bytes, bytes] | None"]
+MetaKeys = Callable[[], Iterable[bytes]]
+
+# Why a keyed tag was refused: the reason words of the cloned-tag alarm.
+REFUSAL_REASONS = {
+    "no_ndef_app": "the tag has no NDEF application (SELECT refused): a plain UID card",
+    "read_error": "the tag's NDEF file could not be read",
+    "no_sun": "the tag's URL carries no SUN message in the configured layout",
+    "malformed": "the SUN message is not well formed",
+    "decrypt": "the PICCData does not decrypt with the box's key",
+    "bad_mac": "the SUN MAC does not match",
+    "replayed": "the SUN read counter did not increase",
+    "uid_mismatch": "the SUN message belongs to another tag",
+    "uid_only_not_allowed": "a tag without SUN keys where the site requires SUN",
+}
 
 
 @dataclass(frozen=True)
 class CardRefused(CardRead):
-    """A tag that must not be trusted. `reason`: bad_mac, replayed, uid_mismatch, decrypt, malformed
-    (SUN check failed) or uid_only_not_allowed (a UID-only tag where the site requires SUN)."""
+    """A tag that must not be trusted; `reason` is one of REFUSAL_REASONS, `detail` says more."""
     reason: str = ""
     detail: str = ""
 
@@ -56,7 +82,8 @@ class CardRefused(CardRead):
 class RawRead:
     """What the worker thread read from one card presentation."""
     uid: str
-    ndef: bytes | None          # None: no NDEF application (UID-only card)
+    ndef: bytes | None                        # None: no NDEF message read, see `ndef_error`
+    ndef_error: tuple[str, str] | None = None  # (reason, detail): no_ndef_app or read_error
 
 
 class PcscError(Exception):
@@ -73,16 +100,45 @@ class CardError(Exception):
     """The card or reader misbehaved during one read; the next presentation is tried afresh."""
 
 
+def transmit_result(hresult: int, response: list[int]) -> tuple[bytes, int] | None:
+    """What one SCardTransmit means: (data, SW), or None for an answer too short to hold a status
+    word; raises CardGone (card or reader left), PcscError (pcscd gone) or CardError (anything else)."""
+    if hresult in CARD_GONE or hresult in READER_GONE:
+        raise CardGone()
+    if hresult in SERVICE_GONE:
+        raise PcscError(hresult, "talking to the card")
+    if hresult != scard.SCARD_S_SUCCESS:
+        raise CardError(str(PcscError(hresult, "talking to the card")))
+    if len(response) < 2:
+        return None
+    return bytes(response[:-2]), (response[-2] << 8) | response[-1]
+
+
+def read_tag(transmit: Transmit) -> RawRead | None:
+    """One presentation's APDUs: the UID, then the NDEF message when there is one. None when the card
+    gives no UID. What the card answers never raises here; CardGone/CardError from `transmit` pass."""
+    uid, sw = transmit(GET_UID)
+    if sw != 0x9000 or not uid:
+        log.warning("card gave no UID (SW %04X); ignored", sw)
+        return None
+    try:
+        return RawRead(uid.hex().upper(), read_ndef(transmit))
+    except (NotType4Tag, NdefError) as e:
+        return RawRead(uid.hex().upper(), None, (e.reason, str(e)))
+
+
 class PcscCardReader(HealthMixin):
     def __init__(self, name: str = "cards", reader_filter: str | None = None,
                  sun_keys: KeyLookup | None = None, counters: MutableMapping[str, int] | None = None,
-                 allow_uid_only: bool = True, picc_param: str = "picc_data", mac_param: str = "cmac"):
+                 allow_uid_only: bool = True, layout: SunLayout = SunLayout(), meta_read_keys: MetaKeys | None = None):
         self.name = name
         self.reader_filter = reader_filter
         self.sun_keys = sun_keys
         self.verifier = SunVerifier(counters)
         self.allow_uid_only = allow_uid_only
-        self.picc_param, self.mac_param = picc_param, mac_param
+        self.layout = layout
+        # Random-UID tags: the SDM meta-read keys to try, since the UID that would name the key is encrypted.
+        self.meta_read_keys = meta_read_keys
         self._emit: Emit | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -158,7 +214,8 @@ class PcscCardReader(HealthMixin):
             return []
         if hresult != scard.SCARD_S_SUCCESS:
             raise PcscError(hresult, "listing readers")
-        return [r for r in readers if self.reader_filter is None or self.reader_filter in r]
+        wanted = (self.reader_filter or "").casefold()
+        return [r for r in readers if wanted in r.casefold()]
 
     def _watch(self) -> None:
         known: dict[str, int] = {}       # reader -> last event state seen
@@ -205,33 +262,21 @@ class PcscCardReader(HealthMixin):
 
         def transmit(apdu: bytes) -> tuple[bytes, int]:
             hresult, response = scard.SCardTransmit(handle, protocol, list(apdu))
-            if hresult in CARD_GONE or hresult in READER_GONE:
-                raise CardGone()
-            if hresult in SERVICE_GONE:
-                raise PcscError(hresult, "talking to the card")
-            if hresult != scard.SCARD_S_SUCCESS:
-                raise CardError(str(PcscError(hresult, "talking to the card")))
-            if len(response) < 2:
+            answer = transmit_result(hresult, response)
+            if answer is None:
                 # vpcd (and some readers) answer a vanished card with nothing: ask the reader.
                 if self._card_leaving(reader):
                     raise CardGone()
                 raise CardError("the card answered with less than a status word")
-            return bytes(response[:-2]), (response[-2] << 8) | response[-1]
+            return answer
 
         try:
-            uid, sw = transmit(GET_UID)
-            if sw != 0x9000 or not uid:
-                log.warning("card on %s gave no UID (SW %04X); ignored", reader, sw)
-                return
-            try:
-                ndef: bytes | None = read_ndef(transmit)
-            except NotType4Tag:
-                ndef = None
-            except NdefError as e:
-                log.warning("Type 4 tag with an unreadable NDEF file, read as UID-only: %s", e)
-                ndef = None
+            raw = read_tag(transmit)
         except CardGone:
-            log.info("card left the reader during the read; nothing reported")
+            log.info("card left the reader during the read; asking for it again")
+            self._card_fault = False
+            self._report("connected")
+            self._to_loop(self._deliver_incomplete)
             return
         except CardError as e:
             self._card_fault = True
@@ -241,7 +286,8 @@ class PcscCardReader(HealthMixin):
             scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
         self._card_fault = False
         self._report("connected")
-        self._to_loop(self._deliver, RawRead(uid.hex().upper(), ndef))
+        if raw is not None:
+            self._to_loop(self._deliver, raw)
 
     def _card_leaving(self, reader: str) -> bool:
         """Whether the reader reports the card gone within a second (it polls the field)."""
@@ -258,6 +304,8 @@ class PcscCardReader(HealthMixin):
     def _report(self, state: HealthState, error: str | None = None) -> None:
         """Record health; emit a DeviceHealth only when the state changes (retries do not spam)."""
         self._set_health(state, error)
+        if state == "connected":
+            self._last_error = None          # a working reader shows no old error
         if state == self._reported:
             return
         self._reported = state
@@ -277,25 +325,62 @@ class PcscCardReader(HealthMixin):
         if self._emit:
             self._emit(self.health())
 
-    def _deliver(self, raw: RawRead) -> None:
+    def _deliver_incomplete(self) -> None:
         if self._emit:
-            self._emit(self.classify(raw))
+            self._emit(CardReadIncomplete(self.name))
+
+    def _deliver(self, raw: RawRead) -> None:
+        if not self._emit:
+            return
+        try:
+            event: CardRead | CardReadIncomplete = self.classify(raw)
+        except Exception:   # a bug, not a card answer (those are all refusals): never drop the tap silently
+            log.exception("classifying a card read failed; asking for the card again")
+            event = CardReadIncomplete(self.name)
+        self._emit(event)
 
     def classify(self, raw: RawRead) -> CardRead:
         """Turn a raw read into the event the agent sees; runs on the event loop."""
-        params = sun_parameters(raw.ndef, self.picc_param, self.mac_param) if raw.ndef else None
-        keys = self.sun_keys(raw.uid) if params and self.sun_keys else None
-        if params is None or keys is None:
-            # Nothing to check (no SUN, or no keys for this tag, e.g. a badge): identity rests on the UID.
+        fields, why = None, raw.ndef_error or ("read_error", "no NDEF message")
+        if raw.ndef is not None:
+            try:
+                fields = find_sun(raw.ndef, self.layout)
+            except (NdefError, SunError) as e:
+                why = (e.reason, str(e))
+            else:
+                if fields is None:
+                    why = ("no_sun", REFUSAL_REASONS["no_sun"])
+        uid, keys = raw.uid, self.sun_keys(raw.uid) if self.sun_keys else None
+        if keys is None and fields is not None and self.layout.random_uid:
+            uid, keys = self._random_uid_keys(fields) or (uid, None)
+        if keys is None:
+            # No keys for this tag (a badge, a box never given SUN keys): identity rests on the UID.
             if self.allow_uid_only:
                 return CardRead(self.name, raw.uid, uid_only=True)
             return CardRefused(self.name, raw.uid, uid_only=True, reason="uid_only_not_allowed",
-                               detail="this site accepts only tags with a verified SUN message")
+                               detail=REFUSAL_REASONS["uid_only_not_allowed"])
+        if fields is None:
+            return CardRefused(self.name, uid, uid_only=False, reason=why[0], detail=why[1])
         try:
-            message = self.verifier.verify(params.picc_hex, params.mac_hex, *keys, expected_uid=raw.uid)
+            message = self.verifier.verify(fields.picc_hex, fields.mac_hex, *keys, expected_uid=uid,
+                                           mac_input=fields.mac_input)
         except SunError as e:
-            return CardRefused(self.name, raw.uid, uid_only=False, reason=e.reason, detail=str(e))
-        return CardRead(self.name, raw.uid, sun_verified=True, sun_counter=message.counter, uid_only=False)
+            return CardRefused(self.name, uid, uid_only=False, reason=e.reason, detail=str(e))
+        return CardRead(self.name, message.uid, sun_verified=True, sun_counter=message.counter, uid_only=False)
+
+    def _random_uid_keys(self, fields: SunFields) -> tuple[str, tuple[bytes, bytes]] | None:
+        """A random-UID tag's real UID and keys: the UID inside PICCData, decrypted with a meta-read key
+        that belongs to it. Trying each key is safe: a wrong one decrypts to noise (tag byte), and the
+        MAC is still checked with the file-read key registered for the UID found."""
+        for meta_key in (self.meta_read_keys() if self.meta_read_keys else ()):
+            try:
+                uid = decrypt_picc_data(meta_key, bytes.fromhex(fields.picc_hex)).uid
+            except ValueError:            # SunError too: not this key, or not hex
+                continue
+            keys = self.sun_keys(uid) if self.sun_keys else None
+            if keys is not None and keys[0] == meta_key:
+                return uid, keys
+        return None
 
 
 def _card_arrived(before: int, now: int) -> bool:

@@ -138,7 +138,10 @@ def test_delivery_with_wrong_box_and_disposition(agent, browser, artifacts):
 def test_route_skip(agent, browser, artifacts):
     page = open_screen(agent, browser)
     ids = task_ids(agent)
-    page.get_by_test_id(f"sim-clock-{ids[TRUCK_B]}").click()      # truck B's window; BR-003 has not reported
+    page.get_by_test_id(f"sim-clock-{ids[TRUCK_B]}").click()      # truck B's window
+    # head office judged from the fleet's records that truck B passed BR-003 by (issue 13: the terminal
+    # raises a route skip only on what is known, never for a stop that is merely unreported)
+    agent.post("api/sim/route", {"task_id": ids[TRUCK_B], "site_id": "BR-003", "status": "skipped"})
     page.get_by_test_id(f"sim-truck-{TRUCK_B}").click()
     expect(page.get_by_test_id("open-alarm-route_skip")).to_contain_text("车辆未按计划路线顺序到达，跳过了BR-003")
     expect(page.get_by_test_id("prompt")).to_contain_text("报警")

@@ -150,6 +150,12 @@ port = "{relay_path}"
         assert relay_bytes(relay_master) == LCUS1_ON, "the relay is switched on when every escort is verified"
 
         wait_reader_empty()
+        lifted = cards(BOX_TAG, sun_keys=SUN_KEYS, remove_after_apdus=4)   # lifted before its NDEF file was read
+        lifted.insert()
+        assert lifted.wait_out_of_field()
+        v = agent.wait_for(lambda v: v["prompts"][0]["key"] == "card_present_again")
+        assert v["handover"]["step"] == "box_handover" and not v["handover"]["open_alarms"]
+        wait_reader_empty()
         box = cards(BOX_TAG, sun_keys=SUN_KEYS)              # a genuine anti-clone tag
         box.insert()
         agent.wait_for(lambda v: v["handover"]["step"] == "officer_confirmation")
@@ -163,14 +169,22 @@ port = "{relay_path}"
         assert v["report"]["outcome"] == "completed"
         assert not any("仅UID标签" in line for line in v["report"]["lines"]), "the box's SUN message was verified"
         assert relay_bytes(relay_master) == LCUS1_OFF
+        wait_reader_empty()
+        clone = cards(BOX_TAG)                  # a UID-writable card with the box's UID and nothing else
+        clone.insert()
+        agent.wait_for(lambda v: v["prompts"][0]["key"] == "no_handover_in_progress")
+        clone.remove()
         printed = receipt.read_bytes()
         assert b"\x1dv0" in printed, "the report went to the printer as an ESC/POS raster image"
         assert agent.stop() == 0
         j = Journal(state / "journal.db")
         box_read = next(e for e in j.entries() if e.kind == "box_read")
+        clone_read = next(e for e in j.entries() if e.kind == "card_read")
         tasks_text = json.dumps([e.body for e in j.entries()])
         j.close()
         assert box_read.body["event"]["uid_only"] is False
+        assert clone_read.body["event"]["refused"] == "no_ndef_app", "a keyed UID without SUN is refused, not UID-only"
+        assert clone_read.body["event"]["uid_only"] is False
         assert SUN_KEYS[0].hex() not in tasks_text, "box keys never enter the journal"
     finally:
         door_fp.stop()

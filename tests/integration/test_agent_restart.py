@@ -91,3 +91,47 @@ def test_bad_simulator_requests_are_refused_by_name(agent):
         urllib.request.urlopen(req, timeout=5)
     assert e.value.code == 403
     assert agent.view()["handover"] is None       # nothing changed
+
+
+def test_a_restart_after_head_office_removed_the_confirming_officer_resumes_where_it_was(agent):
+    """Issue 13 item 1, the reported case: the officer confirms, head office's personnel update removes that
+    officer, the agent is killed and restarts. The handover comes back at sign-off exactly as it was,
+    with no wrong_person alarm that never happened (it used to be rebuilt from today's people)."""
+    import asyncio
+
+    from agent.journal import Journal
+    from agent.sealing import Sealer
+    from agent.store import Store
+    from offline.importers import apply_personnel
+
+    agent.start()
+    v = half_way(agent)
+    for box in ("XB1-02", "XB1-03"):
+        agent.post("api/sim/tag", {"tag": tag_for(box)})
+    agent.wait_for(lambda v: v["handover"]["step"] == "officer_confirmation")
+    agent.post("api/sim/finger", {"station": "counter", "slot": slot_of(v, "O01")})
+    before = agent.wait_for(lambda v: v["handover"]["step"] == "sign_off")
+    assert agent.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    # head office's personnel update, through the importer the downlink uses
+    journal = Journal(agent.state_dir / "journal.db")
+    store = Store(journal.db, Sealer(agent.state_dir / "keys" / "data.key"), agent.state_dir / "photos")
+    asyncio.run(apply_personnel(journal, store, [], [], "mqtt:test-remove-officer", remove=["O01"]))
+    assert store.person("O01") is None
+    journal.close()
+
+    agent.start()
+    after = agent.view()
+    h, was = after["handover"], before["handover"]
+    assert h is not None and h["task_id"] == was["task_id"]
+    assert h["step"] == "sign_off" and h["officer"]["person_id"] == "O01"
+    assert h["risk"] is False and h["open_alarms"] == []
+    assert (h["counted"], h["failures"], [e["verified"] for e in h["escorts"]]) == (
+        was["counted"], was["failures"], [e["verified"] for e in was["escorts"]])
+    assert after["door"] is True
+    assert agent.stop() == 0
+    j = Journal(agent.state_dir / "journal.db")
+    try:
+        assert [e.body["alarm"] for e in j.entries() if e.kind == "alarm"] == []
+    finally:
+        j.close()

@@ -91,3 +91,38 @@ def test_manual_arrival_needs_an_officer_and_is_journaled_as_manual(agent, tmp_p
     arrival = next(e for e in j.entries() if e.kind == "arrival")
     j.close()
     assert arrival.body["event"]["manual_by"] == "O02" and arrival.body["event"]["beacon"] is None
+
+
+def duress_slot(view, pid):
+    return next(p["duress_slot"] for p in view["sim"]["people"] if p["person_id"] == pid)
+
+
+def journal_entries(agent):
+    j = Journal(agent.state_dir / "journal.db")
+    try:
+        return list(j.entries())
+    finally:
+        j.close()
+
+
+def test_one_duress_touch_while_a_disposition_waits_is_one_silent_alarm(agent, tmp_path):
+    """Issue 13 item 2: duress was decided both by the terminal and by the handover machine, so a
+    duress finger while a staff action waited for an officer journaled two alarms."""
+    v = start(agent, tmp_path, allow=False)
+    agent.post("api/sim/beacon", {"beacon": TRUCKS[0].beacon})
+    for pid in ("E01", "E02"):
+        agent.post("api/sim/finger", {"station": "door", "slot": slot(v, pid)})
+    agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "box_handover")
+    agent.post("api/sim/tag", {"tag": v["sim"]["unknown_tag"]})                 # unknown box: risk handling
+    agent.wait_for(lambda v: v["handover"]["risk"])
+    agent.post("api/disposition", {"code": "box_set_aside", "text": "kept apart", "resolution": "continue"})
+    agent.wait_for(lambda v: v["pending_auth"] is not None)
+    agent.post("api/sim/finger", {"station": "door", "slot": duress_slot(v, "E01")})
+    v = agent.wait_for(lambda v: v["prompts"][0]["key"] == "risk_handling_pending")   # the attempt was taken
+    # the screen looks normal: the disposition still waits, nothing says duress
+    assert v["pending_auth"]["purpose"] == "disposition" and v["handover"]["risk"]
+    assert "duress" not in repr({k: x for k, x in v.items() if k != "sim"})
+    assert agent.stop() == 0
+    duress = [e for e in journal_entries(agent) if e.kind == "alarm" and e.body["alarm"] == "duress"]
+    assert len(duress) == 1, [e.body for e in duress]
+    assert duress[0].body["silent"] is True and duress[0].body["detail"]["person_id"] == "E01"

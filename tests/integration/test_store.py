@@ -40,6 +40,16 @@ def test_personal_data_and_box_keys_are_sealed_at_rest(store):
     assert oct((tmp / "keys" / "data.key").stat().st_mode & 0o777) == "0o600"
 
 
+def test_random_uid_tags_get_each_distinct_meta_read_key_to_try(store):
+    s, j, _ = store
+    shared, other = os.urandom(16), os.urandom(16)
+    with j.transaction():
+        s.put_box_keys("04000000000001", shared, os.urandom(16))   # a batch personalised with one K_SDMMetaRead
+        s.put_box_keys("04000000000002", shared, os.urandom(16))
+        s.put_box_keys("04000000000003", other, os.urandom(16))
+    assert sorted(s.box_meta_read_keys()) == sorted([shared, other])
+
+
 def test_another_devices_key_cannot_open_the_data(store, tmp_path):
     s, j, tmp = store
     with j.transaction():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from flows.decisions import Alarm, AlarmKind, Decision, Prompt
+from flows.decisions import Alarm, AlarmKind, Decision, Prompt, Refused
 from flows.events import BoxPresented, DispositionRecorded, Event, FingerPresented, PasswordPresented, VehicleArrived
 from flows.handover import Handover
 from flows.model import Box, Person, Role, Site, SiteType, Task, TaskKind, Vehicle
@@ -80,6 +80,15 @@ def password(pid: str = "O1", ok: bool = True) -> PasswordPresented:
 # --- reading decisions ---
 def prompts(ds: list[Decision]) -> list[str]:
     return [d.key for d in ds if isinstance(d, Prompt)]
+
+
+def told(ds: list[Decision]) -> list[str]:
+    """What the people at the screen are told, in order: prompts' keys and refusals' reasons."""
+    return [d.key if isinstance(d, Prompt) else d.reason for d in ds if isinstance(d, (Prompt, Refused))]
+
+
+def refusals(ds: list[Decision]) -> list[Refused]:
+    return [d for d in ds if isinstance(d, Refused)]
 
 
 def prompt(ds: list[Decision], key: str) -> Prompt:

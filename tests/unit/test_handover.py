@@ -8,14 +8,17 @@ import pytest
 
 from flows.decisions import (
     Alarm, AlarmKind, AttemptRecorded, BoxAccepted, DoorPermit, EscortVerified, HandoverEnded, MarkRecorded,
-    OfficerConfirmed, Outcome, Prompt, RiskResolved, Step, StepChanged, TaskRestarted)
-from flows.events import DISPOSITION_CODES, BoxPresented, VehicleArrived
+    OfficerConfirmed, Outcome, Prompt, Refused, RiskResolved, RouteUnverified, RouteVerified, Step, StepChanged,
+    TaskRestarted)
+from flows.events import (
+    DISPOSITION_CODES, BoxPresented, DispositionRecorded, FingerPresented, PasswordPresented, RouteProgress,
+    VehicleArrived)
 from flows.handover import Handover
 from flows.model import SiteType, Task, TaskKind
 from flows.report import build_report
 from flows_fixtures import (
     BR1, BR2, BR3, PEOPLE, T0, TRUCK, VAULT, WINDOW, Run, alarms, box, counter, dispose, door, of, password,
-    prompt, prompts, site, stops_before, tag, task)
+    prompt, prompts, refusals, site, stops_before, tag, task, told)
 
 
 # --- step 1: arrival ---------------------------------------------------------------------------
@@ -43,7 +46,8 @@ def test_manual_arrival_by_an_officer_is_recorded_as_manual():
 def test_manual_arrival_by_anyone_but_a_confirming_officer_is_refused(who):
     r = Run.of()
     ds = r.feed(VehicleArrived(manual_by=who))
-    assert prompts(ds) == ["manual_arrival_needs_officer"]
+    assert told(ds) == ["manual_arrival_needs_officer"]
+    assert refusals(ds) == [Refused(Step.ARRIVAL, "VehicleArrived", "manual_arrival_needs_officer")] == ds
     assert r.h.step is Step.ARRIVAL and r.h.arrived_at is None
 
 
@@ -51,9 +55,10 @@ def test_beacon_seen_again_changes_nothing():
     r = Run.of()
     r.arrive()
     arrived = r.h.arrived_at
-    assert r.arrive() == []
+    assert r.arrive() == [Refused(Step.ESCORT_VERIFICATION, "VehicleArrived", "already_arrived")]
     r.verify_escorts()
-    assert r.arrive() == [] and r.h.arrived_at == arrived and r.h.step is Step.BOX_HANDOVER
+    assert r.arrive() == [Refused(Step.BOX_HANDOVER, "VehicleArrived", "already_arrived")]
+    assert r.h.arrived_at == arrived and r.h.step is Step.BOX_HANDOVER
 
 
 def test_fingers_and_boxes_before_arrival_are_not_counted():
@@ -62,7 +67,7 @@ def test_fingers_and_boxes_before_arrival_are_not_counted():
     assert of(ds, AttemptRecorded)[0].outcome == "not_expected" and "wait_for_arrival" in prompts(ds)
     ds = r.feed(door(outcome="no_match"))
     assert of(ds, AttemptRecorded)[0].consecutive_failures == 0
-    assert prompts(r.feed(tag(box("B1", BR1)))) == ["not_box_step"]
+    assert told(r.feed(tag(box("B1", BR1)))) == ["not_box_step"]
     assert r.h.step is Step.ARRIVAL and r.h.verified == {}
 
 
@@ -251,7 +256,7 @@ def test_a_task_with_no_boxes_here_goes_straight_to_the_officer():
 
 def test_boxes_outside_the_box_steps_are_refused():
     r = Run.of().to_sign_off()
-    assert prompts(r.feed(tag(box("B1", BR1)))) == ["not_box_step"]
+    assert told(r.feed(tag(box("B1", BR1)))) == ["not_box_step"]
 
 
 # --- step 4: officer confirmation -----------------------------------------------------------------
@@ -269,8 +274,8 @@ def test_officer_confirms_by_fingerprint():
 def test_officer_confirms_by_password_where_the_site_allows_it():
     r = Run.of(s=site(password=True)).to_boxes()
     r.count_boxes()
-    assert prompts(r.feed(password("E1"))) == ["officer_needed"]
-    assert prompts(r.feed(password("O3"))) == ["officer_needed"]
+    assert told(r.feed(password("E1"))) == ["officer_needed"]
+    assert told(r.feed(password("O3"))) == ["officer_needed"]
     ds = r.feed(password("O2", ok=False))
     assert prompts(ds) == ["password_wrong"] and ds[0].params == {"remaining": 4}
     assert prompt(r.feed(password("O2", ok=False)), "password_wrong").params == {"remaining": 3}
@@ -283,14 +288,14 @@ def test_officer_confirms_by_password_where_the_site_allows_it():
 def test_password_refused_where_the_site_does_not_allow_it():
     r = Run.of(s=site(password=False)).to_boxes()
     r.count_boxes()
-    assert prompts(r.feed(password("O1"))) == ["password_not_allowed"]
+    assert told(r.feed(password("O1"))) == ["password_not_allowed"]
     assert r.h.step is Step.OFFICER_CONFIRMATION and r.h.officer is None
 
 
 def test_password_before_the_officer_step_is_refused():
     r = Run.of(s=site(password=True))
     r.arrive()
-    assert prompts(r.feed(password("O1"))) == ["officer_needed"]
+    assert told(r.feed(password("O1"))) == ["officer_needed"]
 
 
 def test_five_wrong_passwords_restart_the_task():
@@ -322,7 +327,7 @@ def test_lead_and_officer_marks_complete_the_handover_and_lower_the_door(order):
     assert of(ds, DoorPermit) == [DoorPermit(False)] and not r.h.door_raised
     assert of(ds, HandoverEnded) == [HandoverEnded(Outcome.COMPLETED)] and prompts(ds)[-1] == "handover_completed"
     assert r.h.step is Step.ENDED and alarms(r.decisions) == []            # a normal handover raises nothing
-    assert prompts(r.feed(counter("E1"))) == ["handover_already_ended"]
+    assert r.feed(counter("E1")) == [Refused(Step.ENDED, "FingerPresented", "handover_already_ended")]
 
 
 @pytest.mark.parametrize("who", ["E2", "O2"], ids=["escort not the lead", "officer who did not confirm"])
@@ -430,7 +435,7 @@ def test_every_blocking_alarm_is_shown_spoken_and_opens_risk_handling(scenario, 
     # nothing moves until an officer records a disposition
     step = r.h.step
     for ev in (door("E1"), counter("O1"), tag(box("B2", BR1)), VehicleArrived(beacon=TRUCK.beacon)):
-        assert prompts(r.feed(ev)) == ["risk_handling_pending"]
+        assert told(r.feed(ev)) == ["risk_handling_pending"]
     assert r.h.step is step and r.h.outcome is None
     # the exception stays on the report
     assert [e["kind"] for e in build_report(r.h).exceptions] == [kind.value]
@@ -564,7 +569,7 @@ def test_a_blocked_finger_is_still_journaled_as_an_attempt():
 def test_only_a_confirming_officer_may_record_a_disposition(who):
     r = Run.of()
     _wrong_box(r)
-    assert prompts(r.feed(dispose(officer=who))) == ["disposition_needs_officer"]
+    assert told(r.feed(dispose(officer=who))) == ["disposition_needs_officer"]
     assert r.h.in_risk_handling and r.h.dispositions == []
 
 
@@ -572,14 +577,14 @@ def test_only_a_confirming_officer_may_record_a_disposition(who):
 def test_a_disposition_off_the_fixed_list_is_refused(code, resolution):
     r = Run.of()
     _wrong_box(r)
-    assert prompts(r.feed(dispose(code=code, resolution=resolution))) == ["disposition_invalid"]
+    assert told(r.feed(dispose(code=code, resolution=resolution))) == ["disposition_invalid"]
     assert r.h.in_risk_handling and r.h.dispositions == []
 
 
 def test_a_disposition_with_nothing_open_is_refused():
     r = Run.of()
     r.arrive()
-    assert prompts(r.feed(dispose())) == ["no_open_exception"] and r.h.dispositions == []
+    assert told(r.feed(dispose())) == ["no_open_exception"] and r.h.dispositions == []
 
 
 @pytest.mark.parametrize("scenario", [a[0] for a in ALARMS], ids=[a[0].__name__.strip("_") for a in ALARMS])
@@ -681,3 +686,44 @@ def test_route_skip_is_judged_from_this_site_s_place_in_the_route():
 def test_arrival_on_the_window_edge_is_in_time(edge):
     r = Run.of()
     assert alarms(r.arrive(at=WINDOW[edge])) == [] and r.h.step is Step.ESCORT_VERIFICATION
+
+
+# --- route knowledge (issue 13 item 3): a route skip only on what is known ------------------------
+
+def test_offline_an_unreported_earlier_stop_is_unverified_not_skipped():
+    r = Run.of(s=site(SiteType.BRANCH, BR2))                       # route VAULT, BR1, BR2
+    ds = r.feed(VehicleArrived(beacon=TRUCK.beacon, stops_done=frozenset({VAULT}), stops_unknown=frozenset({BR1})))
+    assert alarms(ds) == [] and not r.h.in_risk_handling and r.h.step is Step.ESCORT_VERIFICATION
+    assert of(ds, RouteUnverified) == [RouteUnverified((BR1,))] and r.h.route_unverified == (BR1,)
+    assert prompt(ds, "route_unverified").params == {"stops": [BR1]} and not prompt(ds, "route_unverified").urgent
+    assert prompts(ds)[-1] == "present_escort_fingers"
+
+
+def test_a_stop_known_skipped_is_still_a_route_skip_beside_unknown_ones():
+    r = Run.of(s=site(SiteType.BRANCH, BR2))
+    ds = r.feed(VehicleArrived(beacon=TRUCK.beacon, stops_unknown=frozenset({BR1})))    # VAULT: known not done
+    assert [a.detail for a in alarms(ds)] == [{"skipped": [VAULT]}] and r.h.in_risk_handling
+    assert r.h.route_unverified == (BR1,)
+
+
+def test_progress_arriving_later_verifies_the_route_at_any_step_even_in_risk_handling():
+    r = Run.of(s=site(SiteType.BRANCH, BR2))
+    r.feed(VehicleArrived(beacon=TRUCK.beacon, stops_unknown=frozenset({VAULT, BR1})))
+    r.feed(door("X1"))                                              # wrong person: risk handling
+    assert r.h.in_risk_handling
+    ds = r.feed(RouteProgress(frozenset({VAULT})))
+    assert ds == [RouteVerified((VAULT,))] and r.h.route_unverified == (BR1,)
+    assert r.feed(RouteProgress(frozenset({VAULT}))) == [
+        Refused(Step.ESCORT_VERIFICATION, "RouteProgress", "route_nothing_new")]
+    ds = r.feed(RouteProgress(frozenset({VAULT, BR1})))
+    assert ds == [RouteVerified((BR1,)), Prompt("route_verified")] and r.h.route_unverified == ()
+    assert r.h.in_risk_handling                                     # the route's news settles nothing else
+
+
+def test_every_step_and_event_is_decided_by_the_table_or_refused_by_name():
+    from flows import handover as fh
+    for step in Step:
+        if step is Step.ENDED:
+            continue
+        for event in (VehicleArrived, FingerPresented, PasswordPresented, BoxPresented, DispositionRecorded):
+            assert (step, event) in fh._TABLE or event in fh._NOT_NOW, (step, event.__name__)

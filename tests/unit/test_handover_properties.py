@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from flows.decisions import (
     Alarm, AlarmKind, AttemptRecorded, DoorPermit, EscortVerified, HandoverEnded, MarkRecorded, OfficerConfirmed, Outcome,
-    Prompt, RiskResolved, Step, TaskRestarted)
+    Prompt, Refused, RiskResolved, Step, TaskRestarted)
 from flows.events import (
     DISPOSITION_CODES, BoxPresented, DispositionRecorded, FingerPresented, PasswordPresented, VehicleArrived)
 from flows.handover import FAILURE_LIMIT, Handover
@@ -167,7 +167,7 @@ def test_invariants_hold_after_every_event(world):
             assert not h.door_raised
         if ended_before:
             assert [d for d in ds if not (isinstance(d, Alarm) and d.kind is AlarmKind.DURESS)] == [
-                Prompt("handover_already_ended")]
+                Refused(Step.ENDED, type(e).__name__, "handover_already_ended")]
         # duress never shows
         for d in ds:
             if isinstance(d, Alarm) and d.kind is AlarmKind.DURESS:

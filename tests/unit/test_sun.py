@@ -106,7 +106,8 @@ def test_bad_keys_are_reported_not_used():
 
 # -- the NDEF message a SUN tag carries, read as an NFC Forum Type 4 Tag --------------------------
 
-from drivers.cards.ndef import NdefError, NotType4Tag, read_ndef, sun_parameters, uris  # noqa: E402
+from drivers.cards.ndef import NdefError, NotType4Tag, read_ndef, uri_records  # noqa: E402
+from drivers.cards.sun_url import SunLayout, find_sun  # noqa: E402
 from drivers.cards.virtual_card import VirtualCard, sun_ndef_file  # noqa: E402
 
 
@@ -124,7 +125,7 @@ def test_type4_read_returns_a_fresh_verifiable_sun_message_each_time():
     transmit = card_transmit(card)
     verifier = SunVerifier()
     for expected in (10, 11):
-        params = sun_parameters(read_ndef(transmit))
+        params = find_sun(read_ndef(transmit), SunLayout())
         assert verifier.verify(params.picc_hex, params.mac_hex, *keys).counter == expected
 
 
@@ -150,12 +151,13 @@ def test_uid_only_card_is_not_a_type4_tag():
 
 def test_sun_parameters_are_found_under_the_configured_names():
     message = sun_ndef_file("box.example/t", AN_PICC, AN_MAC)[2:]
-    assert uris(message) == [f"https://box.example/t?picc_data={AN_PICC}&cmac={AN_MAC}"]
-    assert (sun_parameters(message).picc_hex, sun_parameters(message).mac_hex) == (AN_PICC, AN_MAC)
-    assert sun_parameters(message, picc_param="e", mac_param="c") is None
+    assert [r.uri for r in uri_records(message)] == [f"https://box.example/t?picc_data={AN_PICC}&cmac={AN_MAC}"]
+    found = find_sun(message, SunLayout())
+    assert (found.picc_hex, found.mac_hex, found.mac_input) == (AN_PICC, AN_MAC, b"")
+    assert find_sun(message, SunLayout(picc_param="e", mac_param="c")) is None
 
 
 def test_truncated_ndef_record_is_reported():
     message = sun_ndef_file("box.example/t", AN_PICC, AN_MAC)[2:]
     with pytest.raises(NdefError, match="past the end"):
-        uris(message[:-5])
+        uri_records(message[:-5])
