@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 
-from agent.config import ConfigError, load_config
+from agent.config import ConfigError, check_files, load_config
 
 log = logging.getLogger("handover")
 
@@ -84,6 +84,13 @@ def _run(args) -> int:
         config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, state_dir=Path(args.state_dir)))
     if args.port:
         config = dataclasses.replace(config, screen=dataclasses.replace(config.screen, port=args.port))
+    # A message naming the key, not a traceback later. Certificates may still be on their way (an
+    # unprovisioned box must run to import its provisioning bundle): the agent says so and runs offline.
+    problems = [p for p in check_files(config) if not p.startswith("mqtt.")]
+    for problem in problems:
+        print(f"configuration error: {problem}", file=sys.stderr)
+    if problems:
+        return 1
     asyncio.run(_serve(config))
     return 0
 
@@ -101,16 +108,16 @@ async def _serve(config) -> None:
     runner = web.AppRunner(build_app(terminal), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, config.screen.host, config.screen.port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):     # before saying it is up: a stop right after is clean too
+        loop.add_signal_handler(sig, stop.set)
     mode = "simulation" if config.simulate else "devices"
     print(f"handover-agent ({mode}) site {config.site.id}: screen at {config.screen.url}", flush=True)
 
     notifier = Notifier()
     notifier.ready()
     watchdog = asyncio.create_task(watchdog_loop(notifier))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     notifier.stopping()
     log.info("stopping: finishing queued device events and journal writes")

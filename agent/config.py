@@ -8,49 +8,94 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import re
 import sys
 import tomllib
 import zoneinfo
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any, Callable
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from flows.model import SiteType
+from flows.workdays import DeadlineRules
 
 DEFAULT_STATE_DIR = Path("/var/lib/handover-agent")
 SIMULATION_STATE_DIR = Path("var")          # relative to the working directory: a laptop demo
 DEFAULT_SITE_ID = "branch-01"
 
 
-class ConfigError(Exception):
+class ConfigError(ValueError):
     """The configuration cannot be used; the message names the key and what is allowed."""
+
+
+# --- one source of truth: each setting's default, type and range live on its dataclass field -------
+
+# Device and site ids become MQTT topic levels and file names: no wildcards, separators or spaces.
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+ID_WHAT = 'letters, digits, ".", "_" or "-" (no "+", "#", "/" or spaces), at most 64'
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one setting is read and checked. `kind` names a `_Table` getter; `remote` says whether head
+    office may change it with the `config` downlink and when it then takes effect."""
+    kind: str                                # text, id, bool, int, number, choice, path, device_node, baudrate
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple = ()
+    remote: str | None = None                # None: file/provisioning only; "now" or "next_handover"
+
+
+def setting(default: Any, kind: str, **rule: Any) -> Any:
+    """A dataclass field with its rule: the default is written here and nowhere else."""
+    return field(default=default, metadata={"rule": Rule(kind, **rule)})
+
+
+def rules_of(cls: type) -> dict[str, tuple[Any, Rule]]:
+    """{key: (default, rule)} of a settings dataclass, in declaration order (the documented order)."""
+    return {f.name: (f.default, f.metadata["rule"]) for f in dataclasses.fields(cls) if "rule" in f.metadata}
+
+
+def _read(cls: type, t: "_Table", **given: Any) -> Any:
+    """Build `cls` from table t by its fields' rules; `given` supplies fields decided elsewhere."""
+    values = {}
+    for key, (default, rule) in rules_of(cls).items():
+        if key not in given:
+            values[key] = t.by_rule(key, default, rule)
+    return cls(**values, **given)
 
 
 # --- the typed configuration -------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class SiteConfig:
-    id: str = DEFAULT_SITE_ID
-    type: SiteType = SiteType.BRANCH
-    name: str = ""
-    timezone: str = "Asia/Shanghai"
-    allow_password_confirmation: bool = False
-    allow_uid_only_tags: bool = True
-    min_escorts: int = 2
-    max_failed_attempts: int = 5
+    id: str = setting(DEFAULT_SITE_ID, "id")
+    type: SiteType = setting(SiteType.BRANCH, "choice", choices=tuple(SiteType))
+    name: str = setting("", "text", remote="now")
+    timezone: str = setting("Asia/Shanghai", "timezone")
+    allow_password_confirmation: bool = setting(False, "bool", remote="next_handover")
+    allow_uid_only_tags: bool = setting(True, "bool", remote="next_handover")
+    min_escorts: int = setting(2, "int", lo=2, hi=10, remote="next_handover")
+    max_failed_attempts: int = setting(5, "int", lo=1, hi=20, remote="next_handover")
 
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    id: str
-    simulate: bool
+    id: str = setting(None, "id")          # default: "<site id>-terminal"
+    simulate: bool = setting(None, "bool")  # default: no file, or no real driver named
 
 
 @dataclass(frozen=True)
 class PathsConfig:
-    state_dir: Path
+    state_dir: Path = setting(None, "path")  # default: DEFAULT_STATE_DIR, or SIMULATION_STATE_DIR
+    # below this free space new handovers are refused (agent.storage)
+    min_free_mb: int = setting(64, "int", lo=1, hi=1_000_000)
 
     @property
     def journal_path(self) -> Path:
@@ -75,11 +120,11 @@ class PathsConfig:
 
 @dataclass(frozen=True)
 class ScreenConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    language: str = "zh-CN"
-    idle_timeout_seconds: int = 120
-    allow_remote: bool = False
+    host: str = setting("127.0.0.1", "text")
+    port: int = setting(8080, "int", lo=1, hi=65535)
+    language: str = setting("zh-CN", "choice", choices=("zh-CN", "en"), remote="now")
+    idle_timeout_seconds: int = setting(120, "int", lo=10, hi=3600, remote="now")
+    allow_remote: bool = setting(False, "bool")
 
     @property
     def url(self) -> str:
@@ -90,33 +135,34 @@ class ScreenConfig:
 @dataclass(frozen=True)
 class FingerprintConfig:
     station: str                      # "door" or "counter"
-    driver: str = "simulator"
-    port: str | None = None
-    baudrate: int = 57600
-    address: int = 0xFFFFFFFF
-    password: int = 0
+    driver: str = setting("simulator", "choice", choices=("simulator", "uart"))
+    port: str | None = setting(None, "device_node")
+    baudrate: int = setting(57600, "baudrate")
+    address: int = setting(0xFFFFFFFF, "address")
+    password: int = setting(0, "int", lo=0, hi=0xFFFFFFFF)
 
 
 @dataclass(frozen=True)
 class CardsConfig:
-    driver: str = "simulator"
-    reader: str | None = None         # part of the PC/SC reader name, any case; None = every reader
+    driver: str = setting("simulator", "choice", choices=("simulator", "pcsc"))
+    reader: str | None = setting(None, "text")    # part of the PC/SC reader name, any case; None = every reader
     # Where box tags put their NTAG 424 DNA SUN message in the NDEF URL (docs/config.md, AN12196 terms)
-    sun_url_style: str = "query"      # "query": named parameters; "path": path segments by position
-    sun_picc_param: str = "picc_data"
-    sun_mac_param: str = "cmac"
-    sun_picc_segment: int = -2
-    sun_mac_segment: int = -1
-    sun_mac_input_offset: int | None = None   # SDMMACInputOffset; None = SDMMACOffset (empty MAC input)
-    sun_random_uid: bool = False      # tags answer with a random UID; the box is found inside PICCData
+    sun_url_style: str = setting("query", "choice", choices=("query", "path"))  # named parameters / path segments
+    sun_picc_param: str = setting("picc_data", "url_param")
+    sun_mac_param: str = setting("cmac", "url_param")
+    sun_picc_segment: int = setting(-2, "int", lo=-16, hi=15)
+    sun_mac_segment: int = setting(-1, "int", lo=-16, hi=15)
+    # SDMMACInputOffset; None = SDMMACOffset (empty MAC input)
+    sun_mac_input_offset: int | None = setting(None, "int", lo=0, hi=0xFFFFFF)
+    sun_random_uid: bool = setting(False, "bool")   # tags answer with a random UID; the box is inside PICCData
 
 
 @dataclass(frozen=True)
 class BleConfig:
-    driver: str = "simulator"
-    rssi_threshold: int = -75
-    dwell_seconds: float = 3.0
-    silence_seconds: float = 60.0
+    driver: str = setting("simulator", "choice", choices=("simulator", "bleak"))
+    rssi_threshold: int = setting(-75, "int", lo=-120, hi=0)
+    dwell_seconds: float = setting(3.0, "number", lo=0, hi=600)
+    silence_seconds: float = setting(60.0, "number", lo=1, hi=3600)
     patterns: tuple["BeaconPatternConfig", ...] = ()
 
 
@@ -131,33 +177,33 @@ class BeaconPatternConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    driver: str = "simulator"
-    source: str | int | None = None   # /dev/videoN, a camera index, or a video file
+    driver: str = setting("simulator", "choice", choices=("simulator", "opencv", "none"))
+    source: str | int | None = setting(None, "video_source")   # /dev/videoN, a camera index, or a video file
 
 
 @dataclass(frozen=True)
 class VoiceConfig:
-    driver: str = "text"
-    voice: str = "cmn"
-    rate: int = 160
+    driver: str = setting("text", "choice", choices=("text", "espeak"))
+    voice: str = setting("cmn", "text")
+    rate: int = setting(160, "int", lo=50, hi=400)
 
 
 @dataclass(frozen=True)
 class PrinterConfig:
-    driver: str = "simulator"
-    path: Path | None = None          # driver "file": where reports are written (a file or /dev/usb/lpN)
-    port: str | None = None           # driver "serial"
-    baudrate: int = 9600
-    vendor_id: int | None = None      # driver "usb"
-    product_id: int | None = None
+    driver: str = setting("simulator", "choice", choices=("simulator", "file", "serial", "usb"))
+    path: Path | None = setting(None, "path")         # driver "file": a file or /dev/usb/lpN
+    port: str | None = setting(None, "device_node")   # driver "serial"
+    baudrate: int = setting(9600, "baudrate")
+    vendor_id: int | None = setting(None, "int", lo=0, hi=0xFFFF)   # driver "usb"
+    product_id: int | None = setting(None, "int", lo=0, hi=0xFFFF)
 
 
 @dataclass(frozen=True)
 class DoorConfig:
-    driver: str = "simulator"
-    pin: int | None = None            # driver "gpio": BCM pin number
-    active_high: bool = True
-    port: str | None = None           # driver "serial-relay"
+    driver: str = setting("simulator", "choice", choices=("simulator", "gpio", "serial-relay"))
+    pin: int | None = setting(None, "int", lo=0, hi=27)       # driver "gpio": BCM pin number
+    active_high: bool = setting(True, "bool")
+    port: str | None = setting(None, "device_node")          # driver "serial-relay"
 
 
 @dataclass(frozen=True)
@@ -182,14 +228,14 @@ class DevicesConfig:
 
 @dataclass(frozen=True)
 class MqttConfig:
-    enabled: bool = False
-    host: str = "localhost"
-    port: int = 8883
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    keepalive: int = 60
-    topic_prefix: str = "ht/v1"
+    enabled: bool = setting(False, "bool")
+    host: str = setting("localhost", "text")
+    port: int = setting(8883, "int", lo=1, hi=65535)
+    ca_file: Path | None = setting(None, "path")
+    cert_file: Path | None = setting(None, "path")
+    key_file: Path | None = setting(None, "path")
+    keepalive: int = setting(60, "int", lo=5, hi=3600)
+    topic_prefix: str = setting("ht/v1", "topic_prefix")
 
 
 @dataclass(frozen=True)
@@ -202,8 +248,8 @@ class ComplaintsConfig:
 
 @dataclass(frozen=True)
 class BackupConfig:
-    interval_minutes: int = 60
-    keep: int = 48
+    interval_minutes: int = setting(60, "int", lo=1, hi=7 * 24 * 60)
+    keep: int = setting(48, "int", lo=1, hi=10000)
 
 
 @dataclass(frozen=True)
@@ -329,6 +375,53 @@ class _Table:
     def table(self, key: str) -> Any:
         return self.data.get(key, {})
 
+    def by_rule(self, key: str, default: Any, rule: Rule) -> Any:
+        """Read one setting as its field's rule says (the same check for file, provisioning and downlink)."""
+        k = rule.kind
+        if k == "text":
+            return self.str(key, default)
+        if k == "id":
+            return self.checked(key, default, lambda v: isinstance(v, str) and re.fullmatch(ID_PATTERN, v) is not None,
+                                f"an id of {ID_WHAT} characters")
+        if k == "bool":
+            return self.bool(key, default)
+        if k == "int":
+            return self.int(key, default, lo=rule.lo, hi=rule.hi)
+        if k == "number":
+            return self.number(key, default, lo=rule.lo, hi=rule.hi)
+        if k == "choice":
+            v = self.choice(key, default, rule.choices)
+            return rule.choices[rule.choices.index(v)]      # the enum member, for enum choices
+        if k == "path":
+            return self.path(key, default)
+        if k == "device_node":
+            return self.device_node(key)
+        if k == "baudrate":
+            return self.checked(key, default, lambda v: _is_int(v) and v in _BAUDRATES,
+                                f"9600 x N for N from 1 to 12 ({', '.join(map(str, _BAUDRATES))})")
+        if k == "address":
+            v = self.checked(key, default, _is_address,
+                             'an integer or hex string from 0 to 0xFFFFFFFF, e.g. "0xFFFFFFFF"')
+            return int(v, 16) if isinstance(v, str) else v
+        if k == "timezone":
+            tz = self.str(key, default)
+            try:
+                zoneinfo.ZoneInfo(tz)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(f'{self.name}.{key}: {tz!r} is not a known IANA time zone; expected a name such '
+                                  'as "Asia/Shanghai"') from None
+            return tz
+        if k == "topic_prefix":
+            return self.checked(key, default, lambda v: isinstance(v, str) and v != "" and not set(v) & set("#+")
+                                and not v.endswith("/"), 'a topic prefix without "#", "+" or a trailing "/", e.g. "ht/v1"')
+        if k == "url_param":
+            return self.checked(key, default, lambda v: isinstance(v, str) and _URL_PARAM.fullmatch(v) is not None,
+                                "a URL parameter name (1 to 32 of A-Z a-z 0-9 _ . ~ -)")
+        if k == "video_source":
+            return self.checked(key, default, lambda v: (isinstance(v, str) and v != "") or (_is_int(v) and v >= 0),
+                                'a device path ("/dev/video0"), a camera index (0) or a video file path')
+        raise AssertionError(k)
+
     def require(self, key: str, why: str) -> None:
         if key not in self.data:
             raise ConfigError(f"{self.name}.{key}: required {why}")
@@ -357,12 +450,29 @@ _DEVICE_SECTIONS = ["fingerprint_door", "fingerprint_counter", "cards", "ble", "
 _BAUDRATES = tuple(9600 * n for n in range(1, 13))
 
 
+PROVISIONED_CONFIG = Path("provisioning") / "config.toml"   # under the state dir (offline/provisioning.py)
+REMOTE_SETTINGS_FILE = "settings-from-hq.json"              # under the state dir: the config downlink's settings
+
+
+def provisioned_config(state_dir: Path) -> dict | None:
+    """The TOML fragment ([site], [device], [mqtt]) head office provisioned, or None if not provisioned."""
+    path = Path(state_dir) / PROVISIONED_CONFIG
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
 def _provisioned(state_dir: Path) -> dict | None:
-    from offline.provisioning import provisioned_config
     try:
         return provisioned_config(state_dir)
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"provisioned configuration under {state_dir} cannot be read: {e}") from None
+
+
+def check_fragment(fragment: dict, base_dir: Path) -> None:
+    """Check a provisioning bundle's settings with the file's rules (ConfigError names the key)."""
+    _build(fragment, source=Path("provisioning"), base_dir=base_dir)
 
 
 def _merged(base: dict, over: dict) -> dict:
@@ -375,7 +485,7 @@ def _merged(base: dict, over: dict) -> dict:
 def load_config(path: str | os.PathLike[str] | None) -> Config:
     """Read and check the configuration; None or a missing file gives the simulation defaults."""
     if path is None or not Path(path).exists():
-        return _build({}, source=None, base_dir=Path.cwd())
+        return _with_remote_settings(_build({}, source=None, base_dir=Path.cwd()))
     file = Path(path)
     try:
         with open(file, "rb") as f:
@@ -390,75 +500,51 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         if provisioned:
             # head office's provisioning bundle (SPEC §5) overrides what the file says of site, device, mqtt
             config = _build(_merged(data, provisioned), source=file, base_dir=file.resolve().parent)
-        return config
     except ConfigError as e:
         raise ConfigError(f"{file}: {e}") from None
+    return _with_remote_settings(config)
+
+
+def _keys(cls: type, *extra: str) -> list[str]:
+    return [*rules_of(cls), *extra]
 
 
 def _build(data: dict[str, Any], source: Path | None, base_dir: Path) -> Config:
     root = _Table(data, "(top level)", _SECTIONS)
-    site = _site(_Table(root.table("site"), "site", [
-        "id", "type", "name", "timezone", "allow_password_confirmation", "allow_uid_only_tags",
-        "min_escorts", "max_failed_attempts"]), required=source is not None)
+    site_t = _Table(root.table("site"), "site", _keys(SiteConfig))
+    if source is not None:
+        site_t.str("id", required=True)
+    site = _read(SiteConfig, site_t)
     devices = _devices(_Table(root.table("devices"), "devices", _DEVICE_SECTIONS))
 
-    dev = _Table(root.table("device"), "device", ["id", "simulate"])
-    device = DeviceConfig(
-        id=dev.str("id", f"{site.id}-terminal"),
-        # No file, or no real driver named: a laptop demo (SPEC §7).
-        simulate=dev.bool("simulate", source is None or not devices.any_hardware()),
-    )
+    dev = _Table(root.table("device"), "device", _keys(DeviceConfig))
+    # No file, or no real driver named: a laptop demo (SPEC §7).
+    device = DeviceConfig(id=dev.by_rule("id", f"{site.id}-terminal", rules_of(DeviceConfig)["id"][1]),
+                          simulate=dev.bool("simulate", source is None or not devices.any_hardware()))
 
-    p = _Table(root.table("paths"), "paths", ["state_dir"])
+    p = _Table(root.table("paths"), "paths", _keys(PathsConfig))
     state_dir = p.path("state_dir", SIMULATION_STATE_DIR if device.simulate else DEFAULT_STATE_DIR)
     assert state_dir is not None
-    paths = PathsConfig(state_dir=(base_dir / state_dir) if not state_dir.is_absolute() else state_dir)
+    paths = _read(PathsConfig, p, state_dir=(base_dir / state_dir) if not state_dir.is_absolute() else state_dir)
 
     return Config(
         site=site, device=device, paths=paths,
-        screen=_screen(_Table(root.table("screen"), "screen", [
-            "host", "port", "language", "idle_timeout_seconds", "allow_remote"])),
+        screen=_screen(_Table(root.table("screen"), "screen", _keys(ScreenConfig))),
         devices=devices,
-        mqtt=_mqtt(_Table(root.table("mqtt"), "mqtt", [
-            "enabled", "host", "port", "ca_file", "cert_file", "key_file", "keepalive", "topic_prefix"]), base_dir),
-        backup=_backup(_Table(root.table("backup"), "backup", ["interval_minutes", "keep"])),
+        mqtt=_mqtt(_Table(root.table("mqtt"), "mqtt", _keys(MqttConfig)), base_dir),
+        backup=_read(BackupConfig, _Table(root.table("backup"), "backup", _keys(BackupConfig))),
         complaints=_complaints(_Table(root.table("complaints"), "complaints", ["deadlines", "calendar"])),
         source=source,
     )
 
 
-def _site(t: _Table, required: bool) -> SiteConfig:
-    tz = t.str("timezone", "Asia/Shanghai")
-    try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f'site.timezone: {tz!r} is not a known IANA time zone; expected a name such as "Asia/Shanghai"') from None
-    return SiteConfig(
-        id=t.str("id", DEFAULT_SITE_ID, required=required),
-        type=SiteType(t.choice("type", "branch", tuple(s.value for s in SiteType))),
-        name=t.str("name", ""),
-        timezone=tz,
-        allow_password_confirmation=t.bool("allow_password_confirmation", False),
-        allow_uid_only_tags=t.bool("allow_uid_only_tags", True),
-        min_escorts=t.int("min_escorts", 2, lo=2, hi=10),
-        max_failed_attempts=t.int("max_failed_attempts", 5, lo=1, hi=20),
-    )
-
-
 def _screen(t: _Table) -> ScreenConfig:
-    allow_remote = t.bool("allow_remote", False)
-    host = t.str("host", "127.0.0.1")
-    if not allow_remote and not _is_loopback(host):
+    screen = _read(ScreenConfig, t)
+    if not screen.allow_remote and not _is_loopback(screen.host):
         raise ConfigError(
-            f"screen.host: {host!r} is not a loopback address; the screen must be reachable only from the "
+            f"screen.host: {screen.host!r} is not a loopback address; the screen must be reachable only from the "
             f'device, so use "127.0.0.1", "::1" or "localhost" (or set screen.allow_remote = true)')
-    return ScreenConfig(
-        host=host,
-        port=t.int("port", 8080, lo=1, hi=65535),
-        language=t.choice("language", "zh-CN", ("zh-CN", "en")),
-        idle_timeout_seconds=t.int("idle_timeout_seconds", 120, lo=10, hi=3600),
-        allow_remote=allow_remote,
-    )
+    return screen
 
 
 def _is_loopback(host: str) -> bool:
@@ -471,18 +557,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def _fingerprint(t: _Table, station: str) -> FingerprintConfig:
-    driver = t.choice("driver", "simulator", ("simulator", "uart"))
-    if driver == "uart":
+    if t.by_rule("driver", "simulator", rules_of(FingerprintConfig)["driver"][1]) == "uart":
         t.require("port", f'when devices.fingerprint_{station}.driver = "uart" (e.g. "/dev/fingerprint-{station}")')
-    address = t.checked("address", 0xFFFFFFFF, _is_address, 'an integer or hex string from 0 to 0xFFFFFFFF, e.g. "0xFFFFFFFF"')
-    return FingerprintConfig(
-        station=station, driver=driver,
-        port=t.device_node("port"),
-        baudrate=t.checked("baudrate", 57600, lambda v: _is_int(v) and v in _BAUDRATES,
-                        f"9600 x N for N from 1 to 12 ({', '.join(map(str, _BAUDRATES))})"),
-        address=int(address, 16) if isinstance(address, str) else address,
-        password=t.int("password", 0, lo=0, hi=0xFFFFFFFF),
-    )
+    return _read(FingerprintConfig, t, station=station)
 
 
 def _is_address(v: Any) -> bool:
@@ -495,9 +572,6 @@ def _is_address(v: Any) -> bool:
 
 
 def _complaints(t: _Table) -> ComplaintsConfig:
-    from datetime import date
-
-    from flows.workdays import DeadlineRules
     deadlines = _Table(t.table("deadlines"), "complaints.deadlines",
                        [f.name for f in dataclasses.fields(DeadlineRules)])
     try:
@@ -519,7 +593,6 @@ def _complaints(t: _Table) -> ComplaintsConfig:
 
 def _beacon_patterns(items: Any) -> tuple[BeaconPatternConfig, ...]:
     """[[devices.ble.patterns]] tables: identity plus a local_name regex and/or company_id (+ data_prefix hex)."""
-    import re
     if not isinstance(items, list):
         raise ConfigError("devices.ble.patterns: must be an array of tables ([[devices.ble.patterns]])")
     out = []
@@ -547,24 +620,11 @@ def _is_hex(v: str) -> bool:
         return False
 
 
-_CARDS_SUN_KEYS = ["sun_url_style", "sun_picc_param", "sun_mac_param", "sun_picc_segment", "sun_mac_segment",
-                   "sun_mac_input_offset", "sun_random_uid"]
 _URL_PARAM = re.compile(r"[A-Za-z0-9_.~-]{1,32}")
 
 
 def _cards(c: _Table) -> CardsConfig:
-    param_ok = lambda v: isinstance(v, str) and _URL_PARAM.fullmatch(v) is not None  # noqa: E731
-    param_what = "a URL parameter name (1 to 32 of A-Z a-z 0-9 _ . ~ -)"
-    cards = CardsConfig(
-        driver=c.choice("driver", "simulator", ("simulator", "pcsc")), reader=c.str("reader"),
-        sun_url_style=c.choice("sun_url_style", "query", ("query", "path")),
-        sun_picc_param=c.checked("sun_picc_param", "picc_data", param_ok, param_what),
-        sun_mac_param=c.checked("sun_mac_param", "cmac", param_ok, param_what),
-        sun_picc_segment=c.int("sun_picc_segment", -2, lo=-16, hi=15),
-        sun_mac_segment=c.int("sun_mac_segment", -1, lo=-16, hi=15),
-        sun_mac_input_offset=c.int("sun_mac_input_offset", None, lo=0, hi=0xFFFFFF),
-        sun_random_uid=c.bool("sun_random_uid", False),
-    )
+    cards = _read(CardsConfig, c)
     if cards.sun_picc_param == cards.sun_mac_param:
         raise ConfigError(f"{c.name}.sun_mac_param: must differ from sun_picc_param ({cards.sun_picc_param!r})")
     if cards.sun_picc_segment == cards.sun_mac_segment:
@@ -573,100 +633,197 @@ def _cards(c: _Table) -> CardsConfig:
 
 
 def _devices(t: _Table) -> DevicesConfig:
-    def sub(name: str, allowed: list[str]) -> _Table:
-        return _Table(t.table(name), f"devices.{name}", allowed)
+    def sub(name: str, cls: type, *extra: str) -> _Table:
+        return _Table(t.table(name), f"devices.{name}", _keys(cls, *extra))
 
-    fp_keys = ["driver", "port", "baudrate", "address", "password"]
     counter = None
     if "fingerprint_counter" in t.data:
-        counter = _fingerprint(sub("fingerprint_counter", fp_keys), "counter")
+        counter = _fingerprint(sub("fingerprint_counter", FingerprintConfig), "counter")
 
-    c = sub("cards", ["driver", "reader", *_CARDS_SUN_KEYS])
-    b = sub("ble", ["driver", "rssi_threshold", "dwell_seconds", "silence_seconds", "patterns"])
-    cam = sub("camera", ["driver", "source"])
-    v = sub("voice", ["driver", "voice", "rate"])
-    pr = sub("printer", ["driver", "path", "port", "baudrate", "vendor_id", "product_id"])
-    d = sub("door", ["driver", "pin", "active_high", "port"])
+    b = sub("ble", BleConfig, "patterns")
+    cam = _read(CameraConfig, sub("camera", CameraConfig))
+    if cam.driver == "opencv" and cam.source is None:
+        raise ConfigError('devices.camera.source: required when devices.camera.driver = "opencv" (e.g. "/dev/video0")')
 
-    cam_driver = cam.choice("driver", "simulator", ("simulator", "opencv", "none"))
-    source = cam.checked("source", None, lambda s: (isinstance(s, str) and s != "") or (_is_int(s) and s >= 0),
-                      'a device path ("/dev/video0"), a camera index (0) or a video file path')
-    if cam_driver == "opencv" and source is None:
-        cam.require("source", 'when devices.camera.driver = "opencv" (e.g. "/dev/video0")')
-
-    pr_driver = pr.choice("driver", "simulator", ("simulator", "file", "serial", "usb"))
+    pr = sub("printer", PrinterConfig)
+    printer = _read(PrinterConfig, pr)
     for needed, when in (("path", "file"), ("port", "serial"), ("vendor_id", "usb"), ("product_id", "usb")):
-        if pr_driver == when:
+        if printer.driver == when:
             pr.require(needed, f'when devices.printer.driver = "{when}"')
 
-    door_driver = d.choice("driver", "simulator", ("simulator", "gpio", "serial-relay"))
-    if door_driver == "gpio":
+    d = sub("door", DoorConfig)
+    door = _read(DoorConfig, d)
+    if door.driver == "gpio":
         d.require("pin", 'when devices.door.driver = "gpio" (a BCM pin number, e.g. 17)')
-    if door_driver == "serial-relay":
+    if door.driver == "serial-relay":
         d.require("port", 'when devices.door.driver = "serial-relay" (e.g. "/dev/ttyUSB2")')
 
     return DevicesConfig(
-        fingerprint_door=_fingerprint(sub("fingerprint_door", fp_keys), "door"),
+        fingerprint_door=_fingerprint(sub("fingerprint_door", FingerprintConfig), "door"),
         fingerprint_counter=counter,
-        cards=_cards(c),
-        ble=BleConfig(
-            driver=b.choice("driver", "simulator", ("simulator", "bleak")),
-            rssi_threshold=b.int("rssi_threshold", -75, lo=-120, hi=0),
-            dwell_seconds=b.number("dwell_seconds", 3.0, lo=0, hi=600),
-            silence_seconds=b.number("silence_seconds", 60.0, lo=1, hi=3600),
-            patterns=_beacon_patterns(b.data.get("patterns", [])),
-        ),
-        camera=CameraConfig(driver=cam_driver, source=source),
-        voice=VoiceConfig(
-            driver=v.choice("driver", "text", ("text", "espeak")),
-            voice=v.str("voice", "cmn"),
-            rate=v.int("rate", 160, lo=50, hi=400),
-        ),
-        printer=PrinterConfig(
-            driver=pr_driver, path=pr.path("path"), port=pr.device_node("port"),
-            baudrate=pr.checked("baudrate", 9600, lambda x: _is_int(x) and x in _BAUDRATES,
-                             f"9600 x N for N from 1 to 12 ({', '.join(map(str, _BAUDRATES))})"),
-            vendor_id=pr.int("vendor_id", None, lo=0, hi=0xFFFF),
-            product_id=pr.int("product_id", None, lo=0, hi=0xFFFF),
-        ),
-        door=DoorConfig(
-            driver=door_driver, pin=d.int("pin", None, lo=0, hi=27),
-            active_high=d.bool("active_high", True), port=d.device_node("port"),
-        ),
+        cards=_cards(sub("cards", CardsConfig)),
+        ble=_read(BleConfig, b, patterns=_beacon_patterns(b.data.get("patterns", []))),
+        camera=cam,
+        voice=_read(VoiceConfig, sub("voice", VoiceConfig)),
+        printer=printer,
+        door=door,
     )
 
 
 def _mqtt(t: _Table, base_dir: Path) -> MqttConfig:
-    enabled = t.bool("enabled", False)
-    if enabled:
+    if t.bool("enabled", False):
         for key in ("host", "ca_file", "cert_file", "key_file"):
             t.require(key, "when mqtt.enabled = true")
+    m = _read(MqttConfig, t)
 
-    def file(key: str) -> Path | None:
-        p = t.path(key)
+    def file(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else base_dir / p)
-
-    prefix = t.checked("topic_prefix", "ht/v1",
-                    lambda v: isinstance(v, str) and v != "" and not set(v) & set("#+") and not v.endswith("/"),
-                    'a topic prefix without "#", "+" or a trailing "/", e.g. "ht/v1"')
-    return MqttConfig(
-        enabled=enabled, host=t.str("host", "localhost"), port=t.int("port", 8883, lo=1, hi=65535),
-        ca_file=file("ca_file"), cert_file=file("cert_file"), key_file=file("key_file"),
-        keepalive=t.int("keepalive", 60, lo=5, hi=3600), topic_prefix=prefix,
-    )
+    return replace(m, ca_file=file(m.ca_file), cert_file=file(m.cert_file), key_file=file(m.key_file))
 
 
-def _backup(t: _Table) -> BackupConfig:
-    return BackupConfig(
-        interval_minutes=t.int("interval_minutes", 60, lo=1, hi=7 * 24 * 60),
-        keep=t.int("keep", 48, lo=1, hi=10000),
-    )
+# --- settings from head office: the `config` downlink (docs/mqtt.md) -------------------------------
+
+# (dotted section, attribute path from Config, settings class): every section a key may live in.
+_SECTION_CLASSES = (("site", ("site",), SiteConfig), ("device", ("device",), DeviceConfig),
+                    ("paths", ("paths",), PathsConfig), ("screen", ("screen",), ScreenConfig),
+                    ("mqtt", ("mqtt",), MqttConfig), ("backup", ("backup",), BackupConfig),
+                    *((f"devices.{n}", ("devices", n), c) for n, c in (
+                        ("fingerprint_door", FingerprintConfig), ("fingerprint_counter", FingerprintConfig),
+                        ("cards", CardsConfig), ("ble", BleConfig), ("camera", CameraConfig),
+                        ("voice", VoiceConfig), ("printer", PrinterConfig), ("door", DoorConfig))))
+
+
+def all_settings() -> dict[str, tuple[tuple[str, ...], str, Rule]]:
+    """'section.key' -> (attribute path, key, rule) for every setting that has a rule."""
+    return {f"{section}.{key}": (path, key, rule)
+            for section, path, cls in _SECTION_CLASSES for key, (_, rule) in rules_of(cls).items()}
+
+
+def remote_keys() -> list[str]:
+    """The settings head office may change by the `config` downlink."""
+    return [k for k, (_, _, rule) in all_settings().items() if rule.remote]
+
+
+def check_remote(settings: Any) -> dict[str, Any]:
+    """Check a `config` downlink's settings ({"section.key": value}) by the same rules as the file.
+
+    Every key is checked before anything changes; ConfigError names the first key that is unknown,
+    not settable from head office, of the wrong type or out of range.
+    """
+    if not isinstance(settings, dict) or not settings:
+        raise ConfigError("settings: must be an object of one or more {\"section.key\": value}")
+    known, checked = all_settings(), {}
+    for key, value in settings.items():
+        if key not in known:
+            raise ConfigError(f"{key}: unknown setting; head office may set {', '.join(remote_keys())}")
+        path, leaf, rule = known[key]
+        if not rule.remote:
+            raise ConfigError(f"{key}: may not be set from head office (only in the device's configuration file "
+                              "or its provisioning bundle)")
+        checked[key] = _Table({leaf: value}, key.rsplit(".", 1)[0], [leaf]).by_rule(leaf, None, rule)
+    return checked
+
+
+def apply_settings(config: Config, settings: Any) -> tuple[Config, dict[str, str]]:
+    """The configuration with head office's settings applied, and when each takes effect
+    ("now", or "next_handover" for the rules a running handover was started with)."""
+    checked = check_remote(settings)
+    known = all_settings()
+    for key, value in checked.items():
+        path, leaf, _ = known[key]
+        config = _replace_at(config, path, {leaf: value})
+    return config, {k: known[k][2].remote for k in checked}
+
+
+def settings_view(config: Config) -> dict[str, Any]:
+    """The current value of every setting head office may change (GET /api/view, health)."""
+    out, known = {}, all_settings()
+    for key in _REMOTE_KEYS:
+        path, leaf, _ = known[key]
+        section = config
+        for attr in path:
+            section = getattr(section, attr)
+        value = getattr(section, leaf)
+        out[key] = value.value if hasattr(value, "value") else value
+    return out
+
+
+def save_remote_settings(state_dir: Path, settings: dict[str, Any]) -> None:
+    """Keep accepted settings so a restart applies them too (temp, fsync, rename)."""
+    path = Path(state_dir) / REMOTE_SETTINGS_FILE
+    merged = {**_read_remote_file(path), **{k: (v.value if hasattr(v, "value") else v) for k, v in settings.items()}}
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(merged, f, ensure_ascii=False, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_remote_file(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: settings from head office cannot be read: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: settings from head office must be a JSON object")
+    return data
+
+
+def _with_remote_settings(config: Config) -> Config:
+    path = config.paths.state_dir / REMOTE_SETTINGS_FILE
+    if not path.is_file():
+        return config
+    try:
+        return apply_settings(config, _read_remote_file(path))[0]
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _replace_at(obj: Any, path: tuple[str, ...], changes: dict) -> Any:
+    if not path:
+        return replace(obj, **changes)
+    return replace(obj, **{path[0]: _replace_at(getattr(obj, path[0]), path[1:], changes)})
+
+
+_REMOTE_KEYS = tuple(remote_keys())
+
+
+# --- what only the machine can tell: files and folders the settings name ---------------------------
+
+def check_files(config: Config) -> list[str]:
+    """Problems with the files and folders the configuration names, each naming its key; [] if none.
+
+    Run by `python -m agent.config check` and before the daemon starts, so a wrong path is a message
+    naming the key instead of a traceback later.
+    """
+    problems = []
+    state = config.paths.state_dir
+    if state.exists() and not state.is_dir():
+        problems.append(f"paths.state_dir: {str(state)!r} is a file, not a folder")
+    elif not state.exists() and state.parent.exists() and not state.parent.is_dir():
+        problems.append(f"paths.state_dir: {str(state.parent)!r} is a file, not a folder")
+    if config.mqtt.enabled:
+        for key, load in (("ca_file", x509.load_pem_x509_certificates), ("cert_file", x509.load_pem_x509_certificate),
+                          ("key_file", lambda b: serialization.load_pem_private_key(b, None))):
+            path = getattr(config.mqtt, key)
+            try:
+                load(path.read_bytes())
+            except OSError as e:
+                problems.append(f"mqtt.{key}: {str(path)!r} cannot be read ({e.strerror})")
+            except (ValueError, TypeError):
+                what = "a private key" if key == "key_file" else "a certificate"
+                problems.append(f"mqtt.{key}: {str(path)!r} is not {what} in PEM form")
+    return problems
 
 
 def _main(argv: list[str]) -> int:
     """`python -m agent.config COMMAND FILE`: what the units need from the configuration, for
     systemd/handover-apply-config (they cannot read TOML themselves)."""
-    commands = ("check", "device-allow", "backup-interval", "unit-env")
+    # check-values: the values only, for install.sh, whose --root box is not the machine the paths name.
+    commands = ("check", "check-values", "device-allow", "backup-interval", "unit-env")
     if len(argv) != 2 or argv[0] not in commands:
         print(f"usage: python -m agent.config {{{'|'.join(commands)}}} CONFIG", file=sys.stderr)
         return 2
@@ -676,6 +833,12 @@ def _main(argv: list[str]) -> int:
         print(f"configuration error: {e}", file=sys.stderr)
         return 1
     command = argv[0]
+    if command == "check":
+        problems = check_files(config)
+        for problem in problems:
+            print(f"configuration error: {argv[1]}: {problem}", file=sys.stderr)
+        if problems:
+            return 1
     if command == "device-allow":
         print("[Service]")
         for line in config.device_allow():
@@ -688,7 +851,7 @@ def _main(argv: list[str]) -> int:
         if config.source is not None:   # unprovisioned: the unit's own default, from the machine id
             print(f"HANDOVER_DEVICE_ID={config.device.id}")
         print(f"HANDOVER_STATE_DIR={config.paths.state_dir}")
-    else:
+    else:   # check, check-values
         print(f"{argv[1]}: ok (site {config.site.id}, simulate={str(config.simulate).lower()})")
     return 0
 

@@ -19,7 +19,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -215,10 +217,26 @@ def verify_file(path: str | os.PathLike) -> VerifyResult:
         raise JournalError(f"cannot open {path} as SQLite: {exc}") from exc
     try:
         return _check_chain(conn)
+    except sqlite3.OperationalError as exc:
+        if not Path(f"{path}-wal").is_file():
+            raise JournalError(f"{path} is not a readable journal: {exc}") from exc
     except sqlite3.Error as exc:
         raise JournalError(f"{path} is not a readable journal: {exc}") from exc
     finally:
         conn.close()
+    # A WAL without its index (-shm) where none can be made (a write-protected stick, a read-only
+    # mount, the copy a technician took after a power cut): check a copy, leaving the files as they are.
+    with tempfile.TemporaryDirectory(prefix="journal-verify-") as tmp:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)
+        shutil.copyfile(f"{path}-wal", f"{copy}-wal")
+        conn = sqlite3.connect(copy, isolation_level=None)
+        try:
+            return _check_chain(conn)
+        except sqlite3.Error as exc:
+            raise JournalError(f"{path} is not a readable journal: {exc}") from exc
+        finally:
+            conn.close()
 
 
 class Journal:

@@ -19,6 +19,7 @@ import sqlite_utils
 
 from agent.sealing import Sealer
 from flows.model import Box, Person, Task
+from offline.keys import fsync_dir
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,15 @@ class Store:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+            fsync_dir(self._photos)     # journal entries reference it: its name must survive a power cut
         return digest
+
+    def has_photo(self, digest: str) -> bool:
+        return (self._photos / f"{digest}.sealed").exists()
+
+    def discard_photo(self, digest: str) -> None:
+        """Remove a photo an import wrote but never committed (nothing refers to it)."""
+        (self._photos / f"{digest}.sealed").unlink(missing_ok=True)
 
     def photo(self, digest: str) -> bytes | None:
         if not all(c in "0123456789abcdef" for c in digest) or len(digest) != 64:

@@ -24,11 +24,12 @@ from zoneinfo import ZoneInfo
 from agent.calendar_data import build_calendar
 from agent.codec import alarm_body, decode_event, encode
 from agent.complaints import ComplaintBook
-from agent.config import Config
+from agent.config import Config, check_files
 from agent.devices import Devices
 from agent.i18n import render
-from agent.journal import Journal
+from agent.journal import JournalError
 from agent.sealing import Sealer
+from agent.storage import MIB, Storage, is_storage_error
 from agent.store import Store
 from drivers.events import CardRead, CardReadIncomplete, DeviceHealth, FingerRead, VehicleArrived, VehicleDeparted
 from flows import events as fe
@@ -92,6 +93,12 @@ def prompt_key(key: str, params: dict) -> str:
     return key
 
 
+def _site_of(config: Config) -> Site:
+    return Site(config.site.id, config.site.type, config.site.name,
+                allow_password_confirmation=config.site.allow_password_confirmation,
+                allow_uid_only_tags=config.site.allow_uid_only_tags)
+
+
 class Terminal:
     def __init__(self, config: Config, devices: Devices, *, clock: Callable[[], datetime] | None = None):
         self.config = config
@@ -99,13 +106,12 @@ class Terminal:
         self.tz = ZoneInfo(config.site.timezone)
         self._wall = clock or (lambda: datetime.now(self.tz))
         self.clock_offset = timedelta(0)       # simulation only: the panel can jump to a later task
-        self.site = Site(config.site.id, config.site.type, config.site.name,
-                         allow_password_confirmation=config.site.allow_password_confirmation,
-                         allow_uid_only_tags=config.site.allow_uid_only_tags)
+        self.site = _site_of(config)
         paths = config.paths
         for d in (paths.state_dir, paths.keys_dir, paths.reports_dir):
             Path(d).mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.journal = Journal(paths.journal_path)
+        self.storage = Storage(paths.state_dir, paths.min_free_mb * MIB)
+        self.journal = self.storage.open_journal(paths.journal_path)
         sealer = Sealer(Path(paths.keys_dir) / "data.key")
         self.store = Store(self.journal.db, sealer, paths.photos_dir)
         self.complaints = ComplaintBook(
@@ -131,6 +137,7 @@ class Terminal:
         self._queue: asyncio.Queue = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._inbox_watch: asyncio.Task | None = None
+        self._storage_watch: asyncio.Task | None = None
         self.sync = None
         self._background: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -138,7 +145,7 @@ class Terminal:
     # --- life cycle ---
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if self.config.simulate and not self.store.tasks_on(self.today(), self.site.site_id):
+        if self.config.simulate and not self.storage.low and not self.store.tasks_on(self.today(), self.site.site_id):
             # a demo on a new day gets a new sample day
             from agent.sample import seed
             with self.journal.transaction():
@@ -158,10 +165,16 @@ class Terminal:
         self.health = {d.name: d.health() for d in self.devices.all()}
         if self.active is not None and self.active.door_raised:
             await self.devices.door.set_permit(True)
-        self.journal.append("agent_started", {"site_id": self.site.site_id, "simulate": self.config.simulate,
-                                              "resumed_task": self.active.task.task_id if self.active else None})
+        try:
+            self.journal.append("agent_started", {"site_id": self.site.site_id, "simulate": self.config.simulate,
+                                                  "resumed_task": self.active.task.task_id if self.active else None,
+                                                  "storage_low": self.storage.low})
+        except JournalError as exc:            # a full disk: start anyway, and say so (agent.storage)
+            self.storage_failed(exc)
+        self._show_storage()
         self._worker = asyncio.create_task(self._run(), name="terminal-events")
         self._inbox_watch = asyncio.create_task(self._watch_inbox(), name="inbox")
+        self._storage_watch = asyncio.create_task(self._watch_storage(), name="storage")
         if self.config.mqtt.enabled:
             self._start_sync()
 
@@ -172,7 +185,7 @@ class Terminal:
         await self._queue.join()
         if self.sync is not None:
             await asyncio.to_thread(self.sync.stop)      # unacked entries stay in the journal for next time
-        for task in (self._worker, self._inbox_watch):
+        for task in (self._worker, self._inbox_watch, self._storage_watch):
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -183,7 +196,10 @@ class Terminal:
             release = getattr(output, "close", None) or getattr(output, "stop", None)
             if release is not None:        # cameras, the speaker thread and relays let go of their devices
                 await release()
-        self.journal.append("agent_stopped", {"in_progress": self.active.task.task_id if self.active else None})
+        try:
+            self.journal.append("agent_stopped", {"in_progress": self.active.task.task_id if self.active else None})
+        except JournalError as exc:
+            log.warning("could not journal the stop: %s", exc)
         self.journal.close()
 
     def _emit(self, event) -> None:
@@ -203,8 +219,11 @@ class Terminal:
             event = await self._queue.get()
             try:
                 await self._on_device_event(event)
-            except Exception:
-                log.exception("device event %s could not be handled", type(event).__name__)
+            except Exception as exc:
+                if is_storage_error(exc):     # not journaled, so it did not happen: say why on screen
+                    self.storage_failed(exc)
+                else:
+                    log.exception("device event %s could not be handled", type(event).__name__)
             finally:
                 self._queue.task_done()
 
@@ -231,9 +250,9 @@ class Terminal:
 
     def _on_health(self, ev: DeviceHealth) -> None:
         before = self.health.get(ev.device)
-        self.health[ev.device] = ev
         if before is None or before.state != ev.state:
             self.journal.append("device_health", {"device": ev.device, "state": ev.state, "error": ev.last_error})
+        self.health[ev.device] = ev
         self._changed()
 
     async def _on_vehicle(self, ev: VehicleArrived) -> None:
@@ -271,6 +290,12 @@ class Terminal:
                               self.config.site.min_escorts)
 
     async def start_handover(self, task: Task, arrival: fe.VehicleArrived) -> None:
+        self._storage_changed(self.storage.check())
+        if self.storage.low:                  # refused while the journal can still say so
+            self._prompt(Prompt("storage_handover_refused", urgent=True))
+            self.journal.append("handover_refused", {"task_id": task.task_id, "reason": "storage_low",
+                                                     "storage": self.storage.describe()}, task_id=task.task_id)
+            return self._changed()
         handover = Handover.from_inputs(self._inputs_today(task))
         # everything the machine reads is journaled with the start: a restart rebuilds it from this alone
         self.journal.append("handover_started", {"task": task.to_dict(), "site_id": self.site.site_id,
@@ -502,21 +527,37 @@ class Terminal:
 
     def _start_sync(self) -> None:
         from agent.sync import Sync
+        unusable = [p for p in check_files(self.config) if p.startswith("mqtt.")]
+        if unusable:    # e.g. not provisioned yet: work offline and say why on the device bar
+            log.error("head office link not started: %s", "; ".join(unusable))
+            self._on_health(DeviceHealth("head_office", "missing", "; ".join(unusable)))
+            return
         loop = asyncio.get_running_loop()
         self.sync = Sync(self.config, self.journal, self.store, urgent_kinds=self.URGENT_KINDS,
                          complaints=self.complaints,
                          on_downlink=lambda kind, payload: loop.call_soon_threadsafe(self._downlink_applied, kind),
                          health=lambda: {name: {"state": h.state, "error": h.last_error}
                                          for name, h in self.health.items()},
-                         modules=list(self.devices.fingerprints.values()), loop=loop)
+                         modules=list(self.devices.fingerprints.values()), loop=loop,
+                         on_link=lambda up, error: loop.call_soon_threadsafe(self._on_health, DeviceHealth(
+                             "head_office", "connected" if up else "missing", error)))
         self.sync.start()
 
     def _downlink_applied(self, kind: str) -> None:
         """Head office changed tasks, people or settings: show the new state."""
+        if kind == "config" and self.sync is not None:
+            self.reconfigure(self.sync.downlink.config)
         self.reload_people()
         if kind == "route_progress":
             self._spawn(self._route_news())
         self._changed()
+
+    def reconfigure(self, config: Config) -> None:
+        """Settings head office changed (agent.config.apply_settings). A running handover keeps the
+        site rules it started with; the next one is built from these."""
+        self.config = config
+        self.site = _site_of(config)
+        self.lang = config.screen.language
 
     def simulate_route_report(self, task_id: str, site_id: str, status: str) -> None:
         """Simulation only: the panel plays head office's route_progress report, as the downlink stores it."""
@@ -547,8 +588,8 @@ class Terminal:
         from offline.usb import drain_inbox
         state = Path(self.config.paths.state_dir)
         inbox = state / "inbox"
-        if not inbox.is_dir() or not any(inbox.iterdir()):
-            return
+        if not inbox.is_dir() or not any(inbox.iterdir()) or self.storage.low:
+            return                      # a bundle waits on a full disk: its import could not be journaled
         if self.active is not None and self.active.step is not Step.ARRIVAL:
             return                      # never change tasks or people under a running handover
         results = await drain_inbox(state / "inbox", journal=self.journal, store=self.store,
@@ -611,9 +652,41 @@ class Terminal:
 
 
     def set_language(self, lang: str) -> None:
-        self.lang = lang
         self.journal.append("config_changed", {"screen.language": lang})
+        self.lang = lang
         self._changed()
+
+    # --- storage (agent.storage): a full disk is shown and reported, never a crash ---
+    def storage_failed(self, error: Exception) -> None:
+        log.error("journal write failed: %s", error)
+        self.storage.failed(error)
+        self._prompt(Prompt("storage_write_failed", urgent=True))
+        self._show_storage()
+
+    def _show_storage(self) -> None:
+        """The device bar and head office's health both read self.health."""
+        low = self.storage.low
+        self.health["storage"] = DeviceHealth("storage", "degraded" if low else "connected",
+                                              self.storage.describe() if low else None)
+        self._changed()
+
+    async def _watch_storage(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self._storage_changed(await asyncio.to_thread(self.storage.check))
+
+    def _storage_changed(self, changed: bool) -> None:
+        """Record and show a change of the storage state (Storage.check said whether there was one)."""
+        if not changed:
+            return
+        try:
+            self.journal.append("storage_low" if self.storage.low else "storage_ok",
+                                {"storage": self.storage.describe()})
+        except JournalError as exc:
+            self.storage_failed(exc)
+        if not self.storage.low:
+            self._prompt(Prompt("storage_ok"))
+        self._show_storage()
 
     def subscribe(self) -> asyncio.Queue:
         q: asyncio.Queue = asyncio.Queue(maxsize=1)

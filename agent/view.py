@@ -4,7 +4,7 @@ A silent alarm (duress) never appears here: the screen must look normal to whoev
 """
 from __future__ import annotations
 
-
+from agent.config import settings_view
 from agent.i18n import render
 from agent.sample import DEMO_SITE_NAME, STRANGER_BEACON
 from agent.terminal import prompt_key
@@ -43,7 +43,10 @@ def build_view(t, lang: str) -> dict:
         "officers": [{"person_id": p.person_id, "name": p.name} for p in t.people.values()
                      if p.role.value in ("officer", "manager")],
         "disposition_codes": list(DISPOSITION_CODES),
-        "health": [{"device": h.device, "state": h.state, "error": h.last_error} for h in t.health.values()],
+        "health": [{"device": h.device, "state": h.state, "error": h.last_error,
+                    "text": render("storage_low", {}, lang) if h.device == "storage" and h.state != "connected"
+                    else None} for h in t.health.values()],
+        "settings": settings_view(t.config),     # what head office may change, as now in effect
         "sim": _sim(t) if t.config.simulate else None,
     }
 

@@ -35,6 +35,40 @@ def _need(d: dict, key: str, where: str) -> Any:
     return d[key]
 
 
+def _obj(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: must be an object, got {type(value).__name__}")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    """An identifier or name: text (a whole number is taken as its digits); never a list's repr."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: must be text, got {type(value).__name__}")
+    return value
+
+
+def _texts(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{where}: must be a list, got {type(value).__name__}")
+    return tuple(_text(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _int(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{where}: must be a whole number, got {type(value).__name__}")
+    return value
+
+
+def _list(d: dict, key: str, where: str) -> list:
+    value = d.get(key, [])
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{where}.{key}: must be a list, got {type(value).__name__}")
+    return list(value)
+
+
 def _dt(value: Any, where: str) -> datetime:
     try:
         out = datetime.fromisoformat(value)
@@ -55,7 +89,7 @@ def _d(value: Any, where: str) -> date:
 def _enum(cls, value: Any, where: str):
     try:
         return cls(value)
-    except ValueError:
+    except (ValueError, TypeError):
         allowed = ", ".join(m.value for m in cls)
         raise ValueError(f"{where}: '{value}' is not one of {allowed}") from None
 
@@ -76,10 +110,15 @@ class Person:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Person":
-        w = f"person {d.get('person_id', '?')}"
+        d = _obj(d, "person")
+        person_id = _text(_need(d, "person_id", "person"), "person.person_id")
+        w = f"person {person_id}"
+        photo = d.get("photo")
+        if photo is not None:
+            _text(photo, f"{w}.photo")
         return cls(
-            person_id=str(_need(d, "person_id", w)), name=str(_need(d, "name", w)),
-            role=_enum(Role, _need(d, "role", w), f"{w}.role"), company=str(d.get("company", "")),
+            person_id=person_id, name=_text(_need(d, "name", w), f"{w}.name"),
+            role=_enum(Role, _need(d, "role", w), f"{w}.role"), company=_text(d.get("company", ""), f"{w}.company"),
             valid_from=_d(d["valid_from"], f"{w}.valid_from") if d.get("valid_from") else None,
             valid_until=_d(d["valid_until"], f"{w}.valid_until") if d.get("valid_until") else None,
             photo=d.get("photo"))
@@ -100,8 +139,9 @@ class Vehicle:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Vehicle":
-        w = f"vehicle {d.get('vehicle_id', '?')}"
-        return cls(str(_need(d, "vehicle_id", w)), str(_need(d, "plate", w)), str(_need(d, "beacon", w)))
+        d = _obj(d, "vehicle")
+        w = "vehicle"
+        return cls(*(_text(_need(d, k, w), f"{w}.{k}") for k in ("vehicle_id", "plate", "beacon")))
 
     def to_dict(self) -> dict:
         return {"vehicle_id": self.vehicle_id, "plate": self.plate, "beacon": self.beacon}
@@ -116,10 +156,13 @@ class Box:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Box":
-        w = f"box {d.get('box_id', '?')}"
+        d = _obj(d, "box")
+        box_id = _text(_need(d, "box_id", "box"), "box.box_id")
+        w = f"box {box_id}"
         origin = d.get("origin")
-        return cls(str(_need(d, "box_id", w)), str(_need(d, "tag", w)).upper(), str(_need(d, "destination", w)),
-                   str(origin) if origin is not None else None)
+        return cls(box_id, _text(_need(d, "tag", w), f"{w}.tag").upper(),
+                   _text(_need(d, "destination", w), f"{w}.destination"),
+                   _text(origin, f"{w}.origin") if origin is not None else None)
 
     def to_dict(self) -> dict:
         out = {"box_id": self.box_id, "tag": self.tag, "destination": self.destination}
@@ -171,17 +214,19 @@ class Task:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Task":
-        w = f"task {d.get('task_id', '?')}"
-        escorts = tuple(str(p) for p in _need(d, "escorts", w))
-        min_escorts = int(d.get("min_escorts", 2))
+        d = _obj(d, "task")
+        task_id = _text(_need(d, "task_id", "task"), "task.task_id")
+        w = f"task {task_id}"
+        escorts = _texts(_need(d, "escorts", w), f"{w}.escorts")
+        min_escorts = _int(d.get("min_escorts", 2), f"{w}.min_escorts")
         if min_escorts < 2:
             raise ValueError(f"{w}.min_escorts: at least 2 escorts are required, got {min_escorts}")
         if len(escorts) < min_escorts:
             raise ValueError(f"{w}.escorts: {len(escorts)} assigned, at least {min_escorts} required")
         version = d.get("version", 1)
-        if not isinstance(version, int) or version < 1:
-            raise ValueError(f"{w}.version: must be a positive integer")
-        route = tuple(str(s) for s in _need(d, "route", w))
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= 2**53:
+            raise ValueError(f"{w}.version: must be a whole number from 1 to 2**53")
+        route = _texts(_need(d, "route", w), f"{w}.route")
         if not route:
             raise ValueError(f"{w}.route: must name at least one site")
         start = _dt(_need(d, "window_start", w), f"{w}.window_start")
@@ -189,12 +234,12 @@ class Task:
         if end <= start:
             raise ValueError(f"{w}.window_end: must be after window_start")
         return cls(
-            task_id=str(_need(d, "task_id", w)), version=version,
+            task_id=task_id, version=version,
             kind=_enum(TaskKind, _need(d, "kind", w), f"{w}.kind"),
             window_start=start, window_end=end, route=route,
-            vehicle=Vehicle.from_dict(_need(d, "vehicle", w)), escorts=escorts,
-            boxes=tuple(Box.from_dict(b) for b in d.get("boxes", [])),
-            confirmers=tuple(str(p) for p in _need(d, "confirmers", w)), min_escorts=min_escorts)
+            vehicle=Vehicle.from_dict(_obj(_need(d, "vehicle", w), f"{w}.vehicle")), escorts=escorts,
+            boxes=tuple(Box.from_dict(_obj(b, f"{w}.boxes[{i}]")) for i, b in enumerate(_list(d, "boxes", w))),
+            confirmers=_texts(_need(d, "confirmers", w), f"{w}.confirmers"), min_escorts=min_escorts)
 
     def to_dict(self) -> dict:
         return {

@@ -61,6 +61,10 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, _cal.monthrange(year, month)[1]))
 
 
+MAX_MONTHS = 3                 # SPEC §6: never past three months
+MAX_DEADLINE_WORKDAYS = 66     # about three months of working days: any longer passes the outer limit anyway
+
+
 @dataclass(frozen=True)
 class DeadlineRules:
     """Complaint time limits in working days; every bank may set its own (defaults from SPEC §6)."""
@@ -81,6 +85,9 @@ class DeadlineRules:
         for key, value in data.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"complaint deadline setting {key} must be a non-negative integer, got {value!r}")
+            hi = MAX_MONTHS if key == "max_months" else MAX_DEADLINE_WORKDAYS
+            if value > hi:
+                raise ValueError(f"complaint deadline setting {key} must be at most {hi}, got {value!r}")
         if data.get("max_months", 3) < 1:
             raise ValueError("complaint deadline setting max_months must be at least 1")
         return cls(**data)

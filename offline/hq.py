@@ -1,7 +1,9 @@
 """`handover-hq`: head office's companion CLI — keys, device certificates, bundles (SPEC §2.5, §5).
 
   handover-hq keys create --keys DIR
+  handover-hq device add --keys DIR ID
   handover-hq issue-cert --keys DIR --csr identity.json|device.csr --out device.crt
+  handover-hq issue-hq-cert --keys DIR [--name hq] --out hq.crt --key-out hq.key
   handover-hq pack tasks|personnel --keys DIR --device-pub identity.json --seq N --in payload.json --out x.htb
   handover-hq pack provisioning --keys DIR --device-pub identity.json --seq N --site-id S --site-type branch
               --broker-host H [--broker-port 8883] --cert device.crt [--rotate-signer new.pub.pem] --out p.htb
@@ -19,10 +21,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from offline.bundle import KINDS, BundleRefused, key_id, pack_bundle, read_bundle_file, split, verify_signature
-from offline.keys import HqKeys, KeyFileError, load_public, load_signers
+from offline.bundle import (KINDS, BundleRefused, key_id, pack_bundle, pack_streamed, read_bundle_file, split,
+                            verify_signature)
+from offline.keys import (HQ_IDENTITY, HqKeys, KeyFileError, add_device, known_devices, load_public, load_signers,
+                          write_private)
 
 # Modules whose `register(subparsers)` adds more subcommands (head-office MQTT publish/watch).
 # A module that is not there yet is skipped.
@@ -37,6 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", help="create the bundle signing key and the device CA")
     create.add_argument("--keys", type=Path, required=True, help="directory to create them in")
     create.set_defaults(func=_keys_create)
+
+    device = sub.add_parser("device", help="the devices head office knows").add_subparsers(
+        dest="device_command", required=True)
+    add = device.add_parser("add", help="register a device id, so issue-cert may name it")
+    add.add_argument("--keys", type=Path, required=True)
+    add.add_argument("device_id")
+    add.set_defaults(func=_device_add)
+
+    hq_cert = sub.add_parser("issue-hq-cert", help="issue head office's own MQTT client certificate (role head-office)")
+    hq_cert.add_argument("--keys", type=Path, required=True)
+    hq_cert.add_argument("--name", default=HQ_IDENTITY, help="hq, or hq-<suffix> for a second session")
+    hq_cert.add_argument("--days", type=int, default=825)
+    hq_cert.add_argument("--out", type=Path, required=True)
+    hq_cert.add_argument("--key-out", type=Path, required=True)
+    hq_cert.set_defaults(func=_issue_hq_cert)
 
     cert = sub.add_parser("issue-cert", help="issue a device's MQTT client certificate from its CSR")
     cert.add_argument("--keys", type=Path, required=True)
@@ -53,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--device-id")
     pack.add_argument("--seq", type=int, required=True, help="sequence number, higher than the last for this kind")
     pack.add_argument("--expires-days", type=float, default=7)
-    pack.add_argument("--in", dest="input", type=Path, help="payload JSON (tasks, personnel)")
+    pack.add_argument("--in", dest="input", type=Path,
+                      help="payload JSON (tasks, personnel), or JSON Lines (.jsonl) for a streamed bundle")
     pack.add_argument("--site-id")
     pack.add_argument("--site-type", choices=("branch", "vault"))
     pack.add_argument("--broker-host")
@@ -100,7 +121,24 @@ def _issue_cert(args) -> int:
     keys = HqKeys.load(args.keys)
     raw = args.csr.read_bytes()
     csr = json.loads(raw)["csr"].encode() if args.csr.suffix == ".json" else raw
-    cert = keys.issue_device_cert(csr, days=args.days)
+    cert = keys.issue_device_cert(csr, known_devices=known_devices(args.keys), days=args.days)
+    args.out.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    print(f"issued {args.out} for {cert.subject.rfc4514_string()}")
+    return 0
+
+
+def _device_add(args) -> int:
+    added = add_device(args.keys, args.device_id)
+    print(f"device {args.device_id} {'registered' if added else 'was already registered'}")
+    return 0
+
+
+def _issue_hq_cert(args) -> int:
+    keys = HqKeys.load(args.keys)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = keys.issue_hq_cert(key.public_key(), name=args.name, days=args.days)
+    write_private(args.key_out, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
     args.out.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     print(f"issued {args.out} for {cert.subject.rfc4514_string()}")
     return 0
@@ -137,7 +175,13 @@ def _pack(args) -> int:
                                for k in load_signers(args.rotate_signer)]}
     else:
         if args.input is None:
-            raise ValueError(f"pack {args.kind} needs --in payload.json")
+            raise ValueError(f"pack {args.kind} needs --in payload.json (or payload.jsonl for a streamed bundle)")
+        if args.input.suffix == ".jsonl":     # one record a line: a streamed (format 2) bundle of any size
+            now = datetime.now(timezone.utc)
+            size = pack_streamed(args.kind, args.input, args.out, device_id, device_pub, keys.signing, args.seq,
+                                 now + timedelta(days=args.expires_days), now)
+            print(f"packed streamed {args.kind} bundle #{args.seq} for {device_id}: {args.out} ({size} bytes)")
+            return 0
         payload = json.loads(args.input.read_text(encoding="utf-8"))
     now = datetime.now(timezone.utc)
     data = pack_bundle(args.kind, payload, device_id, device_pub, keys.signing, args.seq,

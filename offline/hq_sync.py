@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 
 from agent.journal import GENESIS_HASH, entry_hash
 from agent.sync import messages
+from offline import safejson
 
 
 @dataclass
@@ -46,6 +47,7 @@ class DeviceLog:
     last_progress: float = field(default_factory=time.monotonic)
     last_resend: float = 0.0
     health: dict | None = None
+    quarantined: list[dict] = field(default_factory=list)   # entries set aside: {"seq", "reason"}
 
 
 class HeadOffice:
@@ -172,6 +174,15 @@ class HeadOffice:
             return
         device, leaf = where
         try:
+            self._receive(device, leaf, message)
+        except Exception as exc:
+            # One device's message must never stop the reader: every other device's stream goes on.
+            print(f"hq: set aside a message on {message.topic}: {type(exc).__name__}", file=sys.stderr)
+            with self._lock:
+                self._quarantine(self.log(device), None, f"{leaf} message could not be read ({type(exc).__name__})")
+
+    def _receive(self, device: str, leaf: str, message) -> None:
+        try:
             payload = json.loads(message.payload)
             if self._check or leaf not in ("journal", "urgent"):
                 messages.check(leaf, payload)
@@ -180,13 +191,14 @@ class HeadOffice:
             return
         if leaf == "urgent":
             # Not under the main lock: an alarm must not wait while a stream batch is verified.
-            self._live(self.log(device), payload["entry"])
+            if safejson.nesting(payload.get("entry")) <= messages.MAX_ENTRY_DEPTH:
+                self._live(self.log(device), payload["entry"])
             return
         with self._lock:
             log = self.log(device)
             if leaf == "journal":
                 for n, entry in enumerate(payload["entries"], 1):
-                    self._apply(log, entry)
+                    self._apply_or_quarantine(log, entry)
                     if n % 20 == 0:
                         time.sleep(0)  # hand the GIL to the urgent session between hash checks
             elif leaf == "status":
@@ -200,6 +212,27 @@ class HeadOffice:
                 if payload["msg_id"] is not None:
                     self.replies[payload["msg_id"]] = payload
             self._lock.notify_all()
+
+    def _apply_or_quarantine(self, log: DeviceLog, entry: dict) -> None:
+        """Apply one entry; one that is too deep or breaks the reader is set aside with an alarm, and the
+        stream goes on after it (the next entry must still link to the hash it claimed)."""
+        try:
+            if safejson.nesting(entry.get("body")) > messages.MAX_ENTRY_DEPTH:
+                raise ValueError(f"body nested deeper than {messages.MAX_ENTRY_DEPTH} levels")
+            self._apply(log, entry)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
+            self._quarantine(log, entry, reason)
+
+    def _quarantine(self, log: DeviceLog, entry: dict | None, reason: str) -> None:
+        seq = entry.get("seq") if isinstance(entry, dict) else None
+        if isinstance(seq, int) and seq == log.last_seq + 1 and isinstance(entry.get("hash"), str):
+            log.last_seq, log.last_hash = seq, entry["hash"]
+            log.last_progress = time.monotonic()
+        if len(log.quarantined) < 1000:
+            log.quarantined.append({"seq": seq, "reason": reason})
+        self._alarm(log, {"id": f"{log.device}:quarantine:{len(log.quarantined)}", "seq": seq, "kind": "alarm",
+                          "task_id": None, "body": {"alarm": "entry_quarantined", "seq": seq, "reason": reason}})
 
     def _apply(self, log: DeviceLog, entry: dict) -> None:
         seq = entry["seq"]

@@ -16,15 +16,18 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Iterable, Iterator
 
+from agent.journal import JournalError
 from agent.store import Store, Template
 from flows.model import Person, Task
-from offline.bundle import BundleRefused, open_bundle, split
+from offline.bundle import MAGIC, STREAMED_FORMAT, BundleRefused, open_bundle, open_streamed, read_bundle_file
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +57,9 @@ async def import_bundle(data: bytes, *, journal, store: Store, device_keys, trus
     """Verify, decrypt and apply one bundle. A refused bundle changes nothing and says why."""
     kind = None
     try:
-        kind = split(data).header().kind
-    except BundleRefused:
-        pass  # open_bundle below raises the same refusal, after the signature check
-    try:
-        # The header's kind picks which sequence to compare; it is trusted only once open_bundle verified it.
-        bundle = open_bundle(data, device_keys, trusted_signers, now,
-                             store.last_bundle_seq(kind) if kind else 0, kind=kind)
+        # The signature is checked before the header is read; the header's kind then picks which
+        # sequence to compare.
+        bundle = open_bundle(data, device_keys, trusted_signers, now, store.last_bundle_seq)
         kind, seq, body = bundle.header.kind, bundle.header.seq, bundle.payload
         if kind == "tasks":
             summary = apply_tasks(journal, store, _list(body, "tasks"), "usb", bundle_seq=seq)
@@ -76,18 +75,86 @@ async def import_bundle(data: bytes, *, journal, store: Store, device_keys, trus
     except BundleRefused as refusal:
         log.warning("bundle refused: %s", refusal.code)
         return ImportOutcome(False, kind, {}, refusal.code, f"bundle.refused.{refusal.code}", refusal.message)
-    except ValueError as exc:       # content that parsed but is not valid for its kind
+    except ValueError as exc:       # content that parsed but is not valid for its kind: the model names the field
         log.warning("bundle refused: bad_payload")
         return ImportOutcome(False, kind, {}, "bad_payload", "bundle.refused.bad_payload", str(exc))
+    except JournalError:
+        raise                       # nothing was refused: the device could not write; the bundle stays queued
+    except Exception as exc:        # a shape no check foresaw must still be a refusal, never a wedged inbox
+        log.error("bundle refused: bad_payload (%s while importing)", type(exc).__name__)
+        return ImportOutcome(False, kind, {}, "bad_payload", "bundle.refused.bad_payload",
+                             f"the {kind or 'bundle'} content could not be used ({type(exc).__name__})")
     return ImportOutcome(True, kind, summary, None, f"bundle.imported.{kind}", _done_text(kind, summary))
+
+
+async def import_bundle_file(path: Path, *, journal, store: Store, device_keys, trusted_signers: list,
+                             fingerprint_modules: list, now: datetime, state_dir: Path) -> ImportOutcome:
+    """Import a bundle file of either format: format 2 (streamed) is never read whole into memory."""
+    try:
+        with open(path, "rb") as f:
+            streamed = f.read(4) == MAGIC + str(STREAMED_FORMAT).encode()
+        if not streamed:
+            data = read_bundle_file(path)
+    except BundleRefused as refusal:
+        return ImportOutcome(False, None, {}, refusal.code, f"bundle.refused.{refusal.code}", refusal.message)
+    if not streamed:
+        return await import_bundle(data, journal=journal, store=store, device_keys=device_keys,
+                                   trusted_signers=trusted_signers, fingerprint_modules=fingerprint_modules,
+                                   now=now, state_dir=state_dir)
+    kind = None
+    try:
+        bundle = open_streamed(path, device_keys, trusted_signers, now, store.last_bundle_seq)
+        kind, seq = bundle.header.kind, bundle.header.seq
+        if kind == "tasks":
+            summary = apply_tasks(journal, store, _only(bundle.records(), "task"), "usb", bundle_seq=seq)
+        elif kind == "personnel":
+            removals: list = []
+            people = _people_and_removals(bundle.records(), removals)
+            summary = await apply_personnel(journal, store, people, fingerprint_modules, "usb",
+                                            remove=removals, bundle_seq=seq)
+        else:
+            raise BundleRefused("malformed", "provisioning bundles are not streamed")
+    except BundleRefused as refusal:
+        log.warning("bundle refused: %s", refusal.code)
+        return ImportOutcome(False, kind, {}, refusal.code, f"bundle.refused.{refusal.code}", refusal.message)
+    except ValueError as exc:
+        log.warning("bundle refused: bad_payload")
+        return ImportOutcome(False, kind, {}, "bad_payload", "bundle.refused.bad_payload", str(exc))
+    except JournalError:
+        raise
+    except Exception as exc:
+        log.error("bundle refused: bad_payload (%s while importing)", type(exc).__name__)
+        return ImportOutcome(False, kind, {}, "bad_payload", "bundle.refused.bad_payload",
+                             f"the {kind or 'bundle'} content could not be used ({type(exc).__name__})")
+    return ImportOutcome(True, kind, summary, None, f"bundle.imported.{kind}", _done_text(kind, summary))
+
+
+def _only(records: Iterable[dict], key: str) -> Iterator[dict]:
+    for n, record in enumerate(records, 1):
+        if key not in record:
+            raise ValueError(f"line {n}: expected a {{\"{key}\": ...}} record")
+        yield record[key]
+
+
+def _people_and_removals(records: Iterable[dict], removals: list) -> Iterator[dict]:
+    """The persons of a streamed personnel payload; {"remove": id} records are collected on the way."""
+    for n, record in enumerate(records, 1):
+        if "person" in record:
+            yield record["person"]
+        elif "remove" in record:
+            removals.append(record["remove"])
+        else:
+            raise ValueError(f"line {n}: expected a {{\"person\": ...}} or {{\"remove\": id}} record")
 
 
 # --- tasks ----------------------------------------------------------------------------------
 
-def apply_tasks(journal, store: Store, tasks: list[dict], source: str, *, bundle_seq: int | None = None) -> dict:
+def apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, *, bundle_seq: int | None = None) -> dict:
     """Merge tasks (same id: the higher version wins) and journal what changed. ValueError names a bad field."""
-    parsed = [Task.from_dict(_obj(t, f"tasks[{i}]")) for i, t in enumerate(tasks)]
-    keys = [k for i, t in enumerate(tasks) for k in _box_keys(t, i)]
+    parsed, keys = [], []
+    for i, t in enumerate(tasks):      # one pass: `tasks` may be a stream of records
+        parsed.append(Task.from_dict(_obj(t, f"tasks[{i}]")))
+        keys += _box_keys(t, i)
     with journal.transaction():
         stored = [[t.task_id, t.version] for t in parsed if store.upsert_task(t)]
         for tag, meta, file in keys:            # sealed apart: keys never enter the task body or the journal
@@ -100,11 +167,14 @@ def apply_tasks(journal, store: Store, tasks: list[dict], source: str, *, bundle
 def _box_keys(task: dict, i: int) -> list[tuple[str, bytes, bytes]]:
     """Optional `box_keys: {TAG: {"meta": hex, "file": hex}}`: each box tag's NTAG 424 DNA SUN keys."""
     out = []
-    for tag, k in (task.get("box_keys") or {}).items():
+    keys = task.get("box_keys") or {}
+    if not isinstance(keys, dict):
+        raise ValueError(f"tasks[{i}].box_keys: must be an object {{TAG: {{\"meta\": hex, \"file\": hex}}}}")
+    for tag, k in keys.items():
         where = f"tasks[{i}].box_keys.{tag}"
         try:
             meta, file = bytes.fromhex(k["meta"]), bytes.fromhex(k["file"])
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, IndexError):
             raise ValueError(f"{where}: must be {{\"meta\": 32 hex digits, \"file\": 32 hex digits}}") from None
         if len(meta) != 16 or len(file) != 16:
             raise ValueError(f"{where}: keys must be 16 bytes (32 hex digits) each")
@@ -114,35 +184,81 @@ def _box_keys(task: dict, i: int) -> list[tuple[str, bytes, bytes]]:
 
 # --- personnel ------------------------------------------------------------------------------
 
-async def apply_personnel(journal, store: Store, people: list[dict], modules: list, source: str, *,
+async def apply_personnel(journal, store: Store, people: Iterable[dict], modules: list, source: str, *,
                           remove: list | None = None, bundle_seq: int | None = None) -> dict:
-    """Add or replace people with their photos and templates, remove others, then load the modules."""
-    parsed = [_parse_person(_obj(p, f"people[{i}]"), i) for i, p in enumerate(people)]
-    removals = [str(r) for r in (remove or [])]
-    # Before the transaction: content-addressed files nothing refers to until it commits. In threads,
-    # because each one waits on its own fsync.
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        with_photo = [p for p in parsed if p.photo is not None]
-        digests = pool.map(store.put_photo, [p.photo for p in with_photo])
-        photos = {p.person.person_id: d for p, d in zip(with_photo, digests)}
-    to_load: list[tuple[int, bytes]] = []
-    cleared: list[int] = []
-    with journal.transaction():
-        for person_id in removals:
-            cleared += store.remove_person(person_id)
-        for p in parsed:
-            photo = photos.get(p.person.person_id)
-            if photo is None:  # no new photo: keep the enrolled one
-                old = store.person(p.person.person_id)
-                photo = old.photo if old else None
-            store.upsert_person(dataclasses.replace(p.person, photo=photo))
-            to_load += [(store.put_template(t), t.template) for t in p.templates]
-        summary = {"people": len(parsed), "removed": len(removals), "photos": len(photos),
-                   "templates": len(to_load)}
-        _finish(journal, store, "personnel", source, bundle_seq,
-                {**summary, "person_ids": [p.person.person_id for p in parsed], "removed_ids": removals})
+    """Add or replace people with their photos and templates, remove others, then load the modules.
+
+    `people` may be a stream: each photo is written as its person is read (content-addressed, before
+    the transaction: nothing refers to it until that commits), so only ids, templates and digests stay
+    in memory. In threads, because each photo waits on its own fsync; at most 8 in flight."""
+    parsed: list[_NewPerson] = []
+    with _PhotoWriter(store) as writer:
+        for i, p in enumerate(people):
+            new = _parse_person(_obj(p, f"people[{i}]"), i)
+            if new.photo is not None:
+                writer.put(new.person.person_id, new.photo)
+                new = dataclasses.replace(new, photo=None)
+            parsed.append(new)
+        photos = writer.digests()
+        removals = [_person_id(r, f"remove[{i}]") for i, r in enumerate(remove or [])]
+        to_load: list[tuple[int, bytes]] = []
+        cleared: list[int] = []
+        with journal.transaction():
+            for person_id in removals:
+                cleared += store.remove_person(person_id)
+            for p in parsed:
+                photo = photos.get(p.person.person_id)
+                if photo is None:  # no new photo: keep the enrolled one
+                    old = store.person(p.person.person_id)
+                    photo = old.photo if old else None
+                store.upsert_person(dataclasses.replace(p.person, photo=photo))
+                to_load += [(store.put_template(t), t.template) for t in p.templates]
+            summary = {"people": len(parsed), "removed": len(removals), "photos": len(photos),
+                       "templates": len(to_load)}
+            _finish(journal, store, "personnel", source, bundle_seq,
+                    {**summary, "person_ids": [p.person.person_id for p in parsed], "removed_ids": removals})
+        writer.committed()
     summary["modules"] = await _load_modules(modules, to_load, cleared)
     return summary
+
+
+class _PhotoWriter:
+    """Photos written as their people are read: content-addressed and fsynced before the transaction,
+    in threads (each waits on its own fsync), at most 8 in flight so a stream stays small. The files
+    this import added are removed again unless it commits: a refused import leaves nothing behind."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.pool = ThreadPoolExecutor(max_workers=8)
+        self.writing: dict[str, Future] = {}
+        self.in_flight: list[Future] = []
+        self.added: set[str] = set()
+        self.done = False
+
+    def __enter__(self) -> "_PhotoWriter":
+        return self
+
+    def put(self, person_id: str, photo: bytes) -> None:
+        digest = hashlib.sha256(photo).hexdigest()
+        if not self.store.has_photo(digest):
+            self.added.add(digest)
+        future = self.pool.submit(self.store.put_photo, photo)
+        self.writing[person_id] = future
+        self.in_flight = [f for f in self.in_flight if not f.done()] + [future]
+        if len(self.in_flight) >= 8:
+            wait(self.in_flight, return_when=FIRST_COMPLETED)
+
+    def digests(self) -> dict[str, str]:
+        return {person_id: f.result() for person_id, f in self.writing.items()}
+
+    def committed(self) -> None:
+        self.done = True
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True)
+        if not self.done:
+            for digest in self.added:
+                self.store.discard_photo(digest)
 
 
 def _parse_person(d: dict, i: int) -> _NewPerson:
@@ -198,6 +314,12 @@ def _list(body: dict, key: str, *, required: bool = True) -> list:
     v = body.get(key, None if required else [])
     if not isinstance(v, list):
         raise ValueError(f"the bundle content needs a list '{key}'")
+    return v
+
+
+def _person_id(v, where: str) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError(f"{where}: a person id must be non-empty text")
     return v
 
 

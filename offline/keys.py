@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.x509.oid import NameOID
+
+from agent.config import ID_PATTERN, ID_WHAT
 
 _PEM = serialization.Encoding.PEM
 _PKCS8 = serialization.PrivateFormat.PKCS8
@@ -88,6 +91,16 @@ def write_private(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    fsync_dir(path.parent)      # the new name, or a power cut can lose the key and all it sealed
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make names created or renamed in `directory` survive a power cut (POSIX needs the directory synced)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def public_pem(key: X25519PublicKey | Ed25519PublicKey) -> bytes:
@@ -116,6 +129,36 @@ def load_signers(pem_files: list[Path]) -> list[Ed25519PublicKey]:
 
 
 # --- head office ---------------------------------------------------------------------------------
+
+HQ_IDENTITY = "hq"
+HQ_NAME = re.compile(r"hq(-[a-z0-9]+)?")            # hq, hq-live, hq-2: head office's own sessions
+HQ_ROLE, DEVICE_ROLE = "head-office", "device"      # the certificate's OU
+DEVICES_FILE = "devices.txt"                        # in the keys folder: the devices head office knows
+
+
+def check_device_id(device_id: str) -> None:
+    """A device id a certificate may name: a plain id (no "+", "#", "/"), not head office's."""
+    if not re.fullmatch(ID_PATTERN, device_id):
+        raise KeyFileError(f"{device_id!r} is not a device id: use {ID_WHAT} characters")
+    if device_id.casefold().startswith("hq"):
+        raise KeyFileError(f"{device_id!r} looks like a head-office identity; a device id may not start with 'hq'")
+
+
+def known_devices(keys_dir: Path) -> frozenset[str]:
+    path = Path(keys_dir) / DEVICES_FILE
+    if not path.is_file():
+        return frozenset()
+    return frozenset(line.strip() for line in path.read_text("utf-8").splitlines() if line.strip())
+
+
+def add_device(keys_dir: Path, device_id: str) -> bool:
+    """Register a device id with head office; False if it was known already."""
+    check_device_id(device_id)
+    if device_id in known_devices(keys_dir):
+        return False
+    with open(Path(keys_dir) / DEVICES_FILE, "a", encoding="utf-8") as f:
+        f.write(device_id + "\n")
+    return True
 
 @dataclass(frozen=True)
 class HqKeys:
@@ -157,8 +200,11 @@ class HqKeys:
             raise KeyFileError(f"{d / 'signing.pem'}: not an Ed25519 key")
         return cls(signing, ca_key, ca_cert)
 
-    def issue_device_cert(self, csr_pem: bytes, *, days: int = 825, now: dt.datetime | None = None) -> x509.Certificate:
-        """Sign a device's MQTT client certificate. The CSR must be self-consistent and name a device id."""
+    def issue_device_cert(self, csr_pem: bytes, *, known_devices: set[str] | frozenset[str], days: int = 825,
+                          now: dt.datetime | None = None) -> x509.Certificate:
+        """Sign a device's MQTT client certificate. The CSR must be self-consistent and name, as its only
+        subject, a device head office knows; never a head-office identity or a name with MQTT wildcards
+        (the broker takes the CN as the username its ACL confines: `%u` in a pattern)."""
         try:
             csr = x509.load_pem_x509_csr(csr_pem)
         except ValueError:
@@ -168,9 +214,26 @@ class HqKeys:
         cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         if len(cns) != 1 or not str(cns[0].value).strip():
             raise KeyFileError("the CSR must name exactly one device id as its common name (CN)")
+        device_id = str(cns[0].value)
+        check_device_id(device_id)
+        if device_id not in known_devices:
+            raise KeyFileError(f"{device_id!r} is not a device head office knows; register it first "
+                               "(handover-hq device add)")
+        return self._issue(device_id, DEVICE_ROLE, csr.public_key(), days, now)
+
+    def issue_hq_cert(self, public_key, *, name: str = HQ_IDENTITY, days: int = 825,
+                      now: dt.datetime | None = None) -> x509.Certificate:
+        """Head office's own client certificate: its own command and its own role (OU head-office)."""
+        if not HQ_NAME.fullmatch(name):
+            raise KeyFileError(f"{name!r} is not a head-office identity (hq, or hq-<letters/digits>)")
+        return self._issue(name, HQ_ROLE, public_key, days, now)
+
+    def _issue(self, cn: str, role: str, public_key, days: int, now: dt.datetime | None) -> x509.Certificate:
         now = now or dt.datetime.now(dt.timezone.utc)
-        return (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(self.ca_cert.subject)
-                .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role)])
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(self.ca_cert.subject)
+                .public_key(public_key).serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)

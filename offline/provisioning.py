@@ -6,7 +6,7 @@
 2. Head office answers with a provisioning bundle for that device. It is installed atomically: a new
    directory under `<state_dir>/provisioning.d/` is written and fsynced, then the symlink
    `<state_dir>/provisioning` is swapped to it in one rename. The daemon reads it through
-   `provisioned_config()` and `load_trusted_signers()`.
+   `agent.config.provisioned_config()` and `load_trusted_signers()`.
 
 Provisioning payload (docs/bundles.md):
   {"device_id": str, "site": {"id": str, "type": "branch"|"vault"}, "mqtt": {"host": str, "port": int},
@@ -20,7 +20,6 @@ import os
 import re
 import secrets
 import shutil
-import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
+from agent.config import ConfigError, check_fragment
 from flows.model import SiteType
 from offline.bundle import BundleRefused
 from offline.keys import DeviceKeys, load_signers, public_pem
@@ -104,6 +104,10 @@ def install_provisioning(body: dict, *, journal, store, device_keys: DeviceKeys,
     config["device"].update(id=device_keys.device_id)
     config["mqtt"].update(enabled=True, host=host, port=port, ca_file=str(target / "ca.crt"),
                           cert_file=str(target / "device.crt"), key_file=str(state_dir / "keys" / "mqtt_client.pem"))
+    try:    # the same rules as the configuration file, naming the key
+        check_fragment(config, state_dir)
+    except ConfigError as e:
+        raise ValueError(f"provisioning {e}") from None
     files = {"ca.crt": body["ca_cert"].encode(), "device.crt": body["device_cert"].encode(),
              "config.toml": _toml(config).encode(),
              "provisioning.json": json.dumps({"seq": bundle_seq, "site_id": site_id, "installed": now.isoformat()},
@@ -143,15 +147,6 @@ def _install_atomically(state_dir: Path, files: dict[str, bytes]) -> None:
 
 
 # --- what the daemon reads ---------------------------------------------------------------------
-
-def provisioned_config(state_dir: Path) -> dict | None:
-    """The TOML fragment ([site], [device], [mqtt]) head office provisioned, or None if not provisioned."""
-    path = Path(state_dir) / "provisioning" / "config.toml"
-    if not path.is_file():
-        return None
-    with open(path, "rb") as f:
-        return tomllib.load(f)
-
 
 def load_trusted_signers(state_dir: Path) -> list[Ed25519PublicKey]:
     """Head-office signing keys: the provisioned (rotated) set if any, else those installed with the device."""

@@ -21,15 +21,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from offline.bundle import MAX_BUNDLE_SIZE, BundleRefused, split
-from offline.importers import ImportOutcome, import_bundle
+from offline.bundle import HEADER_PEEK_SIZE, MAX_STREAMED_SIZE, BundleRefused, peek_header
+from offline.importers import ImportOutcome, import_bundle_file
 from offline.keys import DeviceKeys
 from offline.provisioning import IDENTITY_DIR, is_provisioned, write_identity
 
 log = logging.getLogger(__name__)
 
 BUNDLE_SUFFIX = ".htb"
-MAX_BUNDLES_PER_STICK = 32
+MAX_BUNDLES_PER_STICK = 1000   # a guard against a stick of junk, far above a real day's bundles
+REFUSED_DIR = "refused"
 _CHUNK = 1024 * 1024
 
 
@@ -50,7 +51,7 @@ def find_bundles(mount_dir: Path) -> list[Path]:
             continue
         found += [Path(e.path) for e in entries
                   if e.name.endswith(BUNDLE_SUFFIX) and not e.name.startswith(".") and e.is_file(follow_symlinks=False)]
-    return found[:MAX_BUNDLES_PER_STICK]
+    return found
 
 
 def copy_in(src: Path, inbox: Path) -> Path:
@@ -62,8 +63,8 @@ def copy_in(src: Path, inbox: Path) -> Path:
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise BundleRefused("malformed", f"{src.name} is not a regular file")
-            if os.fstat(f.fileno()).st_size > MAX_BUNDLE_SIZE:
-                raise BundleRefused("oversized", f"{src.name} is larger than the {MAX_BUNDLE_SIZE} bytes allowed")
+            if os.fstat(f.fileno()).st_size > MAX_STREAMED_SIZE:
+                raise BundleRefused("oversized", f"{src.name} is larger than the {MAX_STREAMED_SIZE} bytes allowed")
             digest = hashlib.sha256()
             out = tempfile.NamedTemporaryFile(dir=inbox, prefix=".", suffix=".part", delete=False)
             part = Path(out.name)
@@ -71,8 +72,8 @@ def copy_in(src: Path, inbox: Path) -> Path:
                 size = 0
                 while chunk := f.read(_CHUNK):
                     size += len(chunk)
-                    if size > MAX_BUNDLE_SIZE:  # the file grew, or the size lied
-                        raise BundleRefused("oversized", f"{src.name} is larger than {MAX_BUNDLE_SIZE} bytes")
+                    if size > MAX_STREAMED_SIZE:  # the file grew, or the size lied
+                        raise BundleRefused("oversized", f"{src.name} is larger than {MAX_STREAMED_SIZE} bytes")
                     digest.update(chunk)
                     out.write(chunk)
                 out.flush()
@@ -94,7 +95,10 @@ def collect(mount_dir: Path, inbox: Path) -> Collected:
     except OSError as exc:
         result.errors.append(("", "usb.read_failed", f"the stick could not be read ({exc.strerror})"))
         return result
-    for src in candidates:
+    for src in candidates[MAX_BUNDLES_PER_STICK:]:    # said, never skipped silently
+        result.errors.append((src.name, "usb.too_many",
+                              f"{src.name} was not read: a stick holds at most {MAX_BUNDLES_PER_STICK} bundles"))
+    for src in candidates[:MAX_BUNDLES_PER_STICK]:
         try:
             result.copied.append(copy_in(src, inbox))
         except BundleRefused as refusal:
@@ -108,23 +112,46 @@ def collect(mount_dir: Path, inbox: Path) -> Collected:
 
 async def drain_inbox(inbox: Path, *, journal, store, device_keys, trusted_signers, fingerprint_modules,
                       now: datetime, state_dir: Path) -> list[tuple[str, ImportOutcome]]:
-    """Import every bundle in the inbox, oldest sequence first per kind, and remove each one after.
+    """Import every bundle in the inbox, oldest sequence first per kind, and take each one out after.
 
-    A refusal is journaled ("import_refused", the code and the file's hash) but changes nothing else.
+    A refusal is journaled ("import_refused", the code and the file's hash) and the file moves to
+    `<state_dir>/refused/` (kept for the technician, counted by `refused_count`); nothing else changes.
+    Whatever a file holds, it leaves the inbox: one bad file never holds back the ones after it. Only a
+    journal that cannot be written (JournalError) stops the drain, leaving the files for the next try.
     """
     files = sorted(Path(inbox).glob(f"*{BUNDLE_SUFFIX}"), key=_order_key) if Path(inbox).is_dir() else []
     results = []
     for path in files:
-        data = path.read_bytes()
-        outcome = await import_bundle(data, journal=journal, store=store, device_keys=device_keys,
-                                      trusted_signers=trusted_signers, fingerprint_modules=fingerprint_modules,
-                                      now=now, state_dir=state_dir)
-        if not outcome.ok:
+        try:
+            outcome = await import_bundle_file(path, journal=journal, store=store, device_keys=device_keys,
+                                               trusted_signers=trusted_signers,
+                                               fingerprint_modules=fingerprint_modules, now=now, state_dir=state_dir)
+        except FileNotFoundError:
+            continue                    # another drain took it
+        if outcome.ok:
+            path.unlink()
+        else:
             journal.append("import_refused", {"code": outcome.code, "kind": outcome.kind, "source": "usb",
-                                              "sha256": hashlib.sha256(data).hexdigest()})
-        path.unlink()
+                                              "sha256": _sha256(path), "file": path.name})
+            refused = Path(state_dir) / REFUSED_DIR
+            refused.mkdir(mode=0o700, exist_ok=True)
+            os.replace(path, refused / path.name)
         results.append((path.name, outcome))
     return results
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def refused_count(state_dir: Path) -> int:
+    """Refused bundles kept for the technician (docs/bundles.md)."""
+    folder = Path(state_dir) / REFUSED_DIR
+    return sum(1 for _ in folder.glob(f"*{BUNDLE_SUFFIX}")) if folder.is_dir() else 0
 
 
 async def usb_import(mount_dir: Path, *, state_dir: Path, journal, store, device_keys: DeviceKeys,
@@ -153,8 +180,9 @@ def collect_and_identify(mount_dir: Path, state_dir: Path, device_keys: DeviceKe
 
 
 def _order_key(path: Path) -> tuple:
-    try:  # ordering only; nothing is trusted before import_bundle verifies it
-        h = split(path.read_bytes()).header()
+    try:  # ordering only, from the bounded header; nothing is trusted before import_bundle verifies it
+        with open(path, "rb") as f:
+            h = peek_header(f.read(HEADER_PEEK_SIZE))
         return (h.kind, h.seq, path.name)
     except (BundleRefused, OSError):
         return ("", 0, path.name)

@@ -11,11 +11,14 @@ import asyncio
 import ipaddress
 import json
 import logging
+import sqlite3
 from pathlib import Path
 
 from aiohttp import web
 
 from agent.i18n import LANGUAGES, catalog
+from agent.journal import JournalError
+from agent.storage import is_storage_error
 from agent.terminal import ActionRefused, Terminal
 from agent.view import build_view
 
@@ -53,6 +56,13 @@ async def local_only(request: web.Request, handler):
         return await handler(request)
     except ActionRefused as e:              # a staff action that cannot be taken now, and why
         raise BadRequest(str(e)) from None
+    except (JournalError, sqlite3.OperationalError) as e:
+        if not is_storage_error(e):
+            raise
+        # not journaled, so not done: the screen stays as journaled, and staff see why (agent.storage)
+        request.app[TERMINAL].storage_failed(e)
+        raise web.HTTPServiceUnavailable(text=json.dumps({"error": f"storage: the journal could not be written ({e})"},
+                                                         ensure_ascii=False), content_type="application/json") from None
 
 
 async def _json(request: web.Request) -> dict:
@@ -164,8 +174,8 @@ async def sim_clock(request: web.Request) -> web.Response:
         raise BadRequest("offset_minutes must be an integer between -1440 and 1440")
     from datetime import timedelta
     t = request.app[TERMINAL]
-    t.clock_offset = timedelta(minutes=minutes)
     t.journal.append("config_changed", {"simulation.clock_offset_minutes": minutes})
+    t.clock_offset = timedelta(minutes=minutes)
     t._changed()
     return web.json_response({"ok": True})
 
@@ -185,7 +195,10 @@ async def sim_beacon(request: web.Request) -> web.Response:
     beacon = body.get("beacon")
     if not isinstance(beacon, str) or not beacon:
         raise BadRequest("beacon must be a non-empty string")
-    request.app[TERMINAL].devices.ble.approach(beacon, int(body.get("rssi", -55)))
+    rssi = body.get("rssi", -55)
+    if not isinstance(rssi, int) or isinstance(rssi, bool) or not -127 <= rssi <= 20:
+        raise BadRequest("rssi must be an integer from -127 to 20 (dBm)")
+    request.app[TERMINAL].devices.ble.approach(beacon, rssi)
     return web.json_response({"ok": True})
 
 

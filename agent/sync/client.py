@@ -10,6 +10,7 @@ import collections
 import logging
 import random
 import shutil
+import socket
 import ssl
 import threading
 import time
@@ -19,10 +20,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.config import settings_view
 from agent.journal import utc_timestamp
 from agent.sync import messages
 from agent.sync.downlink import Downlink
 from agent.sync.uplink import DEFAULT_URGENT_KINDS, Outbox
+from offline.usb import refused_count
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ class Sync:
     journal: the agent's own Journal object (one writer per file: a second Journal on the same
       path would not see this one's appends). store: a Store, or a callable returning one.
     on_downlink(kind, payload): called on the sync thread after a downlink was journaled.
+    on_link(up, error): called on the sync thread when head office becomes reachable or unreachable.
     health(): returns a dict of driver health, published every health_interval seconds.
     modules, loop: fingerprint modules handed to the personnel importer, and the asyncio loop
       they run on (the importer is awaited there).
@@ -42,8 +46,9 @@ class Sync:
     def __init__(self, config, journal, store, *, on_downlink: Callable[[str, dict], None] | None = None,
                  health: Callable[[], dict] | None = None, modules=(), loop=None, health_interval: float = 60.0,
                  window: int = 10, batch_entries: int = 200, batch_bytes: int = 32 * 1024, urgent_kinds=DEFAULT_URGENT_KINDS,
-                 backoff: tuple[float, float] = (0.5, 60.0), session_expiry: int = 7 * 24 * 3600,
-                 complaints=None):
+                 backoff: tuple[float, float] = (0.5, 30.0), session_expiry: int = 7 * 24 * 3600,
+                 complaints=None, on_link: Callable[[bool, str | None], None] | None = None,
+                 probe_interval: float = 1.0):
         self.mqtt = config.mqtt
         self.device = config.device.id
         self.site_id = config.site.id
@@ -53,12 +58,16 @@ class Sync:
                              batch_bytes=batch_bytes, urgent_kinds=urgent_kinds)
         self.downlink = Downlink(journal, store, device=self.device, site_id=self.site_id,
                                  on_command=self._on_command, modules=modules, on_downlink=on_downlink,
-                                 loop=loop, complaints=complaints)
+                                 loop=loop, complaints=complaints, config=config)
         self._health = health
         self._health_interval = health_interval
         self._disk_path = getattr(getattr(config, "paths", None), "state_dir", None) or journal.path.parent
         self._backoff_min, self._backoff_max = backoff
         self._session_expiry = session_expiry
+        self._on_link = on_link
+        self._link_up: bool | None = None
+        self._probe_interval = probe_interval
+        self._next_probe = 0.0
 
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -154,11 +163,14 @@ class Sync:
                 self._net_started = False
                 self._schedule_retry()
             if not self._connected:
-                if not self._net_started and time.monotonic() >= self._next_attempt:
-                    self._connect()
+                if not self._net_started:
+                    self._probe()
+                    if time.monotonic() >= self._next_attempt:
+                        self._connect()
                 self._wake.wait(0.05)
                 self._wake.clear()
                 continue
+            self._link(True, None)
             self._wake.clear()
             try:
                 self._step()
@@ -194,9 +206,16 @@ class Sync:
 
     def _handle_downlink(self, message: mqtt.MQTTMessage) -> None:
         kind = message.topic.rsplit("/", 1)[-1]
-        reply = self.downlink.handle(message.topic, kind, message.payload)
+        try:
+            reply = self.downlink.handle(message.topic, kind, message.payload)
+        except Exception as exc:    # never leave a message unanswered and unacknowledged, to fail again forever
+            log.error("downlink on %s failed: %s", message.topic, type(exc).__name__)
+            reply = {"v": messages.VERSION, "device": self.device, "msg_id": None, "topic": message.topic,
+                     "ok": False, "error": f"{kind} could not be handled: {type(exc).__name__}"}
         if not reply["ok"]:
             log.warning("downlink on %s refused: %s", message.topic, reply["error"][:300])
+        elif kind == "config":
+            self._health_now = True     # head office sees the settings now in effect at once
         self._publish(self.topics.up("reply"), messages.encode(reply))
         # Acknowledged only now: a crash before this point gets the message redelivered.
         self._client.ack(message.mid, message.qos)
@@ -219,6 +238,10 @@ class Sync:
             "journal": {"last_seq": last, "acked_seq": self.outbox.acked_seq, "backlog": self.outbox.backlog()},
             "disk": {"free_bytes": disk.free, "total_bytes": disk.total}, "drivers": drivers,
         }
+        if self.downlink.config is not None:
+            payload["settings"] = settings_view(self.downlink.config)
+            # Refused bundles wait in refused/ for a technician: head office sees how many.
+            payload["bundles"] = {"refused": refused_count(self.downlink.config.paths.state_dir)}
         # Retained: a head office that connects later learns how far the journal goes at once.
         self._publish(self.topics.up("health"), messages.encode(payload), retain=True)
 
@@ -259,8 +282,33 @@ class Sync:
         self._client.loop_start()
         self._net_started = True
 
+    def _link(self, up: bool, error: str | None) -> None:
+        if up != self._link_up:
+            self._link_up = up
+            if self._on_link is not None:
+                try:
+                    self._on_link(up, error)
+                except Exception:
+                    log.exception("on_link failed")
+
+    def _probe(self) -> None:
+        """While waiting out the backoff, look once a second whether the broker's port answers again
+        (the network came back, the broker restarted): then retry at once instead of waiting up to
+        the backoff's ceiling. A TCP handshake only; no TLS, nothing sent."""
+        now = time.monotonic()
+        if self._next_attempt - now < self._probe_interval or now < self._next_probe:
+            return
+        self._next_probe = now + self._probe_interval
+        try:
+            socket.create_connection((self.mqtt.host, self.mqtt.port), timeout=min(0.5, self._probe_interval)).close()
+        except OSError:
+            return
+        # A little jitter still, so a fleet whose network returns does not reconnect in one instant.
+        self._next_attempt = now + random.uniform(0, min(self._backoff_min, 2.0))
+
     def _schedule_retry(self) -> None:
         """Exponential backoff with full jitter, so a fleet does not reconnect in step."""
+        self._link(False, f"head office unreachable: {self.last_error or 'connection lost'}")
         ceiling = min(self._backoff_max, self._backoff_min * 2 ** self._attempts)
         self._attempts += 1
         self.reconnects += 1

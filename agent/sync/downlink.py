@@ -14,8 +14,10 @@ import logging
 from datetime import datetime, timezone
 from typing import Callable
 
+from agent.config import apply_settings, save_remote_settings, settings_view
 from agent.journal import JournalError
 from agent.sync import messages
+from offline.importers import apply_personnel, apply_tasks
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,8 @@ class Downlink:
 
     def __init__(self, journal, store_source, *, device: str, site_id: str,
                  on_command: Callable[[dict], None], modules=(),
-                 on_downlink: Callable[[str, dict], None] | None = None, loop=None, complaints=None):
+                 on_downlink: Callable[[str, dict], None] | None = None, loop=None, complaints=None,
+                 config=None):
         self.journal = journal
         self._store_source = store_source
         self._store = None
@@ -38,6 +41,7 @@ class Downlink:
         self.on_downlink = on_downlink
         self.loop = loop  # the agent's event loop, where fingerprint modules live
         self.complaints = complaints  # agent.complaints.ComplaintBook
+        self.config = config          # the agent's Config; the `config` downlink replaces it
         journal.db.conn.execute(
             f"CREATE TABLE IF NOT EXISTS {_SEEN} (msg_id TEXT PRIMARY KEY, kind TEXT NOT NULL, seq INTEGER NOT NULL)")
 
@@ -67,9 +71,14 @@ class Downlink:
         except JournalError as exc:
             reply["error"] = f"{kind} could not be recorded on the device, nothing changed: {exc}"
             return reply
-        except (ValueError, KeyError, TypeError) as exc:
-            # The importers and the model name the bad field; the transaction rolled back.
+        except ValueError as exc:
+            # The importers, the model and the settings' rules name the bad field; the transaction rolled back.
             reply["error"] = f"{kind} refused: {exc}"
+            return reply
+        except Exception as exc:
+            # A shape no check foresaw: still refused and answered (and so acknowledged), never retried forever.
+            log.error("downlink %s %s failed: %s", kind, payload["msg_id"], type(exc).__name__)
+            reply["error"] = f"{kind} refused: the content could not be used ({type(exc).__name__}); nothing changed"
             return reply
         reply.update(ok=True, seq=seq)
         if duplicate:
@@ -109,11 +118,9 @@ class Downlink:
         return entry.seq
 
     def _apply_tasks(self, payload: dict) -> dict:
-        from offline.importers import apply_tasks
         return apply_tasks(self.journal, self.store, payload["tasks"], source=f"mqtt:{payload['msg_id']}")
 
     def _apply_personnel(self, payload: dict) -> dict:
-        from offline.importers import apply_personnel
         work = apply_personnel(self.journal, self.store, payload["people"], list(self.modules),
                                f"mqtt:{payload['msg_id']}")
         if self.loop is not None:
@@ -132,8 +139,16 @@ class Downlink:
         return {"stops": len(payload["stops"])}
 
     def _apply_config(self, payload: dict) -> dict:
-        # The agent applies settings through on_downlink; the journal records what arrived.
-        return {"settings": payload["settings"]}
+        """Every setting checked by the configuration's own rules, then all applied or none (ConfigError
+        names the key). Kept in the state dir so a restart applies them too; the agent picks up
+        `self.config` through on_downlink."""
+        if self.config is None:
+            raise ValueError("this device takes no settings from head office")
+        config, effect = apply_settings(self.config, payload["settings"])
+        applied = settings_view(config)
+        save_remote_settings(self.config.paths.state_dir, {k: applied[k] for k in effect})
+        self.config = config
+        return {"applied": {k: applied[k] for k in effect}, "takes_effect": effect}
 
     def _apply_complaint(self, payload: dict) -> dict:
         if self.complaints is None:

@@ -13,10 +13,14 @@ from importlib import resources
 import jsonschema
 from referencing import Registry, Resource
 
+from offline import safejson
+
 VERSION = 1
 DOWNLINK_KINDS = ("tasks", "route_progress", "personnel", "config", "command", "complaint")
 UPLINK_KINDS = ("journal", "urgent", "status", "health", "reply")
 MAX_DOWNLINK_BYTES = 1024 * 1024  # a day's tasks or a personnel update with templates fits well within
+MAX_DOWNLINK_DEPTH = 12           # the deepest downlink (tasks: task -> box_keys -> tag -> keys) is 5 levels
+MAX_ENTRY_DEPTH = 32              # a journal entry's body, checked where it is written and where it is read
 
 
 class MessageError(ValueError):
@@ -69,21 +73,42 @@ def validator(name: str) -> jsonschema.protocols.Validator:
 
 
 def check(name: str, payload: object) -> None:
-    """Raise MessageError naming the first place where payload breaks schemas/<name>.json."""
+    """Raise MessageError naming the first place where payload breaks schemas/<name>.json.
+
+    The text names the path and the rule, never the value: jsonschema's own message quotes the
+    instance, which for personnel is people's names and ends up in logs and replies.
+    """
     error = jsonschema.exceptions.best_match(validator(name).iter_errors(payload))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise MessageError(f"does not match the {name} schema at {where}: {error.message}")
+        raise MessageError(f"does not match the {name} schema at {where}: {_rule(error)}")
 
 
-def decode(name: str, raw: bytes, max_bytes: int = MAX_DOWNLINK_BYTES) -> dict:
-    """Parse and check one message; MessageError says what is wrong."""
-    if len(raw) > max_bytes:
-        raise MessageError(f"message is {len(raw)} bytes, more than the {max_bytes} allowed")
+def _rule(error: jsonschema.ValidationError) -> str:
+    """What the schema asked for, from the schema alone (plus missing/extra key names)."""
+    v, want = error.validator, error.validator_value
+    if v == "required" and isinstance(error.instance, dict):
+        return ", ".join(f"{k!r} is a required property" for k in want if k not in error.instance)
+    if v == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in known][:5]
+        return "fields not allowed here: " + ", ".join(repr(k[:40]) for k in extra)
+    if v == "type":
+        return f"must be of type {want}"
+    if v in ("enum", "const"):
+        return "not one of the allowed values"
+    if isinstance(want, (int, float, str)) and not isinstance(want, bool):
+        return f"fails {v} {want!r}"
+    return f"fails {v}"
+
+
+def decode(name: str, raw: bytes, max_bytes: int = MAX_DOWNLINK_BYTES, max_depth: int = MAX_DOWNLINK_DEPTH) -> dict:
+    """Parse and check one message; MessageError says what is wrong. Size and depth are checked
+    before the parser runs, so no message can make it (or what walks the result) recurse."""
     try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MessageError(f"message is not valid UTF-8 JSON: {exc}") from None
+        payload = safejson.loads(raw, max_depth=max_depth, max_bytes=max_bytes)
+    except safejson.JsonRefused as exc:
+        raise MessageError(f"message is {exc}") from None
     check(name, payload)
     return payload
 

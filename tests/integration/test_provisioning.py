@@ -9,20 +9,22 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from agent.config import load_config
+from agent.config import load_config, provisioned_config
 from agent.journal import Journal
 from agent.sealing import Sealer
 from agent.store import Store
 from drivers.fingerprint.sim import SimulatedFingerprint
 from offline import hq
-from offline.keys import DeviceKeys
-from offline.provisioning import load_trusted_signers, provisioned_config
+from offline.bundle import pack_bundle
+from offline.keys import DeviceKeys, HqKeys, add_device, load_public
+from offline.provisioning import load_trusted_signers
 from offline.usb import usb_import, usb_import_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +80,7 @@ def terminals(tmp_path):
 def provision_bundle(office: Path, stick: Path, device_id: str, seq: int, out: Path, *extra: str) -> None:
     ident = stick / "handover" / f"identity-{device_id}.json"
     cert = out.with_suffix(".crt")
+    hq_cli("device", "add", "--keys", office, device_id)
     hq_cli("issue-cert", "--keys", office, "--csr", ident, "--out", cert)
     hq_cli("pack", "provisioning", "--keys", office, "--device-pub", ident, "--seq", seq, "--site-id", "branch-07",
            "--site-type", "branch", "--broker-host", "mqtt.hq.example", "--broker-port", "8883", "--cert", cert,
@@ -215,3 +218,28 @@ def test_hq_refuses_to_overwrite_keys_and_a_forged_csr(tmp_path, office, capsys)
 def test_console_script_entry_point_runs(tmp_path):
     r = subprocess.run([sys.executable, "-m", "offline.hq", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and "pack" in r.stdout and "issue-cert" in r.stdout
+
+
+async def test_provisioned_settings_are_checked_by_the_files_rules(tmp_path, office, terminals):
+    """One source of truth: a provisioning bundle's settings pass the configuration's own checks."""
+    term = terminals("term-C")
+    term.install_hq_key(office / "signing.pub.pem")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    term.first_insertion(stick)
+    ident = json.loads((stick / "handover" / "identity-term-C.json").read_text())
+    keys = HqKeys.load(office)
+    add_device(office, "term-C")
+    cert = keys.issue_device_cert(ident["csr"].encode(), known_devices={"term-C"})
+    pem = serialization.Encoding.PEM
+    payload = {"device_id": "term-C", "site": {"id": "branch-07", "type": "branch"},
+               "mqtt": {"host": "mqtt.hq.example", "port": 8883}, "device_cert": cert.public_bytes(pem).decode(),
+               "ca_cert": keys.ca_cert.public_bytes(pem).decode(), "config": {"site": {"min_escorts": "two"}}}
+    now = datetime.now(timezone.utc)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "p.htb").write_bytes(pack_bundle("provisioning", payload, "term-C", load_public(ident["bundle_public"].encode()),
+                                            keys.signing, 1, now + timedelta(days=1), now))
+    _, [(_, outcome)] = await term.insert(bad)
+    assert outcome.code == "bad_payload" and "site.min_escorts" in outcome.message, outcome
+    assert provisioned_config(term.state) is None

@@ -15,6 +15,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.config import load_config
 from agent.journal import Journal
 from agent.sync import Sync, messages
 from offline.hq_sync import HeadOffice
@@ -328,8 +329,11 @@ def test_accepted_downlinks_are_journaled_acknowledged_and_applied_once(hq, devi
     assert again["ok"] is True and again["duplicate"] is True and again["seq"] == first["seq"]
     assert sum(1 for e in journal.entries() if e.kind == "route_progress") == 1
 
+    assert config.screen.language == "zh-CN"
     cfg = hq.wait_reply(hq.send("dev-a", "config", {"site_id": SITE, "settings": {"screen.language": "en"}}))
-    assert cfg["ok"] is True
+    assert cfg["ok"] is True and cfg["result"]["takes_effect"] == {"screen.language": "now"}
+    assert sync.downlink.config.screen.language == "en"                   # the effect, not the acknowledgement
+    assert load_config(config.source).screen.language == "en"             # and a restart keeps it
     assert [k for k, _ in seen] == ["tasks", "route_progress", "config"]
     assert hq.wait_for("dev-a", journal.last_seq(), 10)
     sync.stop()
@@ -398,7 +402,7 @@ def test_a_device_cannot_use_another_devices_topics(broker, hq, device):
 
         journal.append("alarm", {"alarm": "wrong_box"})  # real traffic on A's uplink topics
         assert hq.wait_for("dev-a", 1, 10)
-        to_a = hq.wait_reply(hq.send("dev-a", "config", {"site_id": SITE, "settings": {"k": 1}}))
+        to_a = hq.wait_reply(hq.send("dev-a", "config", {"site_id": SITE, "settings": {"screen.language": "en"}}))
         assert to_a["ok"] is True  # and on A's downlink
         hq.send("dev-b", "config", {"site_id": "branch-b", "settings": {"k": 2}})
         wait_until(lambda: any(e[0] == "message" for e in events), 10, "B's own downlink to reach B")

@@ -194,7 +194,7 @@ function renderHeader(v) {
   $("#lang").textContent = t("language");
   $("#clock").textContent = v.now.slice(11, 16);
   $("#health").replaceChildren(el("span", { text: t("devices") + ":" }), ...v.health.map((h) =>
-    el("span", { class: h.state, title: h.error || "", "data-testid": `health-${h.device}`, text: `${t("device." + h.device)} ${t("health." + h.state)}` })));
+    el("span", { class: h.state, title: h.error || "", "data-testid": `health-${h.device}`, text: h.text || `${t("device." + h.device)} ${t("health." + h.state)}` })));
 }
 
 // disposition notes and officer passwords are typed on the screen itself: it has no keyboard

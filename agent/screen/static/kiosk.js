@@ -3,8 +3,14 @@
 // while typing, so a truck's arrival (which takes the screen) loses nothing.
 "use strict";
 const params = new URLSearchParams(location.search);
-const IDLE = Number(params.get("idle") || 90) * 1000;         // seconds without a touch before the form clears
-const WARN = Number(params.get("warn") || 15) * 1000;         // the warning shows this long before
+// Seconds without a touch before the form clears: screen.idle_timeout_seconds, carried by the view
+// (head office may change it); ?idle= and ?warn= override them for tests.
+let IDLE = Number(params.get("idle") || 120) * 1000;
+let WARN = Number(params.get("warn") || 15) * 1000;           // the warning shows this long before
+function idleFrom(v) {
+  const s = v.settings && v.settings["screen.idle_timeout_seconds"];
+  if (!params.get("idle") && s) { IDLE = s * 1000; if (!params.get("warn")) WARN = Math.min(15000, IDLE / 2); }
+}
 const TEXT_FIELDS = ["description", "request", "name", "contact", "counter"];
 const LONG = new Set(["description", "request"]);
 
@@ -273,6 +279,7 @@ async function onView(v) {
   if (await loadLabels(v.lang, "kiosk.title")) keyboard.relabel();
   const first = last === null;
   last = v;
+  idleFrom(v);
   if (v.mode !== "kiosk") {                  // a truck took the screen, or staff left the kiosk
     if (!leaving) { leaving = true; if (first) location.replace("/"); else saveDraft().finally(() => location.replace("/")); }
     return;

@@ -1,0 +1,64 @@
+"""JSON from outside, read with bounds: a size cap and a nesting cap checked before the parser runs.
+
+Python's json parser recurses once per level, so 5,000 `[` raise RecursionError, and whatever walks the
+result afterwards (a schema validator, a hash, a writer) recurses again. The depth is counted first by
+one regular-expression pass that skips string contents, so a deep document is refused before any
+recursion starts. Every failure is a `JsonRefused` with a reason in words.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+# Strings (with their escapes) are matched whole so brackets inside them do not count.
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+class JsonRefused(ValueError):
+    """The bytes are not JSON this reader accepts; the message says why."""
+
+
+def depth(raw: bytes) -> int:
+    """The deepest nesting of arrays/objects in raw (assuming JSON; unbalanced input still terminates)."""
+    level = deepest = 0
+    for m in _TOKENS.finditer(raw):
+        c = m.group()[:1]
+        if c in b"[{":
+            level += 1
+            deepest = max(deepest, level)
+        elif c in b"]}":
+            level -= 1
+    return deepest
+
+
+def loads(raw: bytes | str, *, max_depth: int, max_bytes: int) -> Any:
+    """Parse raw as UTF-8 JSON no longer than max_bytes and no deeper than max_depth."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if len(raw) > max_bytes:
+        raise JsonRefused(f"{len(raw)} bytes, more than the {max_bytes} allowed")
+    found = depth(raw)
+    if found > max_depth:
+        raise JsonRefused(f"nested {found} levels deep, more than the {max_depth} allowed")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise JsonRefused(f"not valid UTF-8 JSON ({type(exc).__name__} at position {getattr(exc, 'pos', '?')})") \
+            from None
+    except RecursionError:  # cannot happen below the depth cap, but a parser error must stay a refusal
+        raise JsonRefused("nested too deeply") from None
+
+
+def nesting(value: Any) -> int:
+    """How deep arrays/objects nest in an already parsed value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, level = stack.pop()
+        if isinstance(v, dict):
+            v = v.values()
+        elif not isinstance(v, list):
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in v)
+    return deepest
