@@ -231,16 +231,19 @@ function createKeyboard({ label, table = "/static/pinyin.json" }) {
 
   document.addEventListener("focusin", (e) => { if (e.target.matches(EDITABLE) && !e.target.readOnly) show(e.target); });
   // after the page settles: a re-render may have put the focus on a new copy of the same field
-  // leaving a field for a button: the keyboard goes only after the tap is over, so the page does not move
-  // under the finger between press and release (the tap would land beside the button)
-  let pressed = false;
-  document.addEventListener("pointerdown", () => { pressed = true; }, true);
-  const settle = () => {
+  const settle = () => setTimeout(() => {
     const a = document.activeElement;
     if (a && a.matches(EDITABLE) && !a.readOnly) { if (a !== field) show(a); } else if (field) hide();
-  };
-  document.addEventListener("pointerup", () => { pressed = false; setTimeout(settle, 0); }, true);
-  document.addEventListener("focusout", () => setTimeout(() => { if (!pressed) settle(); }, 0));
+  }, 0);
+  // Pressing a button takes the focus from the field before the press ends: hiding the keyboard then
+  // would move the page under the finger and the release would land elsewhere (a lost tap). So while
+  // a pointer is down the keyboard stays, and goes once the press has ended (after its click).
+  let pressing = false, settleAfterPress = false;
+  document.addEventListener("pointerdown", () => { pressing = true; }, true);
+  const released = () => { pressing = false; if (settleAfterPress) { settleAfterPress = false; settle(); } };
+  document.addEventListener("pointerup", released, true);
+  document.addEventListener("pointercancel", released, true);
+  document.addEventListener("focusout", () => { if (pressing) settleAfterPress = true; else settle(); });
 
   return {
     relabel() { if (field) { drawKeys(); drawCandidates(); } },
