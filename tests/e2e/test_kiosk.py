@@ -107,6 +107,12 @@ def test_a_press_held_on_a_choice_while_the_keyboard_is_open_lands_on_that_choic
     gone at once, the page would move under the finger and the release land elsewhere (a lost tap:
     the staff concerned came back empty)."""
     page = open_kiosk(agent, browser)
+    page.get_by_test_id("category-other").click()                  # the wizard's third page holds the chips
+    page.get_by_test_id("kiosk-next").click()
+    page.get_by_test_id("field-description").fill("排队")
+    page.get_by_test_id("field-request").fill("改进")
+    page.get_by_test_id("kb-hide").click()
+    page.get_by_test_id("kiosk-next").click()
     page.get_by_test_id("field-counter").click()                   # the keyboard docks below the field
     expect(page.get_by_test_id("keyboard")).to_be_visible()
     chip = page.get_by_test_id("staff-O02")
