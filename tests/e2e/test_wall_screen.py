@@ -485,3 +485,47 @@ def test_an_unverified_route_is_shown_without_blocking(agent, browser, artifacts
     expect(s.page.get_by_test_id("route-unverified")).to_have_text("路线未核实")
     s.in_view("route-unverified", "instruction", "escort-E03", "escort-E04")
     s.shot("arrival")
+
+
+@pytest.mark.parametrize("size", [(800, 480)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_every_kiosk_page_fits_the_seven_inch_panel(agent, browser, artifacts, size):
+    """Page 3 (who you are, the PIPL notice and consent) and the receipt fit 800×480 with the keys closed;
+    with the keys open the field typed in and its candidates stay in sight."""
+    s = Wall(agent, browser, artifacts, size, "kiosk-fit")
+    page = s.page
+    page.get_by_test_id("kiosk-enter").click()
+    page.wait_for_url("**/kiosk")
+    no_scroll = "() => document.scrollingElement.scrollHeight <= innerHeight + 1"
+    assert page.evaluate(no_scroll), "page 1 scrolls"
+    page.get_by_test_id("category-service_attitude").click()
+    page.get_by_test_id("kiosk-next").click()
+    page.get_by_test_id("field-description").fill("排队一个小时没人管")
+    page.get_by_test_id("field-request").fill("改进叫号")
+    page.get_by_test_id("kb-hide").click()
+    expect(page.get_by_test_id("keyboard")).to_be_hidden()
+    assert page.evaluate(no_scroll), "page 2 scrolls"
+    page.get_by_test_id("kiosk-next").click()
+    expect(page.get_by_test_id("privacy-notice")).to_be_visible()
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    expect(page.get_by_test_id("keyboard")).to_be_hidden()
+    assert page.evaluate(no_scroll), "page 3 scrolls at 800×480"
+    s.in_view("field-name", "field-contact", "field-counter", "staff-choices", "privacy-notice",
+              "privacy-consent", "kiosk-submit", "kiosk-prev")
+    s.shot("page-3")
+    page.get_by_test_id("field-name").click()                          # the keys open under the field typed in
+    expect(page.get_by_test_id("keyboard")).to_be_visible()
+    for k in "zhao":
+        page.get_by_test_id(f"kb-key-{k}").click()
+    expect(page.get_by_test_id("kb-cand-0")).to_be_visible()
+    s.in_view("field-name", "keyboard", "kb-candidates", "kb-cand-0")
+    s.shot("page-3-keyboard")
+    page.get_by_test_id("kb-cand-0").click()
+    page.get_by_test_id("kb-hide").click()
+    page.get_by_test_id("field-contact").fill("13800000000")
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    page.get_by_test_id("privacy-consent").click()
+    page.get_by_test_id("kiosk-submit").click()
+    expect(page.get_by_test_id("receipt-text")).to_contain_text("受理编号：")
+    assert page.evaluate(no_scroll), "the receipt scrolls at 800×480"
+    s.in_view("receipt-text", "receipt-printed", "receipt-done")
+    s.shot("receipt")

@@ -78,7 +78,7 @@ function renderForm() {
            choices("category", options.categories, "kiosk.category"), errorNode("category")],
     () => ["description", "request"].map(textField),
     () => [el("div", { class: "row" }, ...["name", "contact", "counter"].map(textField)),
-           el("h2", { text: t("kiosk.staff_concerned") }), staffChips(),
+           el("div", { class: "pick" }, el("h2", { text: t("kiosk.staff_concerned") }), staffChips()),
            staffOnly ? el("div", { class: "field" }, el("label", { for: "f-first_responder", text: t("kiosk.first_responder") }),
              el("select", { id: "f-first_responder", class: "touch", "data-testid": "field-first_responder",
                             onchange: (e) => { form.first_responder = e.target.value; changed(); } },
