@@ -58,6 +58,7 @@ _REFUSALS = {
     "no_open_exception": "no handover is waiting for a disposition",
     "disposition_invalid": f"code must be one of {', '.join(fe.DISPOSITION_CODES)}, resolution continue or abort, "
                            f"text at most {fs.TEXT_LIMIT} characters",
+    "disposition_does_not_fit": "disposition {code} does not fit the open alarm",
     "handover_in_progress": "a handover is already in progress",
     "task_not_open": "task {task_id} is not an open task for this site today",
     "not_in_kiosk": "the screen is not in kiosk mode",
@@ -346,6 +347,7 @@ class Terminal:
         return fs.Context(handover_task=a.task.task_id if a else None,
                           at_arrival=a is not None and a.step is Step.ARRIVAL,
                           risk_handling=a is not None and a.in_risk_handling,
+                          open_alarms=frozenset(x.kind.value for x in a.open_alarms) if a else frozenset(),
                           open_tasks=frozenset(t.task_id for t in self.open_tasks(self.today())))
 
     def request_disposition(self, code: str, text: str, resolution: str) -> None:

@@ -11,33 +11,16 @@ from agent.i18n import render
 from agent.sample import DEMO_SITE_NAME, STRANGER_BEACON
 from agent.terminal import prompt_key
 from flows.decisions import Step
+from flows.dispositions import fitting
 from flows.events import DISPOSITION_CODES
 from flows.handover import Handover
 from flows.staff import PURPOSES
 
 
-# Which dispositions fit which alarm: a route skip is not settled by setting a box aside.
-DISPOSITIONS_FOR = {
-    "wrong_box": ("box_set_aside", "head_office_instructed", "police_called", "other"),
-    "unknown_box": ("box_set_aside", "head_office_instructed", "police_called", "other"),
-    "cloned_tag": ("box_set_aside", "head_office_instructed", "police_called", "other"),
-    "missing_box": ("box_count_corrected", "head_office_instructed", "police_called", "other"),
-    "wrong_person": ("identity_confirmed", "head_office_instructed", "police_called", "other"),
-    "illegal_authentication": ("identity_confirmed", "head_office_instructed", "police_called", "other"),
-    "route_skip": ("head_office_instructed", "police_called", "other"),
-    "outside_window": ("head_office_instructed", "police_called", "other"),
-    "wrong_vehicle": ("head_office_instructed", "police_called", "other"),
-    "unknown_vehicle": ("head_office_instructed", "police_called", "other"),
-}
 # How long the last handover's report stays on the idle screen without a staff credential.
 REPORT_SHOWN = timedelta(minutes=3)
 # Staff actions a password may sign even where handovers must be confirmed by finger.
 PASSWORD_ALWAYS = tuple(p.value for p, rule in PURPOSES.items() if rule.password_anywhere)
-
-
-def dispositions_for(kinds) -> list[str]:
-    fit = {c for k in kinds for c in DISPOSITIONS_FOR.get(k, DISPOSITION_CODES)}
-    return [c for c in DISPOSITION_CODES if c in fit]
 
 
 def staff_active(t) -> bool:
@@ -86,7 +69,7 @@ def build_view(t, lang: str) -> dict:
                                                           or t.pending_auth.purpose in PASSWORD_ALWAYS),
         "officers": [{"person_id": p.person_id, "name": p.name} for p in t.people.values()
                      if p.role.value in ("officer", "manager")],
-        "disposition_codes": dispositions_for(a.kind.value for a in t.active.open_alarms) if t.active
+        "disposition_codes": list(fitting(a.kind for a in t.active.open_alarms)) if t.active
                              else list(DISPOSITION_CODES),
         "health": [{"device": h.device, "state": h.state, "error": h.last_error,
                     "text": render("storage_low", {}, lang) if h.device == "storage" and h.state != "connected"

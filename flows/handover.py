@@ -31,6 +31,7 @@ from flows.decisions import (
     Alarm, AlarmKind, AttemptRecorded, BoxAccepted, Decision, DoorPermit, EscortVerified, HandoverEnded,
     MarkRecorded, OfficerConfirmed, Outcome, Prompt, Refused, RiskResolved, RouteUnverified, RouteVerified, Step,
     StepChanged, TaskRestarted)
+from flows.dispositions import fitting
 from flows.duress import duress_alarm
 from flows.events import (
     DISPOSITION_CODES, BoxPresented, DispositionRecorded, Event, FingerPresented, PasswordPresented,
@@ -454,6 +455,8 @@ class Handover:
             return self._refuse(ev, "disposition_needs_officer")
         if ev.code not in DISPOSITION_CODES or ev.resolution not in ("continue", "abort"):
             return self._refuse(ev, "disposition_invalid")
+        if ev.code not in fitting(a.kind for a in self.open_alarms):
+            return self._refuse(ev, "disposition_does_not_fit")
         self.dispositions.append(Disposition(ev.officer_id, ev.code, ev.text, ev.resolution, now))
         self.open_alarms.clear()
         out: list[Decision] = [RiskResolved(ev.officer_id, ev.code, ev.text, ev.resolution)]

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Callable
 
 from flows.decisions import Alarm, Prompt
+from flows.dispositions import fitting
 from flows.duress import duress_alarm
 from flows.events import DISPOSITION_CODES, FingerPresented, PasswordPresented
 
@@ -52,6 +53,7 @@ class Context:
     at_arrival: bool = False              # the running handover waits at step 1 (e.g. after a restart)
     risk_handling: bool = False           # the running handover waits for a disposition
     open_tasks: frozenset[str] = frozenset()   # today's tasks here not yet handed over
+    open_alarms: frozenset[str] = frozenset()  # kinds of the running handover's open exceptions
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,8 @@ def _disposition_allowed(s: "Staff", p: dict, c: Context) -> str | None:
         return "disposition_invalid"
     if not isinstance(p.get("text"), str) or len(p["text"]) > TEXT_LIMIT:
         return "disposition_invalid"
+    if p["code"] not in fitting(c.open_alarms):
+        return "disposition_does_not_fit"
     return None
 
 

@@ -126,3 +126,22 @@ def test_one_duress_touch_while_a_disposition_waits_is_one_silent_alarm(agent, t
     duress = [e for e in journal_entries(agent) if e.kind == "alarm" and e.body["alarm"] == "duress"]
     assert len(duress) == 1, [e.body for e in duress]
     assert duress[0].body["silent"] is True and duress[0].body["detail"]["person_id"] == "E01"
+
+
+def test_a_disposition_that_does_not_fit_the_alarm_is_refused_by_name(agent, tmp_path):
+    """An unknown box is not settled by confirming someone's identity: the API answer says so and nothing
+    waits for an officer."""
+    v = start(agent, tmp_path, allow=False)
+    agent.post("api/sim/beacon", {"beacon": TRUCKS[0].beacon})
+    for pid in ("E01", "E02"):
+        agent.post("api/sim/finger", {"station": "door", "slot": slot(v, pid)})
+    agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "box_handover")
+    agent.post("api/sim/tag", {"tag": v["sim"]["unknown_tag"]})
+    v = agent.wait_for(lambda v: v["handover"]["risk"])
+    assert "identity_confirmed" not in v["disposition_codes"] and "box_set_aside" in v["disposition_codes"]
+    why = refused(agent, "api/disposition", {"code": "identity_confirmed", "text": "", "resolution": "continue"})
+    assert "identity_confirmed does not fit the open alarm" in why
+    assert agent.view()["pending_auth"] is None and agent.view()["handover"]["risk"]
+    agent.post("api/disposition", {"code": "box_set_aside", "text": "kept apart", "resolution": "continue"})
+    agent.wait_for(lambda v: v["pending_auth"] is not None)
+    assert agent.stop() == 0

@@ -10,6 +10,7 @@ from flows.decisions import (
     Alarm, AlarmKind, AttemptRecorded, BoxAccepted, DoorPermit, EscortVerified, HandoverEnded, MarkRecorded,
     OfficerConfirmed, Outcome, Prompt, Refused, RiskResolved, RouteUnverified, RouteVerified, Step, StepChanged,
     TaskRestarted)
+from flows.dispositions import fitting
 from flows.events import (
     DISPOSITION_CODES, BoxPresented, DispositionRecorded, FingerPresented, PasswordPresented, RouteProgress,
     VehicleArrived)
@@ -592,7 +593,7 @@ def test_continue_resumes_and_ends_completed_with_exception(scenario):
     site_kw = {"uid_only": False} if scenario is _uid_only_forbidden else {}
     r = Run.of(s=site(**site_kw))
     scenario(r)
-    code = DISPOSITION_CODES[1]
+    code = fitting(a.kind for a in r.h.open_alarms)[0]       # the first disposition that fits this alarm
     ds = r.feed(dispose(code=code, text="recounted with the lead"))
     assert of(ds, RiskResolved) == [RiskResolved("O1", code, "recounted with the lead", "continue")]
     assert "risk_resolved" in prompts(ds) and not r.h.in_risk_handling

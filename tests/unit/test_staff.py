@@ -15,7 +15,7 @@ from flows.events import FingerPresented
 from flows_fixtures import T0, Run, dispose
 
 IDLE = fs.Context()
-RISK = fs.Context(handover_task="T1", risk_handling=True)
+RISK = fs.Context(handover_task="T1", risk_handling=True, open_alarms=frozenset({"wrong_box"}))
 RUNNING = fs.Context(handover_task="T1")
 PARKED = fs.Context(handover_task="T1", at_arrival=True)
 OPEN = fs.Context(open_tasks=frozenset({"T1", "T2"}))
@@ -199,7 +199,9 @@ def test_a_disposition_signed_here_is_one_the_handover_accepts():
     r.to_boxes()
     r.feed(FingerPresented("door", "match", "X1"))                  # wrong person: risk handling
     s = fs.Staff()
-    s.handle(fs.Request(fs.Purpose.DISPOSITION, GOOD, RISK), T0)
+    asked = GOOD | {"code": "identity_confirmed"}                   # what fits a wrong person
+    s.handle(fs.Request(fs.Purpose.DISPOSITION, asked, fs.Context("T1", risk_handling=True,
+                                                                  open_alarms=frozenset({"wrong_person"}))), T0)
     [signed] = of(s.handle(officer_finger("O1", running=True), T0), fs.Authorised)
     r.feed(dispose(signed.officer_id, **{k: signed.params[k] for k in ("resolution", "code", "text")}))
     assert not r.h.in_risk_handling
