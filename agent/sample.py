@@ -118,6 +118,7 @@ def seed(store: Store, now: datetime, site: Site) -> list[Task]:
         tasks = sample_tasks(now, site.site_id, VAULT)
     for t in tasks:
         store.upsert_task(t)
+    store.put_site_names({**SITE_NAMES, site.site_id: site.name or DEMO_SITE_NAME})
     # no route progress is made up: a demo runs offline, so earlier stops are unknown and each arrival
     # is journaled "route unverified" until head office reports them (a route skip needs its judgement)
     return tasks

@@ -64,6 +64,7 @@ class Store:
         c.execute("CREATE TABLE IF NOT EXISTS templates (slot INTEGER PRIMARY KEY, person_id TEXT NOT NULL,"
                   " finger TEXT NOT NULL, duress INTEGER NOT NULL, sealed BLOB NOT NULL,"
                   " UNIQUE(person_id, finger))")
+        c.execute("CREATE TABLE IF NOT EXISTS site_names (site_id TEXT PRIMARY KEY, name TEXT NOT NULL)")
         c.execute("CREATE TABLE IF NOT EXISTS bundle_seq (kind TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
         c.execute("CREATE TABLE IF NOT EXISTS box_keys (tag TEXT PRIMARY KEY, sealed BLOB NOT NULL)")
         c.execute("CREATE TABLE IF NOT EXISTS tag_counters (tag TEXT PRIMARY KEY, counter INTEGER NOT NULL)")
@@ -215,6 +216,13 @@ class Store:
         return self._sealer.open(path.read_bytes(), digest.encode()) if path.exists() else None
 
     # --- anti-clone box tags (NTAG 424 DNA SUN): keys per tag, sealed; the last read counter per tag ---
+    def put_site_names(self, names: dict[str, str]) -> None:
+        """Names of sites as the task data gives them; a later name for the same site replaces the earlier."""
+        self.db.conn.executemany("INSERT OR REPLACE INTO site_names (site_id, name) VALUES (?,?)", names.items())
+
+    def site_names(self) -> dict[str, str]:
+        return dict(self.db.conn.execute("SELECT site_id, name FROM site_names"))
+
     def put_box_keys(self, tag: str, meta_key: bytes, file_key: bytes) -> None:
         if len(meta_key) != 16 or len(file_key) != 16:
             raise ValueError(f"box {tag}: SUN keys must be 16 bytes each (AES-128)")

@@ -626,6 +626,7 @@ class Terminal:
 
     # --- voice and text together ---
     _NAMED = {"person_id": "name", "lead_id": "lead", "officer_id": "officer"}
+    _SITES = ("destination", "origin", "skipped", "stops")       # params that carry site ids
 
     def prompt_params(self, params: dict) -> dict:
         """Names for ids, so a prompt says 王强, not E01. Flows and the journal carry ids only:
@@ -634,6 +635,13 @@ class Terminal:
         for id_key, name_key in self._NAMED.items():
             if id_key in out:
                 out.setdefault(name_key, self.name(out[id_key]))
+        names = self.store.site_names()         # a branch by its name; its code where no name is known
+        for key in self._SITES:
+            v = out.get(key)
+            if isinstance(v, str):
+                out[key] = names.get(v, v)
+            elif isinstance(v, (list, tuple)):
+                out[key] = [names.get(s, s) for s in v]
         return out
 
     def _prompt(self, p: Prompt) -> None:

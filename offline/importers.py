@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 
 from agent.journal import JournalError
 from agent.store import Store, Template
-from flows.model import Person, Task
+from flows.model import Person, Task, site_names
 from offline.bundle import MAGIC, STREAMED_FORMAT, BundleRefused, open_bundle, open_streamed, read_bundle_file
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ async def import_bundle(data: bytes, *, journal, store: Store, device_keys, trus
         bundle = open_bundle(data, device_keys, trusted_signers, now, store.last_bundle_seq)
         kind, seq, body = bundle.header.kind, bundle.header.seq, bundle.payload
         if kind == "tasks":
-            summary = apply_tasks(journal, store, _list(body, "tasks"), "usb", bundle_seq=seq)
+            summary = apply_tasks(journal, store, _list(body, "tasks"), "usb", bundle_seq=seq, sites=body.get("sites"))
         elif kind == "personnel":
             summary = await apply_personnel(journal, store, _list(body, "people"), fingerprint_modules, "usb",
                                             remove=_list(body, "remove", required=False), bundle_seq=seq)
@@ -149,8 +149,11 @@ def _people_and_removals(records: Iterable[dict], removals: list) -> Iterator[di
 
 # --- tasks ----------------------------------------------------------------------------------
 
-def apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, *, bundle_seq: int | None = None) -> dict:
-    """Merge tasks (same id: the higher version wins) and journal what changed. ValueError names a bad field."""
+def apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, *, bundle_seq: int | None = None,
+                sites=None) -> dict:
+    """Merge tasks (same id: the higher version wins) and journal what changed. ValueError names a bad field.
+    `sites` is the payload's optional {site_id: name} map, shown where a site code would mean little."""
+    names = site_names(sites) if sites is not None else {}
     parsed, keys = [], []
     for i, t in enumerate(tasks):      # one pass: `tasks` may be a stream of records
         parsed.append(Task.from_dict(_obj(t, f"tasks[{i}]")))
@@ -159,6 +162,7 @@ def apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, *, bu
         stored = [[t.task_id, t.version] for t in parsed if store.upsert_task(t)]
         for tag, meta, file in keys:            # sealed apart: keys never enter the task body or the journal
             store.put_box_keys(tag, meta, file)
+        store.put_site_names(names)
         summary = {"received": len(parsed), "stored": len(stored), "unchanged": len(parsed) - len(stored)}
         _finish(journal, store, "tasks", source, bundle_seq, {**summary, "tasks": stored})
     return summary

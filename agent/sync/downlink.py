@@ -118,7 +118,8 @@ class Downlink:
         return entry.seq
 
     def _apply_tasks(self, payload: dict) -> dict:
-        return apply_tasks(self.journal, self.store, payload["tasks"], source=f"mqtt:{payload['msg_id']}")
+        return apply_tasks(self.journal, self.store, payload["tasks"], source=f"mqtt:{payload['msg_id']}",
+                           sites=payload.get("sites"))
 
     def _apply_personnel(self, payload: dict) -> dict:
         work = apply_personnel(self.journal, self.store, payload["people"], list(self.modules),

@@ -88,7 +88,7 @@ def test_delivery_with_wrong_box_and_disposition(agent, browser, artifacts):
     page.get_by_test_id("sim-tag-XB2-01").click()                # destined for BR-002
     risk = page.get_by_test_id("risk")
     expect(risk).to_contain_text("风险处置")
-    expect(page.get_by_test_id("open-alarm-wrong_box")).to_contain_text("款箱XB2-01应送往BR-002，错箱")
+    expect(page.get_by_test_id("open-alarm-wrong_box")).to_contain_text("款箱XB2-01应送往城西支行，错箱")   # the branch by its name
     expect(page.get_by_test_id("prompt")).to_contain_text("交接已暂停，请营业专员进行风险处置")
     page.screenshot(path=str(artifacts("e2e/wrong-box-01-alarm.png")), full_page=True)
 
@@ -152,7 +152,7 @@ def test_route_skip(agent, browser, artifacts):
     # raises a route skip only on what is known, never for a stop that is merely unreported)
     agent.post("api/sim/route", {"task_id": ids[TRUCK_B], "site_id": "BR-003", "status": "skipped"})
     page.get_by_test_id(f"sim-truck-{TRUCK_B}").click()
-    expect(page.get_by_test_id("open-alarm-route_skip")).to_contain_text("车辆未按计划路线顺序到达，跳过了BR-003")
+    expect(page.get_by_test_id("open-alarm-route_skip")).to_contain_text("车辆未按计划路线顺序到达，跳过了城北支行")
     expect(page.get_by_test_id("prompt")).to_contain_text("报警")
     expect(page.get_by_test_id("door")).to_have_attribute("data-raised", "false")
     page.screenshot(path=str(artifacts("e2e/route-skip-01-alarm.png")), full_page=True)

@@ -159,3 +159,16 @@ def test_an_outage_is_reported_and_the_link_returns_as_soon_as_the_broker_does(b
     wait_until(lambda: links[-1][0] is True, 20, "the link to come back before the 30 s backoff")
     assert hq.wait_for("dev-a", journal.last_seq(), 20)
     sync.stop()
+
+
+def test_a_tasks_downlink_carries_site_names_and_a_wrongly_typed_map_is_refused_by_name(hq, device):
+    config, journal, store = device
+    sync = start_sync(device)
+    _online(hq)
+    before = journal.last_seq()
+    bad = hq.wait_reply(hq.send("dev-a", "tasks", {"site_id": SITE, "tasks": [_task("T-1")], "sites": {SITE: 7}}))
+    assert bad["ok"] is False and "sites" in bad["error"], bad
+    assert store.task("T-1") is None and store.site_names() == {} and journal.last_seq() == before
+    good = hq.wait_reply(hq.send("dev-a", "tasks", {"site_id": SITE, "tasks": [_task("T-2")], "sites": {SITE: "城东支行"}}))
+    assert good["ok"] is True and store.site_names() == {SITE: "城东支行"}
+    sync.stop()
