@@ -101,7 +101,8 @@ def site_names(value: Any, where: str = "sites") -> dict[str, str]:
     """The tasks payload's optional {site_id: name} map: names for the screen where a code means little."""
     out = {}
     for site_id, name in _obj(value, where).items():
-        name = _text(name, f"{where}.{site_id}")
+        if not isinstance(name, str):          # a number is no branch's name
+            raise ValueError(f"{where}.{site_id}: must be text, got {type(name).__name__}")
         if not site_id or not name.strip() or len(name) > SITE_NAME_LIMIT:
             raise ValueError(f"{where}.{site_id}: must be a name of 1 to {SITE_NAME_LIMIT} characters")
         out[site_id] = name

@@ -38,6 +38,7 @@ def test_names_are_stored_with_the_tasks_and_a_code_stays_a_code_without_one(dev
 @pytest.mark.parametrize("sites,named", [
     (["branch-01"], "sites: must be an object"),
     ({"branch-01": ["城东支行"]}, "sites.branch-01: must be text"),
+    ({"branch-01": 5}, "sites.branch-01: must be text"),
     ({"branch-01": "  "}, "sites.branch-01: must be a name"),
     ({"branch-01": "支" * 65}, "sites.branch-01: must be a name"),
 ])
