@@ -106,7 +106,9 @@ async def import_bundle_file(path: Path, *, journal, store: Store, device_keys, 
         bundle = open_streamed(path, device_keys, trusted_signers, now, store.last_bundle_seq)
         kind, seq = bundle.header.kind, bundle.header.seq
         if kind == "tasks":
-            summary = apply_tasks(journal, store, _only(bundle.records(), "task"), "usb", bundle_seq=seq)
+            sites: dict = {}
+            summary = apply_tasks(journal, store, _tasks_and_sites(bundle.records(), sites), "usb", bundle_seq=seq,
+                                  sites=sites)
         elif kind == "personnel":
             removals: list = []
             people = _people_and_removals(bundle.records(), removals)
@@ -129,11 +131,15 @@ async def import_bundle_file(path: Path, *, journal, store: Store, device_keys, 
     return ImportOutcome(True, kind, summary, None, f"bundle.imported.{kind}", _done_text(kind, summary))
 
 
-def _only(records: Iterable[dict], key: str) -> Iterator[dict]:
+def _tasks_and_sites(records: Iterable[dict], sites: dict) -> Iterator[dict]:
+    """The tasks of a streamed tasks payload; {"sites": {id: name}} records are merged into `sites` on the way."""
     for n, record in enumerate(records, 1):
-        if key not in record:
-            raise ValueError(f"line {n}: expected a {{\"{key}\": ...}} record")
-        yield record[key]
+        if "task" in record:
+            yield record["task"]
+        elif "sites" in record:
+            sites.update(_obj(record["sites"], f"line {n}: sites"))
+        else:
+            raise ValueError(f"line {n}: expected a {{\"task\": ...}} or {{\"sites\": ...}} record")
 
 
 def _people_and_removals(records: Iterable[dict], removals: list) -> Iterator[dict]:
@@ -153,11 +159,11 @@ def apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, *, bu
                 sites=None) -> dict:
     """Merge tasks (same id: the higher version wins) and journal what changed. ValueError names a bad field.
     `sites` is the payload's optional {site_id: name} map, shown where a site code would mean little."""
-    names = site_names(sites) if sites is not None else {}
     parsed, keys = [], []
     for i, t in enumerate(tasks):      # one pass: `tasks` may be a stream of records
         parsed.append(Task.from_dict(_obj(t, f"tasks[{i}]")))
         keys += _box_keys(t, i)
+    names = site_names(sites) if sites is not None else {}     # after the stream: it may fill `sites`
     with journal.transaction():
         stored = [[t.task_id, t.version] for t in parsed if store.upsert_task(t)]
         for tag, meta, file in keys:            # sealed apart: keys never enter the task body or the journal

@@ -139,3 +139,13 @@ def test_head_office_packs_a_streamed_bundle_from_json_lines(dev, tmp_path):
     opened = B.open_streamed(tmp_path / "t.htb", dev.keys, load_signers([office / "signing.pub.pem"]),
                              B.datetime.now(B.timezone.utc), 3)
     assert [r["task"]["task_id"] for r in opened.records()] == ["T5"]
+
+
+async def test_a_streamed_tasks_bundle_carries_site_names_and_a_wrong_map_refuses_it_by_name(dev, tmp_path):
+    records = [{"sites": {"branch-01": "城东支行"}}, {"task": task("T1")}, {"sites": {"VLT-01": "中心金库"}}]
+    inbox(dev, pack(dev, tmp_path, "tasks", records, 1, name="t.htb"))
+    inbox(dev, pack(dev, tmp_path, "tasks", [{"task": task("T2")}, {"sites": {"BR-002": 2}}], 2, name="u.htb"))
+    out = dict(await drain(dev))
+    assert out["t.htb"].ok and dev.store.site_names() == {"branch-01": "城东支行", "VLT-01": "中心金库"}
+    assert not out["u.htb"].ok and "sites.BR-002: must be text" in out["u.htb"].message
+    assert dev.store.task("T2") is None and dev.store.site_names() == {"branch-01": "城东支行", "VLT-01": "中心金库"}
