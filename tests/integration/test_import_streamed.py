@@ -149,3 +149,11 @@ async def test_a_streamed_tasks_bundle_carries_site_names_and_a_wrong_map_refuse
     assert out["t.htb"].ok and dev.store.site_names() == {"branch-01": "城东支行", "VLT-01": "中心金库"}
     assert not out["u.htb"].ok and "sites.BR-002: must be text" in out["u.htb"].message
     assert dev.store.task("T2") is None and dev.store.site_names() == {"branch-01": "城东支行", "VLT-01": "中心金库"}
+
+
+async def test_streamed_tasks_carry_route_progress(dev, tmp_path):
+    stop = {"task_id": "T1", "site_id": "vault-01", "at": "2026-11-22T08:30:00+08:00"}
+    inbox(dev, pack(dev, tmp_path, "tasks", [{"task": task("T1")}, {"stop": stop}], 1, name="t.htb"))
+    out = dict(await drain(dev))
+    assert out["t.htb"].ok and out["t.htb"].summary["stops"] == 1
+    assert dev.store.stops_done("T1") == {"vault-01"}
