@@ -47,7 +47,9 @@ def _real(config: Config, driver: str) -> bool:
 def _fingerprint(config: Config, station: str, fc) -> FingerprintModule:
     if _real(config, fc.driver):
         from drivers.fingerprint.uart import UartFingerprint
-        return UartFingerprint(station, fc.port, baudrate=fc.baudrate, address=fc.address, password=fc.password)
+        # which template is in which slot of this module, so a restart loads only what changed
+        return UartFingerprint(station, fc.port, baudrate=fc.baudrate, address=fc.address, password=fc.password,
+                               library_file=config.paths.state_dir / f"fingerprint-{station}-library.json")
     # simulation runs the real protocol against the module emulator on a pty (issue 4)
     from drivers.fingerprint.emulated import EmulatedFingerprint
     return EmulatedFingerprint(station)
@@ -129,3 +131,26 @@ def _door(config: Config) -> DoorOutput:
         return SerialRelayDoor(dc.port)
     from drivers.door.sim import SimulatedDoor
     return SimulatedDoor()
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    template: bytes
+    not_stored: dict[str, str]          # station -> why that module does not hold it yet
+
+
+async def enrol_finger(fingerprints: dict[str, FingerprintModule], station: str, slot: int) -> Enrolment:
+    """Enrol at one station's module (two captures, merged, checked against the library for a duplicate,
+    stored, read back), then store the template in every other module. A module that cannot take it now
+    keeps it as wanted and the background sync retries; one of another type (512 vs 768 bytes) refuses it
+    with a clear error. The caller seals the template in the store and journals the enrolment."""
+    template = await fingerprints[station].enrol(slot)
+    not_stored = {}
+    for other, module in fingerprints.items():
+        if other == station:
+            continue
+        try:
+            await module.load_template(slot, template)
+        except Exception as exc:        # the capture stands; the screen says which module lacks it
+            not_stored[other] = str(exc)
+    return Enrolment(template, not_stored)

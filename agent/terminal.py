@@ -152,9 +152,11 @@ class Terminal:
                 tasks = seed(self.store, self.clock(), self.site)
                 self.journal.append("sample_seeded", {"tasks": [t.task_id for t in tasks]})
         self.reload_people()
+        # the modules catch up in the background (drivers/fingerprint/library.py): a missing module or a
+        # thousand templates never hold up the start
+        wanted = {slot: template.template for slot, template in self.store.templates()}
         for module in self.devices.fingerprints.values():
-            for slot, template in self.store.templates():
-                await module.load_template(slot, template.template)
+            module.sync_library(wanted)
         self._resume()
         await self._restore_screen()
         from offline.keys import DeviceKeys

@@ -27,6 +27,8 @@ class FingerprintModule(InputDevice, Protocol):
     """A ZhianTec/Synochip-style module: 1:N search on each touch, templates in numbered slots."""
     station: str
 
+    def sync_library(self, wanted: dict[int, bytes]) -> None: ...  # slot -> template, loaded in the background
+    def update_library(self, load: dict[int, bytes], clear: list[int]) -> None: ...  # an import's changes
     async def load_template(self, slot: int, template: bytes) -> None: ...
     async def delete_slots(self, slots: list[int]) -> None: ...
     async def enrol(self, slot: int) -> bytes: ...          # two captures, merge, store; returns template

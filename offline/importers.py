@@ -291,6 +291,7 @@ async def _load_modules(modules: list, to_load: list[tuple[int, bytes]], cleared
     for m in modules:
         name = getattr(m, "station", getattr(m, "name", "module"))
         try:
+            m.update_library(dict(to_load), cleared)    # what a failed load leaves, the module's sync retries
             if cleared:
                 await m.delete_slots(cleared)
             for slot, template in to_load:

@@ -12,6 +12,8 @@ from drivers.events import DeviceHealth
 from drivers.fingerprint.emulator import ModuleEmulator
 from drivers.fingerprint.uart import UartFingerprint
 
+SYNC_WAIT = 5.0     # seconds; the sample day's library loads in well under one
+
 
 class EmulatedFingerprint:
     def __init__(self, station: str, *, capacity: int = 300, poll_interval: float = 0.05):
@@ -22,6 +24,10 @@ class EmulatedFingerprint:
 
     async def start(self, emit: Emit) -> None:
         await self.driver.start(emit)
+        # the emulator is in-process and always there: a demo's first touch finds its library loaded
+        deadline = asyncio.get_running_loop().time() + SYNC_WAIT
+        while not await self.driver.library_synced() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
         await self.driver.stop()
@@ -46,6 +52,12 @@ class EmulatedFingerprint:
         self.emulator.tap(None, smudged=True)
 
     # --- module library ---
+    def sync_library(self, wanted: dict[int, bytes]) -> None:
+        self.driver.sync_library(wanted)
+
+    def update_library(self, load: dict[int, bytes], clear: list[int]) -> None:
+        self.driver.update_library(load, clear)
+
     async def load_template(self, slot: int, template: bytes) -> None:
         await self.driver.load_template(slot, template)
 

@@ -1,9 +1,14 @@
 """A fingerprint module emulator speaking the ZhianTec / Synochip protocol on a pty.
 
-It holds a template library in numbered slots, a password and simulated fingers. A finger's features
-are its template: Search finds the slot whose stored template equals the finger's, and two captures of
-the same finger merge into that template. Drivers (ours, or pyfingerprint) open the pty's slave side
-exactly as they would open /dev/ttyUSB0.
+It holds a template library in numbered slots, a password, a notepad and simulated fingers. A finger's
+features are its template: Search finds the slot whose stored template equals the finger's, and two
+captures of the same finger merge into that template. Drivers (ours, or pyfingerprint) open the pty's
+slave side exactly as they would open /dev/ttyUSB0.
+
+With `real_timing` it keeps the datasheet's pace: GenImg about 0.27 s, Search about 1 ms per stored
+template (≈1 s at 1000), bytes paced at the baud rate both ways. It works one command at a time, as
+the module's firmware does: a command sent while it is busy waits in the line. Faults (`inject`) make
+it late, silent, noisy, busy or restart it, so the driver can be tried on everything a field sees.
 """
 from __future__ import annotations
 
@@ -12,18 +17,43 @@ import os
 import pty
 import select
 import threading
+import time
 import tty
-from collections import deque
+from collections import Counter, deque
+from dataclasses import dataclass
 
 from drivers.fingerprint.protocol import (
-    DEFAULT_ADDRESS, PACKET_SIZES, CorruptPacket, Decoder, Instruction, Packet, PacketType, SystemParameters,
-    ack, data_packets,
+    DEFAULT_ADDRESS, NOTEPAD_SIZE, PACKET_SIZES, POWER_UP_BYTE, CorruptPacket, Decoder, Instruction, Packet,
+    PacketType, SystemParameters, ack, data_packets, wire_seconds,
 )
 
 OK, RECV_ERROR, NO_FINGER, MESSY = 0x00, 0x01, 0x02, 0x06
 NO_MATCH, NOT_FOUND, MERGE_FAIL, BAD_SLOT, BAD_TEMPLATE = 0x08, 0x09, 0x0A, 0x0B, 0x0C
 UPLOAD_FAIL, WRONG_PASSWORD, NO_IMAGE, PASSWORD_REQUIRED = 0x0D, 0x13, 0x15, 0x21
 MATCH_SCORE = 180
+BAD_NOTEPAD_PAGE = 0x1C
+
+# Work time per command in real-timing mode (R307 datasheet); Search adds SEARCH_PER_TEMPLATE per stored template.
+REAL_SECONDS = {
+    Instruction.GEN_IMG: 0.27, Instruction.IMG2TZ: 0.12, Instruction.MATCH: 0.05, Instruction.SEARCH: 0.02,
+    Instruction.REG_MODEL: 0.1, Instruction.STORE: 0.06, Instruction.DELETE_CHAR: 0.04, Instruction.EMPTY: 0.3,
+    Instruction.WRITE_NOTEPAD: 0.04,
+}
+REAL_QUICK = 0.005
+SEARCH_PER_TEMPLATE = 0.001
+FAULTS = ("late", "lost", "corrupt", "busy", "power_cycle", "slow_search")
+
+
+@dataclass
+class Fault:
+    """One misbehaviour, for the next command `instruction` (any command when None).
+    late: the reply comes `seconds` late · lost: no reply · corrupt: the reply's checksum is wrong ·
+    busy: the module stalls `seconds` before it takes the command · power_cycle: the module restarts as the
+    command arrives (the command is lost, it sends its power-up byte and wants its password again) ·
+    slow_search: a Search that takes `seconds` longer."""
+    kind: str
+    instruction: int | None = None
+    seconds: float = 0.0
 
 
 def finger_template(finger_id: str, size: int) -> bytes:
@@ -38,7 +68,8 @@ def finger_template(finger_id: str, size: int) -> bytes:
 
 class ModuleEmulator:
     def __init__(self, *, capacity: int = 300, packet_size: int = 128, template_size: int = 512,
-                 password: int = 0, address: int = DEFAULT_ADDRESS):
+                 password: int = 0, address: int = DEFAULT_ADDRESS, real_timing: bool = False,
+                 baudrate: int = 57600, lenient_sizes: bool = False, notepad: bool = True):
         if packet_size not in PACKET_SIZES:
             raise ValueError(f"packet size {packet_size} is not one of {PACKET_SIZES}")
         if template_size not in (512, 768):
@@ -52,9 +83,19 @@ class ModuleEmulator:
         self.images_taken = 0          # GenImg calls that found a finger
         self.image_requests = 0        # all GenImg calls: the driver's polls
         self.silent = False            # swallow commands without answering (a hung module)
+        self.real_timing = real_timing
+        self.baudrate = baudrate
+        self.lenient_sizes = lenient_sizes   # take any template size, as some modules do (it never matches)
+        self.has_notepad = notepad
+        self.notepad: dict[int, bytes] = {}
+        self.wrong_baud = False        # the host talks at another baud rate: both sides see only noise
+        self.faults: deque[Fault] = deque()
+        self.faults_applied: list[Fault] = []
+        self.commands: Counter[int] = Counter()   # commands received, by instruction
+        self._presses: list[tuple[float, float, bytes]] = []   # (on, off, features) in monotonic time
         self._fingers: dict[str, bytes] = {}
         self._on_glass: bytes | None = None
-        self._taps: deque[tuple[bytes, bool]] = deque()  # (features, smudged)
+        self._taps: deque[list] = deque()  # [features, smudged, images left]
         self._tap_gap = False          # a tapped finger is lifted for at least one GenImg
         self._fail_next = False
         self._garbage = b""
@@ -125,11 +166,47 @@ class ModuleEmulator:
         with self._lock:
             self._on_glass = None
 
-    def tap(self, finger_id: str | None, smudged: bool = False) -> None:
-        """A finger touches for exactly one image, then lifts. Taps queue up, each after a lift.
-        A smudged tap gives an image the module cannot extract features from."""
+    def tap(self, finger_id: str | None, smudged: bool = False, images: int = 1) -> None:
+        """A finger touches for `images` GenImg captures (one by default), then lifts. Taps queue up,
+        each after a lift. A smudged tap gives an image the module cannot extract features from."""
         with self._lock:
-            self._taps.append((self._features(finger_id), smudged))
+            self._taps.append([self._features(finger_id), smudged, images])
+
+    def press(self, finger_id: str | None, after: float, seconds: float) -> None:
+        """A finger on the glass from `after` seconds from now for `seconds` (real time, for timing tests)."""
+        now = time.monotonic()
+        with self._lock:
+            self._presses.append((now + after, now + after + seconds, self._features(finger_id)))
+
+    def taps_waiting(self) -> int:
+        with self._lock:
+            return len(self._taps)
+
+    def inject(self, kind: str, instruction: int | None = None, seconds: float = 0.0) -> None:
+        """Queue a fault (see Fault) for the next matching command."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; one of {FAULTS}")
+        with self._lock:
+            self.faults.append(Fault(kind, instruction, seconds))
+
+    def power_cycle(self) -> None:
+        """A power blip now: buffers and the verified password are gone; the flash (library, notepad) stays."""
+        with self._lock:
+            self._restart()
+        self._send(bytes([POWER_UP_BYTE]))
+
+    def replace_module(self, library: dict[int, bytes] | None = None) -> None:
+        """Another physical module in its place (a swap, or a new empty one): its own library and notepad."""
+        with self._lock:
+            self.library = dict(library or {})
+            self.notepad = {}
+            self._restart()
+
+    def _restart(self) -> None:
+        self._unlocked = self.password == 0
+        self._image = None
+        self._char = {1: None, 2: None}
+        self._incoming = None
 
     def fail_next_image(self) -> None:
         """The next feature extraction fails (a smudged or partial finger)."""
@@ -156,10 +233,16 @@ class ModuleEmulator:
             if not ready:
                 continue
             try:
-                decoder.feed(os.read(self._master, 4096))
+                data = os.read(self._master, 4096)
             except OSError:
                 continue
-            while True:
+            if self.real_timing:
+                self._pause(wire_seconds(len(data), self.baudrate))   # the bytes took this long to arrive
+            if self.wrong_baud:
+                self._send(b"\xf0\x80\x00\xfe\x80" * max(1, len(data) // 12))   # what a baud mismatch reads as
+                continue
+            decoder.feed(data)
+            while not self._stop.is_set():
                 try:
                     packet = decoder.next_packet()
                 except CorruptPacket:
@@ -169,17 +252,65 @@ class ModuleEmulator:
                     break
                 if packet.address != self.address:
                     continue  # addressed to another module on the bus
-                with self._lock:
-                    replies = self._handle(packet)
-                if not self.silent:
-                    for reply in replies:
-                        self._send(reply)
+                self._answer(packet, decoder)
+
+    def _answer(self, packet: Packet, decoder: Decoder) -> None:
+        op = packet.payload[0] if packet.type == PacketType.COMMAND and packet.payload else None
+        if op is not None:
+            self.commands[op] += 1
+        fault = self._take_fault(op) if op is not None else None
+        if fault and fault.kind == "busy":
+            self._pause(fault.seconds)
+        if fault and fault.kind == "power_cycle":
+            self._pause(0.05)
+            decoder.__init__()          # whatever was in its receive buffer died with it
+            self.power_cycle()
+            return
+        with self._lock:
+            replies = self._handle(packet)
+        if op is not None and self.real_timing:
+            work = REAL_SECONDS.get(op, REAL_QUICK)
+            if op == Instruction.SEARCH:
+                work += SEARCH_PER_TEMPLATE * len(self.library)
+            self._pause(work)
+        if fault and fault.kind in ("late", "slow_search"):
+            self._pause(fault.seconds)
+        if fault and fault.kind == "lost" or self.silent:
+            return
+        if fault and fault.kind == "corrupt" and replies:
+            first = bytearray(replies[0])
+            first[-1] ^= 0xFF
+            replies = [bytes(first), *replies[1:]]
+        for reply in replies:
+            self._send(reply)
+
+    def _take_fault(self, op: int) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                wanted = Instruction.SEARCH if fault.kind == "slow_search" else fault.instruction
+                if wanted is None or wanted == op:
+                    self.faults.remove(fault)
+                    self.faults_applied.append(fault)
+                    return fault
+        return None
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stop.wait(seconds)
 
     def _send(self, data: bytes) -> None:
         with self._lock:
             data, self._garbage = self._garbage + data, b""
+        master = self._master
+        if master is None:
+            return
         try:
-            os.write(self._master, data)
+            if not self.real_timing:
+                os.write(master, data)
+                return
+            for i in range(0, len(data), 32):          # paced at the baud rate
+                os.write(master, data[i:i + 32])
+                self._pause(wire_seconds(len(data[i:i + 32]), self.baudrate))
         except OSError:
             pass  # nobody listening; a real module would just talk to the void
 
@@ -219,9 +350,17 @@ class ModuleEmulator:
     def _gen_img(self, args: bytes) -> list[bytes]:
         self.image_requests += 1
         finger, smudged = self._on_glass, False
+        if finger is None:
+            now = time.monotonic()
+            self._presses = [p for p in self._presses if p[1] > now]
+            finger = next((f for on, off, f in self._presses if on <= now), None)
         if finger is None and self._taps and not self._tap_gap:
-            finger, smudged = self._taps.popleft()
-            self._tap_gap = True
+            finger, smudged, left = self._taps[0]
+            if left <= 1:
+                self._taps.popleft()
+                self._tap_gap = True
+            else:
+                self._taps[0][2] = left - 1
         elif finger is None:
             self._tap_gap = False
         if finger is None:
@@ -297,6 +436,9 @@ class ModuleEmulator:
         received += packet.payload
         if packet.type == PacketType.END:
             self._incoming = None
+            if self.lenient_sizes:      # some modules take whatever comes, cut or padded to their size
+                self._char[buffer] = bytes(received[:self.template_size]).ljust(self.template_size, b"\0")
+                return
             # a template of the wrong size is not a template: Store will refuse the buffer
             self._char[buffer] = bytes(received) if len(received) == self.template_size else None
 
@@ -324,6 +466,22 @@ class ModuleEmulator:
                 bitmap[offset // 8] |= 1 << (offset % 8)
         return [self._ack(OK, bytes(bitmap))]
 
+    def _write_notepad(self, args: bytes) -> list[bytes]:
+        if not self.has_notepad:
+            return [self._ack(RECV_ERROR)]
+        page, content = args[0], args[1:1 + NOTEPAD_SIZE]
+        if page > 15 or len(content) != NOTEPAD_SIZE:
+            return [self._ack(BAD_NOTEPAD_PAGE)]
+        self.notepad[page] = bytes(content)
+        return [self._ack(OK)]
+
+    def _read_notepad(self, args: bytes) -> list[bytes]:
+        if not self.has_notepad:
+            return [self._ack(RECV_ERROR)]
+        if args[0] > 15:
+            return [self._ack(BAD_NOTEPAD_PAGE)]
+        return [self._ack(OK, self.notepad.get(args[0], bytes(NOTEPAD_SIZE)))]
+
     @staticmethod
     def _buffer(number: int) -> int:
         if number not in (1, 2):
@@ -345,4 +503,6 @@ class ModuleEmulator:
         Instruction.EMPTY: _empty,
         Instruction.TEMPLATE_NUM: _template_num,
         Instruction.READ_INDEX_TABLE: _read_index_table,
+        Instruction.WRITE_NOTEPAD: _write_notepad,
+        Instruction.READ_NOTEPAD: _read_notepad,
     }

@@ -40,8 +40,16 @@ class Instruction(IntEnum):
     EMPTY = 0x0D            # Empty: clear the whole library
     READ_SYS_PARA = 0x0F    # ReadSysPara: capacity, packet size, address, baud rate
     VFY_PWD = 0x13          # VfyPwd: unlock the module with its 32-bit password
+    WRITE_NOTEPAD = 0x18    # WriteNotepad: 32 bytes of user flash (page 0..15)
+    READ_NOTEPAD = 0x19     # ReadNotepad: read one 32-byte notepad page
     TEMPLATE_NUM = 0x1D     # TemplateNum: number of stored templates
     READ_INDEX_TABLE = 0x1F  # ReadIndexTable: bitmap of used slots, 256 slots per page
+
+
+# A module sends this single byte when it powers up (R30x "handshake"); seen on the line, it means the
+# module has forgotten the verified password and its buffers.
+POWER_UP_BYTE = 0x55
+NOTEPAD_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,109 @@ class SystemParameters:
         return cls(capacity, PACKET_SIZES[size_code], address, level, baud * 9600, status, system_id)
 
 
+# --- which reply fits which command ---------------------------------------------------------------
+# A reply is only taken for its command when its confirmation code is one that command can give and its
+# data has the length the datasheet gives for it. A reply that arrives one command late (the module was
+# still busy with the previous one) then shows up as a mismatch instead of being believed.
+
+# every command may answer these: packet not received, wrong address, password not verified
+_ANY_CODE = frozenset({0x01, 0x20, 0x21})
+
+
+@dataclass(frozen=True)
+class ReplyShape:
+    codes: frozenset[int]     # confirmation codes this command can give besides OK and _ANY_CODE
+    data: int                 # data bytes after the confirmation byte on OK
+    error_data: frozenset[int] = frozenset({0})   # data lengths accepted with a non-OK code
+
+
+REPLIES: dict[Instruction, ReplyShape] = {
+    Instruction.GEN_IMG: ReplyShape(frozenset({0x02, 0x03}), 0),
+    Instruction.IMG2TZ: ReplyShape(frozenset({0x06, 0x07, 0x15}), 0),
+    Instruction.MATCH: ReplyShape(frozenset({0x08}), 2, frozenset({0, 2})),
+    Instruction.SEARCH: ReplyShape(frozenset({0x09}), 4, frozenset({0, 4})),
+    Instruction.REG_MODEL: ReplyShape(frozenset({0x0A}), 0),
+    Instruction.STORE: ReplyShape(frozenset({0x0B, 0x0C, 0x18}), 0),
+    Instruction.LOAD_CHAR: ReplyShape(frozenset({0x0B, 0x0C}), 0),
+    Instruction.UP_CHAR: ReplyShape(frozenset({0x0D}), 0),
+    Instruction.DOWN_CHAR: ReplyShape(frozenset({0x0E}), 0),
+    Instruction.DELETE_CHAR: ReplyShape(frozenset({0x0B, 0x10}), 0),
+    Instruction.EMPTY: ReplyShape(frozenset({0x11}), 0),
+    Instruction.READ_SYS_PARA: ReplyShape(frozenset(), 16),
+    Instruction.VFY_PWD: ReplyShape(frozenset({0x13}), 0),
+    Instruction.WRITE_NOTEPAD: ReplyShape(frozenset({0x18, 0x1C}), 0),
+    Instruction.READ_NOTEPAD: ReplyShape(frozenset({0x1C}), NOTEPAD_SIZE),
+    Instruction.TEMPLATE_NUM: ReplyShape(frozenset(), 2),
+    Instruction.READ_INDEX_TABLE: ReplyShape(frozenset({0x1C}), 32),
+}
+
+
+def check_reply(instruction: Instruction, code: int, data: bytes) -> None:
+    """Raise MismatchedReply unless (code, data) is a reply `instruction` can give."""
+    shape = REPLIES[instruction]
+    if code == 0:
+        if len(data) != shape.data:
+            raise MismatchedReply(f"{instruction.name}: an OK reply carries {shape.data} data bytes, "
+                                  f"this one {len(data)}: it belongs to another command")
+        return
+    if code not in shape.codes and code not in _ANY_CODE:
+        raise MismatchedReply(f"{instruction.name} cannot answer confirmation 0x{code:02X} "
+                              f"({describe(code)}): the reply belongs to another command")
+    if len(data) not in shape.error_data:
+        raise MismatchedReply(f"{instruction.name}: a reply with confirmation 0x{code:02X} carries "
+                              f"{len(data)} data bytes: it belongs to another command")
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    slot: int
+    score: int
+
+
+def search_result(code: int, data: bytes, capacity: int) -> SearchHit | None:
+    """A Search reply already passed by check_reply: the hit, or None for no match.
+    Score 0 is no match whatever the code; a slot outside the library is a damaged reply."""
+    if code != 0:
+        return None
+    slot, score = int.from_bytes(data[0:2], "big"), int.from_bytes(data[2:4], "big")
+    if score == 0:
+        return None
+    if slot >= capacity:
+        raise MismatchedReply(f"Search reported slot {slot}, outside the library 0..{capacity - 1}")
+    return SearchHit(slot, score)
+
+
+# --- how long a module may take (R307/R305 datasheets) -----------------------------------------------
+# Worst-case work time per command before the reply starts; the wire time at the baud rate comes on top.
+WORK_SECONDS: dict[Instruction, float] = {
+    Instruction.GEN_IMG: 1.0,          # "image acquiring time < 1.0 s"
+    Instruction.IMG2TZ: 0.8,
+    Instruction.MATCH: 0.3,
+    Instruction.REG_MODEL: 0.8,
+    Instruction.STORE: 0.3,            # a flash page write
+    Instruction.DELETE_CHAR: 0.3,
+    Instruction.EMPTY: 1.0,
+    Instruction.WRITE_NOTEPAD: 0.3,
+}
+SEARCH_SECONDS_PER_SLOT = 0.002        # "search time < 1.0 s (1:1000, mean)": twice the mean for the worst case
+QUICK_SECONDS = 0.2                    # everything else answers from RAM
+
+
+def work_seconds(instruction: Instruction, capacity: int = 1000) -> float:
+    if instruction == Instruction.SEARCH:
+        return 0.2 + SEARCH_SECONDS_PER_SLOT * capacity
+    return WORK_SECONDS.get(instruction, QUICK_SECONDS)
+
+
+def wire_seconds(nbytes: int, baudrate: int) -> float:
+    """Time to carry `nbytes` on a UART at `baudrate` (10 bits a byte: start, 8 data, stop)."""
+    return nbytes * 10 / baudrate
+
+
+def longest_work(capacity: int) -> float:
+    return max(work_seconds(i, capacity) for i in REPLIES)
+
+
 # --- errors ---------------------------------------------------------------------------------------
 
 class FingerprintError(Exception):
@@ -121,6 +232,10 @@ class FingerprintTimeout(FingerprintError):
 
 class UnexpectedPacket(FingerprintError):
     """A well-formed packet of the wrong kind for this point of the conversation."""
+
+
+class MismatchedReply(UnexpectedPacket):
+    """An acknowledge whose code or length does not fit the command sent: a late reply to an earlier one."""
 
 
 class ModuleError(FingerprintError):
@@ -202,6 +317,13 @@ class Decoder:
     def __init__(self) -> None:
         self._buf = bytearray()
         self.skipped = 0
+        self.power_up_seen = False    # a lone POWER_UP_BYTE was skipped between packets
+
+    def _skip(self, n: int) -> None:
+        if n and POWER_UP_BYTE in self._buf[:n]:
+            self.power_up_seen = True
+        self.skipped += n
+        del self._buf[:n]
 
     def feed(self, data: bytes) -> None:
         self._buf += data
@@ -211,12 +333,10 @@ class Decoder:
         if start < 0:
             # keep a trailing EF: it may be the first half of a header split across reads
             keep = 1 if self._buf[-1:] == HEADER[:1] else 0
-            self.skipped += len(self._buf) - keep
-            del self._buf[:len(self._buf) - keep]
+            self._skip(len(self._buf) - keep)
             return None
         if start:
-            self.skipped += start
-            del self._buf[:start]
+            self._skip(start)
         if len(self._buf) < _FRAME.size:
             return None
         _, address, ptype, length = _FRAME.unpack_from(self._buf)

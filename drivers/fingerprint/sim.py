@@ -24,6 +24,14 @@ class SimulatedFingerprint(SimulatedInput):
         self._send(FingerRead(self.station, "read_failed"))
 
     # --- module library ---
+    def sync_library(self, wanted: dict[int, bytes]) -> None:
+        self._slots = dict(wanted)
+
+    def update_library(self, load: dict[int, bytes], clear: list[int]) -> None:
+        for s in clear:
+            self._slots.pop(s, None)
+        self._slots.update(load)
+
     async def load_template(self, slot: int, template: bytes) -> None:
         self._slots[slot] = template
 

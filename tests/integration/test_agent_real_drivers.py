@@ -16,6 +16,7 @@ import pty
 import select
 import subprocess
 import sys
+import time
 import tty
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -129,9 +130,13 @@ port = "{relay_path}"
         agent.start("--config", str(cfg), simulate=False)
         v = agent.wait_for(lambda v: [t["task_id"] for t in v["tasks"]] == ["T-REAL-1"])
         assert v["sim"] is None, "real devices: no simulator panel"
-        health = {h["device"]: h["state"] for h in v["health"]}
-        assert health["fingerprint_door"] == health["fingerprint_counter"] == "connected"
-        assert door_fp.library and counter_fp.library, "imported templates are loaded into both modules"
+        # the modules connect and take their templates in the background (issue 11: start never waits for them)
+        v = agent.wait_for(lambda v: {h["device"]: h["state"] for h in v["health"]}.get("fingerprint_door")
+                           == {h["device"]: h["state"] for h in v["health"]}.get("fingerprint_counter") == "connected")
+        deadline = time.monotonic() + 20
+        while len(door_fp.library) < 3 or len(counter_fp.library) < 3:
+            assert time.monotonic() < deadline, "imported templates are loaded into both modules"
+            time.sleep(0.05)
         assert relay_bytes(relay_master).endswith(LCUS1_OFF), "the door output starts lowered"
 
         agent.post("api/manual-arrival", {"task_id": "T-REAL-1"})

@@ -1,4 +1,6 @@
 """Packet framing, checksums, resynchronisation and confirmation codes of the fingerprint protocol."""
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -142,3 +144,92 @@ def test_common_confirmations_map_to_their_error(code, kind, words):
     error = error_for(code)
     assert type(error) is kind
     assert words in str(error)
+
+
+# --- a reply must fit its command (issue 11) ---------------------------------------------------------
+
+from drivers.fingerprint.library import LibraryRecord, SyncPlan, template_hash  # noqa: E402
+from drivers.fingerprint.protocol import (  # noqa: E402
+    REPLIES, MismatchedReply, check_reply, search_result, work_seconds,
+)
+
+
+def test_img2tz_bare_ok_is_never_taken_for_a_search_reply():
+    """Issue 11 finding 1: Img2Tz's `00` read as Search's reply was decoded as slot 0 score 0."""
+    with pytest.raises(MismatchedReply, match="SEARCH: an OK reply carries 4 data bytes, this one 0"):
+        check_reply(Instruction.SEARCH, 0, b"")
+
+
+@pytest.mark.parametrize("other", [i for i in REPLIES if i != Instruction.SEARCH])
+def test_no_other_commands_ok_reply_passes_as_a_search_hit(other):
+    with pytest.raises(MismatchedReply):
+        check_reply(Instruction.SEARCH, 0, bytes(REPLIES[other].data))
+
+
+def test_a_search_reply_with_score_zero_is_no_match_and_a_slot_outside_the_library_is_refused():
+    assert search_result(0, b"\x00\x00\x00\x00", 300) is None
+    assert search_result(0x09, b"\x00\x05\x00\x40", 300) is None
+    hit = search_result(0, b"\x00\x05\x00\x40", 300)
+    assert (hit.slot, hit.score) == (5, 64)
+    with pytest.raises(MismatchedReply, match="slot 300, outside the library 0..299"):
+        search_result(0, b"\x01\x2c\x00\x40", 300)
+
+
+def test_a_confirmation_code_a_command_cannot_give_is_a_mismatch():
+    check_reply(Instruction.GEN_IMG, 0x02, b"")          # no finger: fine
+    with pytest.raises(MismatchedReply, match="GEN_IMG cannot answer confirmation 0x09"):
+        check_reply(Instruction.GEN_IMG, 0x09, b"\x00\x00\x00\x00")   # a late Search miss
+
+
+def test_search_timeout_grows_with_the_library():
+    assert work_seconds(Instruction.SEARCH, 1000) > work_seconds(Instruction.SEARCH, 100) >= 0.2
+    assert work_seconds(Instruction.SEARCH, 1000) >= 2.0      # twice the datasheet's 1 s mean at 1000
+
+
+@given(st.sampled_from(list(REPLIES)), st.integers(0, 255), st.binary(max_size=64), st.integers(1, 2000))
+def test_any_reply_is_accepted_or_refused_with_mismatched_reply_and_a_hit_needs_a_real_score(instr, code, data,
+                                                                                              capacity):
+    try:
+        check_reply(instr, code, data)
+    except MismatchedReply:
+        return
+    if instr == Instruction.SEARCH:
+        try:
+            hit = search_result(code, data, capacity)
+        except MismatchedReply:
+            return
+        if hit is not None:
+            assert code == 0 and len(data) == 4 and hit.score > 0 and hit.slot < capacity
+
+
+@given(st.one_of(st.binary(max_size=300), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["module_id", "template_size", "slots", "1", "x"]), inner, max_size=4),
+).map(lambda v: json.dumps(v).encode())))
+def test_a_damaged_library_record_is_read_as_nothing_known(tmp_path_factory, raw):
+    path = tmp_path_factory.mktemp("rec") / "lib.json"
+    path.write_bytes(raw)
+    record = LibraryRecord.load(path)
+    assert record.template_size in (None, 512, 768)
+    assert record.module_id is None or len(record.module_id) == 16
+    assert isinstance(record.slots, dict)
+    assert all(isinstance(k, int) and isinstance(v, str) for k, v in record.slots.items())
+
+
+def test_library_record_survives_a_round_trip_and_the_plan_loads_only_the_difference(tmp_path):
+    record = LibraryRecord(tmp_path / "lib.json", LibraryRecord.new_module_id(), 512,
+                           {1: template_hash(b"a" * 512), 2: template_hash(b"b" * 512)})
+    record.save()
+    again = LibraryRecord.load(tmp_path / "lib.json")
+    assert again == record
+    plan = SyncPlan(occupied={1, 2, 9})
+    plan.checked(0.0)
+    wanted = {1: b"a" * 512, 2: b"B" * 512, 3: b"c" * 512}
+    assert plan.next_step(wanted, again) == ("delete", 9, None)          # nobody's template: cleared first
+    plan.occupied.discard(9)
+    assert plan.next_step(wanted, again) == ("load", 2, b"B" * 512)      # changed
+    again.slots[2] = template_hash(b"B" * 512)
+    assert plan.next_step(wanted, again) == ("load", 3, b"c" * 512)      # new
+    again.slots[3] = template_hash(b"c" * 512)
+    assert plan.next_step(wanted, again) is None
