@@ -11,6 +11,7 @@ from agent.terminal import prompt_key
 from flows.decisions import Step
 from flows.events import DISPOSITION_CODES
 from flows.handover import Handover
+from flows.staff import ENROL_FINGERS
 
 
 def build_view(t, lang: str) -> dict:
@@ -43,12 +44,24 @@ def build_view(t, lang: str) -> dict:
         "officers": [{"person_id": p.person_id, "name": p.name} for p in t.people.values()
                      if p.role.value in ("officer", "manager")],
         "disposition_codes": list(DISPOSITION_CODES),
+        "enrolment": _enrolment(t),
         "health": [{"device": h.device, "state": h.state, "error": h.last_error,
                     "text": render("storage_low", {}, lang) if h.device == "storage" and h.state != "connected"
                     else None} for h in t.health.values()],
         "settings": settings_view(t.config),     # what head office may change, as now in effect
         "sim": _sim(t) if t.config.simulate else None,
     }
+
+
+def _enrolment(t) -> dict:
+    """The branch enrolment screen: whom it may enrol, which fingers, and the running capture's stage."""
+    status = t.enrolment.status
+    return {"people": [{"person_id": p.person_id, "name": p.name, "role": p.role.value}
+                       for p in sorted(t.people.values(), key=lambda p: p.person_id)],
+            "fingers": list(ENROL_FINGERS), "station": t.enrolment.station,
+            "current": {"person_id": status.person_id, "name": t.name(status.person_id), "finger": status.finger,
+                        "slot": status.slot, "stage": status.stage, "running": status.running}
+            if status else None}
 
 
 def _person(t, pid: str, **extra) -> dict:
@@ -98,7 +111,11 @@ def _sim(t) -> dict:
     slots: dict[str, dict] = {}
     for slot, owner in t.store.slots():
         entry = slots.setdefault(owner.person_id, {})
-        entry["duress_slot" if owner.duress else "slot"] = slot
+        if owner.duress:
+            entry["duress_slot"] = slot
+        else:                           # the first finger is the panel's; enrolled ones come after
+            entry.setdefault("slot", slot)
+            entry.setdefault("fingers", {})[owner.finger] = slot
     people = [{"person_id": pid, "name": t.name(pid), "role": t.people[pid].role.value if pid in t.people else None,
                **s} for pid, s in sorted(slots.items())]
     trucks, tags = {}, {}

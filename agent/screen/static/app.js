@@ -99,7 +99,7 @@ function renderPending(v) {
   root.replaceChildren();
   if (!v.pending_auth && !(v.handover && v.handover.step === "officer_confirmation" && v.password_allowed)) return;
   const card = el("div", { class: "card pending", "data-testid": "pending-auth" });
-  if (v.pending_auth) card.append(el("h2", { text: `${t("waiting_officer")} · ${t(v.pending_auth.purpose === "disposition" ? "risk" : "manual_arrival")}` }));
+  if (v.pending_auth) card.append(el("h2", { text: `${t("waiting_officer")} · ${t({ disposition: "risk", enrolment: "enrol.title" }[v.pending_auth.purpose] || "manual_arrival")}` }));
   if (v.password_allowed) {
     const who = el("select", { class: "touch", "data-testid": "password-officer" },
       ...v.officers.map((o) => el("option", { value: o.person_id, text: o.name })));
@@ -205,6 +205,7 @@ async function render(v) {
   if (await loadLabels(v.lang, "title")) keyboard.relabel();
   last = v;
   renderHeader(v); renderPrompt(v); renderAlarms(v); renderPending(v); renderHandover(v); renderReport(v); renderTasks(v); renderSim(v);
+  renderEnrolment(v);
   document.body.dataset.version = v.version;
 }
 
