@@ -68,7 +68,7 @@ function enrolSim(v) {
 
 function renderEnrolment(v) {
   let root = $("#enrolment");
-  if (!root) { root = el("section", { id: "enrolment" }); $("#screen").prepend(root); }
+  if (!root) { root = el("section", { id: "enrolment" }); $("#pending").after(root); }
   root.replaceChildren();
   if (!v.enrolment) return;
   const step = enrolStep(v);
