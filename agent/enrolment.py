@@ -3,17 +3,26 @@ performs it. Two captures at the counter module (the door module when there is n
 the duplicate check, stored in every module (agent.devices.enrol_finger), then the template sealed in the
 store and the enrolment journaled in one transaction.
 
-The journal entry carries ids, the slot and the template's SHA-256, never the template or a name: the
-journal syncs to head office, and the template stays sealed at rest in the store. The driver call runs as
-its own task, so the terminal's event loop keeps serving the door while a person presses their finger.
+The journal entry carries ids, the slot and the template's SHA-256, never a name nor the template in clear:
+the journal syncs to head office, and the template stays sealed at rest in the store (device data key).
+For head office the entry carries the template once more, HPKE-sealed to head office's enrolment key
+(keys/hq_enrolment.pem, X25519) and bound to the device, person, finger and hash; without that key
+provisioned it carries null and says so. The driver call runs as its own task, so the terminal's event
+loop keeps serving the door while a person presses their finger.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
+
+from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from agent.devices import enrol_finger
 from agent.journal import Journal
@@ -21,6 +30,7 @@ from agent.store import Store, Template
 from drivers.base import FingerprintModule
 from drivers.fingerprint.uart import DuplicateFinger
 from flows.decisions import Prompt
+from offline.keys import KeyFileError, load_public
 
 log = logging.getLogger("handover.enrolment")
 
@@ -30,6 +40,54 @@ POLL = 0.05          # seconds between looks at the module's capture count (for 
 STAGE_PROMPTS = {"press": "enrol_press_finger", "press_again": "enrol_press_again", "done": "enrol_done",
                  "duplicate": "enrol_duplicate", "failed": "enrol_failed", "cancelled": "enrol_cancelled"}
 FINISHED = frozenset({"done", "duplicate", "failed", "cancelled"})
+
+HQ_KEY_FILE = "hq_enrolment.pem"     # in the keys directory, installed with the device like hq_signers/
+_HPKE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+_INFO = b"HTB1 enrolment\x00"
+
+
+class EnrolmentError(ValueError):
+    """An enrolled template head office cannot accept; the message names what is wrong."""
+
+
+def load_hq_key(keys_dir: str | Path) -> X25519PublicKey | None:
+    """Head office's enrolment key, if installed. A bad file is logged, never stops the terminal:
+    enrolment still works, its entries then carry no template for head office."""
+    path = Path(keys_dir) / HQ_KEY_FILE
+    if not path.is_file():
+        return None
+    try:
+        key = load_public(path.read_bytes())
+    except (OSError, KeyFileError) as exc:
+        log.error("%s: %s; enrolled templates will not travel to head office", path, exc)
+        return None
+    if not isinstance(key, X25519PublicKey):
+        log.error("%s: head office's enrolment key must be X25519; enrolled templates will not travel", path)
+        return None
+    return key
+
+
+def _binding(device_id: str, body: dict) -> bytes:
+    """What the sealed template belongs to: a blob moved to another entry does not open."""
+    return _INFO + "/".join((device_id, body["person_id"], body["finger"], body["template_sha256"])).encode()
+
+
+def seal_for_hq(template: bytes, hq_key: X25519PublicKey, device_id: str, body: dict) -> str:
+    return base64.b64encode(_HPKE.encrypt(template, hq_key, info=_binding(device_id, body))).decode()
+
+
+def open_at_hq(body: dict, hq_private: X25519PrivateKey, device_id: str) -> bytes:
+    """Head office: the template of a synced `finger_enrolled` entry, checked against its hash."""
+    try:
+        sealed = base64.b64decode(body["template_for_hq"], validate=True)
+        template = _HPKE.decrypt(sealed, hq_private, info=_binding(device_id, body))
+    except (KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        raise EnrolmentError(f"finger_enrolled entry: template_for_hq missing or malformed ({exc!r})") from None
+    except Exception:                 # InvalidTag and friends: another key, device or entry
+        raise EnrolmentError("finger_enrolled entry: template_for_hq does not open for this device and entry") from None
+    if hashlib.sha256(template).hexdigest() != body["template_sha256"]:
+        raise EnrolmentError("finger_enrolled entry: the template does not match template_sha256")
+    return template
 
 
 @dataclass
@@ -46,7 +104,10 @@ class EnrolmentStatus:
 
 class BranchEnrolment:
     def __init__(self, store: Store, journal: Journal, fingerprints: dict[str, FingerprintModule],
-                 say: Callable[[Prompt], None], changed: Callable[[], None]):
+                 say: Callable[[Prompt], None], changed: Callable[[], None], *, device_id: str,
+                 hq_key: X25519PublicKey | None):
+        self._device_id = device_id
+        self._hq_key = hq_key
         self._store = store
         self._journal = journal
         self._fingerprints = fingerprints
@@ -87,11 +148,13 @@ class BranchEnrolment:
             log.warning("enrolment at %s failed: %s", station, exc)
             self._journal.append("finger_enrol_failed", {**base, "reason": "capture_failed"})
             return self._stage(status, "failed")
+        body = {**base, "template_sha256": hashlib.sha256(result.template).hexdigest(),
+                "template_bytes": len(result.template), "not_stored": sorted(result.not_stored)}
+        body["template_for_hq"] = (seal_for_hq(result.template, self._hq_key, self._device_id, body)
+                                   if self._hq_key is not None else None)
         with self._journal.transaction():
-            stored = self._store.put_template(Template(person_id, finger, result.template))
-            self._journal.append("finger_enrolled", {
-                **base, "slot": stored, "template_sha256": hashlib.sha256(result.template).hexdigest(),
-                "template_bytes": len(result.template), "not_stored": sorted(result.not_stored)})
+            body["slot"] = self._store.put_template(Template(person_id, finger, result.template))
+            self._journal.append("finger_enrolled", body)
         for other, why in result.not_stored.items():
             log.warning("enrolled template not in the %s module yet: %s", other, why)
         self._stage(status, "done")

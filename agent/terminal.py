@@ -26,7 +26,7 @@ from agent.codec import alarm_body, decode_event, encode
 from agent.complaints import ComplaintBook
 from agent.config import Config, check_files
 from agent.devices import Devices
-from agent.enrolment import BranchEnrolment
+from agent.enrolment import BranchEnrolment, load_hq_key
 from agent.i18n import render
 from agent.journal import JournalError
 from agent.sealing import Sealer
@@ -135,7 +135,8 @@ class Terminal:
         self.health: dict[str, DeviceHealth] = {}
         self.people: dict[str, Person] = {}
         self.staff = fs.Staff()
-        self.enrolment = BranchEnrolment(self.store, self.journal, devices.fingerprints, self._prompt, self._changed)
+        self.enrolment = BranchEnrolment(self.store, self.journal, devices.fingerprints, self._prompt, self._changed,
+                                         device_id=config.device.id, hq_key=load_hq_key(paths.keys_dir))
         self.version = 0
         self._listeners: set[asyncio.Queue] = set()
         self._queue: asyncio.Queue = asyncio.Queue()

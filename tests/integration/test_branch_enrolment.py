@@ -9,9 +9,13 @@ import urllib.error
 import urllib.request
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from agent.enrolment import HQ_KEY_FILE, open_at_hq
 from agent.journal import Journal
 from agent.sample import DEMO_PASSWORD, TRUCKS
+from drivers.fingerprint.emulator import finger_template
+from offline.keys import public_pem
 
 SITE_TOML = """
 [site]
@@ -20,6 +24,7 @@ type = "branch"
 allow_password_confirmation = true
 
 [device]
+id = "BR-009-t1"
 simulate = true
 """
 
@@ -92,6 +97,7 @@ def test_a_cancelled_capture_stores_nothing_and_the_next_enrolment_works(agent, 
     assert entries(agent, "finger_enrolled") == []
     people = {p["person_id"]: p for p in v["sim"]["people"]}
     assert set(people["E05"]["fingers"]) == {"right_index"}
+    assert entries(agent, "finger_enrolled") == []
     agent.post("api/enrolment/close", {})
     agent.wait_for(lambda v: v["enrolment"]["current"] is None)
     # the abandoned capture held nothing back: the next enrolment takes both its captures
@@ -111,12 +117,20 @@ def test_a_restart_drops_an_enrolment_waiting_for_its_officer(agent, tmp_path):
 
 
 def test_an_enrolled_finger_is_kept_sealed_and_verifies_at_the_door_after_a_restart(agent, tmp_path):
+    hq = X25519PrivateKey.generate()          # head office's enrolment key, installed with the device
+    (agent.state_dir / "keys").mkdir(parents=True)
+    (agent.state_dir / "keys" / HQ_KEY_FILE).write_bytes(public_pem(hq.public_key()))
     cfg = start(agent, tmp_path)
     slot = enrol(agent, "E01", "right_middle", "E01/right_middle")
     [entry] = entries(agent, "finger_enrolled")
     assert set(entry) == {"person_id", "finger", "slot", "station", "officer_id", "method", "template_sha256",
-                          "template_bytes", "not_stored"}
+                          "template_bytes", "not_stored", "template_for_hq"}
     assert entry["slot"] == slot and entry["station"] == "counter" and entry["template_bytes"] == 512
+    # what travels in the synced journal: head office opens the template; another device's entry does not
+    template = finger_template("new-E01/right_middle", 512)
+    assert template.hex()[:64] not in json.dumps(entry) and open_at_hq(entry, hq, "BR-009-t1") == template
+    with pytest.raises(ValueError, match="does not open"):
+        open_at_hq(entry, hq, "BR-009-t2")
     assert agent.stop() == 0
     agent.start("--config", str(cfg))       # the emulated modules start empty: the store fills them
     agent.post("api/sim/beacon", {"beacon": TRUCKS[0].beacon})
