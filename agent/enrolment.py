@@ -152,9 +152,13 @@ class BranchEnrolment:
                 "template_bytes": len(result.template), "not_stored": sorted(result.not_stored)}
         body["template_for_hq"] = (seal_for_hq(result.template, self._hq_key, self._device_id, body)
                                    if self._hq_key is not None else None)
-        with self._journal.transaction():
-            body["slot"] = self._store.put_template(Template(person_id, finger, result.template))
-            self._journal.append("finger_enrolled", body)
+        try:
+            with self._journal.transaction():
+                body["slot"] = self._store.put_template(Template(person_id, finger, result.template))
+                self._journal.append("finger_enrolled", body)
+        except Exception:                # e.g. a full disk: not journaled, so not enrolled here
+            self._stage(status, "failed")
+            raise
         for other, why in result.not_stored.items():
             log.warning("enrolled template not in the %s module yet: %s", other, why)
         self._stage(status, "done")
