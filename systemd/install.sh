@@ -1,8 +1,11 @@
 #!/bin/sh
 # Install the handover agent on a Debian 12 / Raspberry Pi OS box (or into a staging root).
 #   sudo systemd/install.sh                  install on this box and start the agent
-#   systemd/install.sh --root DIR --no-venv  stage into DIR (an image being built); build the
-#                                            venv on the box itself, its scripts name their path
+#   systemd/install.sh --root DIR --no-venv [--python PY]
+#                                            stage into DIR (an image being built); build the
+#                                            venv on the box itself, its scripts name their path.
+#                                            PY (default python3) must have the agent's libraries:
+#                                            it checks the configuration and writes the drop-ins.
 # Idempotent: running it again changes nothing but what the new sources changed. Never
 # overwrites /etc/handover-agent/handover.toml (that comes from provisioning, SPEC §5).
 set -eu
@@ -10,13 +13,16 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 SOURCE="$(dirname "$HERE")"
 ROOT=/
 VENV=yes
+PYTHON=""
 
-usage() { echo "usage: $0 [--root DIR] [--no-venv]" >&2; exit 2; }
+usage() { echo "usage: $0 [--root DIR] [--no-venv [--python PY]]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --root) [ $# -ge 2 ] || usage; ROOT="$2"; shift 2;;
         --root=*) ROOT="${1#--root=}"; shift;;
         --no-venv) VENV=no; shift;;
+        --python) [ $# -ge 2 ] || usage; PYTHON="$2"; shift 2;;
+        --python=*) PYTHON="${1#--python=}"; shift;;
         -h|--help) usage;;
         *) echo "install.sh: unknown option '$1'" >&2; usage;;
     esac
@@ -32,14 +38,42 @@ if [ -n "$R" ] && [ "$VENV" = yes ]; then
     exit 1
 fi
 
-# A configuration already on the box must be valid before anything is changed. Values only: the
-# certificates it names arrive with provisioning, and under --root its paths are not this machine's.
-if [ -f "$R/etc/handover-agent/handover.toml" ]; then
-    PYTHONPATH="$SOURCE" python3 -m agent.config check-values "$R/etc/handover-agent/handover.toml" >/dev/null
+if [ "$VENV" = yes ] && [ -n "$PYTHON" ]; then
+    echo "install.sh: --python is for --no-venv; on the box the agent's own venv is used" >&2
+    exit 1
 fi
 
 OPT="$R/opt/handover-agent"
 UNITS="$R/etc/systemd/system"
+CONFIG="$R/etc/handover-agent/handover.toml"
+
+# The configuration is checked by the agent's own code with the agent's own libraries (the
+# system python3 of a fresh box has none of them, e.g. cryptography). On the box that is the
+# venv under /opt, so the program there is brought up to date first; in a staging root it is
+# the Python given with --python.
+if [ "$VENV" = yes ]; then
+    echo "== program under /opt/handover-agent/venv"
+    [ -x "$OPT/venv/bin/python" ] || python3 -m venv "$OPT/venv"
+    "$OPT/venv/bin/pip" install --quiet --disable-pip-version-check --upgrade "$SOURCE"
+    PYTHON="$OPT/venv/bin/python"
+else
+    PYTHON="${PYTHON:-python3}"
+    command -v "$PYTHON" >/dev/null || { echo "install.sh: no Python '$PYTHON'" >&2; exit 1; }
+    PYTHON="$(command -v "$PYTHON")"
+    export PYTHONPATH="$SOURCE"
+    if ! "$PYTHON" -c 'import agent.config, offline.provisioning' 2>/dev/null; then
+        echo "install.sh: $PYTHON cannot run the agent's code (its libraries are missing):" \
+             "give --python a Python where 'pip install $SOURCE' was run" >&2
+        exit 1
+    fi
+fi
+
+# A configuration already on the box must be valid before its set-up changes or anything restarts.
+# Values only: the certificates it names arrive with provisioning, and under --root its paths are
+# not this machine's.
+if [ -f "$CONFIG" ]; then
+    "$PYTHON" -m agent.config check-values "$CONFIG" >/dev/null
+fi
 
 put() {  # put MODE SRC DEST: install a root-owned file (same content and mode on every run)
     install -D -m "$1" -o root -g root "$2" "$3"
@@ -60,15 +94,6 @@ done
 for doc in deploy.md config.md; do
     [ -f "$SOURCE/docs/$doc" ] && put 0644 "$SOURCE/docs/$doc" "$OPT/docs/$doc"
 done
-if [ "$VENV" = yes ]; then
-    [ -x "$OPT/venv/bin/python" ] || python3 -m venv "$OPT/venv"
-    "$OPT/venv/bin/pip" install --quiet --disable-pip-version-check --upgrade "$SOURCE"
-    PYTHON="$OPT/venv/bin/python"
-else
-    PYTHON="$(command -v python3)"
-    export PYTHONPATH="$SOURCE"
-fi
-
 echo "== configuration example"
 put 0644 "$HERE/handover.toml.example" "$R/etc/handover-agent/handover.toml.example"
 

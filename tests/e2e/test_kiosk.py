@@ -70,6 +70,7 @@ def test_customer_registers_a_complaint_in_chinese(agent, browser, artifacts):
     fill_complaint(page)
     page.get_by_test_id("field-counter").fill("3号窗口")
     page.get_by_test_id("staff-O02").click()
+    expect(page.get_by_test_id("staff-O02")).to_have_attribute("aria-pressed", "true")   # shown as chosen
     page.screenshot(path=str(artifacts("e2e/kiosk-01-form.png")), full_page=True)
     page.get_by_test_id("kiosk-submit").click()
 
@@ -91,6 +92,25 @@ def test_customer_registers_a_complaint_in_chinese(agent, browser, artifacts):
     assert [b["ref"] for b in registered] == [ref]
     assert registered[0]["category"] == "irregular_fees" and registered[0]["staff_concerned"] == ["O02"]
     assert "李秀英" not in json.dumps(registered, ensure_ascii=False)
+
+
+def test_a_press_held_on_a_choice_while_the_keyboard_is_open_lands_on_that_choice(agent, browser):
+    """Pressing a button takes the focus from a text field before the press ends; had the keyboard
+    gone at once, the page would move under the finger and the release land elsewhere (a lost tap:
+    the staff concerned came back empty)."""
+    page = open_kiosk(agent, browser)
+    page.get_by_test_id("field-counter").click()                   # the keyboard docks below the field
+    expect(page.get_by_test_id("keyboard")).to_be_visible()
+    chip = page.get_by_test_id("staff-O02")
+    chip.evaluate("e => e.scrollIntoView({block: 'start'})")       # the page scrolled as far as it goes
+    box = chip.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    time.sleep(0.3)                                                # a finger rests a moment
+    assert chip.bounding_box() == box                              # nothing moved under it
+    page.mouse.up()
+    expect(chip).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_test_id("keyboard")).to_be_hidden()        # and the keyboard goes after the press
 
 
 def test_idle_timeout_warns_then_clears_a_half_filled_form(agent, browser, artifacts):

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -153,6 +154,52 @@ use_identity_as_username true
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class SlowLink:
+    """A TCP relay in front of the broker whose device-to-broker direction carries at most `rate`
+    bytes per second (None: as fast as it goes): a branch's thin uplink, and a drain whose pace
+    the test sets instead of the machine's speed."""
+
+    def __init__(self, target_port: int, rate: int | None):
+        self.target_port = target_port
+        self.rate = rate
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                device, _ = self._listener.accept()
+            except OSError:
+                return
+            broker = socket.create_connection(("127.0.0.1", self.target_port))
+            self._sockets += [device, broker]
+            threading.Thread(target=self._pump, args=(device, broker, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(broker, device, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, throttled: bool) -> None:
+        try:
+            while chunk := src.recv(1024):
+                if throttled and self.rate:
+                    time.sleep(len(chunk) / self.rate)
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        for sock in (src, dst):    # one side gone (a killed agent): the other hears it closed
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        for sock in self._sockets:
+            sock.close()
 
 
 def mqtt_config(broker: Broker, device: str, site_id: str, state_dir: Path):

@@ -6,7 +6,10 @@ not run in parallel with each other (marker `pcsc`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import fcntl
+import socket
 import shutil
 import subprocess
 import time
@@ -91,15 +94,33 @@ class Pcscd:
         self.process = None
 
 
+@contextlib.contextmanager
+def machine_lock():
+    """One pcscd per machine, and vpcd's TCP ports are the machine's: PC/SC tests of every test run
+    (two checkouts, two sessions) take turns. A lock file serves runs that share /tmp; an abstract
+    socket name, which belongs to the network namespace, also serves a root of its own on the same
+    machine (a chroot, as the fresh-machine probe makes). Both are let go when the process dies."""
+    with open("/tmp/handover-pcscd.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as name:
+            while True:
+                try:
+                    name.bind("\0handover-pcscd.lock")
+                    break
+                except OSError as e:
+                    if e.errno != errno.EADDRINUSE:
+                        raise
+                    time.sleep(0.1)
+            yield
+
+
 @pytest.fixture
 def pcscd(tmp_path):
     if shutil.which("pcscd") is None:
         pytest.fail("pcscd is not installed (apt-get install --no-install-recommends pcscd vsmartcard-vpcd)")
     if not Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so").exists():
         pytest.fail("vsmartcard-vpcd is not installed (apt-get install --no-install-recommends vsmartcard-vpcd)")
-    # One pcscd per machine: a lock file serialises PC/SC tests across test runs (two checkouts, two sessions)
-    with open("/tmp/handover-pcscd.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with machine_lock():
         daemon = Pcscd(tmp_path / "pcscd.log")
         daemon.start()
         try:

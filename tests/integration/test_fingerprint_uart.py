@@ -173,7 +173,8 @@ async def test_a_cancelled_enrolment_frees_the_module_for_the_next_one(emulator,
     await recorder.until(lambda: driver.enrolling)
     emulator.tap("kate")
     emulator.tap("kate")
-    assert await asyncio.wait_for(enrolment, 2) == finger_template("kate", 512)
+    # a generous wait for an effect, not a speed goal: two taps on a busy machine may take seconds
+    assert await asyncio.wait_for(enrolment, 30) == finger_template("kate", 512)
     assert sorted(emulator.library) == [2]
 
 

@@ -191,7 +191,8 @@ async def test_bad_payload_message_names_the_field(dev):
 async def test_sequences_are_per_kind(dev):
     assert (await dev.load(dev.pack("tasks", {"tasks": [task()]}, seq=4))).ok
     assert (await dev.load(dev.pack("personnel", {"people": []}, seq=1))).ok
-    assert (await dev.load(dev.pack("tasks", {"tasks": [task()]}, seq=5))).ok
+    assert (await dev.load(dev.pack("tasks", {"tasks": [task("T1", 2)]}, seq=5))).ok
+    assert dev.store.task("T1").version == 2        # applied, not only answered
 
 
 # --- USB -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ INSTALL = ROOT / "systemd" / "install.sh"
 UNINSTALL = ROOT / "systemd" / "uninstall.sh"
 # Device groups the box may lack (Debian has no gpio group); install adds them and leaves them.
 SHARED_GROUPS = ("gpio", "render", "input")
+# Staging: the configuration is checked and applied with a Python that has the agent's libraries.
+STAGE = ("--no-venv", "--python", sys.executable)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("systemd-sysusers") is None,
                                 reason="install.sh creates users and owners: needs root and systemd-sysusers")
@@ -55,10 +58,10 @@ def entry(root: Path, db: str, name: str) -> list[str]:
 
 
 def test_install_twice_gives_the_same_tree_without_errors(box):
-    first = run(INSTALL, "--root", box, "--no-venv")
+    first = run(INSTALL, "--root", box, *STAGE)
     assert first.returncode == 0, first.stderr
     after_first = snapshot(box)
-    second = run(INSTALL, "--root", box, "--no-venv")
+    second = run(INSTALL, "--root", box, *STAGE)
     assert (second.returncode, second.stderr) == (0, "")
     assert snapshot(box) == after_first
 
@@ -81,12 +84,12 @@ def test_install_twice_gives_the_same_tree_without_errors(box):
 
 
 def test_install_keeps_the_boxs_configuration_and_applies_it(box):
-    assert run(INSTALL, "--root", box, "--no-venv").returncode == 0
+    assert run(INSTALL, "--root", box, *STAGE).returncode == 0
     mine = box / "etc/handover-agent/handover.toml"
     mine.write_text('[site]\nid = "b9"\n[devices.door]\ndriver = "serial-relay"\nport = "/dev/ttyUSB3"\n'
                     '[backup]\ninterval_minutes = 15\n[screen]\nport = 8181\n')
     before = mine.read_bytes()
-    assert run(INSTALL, "--root", box, "--no-venv").returncode == 0
+    assert run(INSTALL, "--root", box, *STAGE).returncode == 0
     assert mine.read_bytes() == before
     units = box / "etc/systemd/system"
     assert "DeviceAllow=/dev/ttyUSB3 rw" in (units / "handover-agent.service.d/devices.conf").read_text()
@@ -98,17 +101,37 @@ def test_install_refuses_a_bad_configuration_before_changing_anything(box):
     (box / "etc/handover-agent").mkdir()
     (box / "etc/handover-agent/handover.toml").write_text('[site]\nid = "b9"\n[devices.door]\npinn = 4\n')
     before = snapshot(box)
-    result = run(INSTALL, "--root", box, "--no-venv")
+    result = run(INSTALL, "--root", box, *STAGE)
     assert result.returncode != 0
     assert "devices.door.pinn: unknown key" in result.stderr
     assert snapshot(box) == before
 
 
+def test_staging_with_a_python_that_lacks_the_agents_libraries_says_so_and_changes_nothing(box, tmp_path):
+    """A fresh box's python3 has none of the agent's libraries (no cryptography): install.sh must say
+    which Python to give instead of failing half-way with a traceback."""
+    (box / "etc/handover-agent").mkdir()
+    (box / "etc/handover-agent/handover.toml").write_text('[site]\nid = "b9"\n')
+    bare = tmp_path / "bare-python"            # the interpreter without any site-packages
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    bare.chmod(0o755)
+    assert subprocess.run([bare, "-c", "import cryptography"], capture_output=True).returncode != 0
+    before = snapshot(box)
+    result = run(INSTALL, "--root", box, "--no-venv", "--python", bare)
+    assert result.returncode == 1
+    assert "cannot run the agent's code" in result.stderr and "--python" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(box) == before
+    # the same root with the agent's Python checks the configuration and installs
+    assert run(INSTALL, "--root", box, *STAGE).returncode == 0
+    assert "HANDOVER_DEVICE_ID=b9-terminal" in (box / "etc/handover-agent/units.env").read_text()
+
+
 def test_install_refuses_unknown_options_and_a_missing_root(box, tmp_path):
     before = snapshot(box)
-    result = run(INSTALL, "--root", box, "--no-venv", "--fast")
+    result = run(INSTALL, "--root", box, *STAGE, "--fast")
     assert result.returncode == 2 and "unknown option '--fast'" in result.stderr
-    result = run(INSTALL, "--root", tmp_path / "nowhere", "--no-venv")
+    result = run(INSTALL, "--root", tmp_path / "nowhere", *STAGE)
     assert result.returncode == 1 and "does not exist" in result.stderr
     result = run(INSTALL, "--root", box)
     assert result.returncode == 1 and "--no-venv" in result.stderr
@@ -126,7 +149,7 @@ def comparable(tree: dict[str, tuple]) -> dict[str, tuple]:
 def test_uninstall_keeps_records_and_purge_removes_everything_install_added(box):
     before = snapshot(box)
     group_before = (box / "etc/group").read_text().splitlines()
-    assert run(INSTALL, "--root", box, "--no-venv").returncode == 0
+    assert run(INSTALL, "--root", box, *STAGE).returncode == 0
     (box / "var/lib/handover-agent/journal.db").write_bytes(b"records")
 
     result = run(UNINSTALL, "--root", box)
@@ -146,7 +169,7 @@ def test_uninstall_keeps_records_and_purge_removes_everything_install_added(box)
 
 
 def test_unprovisioned_box_leaves_the_device_id_to_the_usb_unit(box):
-    assert run(INSTALL, "--root", box, "--no-venv").returncode == 0
+    assert run(INSTALL, "--root", box, *STAGE).returncode == 0
     env = (box / "etc/handover-agent/units.env").read_text()
     assert "HANDOVER_DEVICE_ID" not in env       # handover-usb@.service falls back to ht-<machine id>
     assert "Environment=HANDOVER_DEVICE_ID=ht-%m" in (box / "etc/systemd/system/handover-usb@.service").read_text()

@@ -246,18 +246,23 @@ def test_every_reported_append_survives_sigkill_50_times(tmp_path):
     rng = random.Random(20261122)
     reported = {}  # seq -> body the writer was told is committed
     reported_tx = {}  # store row n -> (first seq, second seq)
-    total_reported = 0
+    total_reported = waited_for = 0
     for round_ in range(50):
         writer = subprocess.Popen([sys.executable, str(WRITER), str(path), str(round_)],
                                   stdout=subprocess.PIPE, text=True, encoding="utf-8")
+        seen = ""
         if round_ % 10 == 0:
             time.sleep(rng.uniform(0, 0.3))  # sometimes while it is still opening the file
         else:
-            writer.stdout.readline()  # wait until it is appending, then kill at a random moment
-            time.sleep(rng.uniform(0, 0.06))
+            # Wait until it has reported a few writes (a count, not a time: a slow disk writes
+            # fewer per second), then kill at a random moment of the next ones.
+            wanted = rng.randint(1, 12)
+            waited_for += wanted
+            seen = "".join(writer.stdout.readline() for _ in range(wanted))
+            time.sleep(rng.uniform(0, 0.02))
         writer.send_signal(signal.SIGKILL)
         out, _ = writer.communicate()
-        for line in out.splitlines(keepends=True):
+        for line in (seen + out).splitlines(keepends=True):
             if not line.endswith("\n"):
                 continue  # cut mid-line: never fully reported
             words = line.split()
@@ -285,7 +290,7 @@ def test_every_reported_append_survives_sigkill_50_times(tmp_path):
             for first in rows.values():  # never a store row without both of its entries
                 assert stored[first]["n"] == stored[first + 1]["n"]
         j.close()
-    assert total_reported > 200, "the writer barely ran; the test proved little"
+    assert total_reported >= waited_for > 200, "the writer barely ran; the test proved little"
 
 
 # -- tamper evidence ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def install_root(root: Path, config: Path | None = None) -> Path:
     if config is not None:
         (root / "etc/handover-agent").mkdir()
         shutil.copy(config, root / "etc/handover-agent/handover.toml")
-    subprocess.run([str(SYSTEMD / "install.sh"), "--root", str(root), "--no-venv"],
+    subprocess.run([str(SYSTEMD / "install.sh"), "--root", str(root), "--no-venv", "--python", sys.executable],
                    check=True, capture_output=True, text=True)
     stub = root / "opt/handover-agent/venv/bin/handover-agent"
     stub.parent.mkdir(parents=True)
@@ -146,6 +147,12 @@ def test_kiosk_launcher_shows_the_screen_url_in_chromium_under_cage():
     # Not pytest's tmp_path: its parent is private to root, and the browser runs as nobody.
     base = Path(tempfile.mkdtemp(prefix="handover-kiosk-"))
     base.chmod(0o755)
+    # The launcher as install.sh lays it out (root-owned, 0755, readable by all): the checkout may
+    # live where nobody cannot read it (root clones into /root, mode 0700).
+    launcher = base / "libexec" / "handover-kiosk"
+    launcher.parent.mkdir(mode=0o755)
+    shutil.copyfile(SYSTEMD / "handover-kiosk", launcher)
+    launcher.chmod(0o755)
     runtime, xdg = base / "run", base / "xdg"
     for d in (runtime, xdg):
         d.mkdir(mode=0o700)
@@ -153,14 +160,17 @@ def test_kiosk_launcher_shows_the_screen_url_in_chromium_under_cage():
     env = {"PATH": "/usr/bin:/bin", "HOME": str(runtime), "XDG_RUNTIME_DIR": str(xdg),
            "WLR_BACKENDS": "headless", "WLR_LIBINPUT_NO_DEVICES": "1", "RUNTIME_DIRECTORY": str(runtime),
            "HANDOVER_SCREEN_URL": f"http://127.0.0.1:{server.server_port}/"}
-    kiosk = subprocess.Popen(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(SYSTEMD / "handover-kiosk")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = base / "kiosk.log"       # cage's and Chromium's own words, for when it does not come up
+    with open(log, "wb") as out:
+        kiosk = subprocess.Popen(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(launcher)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while "/" not in requests and time.monotonic() < deadline and kiosk.poll() is None:
             time.sleep(0.2)
-        assert "/" in requests, f"the kiosk never loaded the screen (exit code {kiosk.poll()})"
+        assert "/" in requests, (f"the kiosk never loaded the screen (exit code {kiosk.poll()}):\n"
+                                 + log.read_text(errors="replace")[-3000:])
         assert (runtime / "chromium").is_dir()          # the profile lives in the tmpfs, not on disk
     finally:
         stop_group(kiosk)

@@ -230,10 +230,19 @@ function createKeyboard({ label, table = "/static/pinyin.json" }) {
 
   document.addEventListener("focusin", (e) => { if (e.target.matches(EDITABLE) && !e.target.readOnly) show(e.target); });
   // after the page settles: a re-render may have put the focus on a new copy of the same field
-  document.addEventListener("focusout", () => setTimeout(() => {
+  const settle = () => setTimeout(() => {
     const a = document.activeElement;
     if (a && a.matches(EDITABLE) && !a.readOnly) { if (a !== field) show(a); } else if (field) hide();
-  }, 0));
+  }, 0);
+  // Pressing a button takes the focus from the field before the press ends: hiding the keyboard then
+  // would move the page under the finger and the release would land elsewhere (a lost tap). So while
+  // a pointer is down the keyboard stays, and goes once the press has ended (after its click).
+  let pressing = false, settleAfterPress = false;
+  document.addEventListener("pointerdown", () => { pressing = true; }, true);
+  const released = () => { pressing = false; if (settleAfterPress) { settleAfterPress = false; settle(); } };
+  document.addEventListener("pointerup", released, true);
+  document.addEventListener("pointercancel", released, true);
+  document.addEventListener("focusout", () => { if (pressing) settleAfterPress = true; else settle(); });
 
   return {
     relabel() { if (field) { drawKeys(); drawCandidates(); } },
