@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from agent.journal import Journal
 from agent.sealing import Sealer
@@ -226,9 +226,21 @@ class ComplaintBook:
             self._conn.execute("INSERT OR REPLACE INTO complaint_drafts (slot, updated, sealed) VALUES (?,?,?)",
                                (slot, now.isoformat(), blob))
 
-    def load_draft(self, slot: str = "kiosk") -> dict | None:
+    def load_draft(self, now: datetime, max_age: timedelta, slot: str = "kiosk") -> dict | None:
+        """The draft typed on this screen, unless it was left longer than max_age ago: then it is another
+        customer's, and it is deleted instead of shown."""
+        self.expire_drafts(now, max_age)
         row = self._conn.execute("SELECT sealed FROM complaint_drafts WHERE slot=?", (slot,)).fetchone()
         return json.loads(self._sealer.open(row[0], b"draft:" + slot.encode())) if row else None
+
+    def expire_drafts(self, now: datetime, max_age: timedelta) -> int:
+        """Deletes drafts untouched for max_age (the kiosk's idle timeout), whether or not a page is open."""
+        stale = [slot for slot, updated in self._conn.execute("SELECT slot, updated FROM complaint_drafts")
+                 if now - datetime.fromisoformat(updated) > max_age]
+        if stale:
+            with self.journal.transaction():
+                self._conn.executemany("DELETE FROM complaint_drafts WHERE slot=?", [(s,) for s in stale])
+        return len(stale)
 
     def draft_saved_at(self, slot: str = "kiosk") -> datetime | None:
         row = self._conn.execute("SELECT updated FROM complaint_drafts WHERE slot=?", (slot,)).fetchone()

@@ -80,6 +80,7 @@ class ShownPrompt:
     params: dict
     urgent: bool
     at: datetime
+    version: int = 0             # the screen version it was raised in: one event's prompts share it
 
 
 # A keyed box tag that showed no SUN message at all, or an old one, says so (drivers/cards/pcsc.py reasons)
@@ -393,6 +394,14 @@ class Terminal:
         """The staff member whose credential opened the staff view, while it has not lapsed."""
         return self.staff.current_staff(self.clock())
 
+    def acknowledge_site_alarms(self, person_id: str) -> None:
+        """Staff saw the site's alarms (a wrong or unknown truck); journaled, then they leave the screen."""
+        if self.site_alarms:
+            self.journal.append("alarm_acknowledged", {"by": person_id, "alarms": [
+                {"kind": a.kind.value, "at": at.isoformat()} for a, at in self.site_alarms]})
+            self.site_alarms.clear()
+        self._changed()
+
     def end_staff_session(self) -> None:
         self._staff_now(fs.EndSession())
 
@@ -640,7 +649,7 @@ class Terminal:
     def _prompt(self, p: Prompt) -> None:
         params = self.prompt_params(p.params)
         key = prompt_key(p.key, params)
-        self.prompts.appendleft(ShownPrompt(key, params, p.urgent, self.clock()))
+        self.prompts.appendleft(ShownPrompt(key, params, p.urgent, self.clock(), self.version))
         self._spawn(self._speak(render(key, params, self.lang), p.urgent))
 
     async def _speak(self, text: str, urgent: bool) -> None:

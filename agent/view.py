@@ -4,6 +4,8 @@ A silent alarm (duress) never appears here: the screen must look normal to whoev
 """
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from agent.config import settings_view
 from agent.i18n import render
 from agent.sample import DEMO_SITE_NAME, STRANGER_BEACON
@@ -11,13 +13,48 @@ from agent.terminal import prompt_key
 from flows.decisions import Step
 from flows.events import DISPOSITION_CODES
 from flows.handover import Handover
-from flows.staff import ENROL_FINGERS
+from flows.staff import ENROL_FINGERS, PURPOSES
+
+
+# Which dispositions fit which alarm: a route skip is not settled by setting a box aside.
+DISPOSITIONS_FOR = {
+    "wrong_box": ("box_set_aside", "head_office_instructed", "police_called", "other"),
+    "unknown_box": ("box_set_aside", "head_office_instructed", "police_called", "other"),
+    "cloned_tag": ("box_set_aside", "head_office_instructed", "police_called", "other"),
+    "missing_box": ("box_count_corrected", "head_office_instructed", "police_called", "other"),
+    "wrong_person": ("identity_confirmed", "head_office_instructed", "police_called", "other"),
+    "illegal_authentication": ("identity_confirmed", "head_office_instructed", "police_called", "other"),
+    "route_skip": ("head_office_instructed", "police_called", "other"),
+    "outside_window": ("head_office_instructed", "police_called", "other"),
+    "wrong_vehicle": ("head_office_instructed", "police_called", "other"),
+    "unknown_vehicle": ("head_office_instructed", "police_called", "other"),
+}
+# How long the last handover's report stays on the idle screen without a staff credential.
+REPORT_SHOWN = timedelta(minutes=3)
+# Staff actions a password may sign even where handovers must be confirmed by finger.
+PASSWORD_ALWAYS = tuple(p.value for p, rule in PURPOSES.items() if rule.password_anywhere)
+
+
+def dispositions_for(kinds) -> list[str]:
+    fit = {c for k in kinds for c in DISPOSITIONS_FOR.get(k, DISPOSITION_CODES)}
+    return [c for c in DISPOSITION_CODES if c in fit]
+
+
+def staff_active(t) -> bool:
+    """A staff credential opened the staff view and it has not lapsed (read without renewing it)."""
+    s = t.staff_session
+    return s is not None and t.clock() <= s.expires
 
 
 def build_view(t, lang: str) -> dict:
     today = t.today()
+    staff = staff_active(t)
+    report = t.last_report is not None and not t.active and (staff or _recent(t))
+    # the idle screen faces the public: no names or plates in what was said, and alarms by kind only
+    public = not (t.active or staff or report or t.pending_auth or t.enrolment.status)   # enrolment: staff are there
     tasks = []
-    for task in t.store.tasks_on(today, t.site.site_id):
+    # the day's cash-in-transit schedule is for staff: the idle screen faces the public
+    for task in (t.store.tasks_on(today, t.site.site_id) if staff and not t.active else ()):
         status = ("in_progress" if t.active and t.active.task.task_id == task.task_id
                   else t.outcomes.get(task.task_id, "planned"))
         tasks.append({
@@ -30,21 +67,28 @@ def build_view(t, lang: str) -> dict:
         "version": t.version, "lang": lang, "now": t.clock().isoformat(timespec="seconds"),
         "site": {"id": t.site.site_id, "type": t.site.site_type.value, "name": t.config.site.name or (DEMO_SITE_NAME if t.config.simulate else t.site.site_id)},
         "simulate": t.config.simulate, "tasks": tasks, "mode": t.mode,
-        "staff": t.name(t.staff_session.person_id) if t.staff_session else None,
+        "staff": t.name(t.staff_session.person_id) if staff else None,
+        "staff_until": t.staff_session.expires.isoformat(timespec="seconds") if staff else None,
+        "from_kiosk": bool(t.active and t.staff.kiosk_resume),
         "handover": _handover(t, t.active, lang) if t.active else None,
-        "report": _report(t, lang) if t.last_report and not t.active else None,
+        "report": _report(t, lang) if report else None,
+        "instruction": _instruction(t, lang),
         "prompts": [{"key": p.key, "text": render(p.key, p.params, lang), "urgent": p.urgent,
-                     "at": p.at.strftime("%H:%M:%S")} for p in t.prompts],
+                     "at": p.at.strftime("%H:%M:%S"), "latest": p.version == t.prompts[0].version}
+                    for p in t.prompts if not public or not p.params],
         "site_alarms": [{"kind": a.kind.value, "at": at.strftime("%H:%M:%S"),
-                         "text": render(f"alarm_{a.kind.value}", t.prompt_params(a.detail), lang)}
+                         "text": None if public else render(f"alarm_{a.kind.value}", t.prompt_params(a.detail), lang)}
                         for a, at in t.site_alarms],
         "door": t.devices.door.raised,
-        "pending_auth": {"purpose": t.pending_auth.purpose, **t.pending_auth.params} if t.pending_auth else None,
+        "pending_auth": _pending(t, lang),
         "password_allowed": t.site.allow_password_confirmation,
+        "password_for_pending": bool(t.pending_auth) and (t.site.allow_password_confirmation
+                                                          or t.pending_auth.purpose in PASSWORD_ALWAYS),
         "officers": [{"person_id": p.person_id, "name": p.name} for p in t.people.values()
                      if p.role.value in ("officer", "manager")],
-        "disposition_codes": list(DISPOSITION_CODES),
-        "enrolment": _enrolment(t),
+        "disposition_codes": dispositions_for(a.kind.value for a in t.active.open_alarms) if t.active
+                             else list(DISPOSITION_CODES),
+        "enrolment": _enrolment(t, staff),
         "health": [{"device": h.device, "state": h.state, "error": h.last_error,
                     "text": render("storage_low", {}, lang) if h.device == "storage" and h.state != "connected"
                     else None} for h in t.health.values()],
@@ -53,15 +97,73 @@ def build_view(t, lang: str) -> dict:
     }
 
 
-def _enrolment(t) -> dict:
+def _enrolment(t, staff: bool) -> dict:
     """The branch enrolment screen: whom it may enrol, which fingers, and the running capture's stage."""
     status = t.enrolment.status
+    # names are for staff: the idle screen faces the public
+    enrolling = status is not None or (t.pending_auth is not None and t.pending_auth.purpose.value == "enrolment")
     return {"people": [{"person_id": p.person_id, "name": p.name, "role": p.role.value}
-                       for p in sorted(t.people.values(), key=lambda p: p.person_id)],
+                       for p in sorted(t.people.values(), key=lambda p: p.person_id)] if staff or enrolling else [],
             "fingers": list(ENROL_FINGERS), "station": t.enrolment.station,
             "current": {"person_id": status.person_id, "name": t.name(status.person_id), "finger": status.finger,
                         "slot": status.slot, "stage": status.stage, "running": status.running}
             if status else None}
+
+
+def _recent(t) -> bool:
+    ended = t.last_report.ended_at
+    try:
+        return ended is not None and t.clock() - datetime.fromisoformat(ended) <= REPORT_SHOWN
+    except (TypeError, ValueError):      # a report journaled without a time zone or time
+        return False
+
+
+def _pending(t, lang: str) -> dict | None:
+    """The staff action waiting for a signature, with what the officer signs spelled out."""
+    p = t.pending_auth
+    if p is None:
+        return None
+    out = {"purpose": str(p.purpose), **p.params}
+    if p.purpose == "manual_arrival":
+        task = t.store.task(p.params.get("task_id", ""))
+        out["plate"] = task.vehicle.plate if task else None
+    elif p.purpose == "enrolment":
+        out["name"] = t.name(p.params.get("person_id"))
+    return out
+
+
+def _instruction(t, lang: str) -> dict:
+    """What to do now, from the state itself (not from the last prompt, which may be stale)."""
+    def say(key: str, tone: str = "normal", **params) -> dict:
+        return {"key": key, "tone": tone, "text": render(key, params, lang)}
+    pw = t.site.allow_password_confirmation
+    p = t.pending_auth
+    if p is not None:
+        if p.purpose == "disposition":
+            return say("now_sign_disposition_pw" if pw else "now_sign_disposition", "risk")
+        password = pw or p.purpose in PASSWORD_ALWAYS
+        return say("now_officer_credential_pw" if password else "now_officer_credential", "wait")
+    h = t.active
+    if h is None:
+        if t.site_alarms:
+            return say("now_site_alarm", "risk")
+        return say("now_idle", "idle")
+    if h.in_risk_handling:
+        return say("now_risk", "risk")
+    if h.step is Step.ARRIVAL:
+        return say("now_arrival_again" if h.restarts else "now_arrival", "normal")
+    if h.step is Step.ESCORT_VERIFICATION:
+        waiting = [t.name(e) for e in h.task.escorts if e not in h.verified]
+        return say("now_escorts", names="、".join(waiting), count=len(waiting))
+    if h.step is Step.BOX_HANDOVER:
+        return say("now_boxes", counted=len(h.boxes_read), planned=len(h.expected))
+    if h.step is Step.OFFICER_CONFIRMATION:
+        return say("now_officer_confirm_pw" if pw else "now_officer_confirm")
+    if h.step is Step.SIGN_OFF:
+        officer = h.officer.person_id if h.officer else None
+        waiting = [t.name(x) for x in (h.lead, officer) if x and x not in h.marks]
+        return say("now_sign_off", names="、".join(waiting))
+    return say("now_idle", "idle")
 
 
 def _person(t, pid: str, **extra) -> dict:
@@ -94,7 +196,7 @@ def _handover(t, h: Handover, lang: str) -> dict:
         "open_alarms": [{"kind": a.kind.value, "text": render(prompt_key(f"alarm_{a.kind.value}", a.detail),
                                                               t.prompt_params(a.detail), lang)}
                         for a in h.open_alarms],
-        "failures": dict(h.failures), "door": h.door_raised,
+        "failures": dict(h.failures), "door": h.door_raised, "restarts": h.restarts,
         "route_unverified": list(h.route_unverified),     # earlier stops nobody has reported (offline)
     }
 
@@ -118,12 +220,16 @@ def _sim(t) -> dict:
             entry.setdefault("fingers", {})[owner.finger] = slot
     people = [{"person_id": pid, "name": t.name(pid), "role": t.people[pid].role.value if pid in t.people else None,
                **s} for pid, s in sorted(slots.items())]
-    trucks, tags = {}, {}
+    trucks, tags, windows = {}, {}, []
     for task in t.store.tasks_on(t.today(), t.site.site_id):   # the trucks due here, and what they carry
         trucks[task.vehicle.beacon] = task.vehicle.plate
+        windows.append({"task_id": task.task_id, "kind": task.kind.value, "plate": task.vehicle.plate,
+                        "status": t.outcomes.get(task.task_id, "planned"),
+                        "window_start": task.window_start.strftime("%H:%M"),
+                        "window_start_iso": task.window_start.isoformat()})
         for b in task.boxes:
             tags[b.tag] = {"box_id": b.box_id, "tag": b.tag, "destination": b.destination}
-    return {"trucks": [{"beacon": k, "plate": v} for k, v in trucks.items()],
+    return {"trucks": [{"beacon": k, "plate": v} for k, v in trucks.items()], "tasks": windows,
             "stranger_beacon": STRANGER_BEACON, "people": people,
             "tags": sorted(tags.values(), key=lambda x: x["box_id"]), "unknown_tag": "04DEADBEEF0001"}
 

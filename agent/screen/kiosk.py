@@ -7,8 +7,11 @@ answer 403 unless a staff member's credential opened a session (Terminal.current
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from datetime import date, datetime
+import logging
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -20,7 +23,9 @@ from agent.screen.server import TERMINAL, BadRequest, _json, _lang
 from agent.terminal import Terminal
 from flows import complaint as fc
 
+log = logging.getLogger("handover.kiosk")
 STATIC = Path(__file__).parent / "static"
+DRAFT_SWEEP_SECONDS = 5           # how often drafts past the idle timeout are deleted, page open or not
 _dumps = lambda o: json.dumps(o, ensure_ascii=False)       # noqa: E731
 
 # what each staff action asks for: (field, kind) where kind is "text", "long", "staff", "bool" or a choice list
@@ -76,7 +81,12 @@ async def options(request: web.Request) -> web.Response:
 
 async def enter(request: web.Request) -> web.Response:
     request.app[TERMINAL].enter_kiosk()          # refusals become 400 in the screen's middleware
+    _book(request).clear_draft()                 # a new kiosk session is a new customer
     return web.json_response({"ok": True})
+
+
+def _draft_age(t: Terminal) -> timedelta:
+    return timedelta(seconds=t.config.screen.idle_timeout_seconds)
 
 
 def _in_kiosk(t: Terminal) -> None:
@@ -86,7 +96,8 @@ def _in_kiosk(t: Terminal) -> None:
 
 async def get_draft(request: web.Request) -> web.Response:
     t = request.app[TERMINAL]
-    return web.json_response({"draft": _book(request).load_draft() if t.mode == "kiosk" else None}, dumps=_dumps)
+    draft = _book(request).load_draft(t.clock(), _draft_age(t)) if t.mode == "kiosk" else None
+    return web.json_response({"draft": draft}, dumps=_dumps)
 
 
 async def save_draft(request: web.Request) -> web.Response:
@@ -203,7 +214,25 @@ async def staff_logout(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def _sweep_drafts(app: web.Application):
+    """A half-typed complaint is deleted once the idle timeout passes, even with no page open to clear it."""
+    async def sweep():
+        while True:
+            await asyncio.sleep(DRAFT_SWEEP_SECONDS)
+            t = app[TERMINAL]
+            try:
+                t.complaints.expire_drafts(t.clock(), _draft_age(t))
+            except Exception:
+                log.exception("draft sweep failed")
+    task = asyncio.create_task(sweep(), name="kiosk-draft-sweep")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def add_kiosk_routes(app: web.Application) -> None:
+    app.cleanup_ctx.append(_sweep_drafts)
     r = app.router
     r.add_get("/kiosk", page)
     r.add_get("/api/kiosk/options", options)

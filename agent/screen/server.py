@@ -11,7 +11,9 @@ import asyncio
 import ipaddress
 import json
 import logging
+import re
 import sqlite3
+from collections import OrderedDict
 from pathlib import Path
 
 from aiohttp import web
@@ -63,6 +65,49 @@ async def local_only(request: web.Request, handler):
         request.app[TERMINAL].storage_failed(e)
         raise web.HTTPServiceUnavailable(text=json.dumps({"error": f"storage: the journal could not be written ({e})"},
                                                          ensure_ascii=False), content_type="application/json") from None
+
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+REMEMBERED = 256                 # answers kept for repeated request ids (a double tap comes within seconds)
+ANSWERS = web.AppKey("answers", OrderedDict)
+
+
+@web.middleware
+async def idempotent(request: web.Request, handler):
+    """A POST carrying X-Request-Id is done once: a repeat of the id (a double tap, a retry after a lost
+    answer) gets the first answer back and changes nothing. A repeat that arrives while the first is
+    still running waits for it."""
+    rid = request.headers.get("X-Request-Id")
+    if request.method != "POST" or rid is None:
+        return await handler(request)
+    if not REQUEST_ID.fullmatch(rid):
+        raise BadRequest("X-Request-Id must be 8-64 letters, digits, '-' or '_'")
+    answers = request.app[ANSWERS]
+    key = (request.path, rid)
+    if key in answers:
+        status, body, ctype = await asyncio.shield(answers[key])
+        return web.Response(status=status, body=body, content_type=ctype, headers={"X-Request-Repeated": "1"})
+    done: asyncio.Future = asyncio.get_running_loop().create_future()
+    answers[key] = done
+    while len(answers) > REMEMBERED:
+        answers.popitem(last=False)
+    try:
+        try:
+            resp = await handler(request)
+        except ActionRefused as e:
+            resp = BadRequest(str(e))
+        except web.HTTPException as e:
+            resp = e
+    except BaseException as e:          # not answered: a retry with the same id may try again
+        answers.pop(key, None)
+        done.set_exception(e)
+        done.exception()                # retrieved, so no "never retrieved" warning when nobody waits
+        raise
+    body = resp.body if isinstance(resp.body, bytes) else b""
+    done.set_result((resp.status, body, resp.content_type))
+    if isinstance(resp, web.HTTPException):
+        raise resp
+    return resp
 
 
 async def _json(request: web.Request) -> dict:
@@ -179,6 +224,34 @@ async def cancel(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+def _no_handover(t: Terminal) -> None:
+    # while a handover runs the next officer finger belongs to it, not to a staff sign-in
+    if t.active is not None:
+        raise BadRequest("a handover is in progress; staff sign in after it")
+
+
+async def open_staff(request: web.Request) -> web.Response:
+    """The schedule and staff actions need a staff credential: the next officer finger or password opens them."""
+    t = request.app[TERMINAL]
+    if t.current_staff() is not None:
+        return web.json_response({"ok": True, "staff": t.current_staff()})
+    _no_handover(t)
+    t.request_staff_view()
+    return web.json_response({"ok": True, "waiting_for": "officer"})
+
+
+async def acknowledge_alarms(request: web.Request) -> web.Response:
+    """A site alarm (a wrong or unknown truck) stays on every face until staff acknowledge it."""
+    t = request.app[TERMINAL]
+    staff = t.current_staff()
+    if staff is None:
+        _no_handover(t)
+        t.request_staff_view()
+        return web.json_response({"ok": False, "waiting_for": "officer"})
+    t.acknowledge_site_alarms(staff)
+    return web.json_response({"ok": True})
+
+
 # --- simulator panel API (simulation mode only) ---
 async def sim_clock(request: web.Request) -> web.Response:
     """Jump the terminal's clock (simulation only), e.g. to a later task's window."""
@@ -253,8 +326,9 @@ async def sim_camera(request: web.Request) -> web.Response:
 
 
 def build_app(terminal: Terminal) -> web.Application:
-    app = web.Application(middlewares=[local_only], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[local_only, idempotent], client_max_size=64 * 1024)
     app[TERMINAL] = terminal
+    app[ANSWERS] = OrderedDict()
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC)
     app.router.add_get("/i18n/{lang}.json", i18n)
@@ -266,6 +340,8 @@ def build_app(terminal: Terminal) -> web.Application:
     app.router.add_post("/api/manual-arrival", manual_arrival)
     app.router.add_post("/api/password", password)
     app.router.add_post("/api/cancel", cancel)
+    app.router.add_post("/api/staff/open", open_staff)
+    app.router.add_post("/api/alarms/ack", acknowledge_alarms)
     app.router.add_post("/api/enrolment", enrolment)
     app.router.add_post("/api/enrolment/close", enrolment_close)
     from agent.screen.kiosk import add_kiosk_routes      # here, not at the top: kiosk.py imports this module

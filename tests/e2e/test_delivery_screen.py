@@ -30,12 +30,17 @@ def test_delivery_walkthrough_in_chinese(agent, browser, artifacts):
     page.goto(agent.url)
     prompt = page.get_by_test_id("prompt-text")
 
-    # the day's tasks for this site, in Simplified Chinese
+    # the idle screen faces the public: no schedule until a staff credential opens it
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    expect(prompt).to_have_text("等待押运车辆到达")
+    expect(page.get_by_test_id("public-face")).to_be_visible()
+    assert TRUCK_A not in page.locator("main").inner_html()
+    page.get_by_test_id("staff-toggle").click()
+    page.get_by_test_id("sim-counter-O01").click()
+    # the day's tasks for this site, in Simplified Chinese
     expect(page.get_by_test_id("tasks")).to_contain_text("今日押运任务")
     expect(page.get_by_test_id("tasks")).to_contain_text(TRUCK_A)
     expect(page.get_by_test_id("tasks")).to_contain_text("待执行")
-    expect(prompt).to_have_text("等待押运车辆到达")
     shot(page, artifacts, 1, "tasks")
 
     # 1. vehicle arrival: plate, escorts and their enrolled photos shown, voice text says it

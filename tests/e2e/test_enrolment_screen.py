@@ -1,7 +1,7 @@
 """Enrolment at the branch in real headless Chromium (SPEC §2.4, issue 11): staff pick a person and a
 finger, an officer's finger signs it, the person presses twice at the counter module (the emulator behind
 the real UART driver), and the newly enrolled finger then verifies that escort at the door in a handover.
-Screenshots per step under artifacts/e2e/ at the terminal's 800×480."""
+Screenshots per step under artifacts/e2e/ (with the simulator panel open beside the screen)."""
 from __future__ import annotations
 
 import hashlib
@@ -29,12 +29,15 @@ def journal(agent, kind: str) -> list[dict]:
 
 def test_an_officer_enrols_an_escorts_finger_and_it_verifies_at_the_door(agent, browser, artifacts):
     agent.start()
-    page = browser.new_page(viewport={"width": 800, "height": 480})
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.goto(agent.url)
     prompt = page.get_by_test_id("prompt-text")
     card = page.get_by_test_id("enrol")
 
-    # one step per screen: the person, then the finger
+    # a staff action: staff sign in first (the idle screen faces the public), then one step per screen
+    expect(page.get_by_test_id("enrol-open")).to_have_count(0)
+    page.get_by_test_id("staff-toggle").click()
+    page.get_by_test_id("sim-counter-O01").click()
     page.get_by_test_id("enrol-open").click()
     expect(card).to_have_attribute("data-step", "person")
     expect(page.get_by_test_id("tasks")).to_be_hidden()        # the enrolment has the screen to itself
@@ -87,7 +90,6 @@ def test_an_officer_enrols_an_escorts_finger_and_it_verifies_at_the_door(agent, 
     expect(page.get_by_test_id("tasks")).to_be_visible()
 
     # the new finger verifies its escort at the door, in a handover
-    page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_test_id(f"sim-truck-{TRUCK_A}").click()
     expect(page.get_by_test_id("escort-E01")).to_have_attribute("data-verified", "false")
     page.get_by_test_id("sim-door-E01-right_middle").click()
@@ -102,7 +104,7 @@ def test_an_officer_enrols_an_escorts_finger_and_it_verifies_at_the_door(agent, 
 
 def test_a_finger_already_enrolled_is_refused_as_a_duplicate(agent, browser, artifacts):
     agent.start()
-    page = browser.new_page(viewport={"width": 800, "height": 480})
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.goto(agent.url)
     agent.post("/api/enrolment", {"person_id": "E03", "finger": "left_middle"})
     page.get_by_test_id("sim-counter-O02").click()

@@ -16,13 +16,15 @@ def open_screen(agent, browser):
     agent.start()
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.goto(agent.url)
+    page.get_by_test_id("staff-toggle").click()                  # the schedule needs a staff credential
+    page.get_by_test_id("sim-counter-O01").click()
     expect(page.get_by_test_id("tasks")).to_contain_text("今日押运任务")
     return page
 
 
 def task_ids(agent) -> dict[str, str]:
-    """kind/truck -> task id of the sample day (ids carry the date)."""
-    tasks = agent.view()["tasks"]
+    """kind/truck -> task id of the sample day (ids carry the date), from the simulator's own list."""
+    tasks = agent.view()["sim"]["tasks"]
     return {("collection" if t["kind"] == "collection" else t["plate"]): t["task_id"] for t in tasks}
 
 
@@ -105,8 +107,15 @@ def test_delivery_with_wrong_box_and_disposition(agent, browser, artifacts):
     page.get_by_test_id("disposition-text").fill("错箱已退回押运车，由押运组长签收")
     page.get_by_test_id("kb-hide").click()
     page.get_by_test_id("disposition-continue").click()
-    expect(page.get_by_test_id("pending-auth")).to_contain_text("等待营业专员认证")
-    expect(prompt).to_have_text("请营业专员按压指纹（或输入密码）确认此操作")
+    sign = page.get_by_test_id("pending-auth")
+    expect(sign).to_contain_text("等待营业专员认证")
+    # what the officer signs is on the card they sign on; no password is offered where the site allows none
+    expect(sign.get_by_test_id("sign-code")).to_have_text("款箱隔离，继续交接")
+    expect(sign.get_by_test_id("sign-note")).to_have_text("错箱已退回押运车，由押运组长签收")
+    expect(sign.get_by_test_id("sign-decision")).to_have_text("处置后继续交接")
+    expect(sign.get_by_test_id("password-input")).to_have_count(0)
+    expect(page.get_by_test_id("prompt")).not_to_contain_text("密码")
+    expect(prompt).to_have_text("请营业专员认证以确认此操作")
     page.screenshot(path=str(artifacts("e2e/wrong-box-02-disposition.png")), full_page=True)
     page.get_by_test_id("sim-door-E01").click()                 # an escort cannot sign it
     expect(prompt).to_have_text("交接已暂停，请营业专员进行风险处置")
@@ -147,8 +156,11 @@ def test_route_skip(agent, browser, artifacts):
     expect(page.get_by_test_id("prompt")).to_contain_text("报警")
     expect(page.get_by_test_id("door")).to_have_attribute("data-raised", "false")
     page.screenshot(path=str(artifacts("e2e/route-skip-01-alarm.png")), full_page=True)
+    # a route skip is not settled by setting a box aside
+    expect(page.get_by_test_id("disposition-box_set_aside")).to_have_count(0)
     page.get_by_test_id("disposition-police_called").click()
     page.get_by_test_id("disposition-abort").click()
+    expect(page.get_by_test_id("sign-consequence")).to_contain_text("已终止")          # abort says what it does
     page.get_by_test_id("sim-counter-O02").click()
     expect(page.get_by_test_id("report-text")).to_contain_text("结果: 已终止")
     expect(page.get_by_test_id("report-text")).to_contain_text("跳点 BR-003")

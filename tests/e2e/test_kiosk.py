@@ -31,7 +31,7 @@ def open_kiosk(agent, browser, query: str = ""):
     page.wait_for_url("**/kiosk")
     if query:
         page.goto(agent.url + "kiosk" + query)
-    expect(page.get_by_test_id("field-description")).to_be_visible()
+    expect(page.get_by_test_id("category-choices")).to_be_visible()
     return page
 
 
@@ -55,10 +55,14 @@ def journal_kinds(agent) -> list[tuple[str, dict]]:
 def fill_complaint(page, description="在3号窗口办理转账时被多收了20元手续费，柜员态度冷淡。",
                    request="退还多收的手续费并道歉", name="李秀英", contact="13912345678"):
     page.get_by_test_id("category-irregular_fees").click()
+    page.get_by_test_id("kiosk-next").click()                # a short wizard: what about, what happened, who
     page.get_by_test_id("field-description").fill(description)
     page.get_by_test_id("field-request").fill(request)
+    page.get_by_test_id("kiosk-next").click()
     page.get_by_test_id("field-name").fill(name)
     page.get_by_test_id("field-contact").fill(contact)
+    if name or contact:                    # PIPL: a name or contact is given only with consent to its use
+        page.get_by_test_id("privacy-consent").click()
 
 
 def test_customer_registers_a_complaint_in_chinese(agent, browser, artifacts):
@@ -85,6 +89,10 @@ def test_customer_registers_a_complaint_in_chinese(agent, browser, artifacts):
     ref = page.get_by_test_id("kiosk-receipt").get_attribute("data-ref")
 
     page.get_by_test_id("receipt-done").click()                    # the next customer sees an empty form
+    expect(page.get_by_test_id("wizard-step-1")).to_have_class("wstep current")
+    expect(page.get_by_test_id("category-irregular_fees")).to_have_attribute("aria-checked", "false")
+    page.get_by_test_id("category-other").click()
+    page.get_by_test_id("kiosk-next").click()
     expect(page.get_by_test_id("field-description")).to_have_value("")
     expect(page.get_by_test_id("kiosk-form")).not_to_contain_text("李秀英")
 
@@ -99,6 +107,12 @@ def test_a_press_held_on_a_choice_while_the_keyboard_is_open_lands_on_that_choic
     gone at once, the page would move under the finger and the release land elsewhere (a lost tap:
     the staff concerned came back empty)."""
     page = open_kiosk(agent, browser)
+    page.get_by_test_id("category-other").click()                  # the wizard's third page holds the chips
+    page.get_by_test_id("kiosk-next").click()
+    page.get_by_test_id("field-description").fill("排队")
+    page.get_by_test_id("field-request").fill("改进")
+    page.get_by_test_id("kb-hide").click()
+    page.get_by_test_id("kiosk-next").click()
     page.get_by_test_id("field-counter").click()                   # the keyboard docks below the field
     expect(page.get_by_test_id("keyboard")).to_be_visible()
     chip = page.get_by_test_id("staff-O02")
@@ -116,6 +130,7 @@ def test_a_press_held_on_a_choice_while_the_keyboard_is_open_lands_on_that_choic
 def test_idle_timeout_warns_then_clears_a_half_filled_form(agent, browser, artifacts):
     page = open_kiosk(agent, browser, "?idle=4&warn=2")
     page.get_by_test_id("category-service_attitude").click()
+    page.get_by_test_id("kiosk-next").click()
     page.get_by_test_id("field-description").fill("排队一个小时没人管")
     deadline = time.monotonic() + 5
     while get(agent, "api/kiosk/draft")["draft"] is None:           # the draft is saved while typing
@@ -126,10 +141,13 @@ def test_idle_timeout_warns_then_clears_a_half_filled_form(agent, browser, artif
     expect(page.get_by_test_id("idle-text")).to_contain_text("秒后将清空本页内容")
     page.screenshot(path=str(artifacts("e2e/kiosk-03-idle-warning.png")))
     expect(warning).to_be_hidden(timeout=5000)
-    expect(page.get_by_test_id("field-description")).to_have_value("")
     expect(page.get_by_test_id("category-service_attitude")).to_have_attribute("aria-checked", "false")
+    expect(page.get_by_test_id("field-description")).to_have_count(0)          # back on the wizard's first page
     time.sleep(0.5)
     assert get(agent, "api/kiosk/draft")["draft"] is None          # nothing left for the next customer
+    page.get_by_test_id("category-other").click()
+    page.get_by_test_id("kiosk-next").click()
+    expect(page.get_by_test_id("field-description")).to_have_value("")
 
 
 def test_leaving_the_kiosk_and_the_staff_view_need_a_credential(agent, browser, artifacts):
@@ -194,7 +212,8 @@ def test_leaving_the_kiosk_and_the_staff_view_need_a_credential(agent, browser, 
     expect(page.get_by_test_id("pending-auth")).to_be_visible()
     agent.post("api/sim/finger", {"station": "counter", "slot": slot_of(agent, "O01")})
     page.wait_for_url(agent.url)
-    expect(page.get_by_test_id("tasks")).to_contain_text("今日押运任务")
+    expect(page.get_by_test_id("public-face")).to_be_visible()          # the handover screen's idle face
+    expect(page.get_by_test_id("kiosk-enter")).to_be_visible()
     assert agent.view()["mode"] == "handover"
     kinds = [(k, b.get("action")) for k, b in journal_kinds(agent) if k.startswith("complaint")]
     assert kinds[-2:] == [("complaint_transition", "classify"), ("complaint_transition", "transfer")]
@@ -210,6 +229,10 @@ def test_truck_arrival_interrupts_and_the_draft_survives(agent, browser, artifac
     agent.post("api/sim/beacon", {"beacon": next(t["beacon"] for t in agent.view()["sim"]["trucks"]
                                                  if t["plate"] == TRUCK_A)})
     page.wait_for_url(agent.url)                                      # the handover takes the screen
+    # the customer still standing there sees a curtain, not the escorts, until staff take over
+    expect(page.get_by_test_id("curtain")).to_be_visible()
+    assert "王强" not in page.content() and TRUCK_A not in page.content()
+    page.get_by_test_id("curtain-staff").click()
     expect(page.get_by_test_id("step-escort_verification")).to_have_attribute("data-current", "true")
     page.screenshot(path=str(artifacts("e2e/kiosk-05-truck-takes-the-screen.png")), full_page=True)
 
@@ -228,9 +251,17 @@ def test_truck_arrival_interrupts_and_the_draft_survives(agent, browser, artifac
     finger("counter", "O01")
 
     page.wait_for_url("**/kiosk", timeout=10000)                       # kiosk mode resumes after the handover
+    # the customer's draft stays off the screen (the truck's crew is still here) until the customer asks for it
+    expect(page.get_by_test_id("draft-offer")).to_be_visible()
+    assert "王建国" not in page.locator("body").inner_text()
+    page.get_by_test_id("draft-resume").click()
+    expect(page.get_by_test_id("field-name")).to_have_value("王建国")      # on the page the customer left
+    page.get_by_test_id("kiosk-prev").click()
     expect(page.get_by_test_id("field-description")).to_have_value("存款被误扣，请尽快核查")
-    expect(page.get_by_test_id("field-name")).to_have_value("王建国")
+    page.get_by_test_id("kiosk-prev").click()
     expect(page.get_by_test_id("category-irregular_fees")).to_have_attribute("aria-checked", "true")
+    page.get_by_test_id("kiosk-next").click()
+    page.get_by_test_id("kiosk-next").click()
     page.screenshot(path=str(artifacts("e2e/kiosk-06-draft-back.png")), full_page=True)
     page.get_by_test_id("kiosk-submit").click()
     expect(page.get_by_test_id("receipt-text")).to_contain_text("受理编号：")
@@ -239,23 +270,33 @@ def test_truck_arrival_interrupts_and_the_draft_survives(agent, browser, artifac
 def test_hostile_input_is_stored_and_shown_inert(agent, browser, artifacts):
     page = open_kiosk(agent, browser)
     page.get_by_test_id("category-other").click()
-    for field in ("description", "request", "contact", "counter"):
+    page.get_by_test_id("kiosk-next").click()
+    for field in ("description", "request"):
+        page.get_by_test_id(f"field-{field}").fill(HOSTILE)
+    page.get_by_test_id("kiosk-next").click()
+    for field in ("contact", "counter"):
         page.get_by_test_id(f"field-{field}").fill(HOSTILE)
     page.get_by_test_id("field-name").fill(HOSTILE_NAME)
+    page.get_by_test_id("privacy-consent").click()
     page.get_by_test_id("kiosk-submit").click()
     expect(page.get_by_test_id("receipt-text")).to_contain_text("受理编号：")
     page.get_by_test_id("receipt-done").click()
 
     # very long text: refused with a message naming the field, nothing stored
     page.get_by_test_id("category-other").click()
+    page.get_by_test_id("kiosk-next").click()
     page.get_by_test_id("field-description").fill("长" * 2001)
     page.get_by_test_id("field-request").fill("x")
+    page.get_by_test_id("kiosk-next").click()                           # the page with the complaint stays
+    expect(page.get_by_test_id("error-description")).to_have_text("投诉事项过长：2001字，最多2000字")
+    page.screenshot(path=str(artifacts("e2e/kiosk-07-too-long.png")), full_page=True)
+    page.get_by_test_id("field-description").fill("长" * 20)
+    page.get_by_test_id("kiosk-next").click()
     page.get_by_test_id("field-name").fill("名" * 51)
     page.get_by_test_id("kiosk-submit").click()
-    expect(page.get_by_test_id("error-description")).to_have_text("投诉事项过长：2001字，最多2000字")
     expect(page.get_by_test_id("error-name")).to_contain_text("过长：51字，最多50字")
-    page.screenshot(path=str(artifacts("e2e/kiosk-07-too-long.png")), full_page=True)
     page.get_by_test_id("kiosk-clear").click()
+    page.get_by_test_id("clear-yes").click()                             # clearing asks first
 
     page.get_by_test_id("kiosk-staff").click()
     page.get_by_test_id("password-officer").select_option("O01")

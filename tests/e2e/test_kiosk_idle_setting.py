@@ -18,9 +18,13 @@ def test_the_configured_idle_timeout_clears_the_kiosk_form(agent, browser, tmp_p
     page.goto(agent.url)
     page.get_by_test_id("kiosk-enter").click()
     page.wait_for_url("**/kiosk")                       # no ?idle=: the configured value rules
+    page.get_by_test_id("category-service_attitude").click()          # the form is a short wizard
+    page.get_by_test_id("kiosk-next").click()
     page.get_by_test_id("field-description").fill("排队一个小时没人管")
     started = time.monotonic()
     expect(page.get_by_test_id("idle-warning")).to_be_visible(timeout=15000)
-    expect(page.get_by_test_id("field-description")).to_have_value("", timeout=15000)
+    # cleared: back on the first page, nothing chosen
+    expect(page.get_by_test_id("field-description")).to_have_count(0, timeout=15000)
+    expect(page.get_by_test_id("category-service_attitude")).to_have_attribute("aria-checked", "false")
     assert time.monotonic() - started < 30              # 10 s configured; the old default waited 90 s
     page.close()

@@ -21,7 +21,7 @@ def open_kiosk(agent, browser):
     page.goto(agent.url)
     page.get_by_test_id("kiosk-enter").click()
     page.wait_for_url("**/kiosk")
-    expect(page.get_by_test_id("field-description")).to_be_visible()
+    expect(page.get_by_test_id("category-choices")).to_be_visible()
     return page
 
 
@@ -56,13 +56,7 @@ def test_customer_types_chinese_and_a_phone_number_on_the_screen(agent, browser,
     keyboard = page.get_by_test_id("keyboard")
     expect(keyboard).to_be_hidden()
     page.get_by_test_id("category-irregular_fees").click()
-
-    focus(page, "field-contact")
-    page.get_by_test_id("kb-layer").click()
-    expect(keyboard).to_have_attribute("data-layer", "symbols")
-    tap(page, "13912345678")
-    expect(page.get_by_test_id("field-contact")).to_have_value("13912345678")
-    page.screenshot(path=str(artifacts("e2e/kiosk-keyboard-01-digits.png")))
+    page.get_by_test_id("kiosk-next").click()                          # the form is a short wizard
 
     focus(page, "field-description")
     expect(keyboard).to_have_attribute("data-mode", "zh")
@@ -107,6 +101,15 @@ def test_customer_types_chinese_and_a_phone_number_on_the_screen(agent, browser,
     page.get_by_test_id("kb-enter").click()                              # a new line in a textarea
     pinyin(page, "daoqian", "道歉")
     expect(page.get_by_test_id("field-request")).to_have_value(REQUEST)
+    page.get_by_test_id("kb-hide").click()
+    page.get_by_test_id("kiosk-next").click()
+
+    focus(page, "field-contact")
+    page.get_by_test_id("kb-layer").click()
+    expect(keyboard).to_have_attribute("data-layer", "symbols")
+    tap(page, "13912345678")
+    expect(page.get_by_test_id("field-contact")).to_have_value("13912345678")
+    page.screenshot(path=str(artifacts("e2e/kiosk-keyboard-01-digits.png")))
 
     focus(page, "field-name")                                            # English letters, with shift
     page.get_by_test_id("kb-mode").click()
@@ -119,6 +122,7 @@ def test_customer_types_chinese_and_a_phone_number_on_the_screen(agent, browser,
 
     page.get_by_test_id("kb-hide").click()
     expect(keyboard).to_be_hidden()
+    page.get_by_test_id("privacy-consent").click()                      # a name is given: consent to its use
     page.get_by_test_id("kiosk-submit").click()
     expect(page.get_by_test_id("receipt-text")).to_contain_text("受理编号：")
     page.get_by_test_id("receipt-done").click()

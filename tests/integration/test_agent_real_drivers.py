@@ -128,7 +128,10 @@ port = "{relay_path}"
 """, encoding="utf-8")
     try:
         agent.start("--config", str(cfg), simulate=False)
-        v = agent.wait_for(lambda v: [t["task_id"] for t in v["tasks"]] == ["T-REAL-1"])
+        agent.post("api/staff/open", {})            # the day's schedule is shown to staff only
+        agent.wait_for(lambda v: v["pending_auth"] is not None)
+        counter_fp.tap("O1")
+        v = agent.wait_for(lambda v: v["staff"] and [t["task_id"] for t in v["tasks"]] == ["T-REAL-1"])
         assert v["sim"] is None, "real devices: no simulator panel"
         # the modules connect and take their templates in the background (issue 11: start never waits for them)
         v = agent.wait_for(lambda v: {h["device"]: h["state"] for h in v["health"]}.get("fingerprint_door")

@@ -113,7 +113,8 @@ def test_a_restart_drops_an_enrolment_waiting_for_its_officer(agent, tmp_path):
     agent.start("--config", str(cfg))
     v = agent.view()
     assert v["pending_auth"] is None and v["enrolment"]["current"] is None
-    assert "终端已重启，待确认的操作已不再适用，已取消" in [p["text"] for p in v["prompts"]]
+    cleared = entries(agent, "staff_pending_cleared")[-1]
+    assert cleared["purpose"] == "enrolment" and cleared["reason"] == "no_longer_applies"
 
 
 def test_an_enrolled_finger_is_kept_sealed_and_verifies_at_the_door_after_a_restart(agent, tmp_path):

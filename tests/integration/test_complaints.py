@@ -179,14 +179,17 @@ def test_reports_by_category_and_period(book):
     assert book.report(date(2024, 7, 1), date(2024, 12, 31), today=date(2024, 7, 1))["received"] == 1
 
 
+IDLE = timedelta(seconds=120)
+
+
 def test_drafts_are_sealed_and_bound(book, tmp_path):
     book.save_draft({"name": "林黛玉", "staff_concerned": ["O01"]}, MON)
-    assert book.load_draft() == {"name": "林黛玉", "staff_concerned": ["O01"]}
+    assert book.load_draft(MON, IDLE) == {"name": "林黛玉", "staff_concerned": ["O01"]}
     with pytest.raises(ComplaintError, match="draft field name is too long"):
         book.save_draft({"name": "x" * 10_001}, MON)
-    assert book.load_draft()["name"] == "林黛玉"       # a refused draft changes nothing
+    assert book.load_draft(MON, IDLE)["name"] == "林黛玉"       # a refused draft changes nothing
     book.clear_draft()
-    assert book.load_draft() is None
+    assert book.load_draft(MON, IDLE) is None
     # a sealed row moved onto another complaint does not open
     a, b = book.register({**FORM}, MON), book.register({**FORM}, MON)
     conn = book.journal.db.conn
@@ -194,3 +197,15 @@ def test_drafts_are_sealed_and_bound(book, tmp_path):
     conn.execute("UPDATE complaints SET sealed=? WHERE ref=?", (blob, b.ref))
     with pytest.raises(SealError):
         book.details(b.ref)
+
+
+def test_a_draft_left_past_the_idle_timeout_is_deleted_not_shown(book):
+    """Issue 14: a half-typed name and phone came back for the next customer two minutes later."""
+    book.save_draft({"name": "王建国", "contact": "13800000000"}, MON)
+    assert book.load_draft(MON + IDLE, IDLE) == {"name": "王建国", "contact": "13800000000"}   # still the same customer
+    assert book.expire_drafts(MON + IDLE, IDLE) == 0
+    assert book.expire_drafts(MON + IDLE + timedelta(seconds=1), IDLE) == 1        # no page needs to be open
+    rows = book.journal.db.conn.execute("SELECT COUNT(*) FROM complaint_drafts").fetchone()[0]
+    assert rows == 0, "the sealed draft is gone from the device, not only hidden"
+    book.save_draft({"name": "王建国"}, MON)
+    assert book.load_draft(MON + timedelta(minutes=2, seconds=1), IDLE) is None

@@ -130,7 +130,8 @@ def restart_on(copy: Path, acked: Acked) -> None:
         v = agent.view()
         if acked.in_progress:
             running = v["handover"] and v["handover"]["task_id"]
-            ended = any(t["task_id"] == acked.in_progress and t["status"] == "completed" for t in v["tasks"])
+            ended = any(t["task_id"] == acked.in_progress and t["status"] == "completed"
+                        for t in v["sim"]["tasks"])         # the schedule proper is for staff only
             assert running == acked.in_progress or ended, f"handover {acked.in_progress} was not resumed"
     finally:
         agent.stop()

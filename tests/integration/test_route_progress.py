@@ -36,7 +36,7 @@ def online(agent, hq) -> str:
 
 
 def truck_a_task(agent) -> str:
-    return next(t["task_id"] for t in agent.view()["tasks"] if t["plate"] == TRUCKS[0].plate
+    return next(t["task_id"] for t in agent.view()["sim"]["tasks"] if t["plate"] == TRUCKS[0].plate
                 and t["kind"] == "delivery")
 
 

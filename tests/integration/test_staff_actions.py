@@ -77,7 +77,7 @@ def test_password_refused_where_not_allowed(agent, tmp_path):
 
 def test_manual_arrival_needs_an_officer_and_is_journaled_as_manual(agent, tmp_path):
     v = start(agent, tmp_path, allow=False)
-    task_id = next(t["task_id"] for t in v["tasks"] if t["plate"] == TRUCKS[0].plate and t["kind"] == "delivery")
+    task_id = next(t["task_id"] for t in v["sim"]["tasks"] if t["plate"] == TRUCKS[0].plate and t["kind"] == "delivery")
     assert "not an open task" in refused(agent, "api/manual-arrival", {"task_id": "T-NOPE"})
     agent.post("api/manual-arrival", {"task_id": task_id})
     v = agent.wait_for(lambda v: v["pending_auth"] is not None)

@@ -1,5 +1,9 @@
 // Renders the view document the agent pushes over SSE. All data goes in through textContent,
 // so nothing a device, a bundle or a customer typed can become markup.
+//
+// One step, one screen: the bar at the top says what to do now (from the state, never a stale prompt) with
+// the latest feedback under it; the current step fills the rest; finished steps shrink to thumbnails. The
+// idle screen faces the public and shows nothing of the escort schedule: that needs a staff credential.
 "use strict";
 let last = null;
 let pendingView = null;     // an update held back while someone types; applied when they leave the field
@@ -11,14 +15,49 @@ function photo(src, caption, testid) {
             el("figcaption", { text: caption }));
 }
 
+// --- the bar: what to do now, and the latest feedback ---
 function renderPrompt(v) {
-  const box = $("#prompt");
-  box.replaceChildren();
+  const bar = $("#prompt");
+  const risk = !!(v.handover && v.handover.risk) || v.instruction.tone === "risk";
+  bar.className = "tone-" + v.instruction.tone + (risk ? " risk" : "");
+  $("#instruction").textContent = v.instruction.text;
   const p = v.prompts[0];
-  box.className = p && p.urgent ? "urgent" : "";
-  box.append(el("span", { class: "speaker", "aria-label": t("voice") }),
-             el("div", {}, el("div", { "data-testid": "prompt-text", text: p ? p.text : t("waiting") }),
-                el("div", { class: "history", text: v.prompts.slice(1, 3).map((x) => x.text).join(" · ") })));
+  // the feedback of the latest event only (its decisions' prompts), never an older event's
+  const batch = v.prompts.slice(1, 3).filter((x) => x.latest).map((x) => x.text);
+  $("#feedback").replaceChildren(...[
+    el("span", { class: "speaker", "aria-label": t("voice") }),
+    el("span", { class: "fb-text" + (p && p.urgent ? " urgent" : ""), "data-testid": "prompt-text", text: p ? p.text : t("waiting") }),
+    batch.length ? el("span", { class: "fb-more", text: batch.reverse().join(" · ") }) : null,
+    p ? el("span", { class: "fb-at", text: p.at }) : null].filter(Boolean));
+}
+
+// --- the handover: one card, the current step's controls first ---
+function thumb(p) {
+  return el("div", { class: "thumb" + (p.verified ? " ok" : ""), "data-testid": `escort-${p.person_id}`,
+                     "data-verified": p.verified ? "true" : "false" },
+    p.snapshot || p.photo ? el("img", { src: p.snapshot || p.photo, alt: p.name }) : null,
+    el("span", { class: "name", text: p.name }),
+    el("span", { class: "tick", text: p.verified ? `✓ ${p.verified_at.slice(0, 5)}` : t("not_verified") }));
+}
+
+function escortCard(p) {
+  return el("div", { class: "person" + (p.verified ? " ok" : ""), "data-testid": `escort-${p.person_id}`,
+                     "data-verified": p.verified ? "true" : "false" },
+    el("div", { class: "photos" }, photo(p.photo, t("enrolled_photo"), "enrolled-photo"),
+       photo(p.snapshot, t("live_snapshot"), "live-snapshot")),
+    el("div", { class: "who" }, el("span", { class: "name", text: p.name }),
+       p.lead ? el("span", { class: "badge lead", text: t("lead") }) : null),
+    el("div", { class: "badge" + (p.verified ? " ok" : ""), text: p.verified ? `${t("verified")} ${p.verified_at}` : t("not_verified") }),
+    el("div", { class: "muted", text: `${t("company")}: ${p.company}` }));
+}
+
+function boxesPanel(h) {
+  const boxes = el("div", { class: "boxes", "data-testid": "boxes" });
+  for (const b of h.boxes) boxes.append(el("div", { class: "box" + (b.read ? " read" : ""),
+    "data-testid": `box-${b.box_id}`, "data-read": b.read ? "true" : "false", text: (b.read ? "✓ " : "") + b.box_id }));
+  return el("div", { class: "boxpanel" },
+    el("div", { class: "count", "data-testid": "box-count", text: `${t("counted")} ${h.counted} / ${t("expected")} ${h.planned}` }),
+    boxes);
 }
 
 function renderHandover(v) {
@@ -26,92 +65,126 @@ function renderHandover(v) {
   root.replaceChildren();
   const h = v.handover;
   if (!h) return;
-  const steps = el("div", { class: "steps", "data-testid": "steps" });
   const cur = h.steps.indexOf(h.step);
-  h.steps.forEach((s, i) => steps.append(el("div", {
+  const steps = el("div", { class: "steps", "data-testid": "steps" }, ...h.steps.map((s, i) => el("div", {
     class: "step" + (i < cur ? " done" : "") + (i === cur ? " current" : ""),
-    "data-testid": `step-${s}`, "data-current": i === cur ? "true" : null,
-    text: `${i + 1}. ${t("step." + s)}` })));
-  const card = el("div", { class: "card" + (h.risk ? " risk" : "") }, steps);
-  card.append(el("div", { class: "vehicle" },
+    "data-testid": `step-${s}`, "data-current": i === cur ? "true" : null },
+    el("span", { class: "n", text: i < cur ? "✓" : String(i + 1) }), el("span", { class: "label", text: t("step." + s) }))));
+  const vehicle = el("div", { class: "vehicle" },
     el("span", { class: "plate", "data-testid": "plate", text: h.plate }),
-    el("span", { text: `${t("task")} ${h.task_id} · ${t("kind." + h.kind)}` }),
-    el("span", { text: h.arrived_at ? `${t("arrived_at")} ${h.arrived_at}${h.manual ? " (" + t("manual") + ")" : ""}` : "" })));
-  if (h.risk) card.append(riskPanel(v, h));
-  const people = el("div", { class: "row", "data-testid": "escorts" });
-  for (const p of h.escorts) {
-    people.append(el("div", { class: "person" + (p.verified ? " ok" : ""), "data-testid": `escort-${p.person_id}`,
-                              "data-verified": p.verified ? "true" : "false" },
-      el("div", { class: "photos" }, photo(p.photo, t("enrolled_photo"), "enrolled-photo"),
-         photo(p.snapshot, t("live_snapshot"), "live-snapshot")),
-      el("div", { class: "name", text: p.name }),
-      el("div", {}, p.lead ? el("span", { class: "badge lead", text: t("lead") }) : null, " ",
-         el("span", { class: "badge" + (p.verified ? " ok" : ""),
-                      text: p.verified ? `${t("verified")} ${p.verified_at}` : t("not_verified") })),
-      el("div", { class: "muted", text: `${t("company")}: ${p.company}` })));
+    el("span", { text: `${h.task_id} · ${t("kind." + h.kind)}` }),
+    h.arrived_at ? el("span", { class: "muted", text: `${t("arrived_at")} ${h.arrived_at.slice(0, 5)}${h.manual ? " (" + t("manual") + ")" : ""}` }) : null,
+    h.route_unverified && h.route_unverified.length   // earlier stops unreported (offline): said, not blocking
+      ? el("span", { class: "badge warn", "data-testid": "route-unverified", text: t("route_unverified_badge") }) : null);
+  const card = el("div", { class: "card handover" + (h.risk ? " risk" : "") }, steps, vehicle);
+  if (!h.risk) { dispositionCode = null; dispositionNote = ""; }    // the next risk starts from a clean choice
+  const escortsLarge = h.step === "escort_verification" && !h.risk;
+  if (h.risk && !v.pending_auth) card.append(riskPanel(v, h));
+  else if (h.risk) card.append(openAlarms(h));
+  if (escortsLarge) card.append(el("div", { class: "row people", "data-testid": "escorts" }, ...h.escorts.map(escortCard)));
+  else if (!h.risk) card.append(el("div", { class: "thumbs", "data-testid": "escorts" }, ...h.escorts.map(thumb)));
+  if (h.step === "arrival" && !v.pending_auth) {      // back at step 1 after a restart: the truck is still parked
+    card.append(actionButton({ class: "touch primary", "data-testid": `manual-arrival-${h.task_id}`, text: t("manual_arrival") },
+      async (rid) => (await post("/api/manual-arrival", { task_id: h.task_id }, rid)).ok));
   }
-  card.append(el("h2", { text: t("escorts") }), people);
-  if (["box_handover", "officer_confirmation", "sign_off"].includes(h.step) || h.counted) {
-    const boxes = el("div", { class: "boxes", "data-testid": "boxes" });
-    for (const b of h.boxes) boxes.append(el("div", { class: "box" + (b.read ? " read" : ""),
-      "data-testid": `box-${b.box_id}`, "data-read": b.read ? "true" : "false", text: (b.read ? "✓ " : "") + b.box_id }));
-    card.append(el("h2", { text: t("boxes") }),
-                el("div", { class: "count", "data-testid": "box-count",
-                            text: `${t("counted")} ${h.counted} / ${t("expected")} ${h.planned}` }), boxes);
-  }
+  // during a risk the boxes stay below the decision: the officer may check them, the decision comes first
+  if (["box_handover", "officer_confirmation", "sign_off"].includes(h.step)) card.append(boxesPanel(h));
+  if (!h.risk && h.step === "officer_confirmation" && v.password_allowed && !v.pending_auth) card.append(passwordForm(v, null));
   if (h.officer) {
-    card.append(el("h2", { text: t("officer") }),
-      el("div", { class: "row" }, el("div", { class: "person ok", "data-testid": "officer" },
-        el("div", { class: "photos" }, photo(h.officer.photo, t("enrolled_photo"), "officer-photo")),
-        el("div", { class: "name", text: h.officer.name }),
-        el("span", { class: "badge ok", text: `${t("verified")} ${h.officer.verified_at}` }))));
+    card.append(el("div", { class: "officer", "data-testid": "officer" },
+      h.officer.photo ? el("img", { src: h.officer.photo, alt: h.officer.name, "data-testid": "officer-photo" }) : null,
+      el("span", { text: `${t("officer")} ` }), el("span", { class: "name", text: h.officer.name }),
+      el("span", { class: "badge ok", text: `${t("verified")} ${h.officer.verified_at}` }),
+      h.marks.length ? el("span", { class: "muted", text: `· ${h.marks.join("、")} ✓` }) : null));
   }
   root.append(card);
 }
 
-// Risk handling (风险处置): the officer picks a disposition; the next officer finger signs it.
+function openAlarms(h) {
+  return el("div", { class: "open-alarms" }, ...h.open_alarms.map((a) =>
+    el("div", { class: "alarm", "data-testid": `open-alarm-${a.kind}`, text: a.text })));
+}
+
+// Risk handling (风险处置): the officer picks a disposition that fits the alarm, writes a note, decides;
+// then signs what is shown on the signing card.
 let dispositionCode = null;
+let dispositionNote = "";
 function riskPanel(v, h) {
-  const panel = el("div", { class: "card risk", "data-testid": "risk" }, el("h2", { text: t("risk") }),
-    ...h.open_alarms.map((a) => el("div", { class: "alarm", "data-testid": `open-alarm-${a.kind}`, text: a.text })));
-  if (v.pending_auth) return panel;
+  if (!v.disposition_codes.includes(dispositionCode)) dispositionCode = null;
+  const panel = el("div", { class: "riskpanel", "data-testid": "risk" },
+    el("h2", { text: t("risk") }), openAlarms(h));
+  const hint = el("div", { class: "hint", "data-testid": "disposition-hint" });
   const text = el("input", { type: "text", class: "touch wide", maxlength: "500", "data-testid": "disposition-text",
-                             placeholder: t("disposition.text") });
+                             placeholder: t("disposition.text"), value: dispositionNote,
+                             oninput: (e) => { dispositionNote = e.target.value; } });
+  const decide = [];
   const codes = el("div", { class: "grid" }, ...v.disposition_codes.map((c) => el("button", {
     class: "touch choice" + (c === dispositionCode ? " chosen" : ""), "data-testid": `disposition-${c}`, text: t("disposition." + c),
-    onclick: (e) => { dispositionCode = c; codes.querySelectorAll(".choice").forEach((b) => b.classList.remove("chosen"));
-                      e.target.classList.add("chosen"); } })));
-  const send = (resolution) => () => {
-    if (!dispositionCode) { alert(t("disposition.choose")); return; }
-    post("/api/disposition", { code: dispositionCode, text: text.value, resolution });
-    dispositionCode = null;
+    "aria-pressed": c === dispositionCode ? "true" : "false",
+    onclick: (e) => { dispositionCode = c; codes.querySelectorAll(".choice").forEach((b) => { b.classList.remove("chosen"); b.setAttribute("aria-pressed", "false"); });
+                      e.currentTarget.classList.add("chosen"); e.currentTarget.setAttribute("aria-pressed", "true");
+                      hint.textContent = ""; decide.forEach((b) => b.classList.remove("inactive")); } })));
+  const send = (resolution) => async (rid) => {
+    if (!dispositionCode) { hint.textContent = t("disposition.choose_first"); return false; }
+    const r = await post("/api/disposition", { code: dispositionCode, text: text.value, resolution }, rid);
+    return r.ok;
   };
-  panel.append(el("h3", { text: t("disposition.choose") }), codes, text,
-    el("div", { class: "grid" },
-      el("button", { class: "touch primary", "data-testid": "disposition-continue", onclick: send("continue"), text: t("disposition.continue") }),
-      el("button", { class: "touch danger", "data-testid": "disposition-abort", onclick: send("abort"), text: t("disposition.abort") })));
+  const cont = actionButton({ class: "touch primary" + (dispositionCode ? "" : " inactive"), "data-testid": "disposition-continue",
+                              text: t("disposition.continue") }, send("continue"));
+  const abort = actionButton({ class: "touch danger" + (dispositionCode ? "" : " inactive"), "data-testid": "disposition-abort",
+                               text: t("disposition.abort") }, send("abort"));
+  decide.push(cont, abort);
+  panel.append(codes, text, el("div", { class: "decide" }, cont, abort), hint,
+    el("div", { class: "consequence", "data-testid": "abort-consequence", text: t("disposition.abort_consequence") }));
   return panel;
 }
 
-// A staff action waiting for an officer: finger at either reader, or a password where the site allows it.
+// A password for a pending action, or for the officer's confirmation where the site allows it.
+function passwordForm(v, purpose) {
+  const who = el("select", { class: "touch", "data-testid": "password-officer" },
+    ...v.officers.map((o) => el("option", { value: o.person_id, text: o.name })));
+  const pw = el("input", { type: "password", class: "touch", "data-testid": "password-input", placeholder: t("password"),
+                           autocomplete: "off" });
+  const msg = el("span", { class: "error", "data-testid": "password-error" });
+  return el("div", { class: "pwrow", "data-testid": purpose ? "password-sign" : "password-confirm" }, who, pw,
+    actionButton({ class: "touch primary", "data-testid": "password-submit", text: t("password_confirm") }, async (rid) => {
+      const r = await post("/api/password", { person_id: who.value, password: pw.value }, rid);
+      pw.value = "";
+      msg.textContent = r.ok && r.data.ok ? "" : t("sign.password_wrong");
+      return false;                // the view moves on when it is signed; a wrong password may be retried
+    }), msg);
+}
+
+// What the officer signs, on the screen they sign on.
 function renderPending(v) {
   const root = $("#pending");
-  root.replaceChildren();
-  if (!v.pending_auth && !(v.handover && v.handover.step === "officer_confirmation" && v.password_allowed)) return;
-  const card = el("div", { class: "card pending", "data-testid": "pending-auth" });
-  if (v.pending_auth) card.append(el("h2", { text: `${t("waiting_officer")} · ${t({ disposition: "risk", enrolment: "enrol.title" }[v.pending_auth.purpose] || "manual_arrival")}` }));
-  if (v.password_allowed) {
-    const who = el("select", { class: "touch", "data-testid": "password-officer" },
-      ...v.officers.map((o) => el("option", { value: o.person_id, text: o.name })));
-    const pw = el("input", { type: "password", class: "touch", "data-testid": "password-input", placeholder: t("password"),
-                             autocomplete: "off" });
-    card.append(el("div", { class: "grid" }, who, pw,
-      el("button", { class: "touch primary", "data-testid": "password-submit", text: t("password_confirm"),
-                     onclick: () => { post("/api/password", { person_id: who.value, password: pw.value }); pw.value = ""; } })));
+  const p = v.pending_auth;
+  if (!p) { root.replaceChildren(); delete root.dataset.key; return; }
+  const key = JSON.stringify(p);
+  if (root.dataset.key === key && root.firstChild) return;        // keep a password being typed
+  root.dataset.key = key;
+  const rows = [];
+  if (p.purpose === "disposition") {
+    rows.push([t("sign.code"), t("disposition." + p.code), "sign-code"],
+              [t("sign.note"), p.text || t("sign.no_note"), "sign-note"],
+              [t("sign.decision"), t(p.resolution === "abort" ? "disposition.abort" : "disposition.continue"), "sign-decision"]);
+  } else if (p.purpose === "manual_arrival") {
+    rows.push([t("sign.task"), `${p.task_id}${p.plate ? " · " + p.plate : ""}`, "sign-task"]);
+  } else if (p.purpose === "enrolment") {
+    rows.push([t("sign.person"), p.name, "sign-person"], [t("sign.enrol_finger"), t("finger." + p.finger), "sign-finger"]);
   }
-  if (v.pending_auth) card.append(el("button", { class: "touch", "data-testid": "pending-cancel", text: t("cancel"),
-                                                onclick: () => post("/api/cancel", {}) }));
-  root.append(card);
+  const abort = p.purpose === "disposition" && p.resolution === "abort";
+  const card = el("div", { class: "card pending" + (abort ? " abort" : ""), "data-testid": "pending-auth", "data-purpose": p.purpose },
+    el("h2", { text: `${t("sign.title")} · ${t("sign.purpose." + p.purpose)}` }),
+    rows.length ? el("dl", { class: "sign" }, ...rows.map(([k, val, id]) => [el("dt", { text: k }), el("dd", { "data-testid": id, text: val })])) : null,
+    abort ? el("p", { class: "consequence", "data-testid": "sign-consequence", text: t("disposition.abort_consequence") })
+          : p.purpose === "disposition" ? el("p", { class: "muted", text: t("disposition.continue_consequence") }) : null,
+    v.password_for_pending ? passwordForm(v, p.purpose) : null,
+    el("div", { class: "signfoot" }, el("p", { class: "waiting", text: `${t("waiting_officer")}：${t("sign.finger")}` }),
+      actionButton({ class: "touch", "data-testid": "pending-cancel", text: p.purpose === "disposition" ? t("sign.back") : t("cancel") },
+        async (rid) => (await post("/api/cancel", {}, rid)).ok && false)));
+  root.replaceChildren(card);
+  $("#screen").scrollTop = 0;                 // what is signed is read from its first line
 }
 
 function renderReport(v) {
@@ -124,40 +197,65 @@ function renderReport(v) {
     el("div", { class: "receipt", "data-testid": "report-text", text: [v.report.title, ...v.report.lines].join("\n") })));
 }
 
+// A wrong or unknown truck: on every face until staff acknowledge it. The public sees that there is
+// an alarm, not what it names.
 function renderAlarms(v) {
   const root = $("#alarms");
   root.replaceChildren();
-  // a handover's own alarms are in its risk panel; these are the site's (wrong or unknown truck)
-  for (const a of v.site_alarms.slice(0, 2)) root.append(el("div", { class: "alarm", "data-testid": `alarm-${a.kind}`, text: `${a.at} ${a.text}` }));
+  if (!v.site_alarms.length) return;
+  const detail = !!(v.staff || v.handover);
+  root.append(el("div", { class: "alarmbar" },
+    el("div", { class: "alarmtexts" }, ...(detail
+      ? v.site_alarms.slice(0, 2).map((a) => el("div", { class: "alarm", "data-testid": `alarm-${a.kind}`, text: `${a.at.slice(0, 5)} ${a.text}` }))
+      : [el("div", { class: "alarm", "data-testid": "alarm-attention", text: t("alarm.attention") })])),
+    v.handover && !v.staff ? null : actionButton({ class: "touch", "data-testid": "alarm-ack", text: t("alarm.ack") },
+      async (rid) => (await post("/api/alarms/ack", {}, rid)).ok && false)));
+}
+
+// The idle screen, for anyone passing: no schedule, no plates, no names.
+function renderPublic(v) {
+  const root = $("#public");
+  root.replaceChildren();
+  if (v.handover || v.report || v.pending_auth) return;
+  const kiosk = actionButton({ class: "touch big", "data-testid": "kiosk-enter", text: v.staff ? t("kiosk.enter") : t("kiosk_customer") },
+    async (rid) => (await post("/api/kiosk/enter", {}, rid)).ok && false);
+  if (v.staff) { root.append(el("div", { class: "staffbar" }, el("span", { text: `${t("staff_by")}: ${v.staff}` }), kiosk)); return; }
+  root.append(el("div", { class: "welcome" }, el("div", { class: "hello", text: t("public_welcome") }),
+    el("div", { class: "site", text: v.site.name }), el("p", { text: t("public_hint") }), kiosk));
 }
 
 function renderTasks(v) {
   const root = $("#tasks");
   root.replaceChildren();
+  if (!v.staff || v.handover) return;         // the schedule: staff only, and out of the way during a handover
   const table = el("table", { class: "tasks" }, el("tr", {},
     ...["task", "kind", "window", "vehicle", "escorts", "boxes", "status"].map((k) => el("th", { text: t(k) })),
     el("th", {})));
   const manual = (x) => (!v.handover && !v.pending_auth && x.status === "planned")
-    ? el("button", { class: "touch", "data-testid": `manual-arrival-${x.task_id}`, text: t("manual_arrival"),
-                     onclick: () => post("/api/manual-arrival", { task_id: x.task_id }) }) : null;
+    ? actionButton({ class: "touch", "data-testid": `manual-arrival-${x.task_id}`, text: t("manual_arrival") },
+                   async (rid) => (await post("/api/manual-arrival", { task_id: x.task_id }, rid)).ok && false) : null;
   for (const x of v.tasks) table.append(el("tr", { "data-testid": `task-${x.task_id}` },
     el("td", { text: x.task_id }), el("td", { text: t("kind." + x.kind) }),
     el("td", { text: `${x.window_start}–${x.window_end}` }), el("td", { text: x.plate }),
     el("td", { text: x.escorts.join("、") }), el("td", { text: String(x.boxes) }),
     el("td", { class: "status-" + x.status, "data-testid": "task-status", text: t("status." + x.status) }),
     el("td", {}, manual(x))));
-  // the complaint kiosk (SPEC §6) may take the screen while no handover runs
-  const kiosk = !v.handover && !v.pending_auth ? el("button", { class: "touch", "data-testid": "kiosk-enter", text: t("kiosk.enter"),
-                                                              onclick: () => post("/api/kiosk/enter", {}) }) : null;
-  root.append(el("div", { class: "card" }, el("h2", { text: t("today_tasks") }, " ", kiosk),
-                 v.tasks.length ? table : el("p", { text: t("no_tasks") })));
+  root.append(el("div", { class: "card" }, el("h2", { text: t("today_tasks") }),
+                 v.tasks.length ? el("div", { class: "tablewrap" }, table) : el("p", { text: t("no_tasks") })));
 }
 
+// --- the simulator: a demo tool in a drawer of its own colour, never part of the product's screen ---
+let simOpen = localStorage.getItem("sim-open") === null ? window.innerWidth >= 1500 : localStorage.getItem("sim-open") === "1";
 function renderSim(v) {
-  const root = $("#sim");
+  const root = $("#sim"), toggle = $("#sim-toggle");
+  toggle.hidden = !v.sim;
   if (!v.sim) { root.hidden = true; return; }
-  root.hidden = false;
+  toggle.textContent = simOpen ? `✕ ${t("sim.close")}` : `⚙ ${t("sim.open")}`;
+  toggle.classList.toggle("open", simOpen);
+  document.body.classList.toggle("sim-open", simOpen);
+  root.hidden = !simOpen;
   root.replaceChildren();
+  if (!simOpen) return;                        // closed: nothing of the demo's people or trucks in the page
   const s = v.sim;
   const btn = (label, testid, fn, cls = "") => el("button", { class: "touch " + cls, "data-testid": testid, onclick: fn, text: label });
   const trucks = el("div", { class: "grid" }, ...s.trucks.map((x) =>
@@ -174,27 +272,55 @@ function renderSim(v) {
   const tags = el("div", { class: "grid" }, ...s.tags.map((b) =>
       btn(b.box_id, `sim-tag-${b.box_id}`, () => post("/api/sim/tag", { tag: b.tag }))),
     btn(t("sim.unknown_tag"), "sim-tag-unknown", () => post("/api/sim/tag", { tag: s.unknown_tag }), "warn"));
-  const clock = el("div", { class: "grid" }, ...v.tasks.map((x) => btn(`${x.task_id} ${x.window_start}`, `sim-clock-${x.task_id}`,
+  const clock = el("div", { class: "grid" }, ...s.tasks.map((x) => btn(`${x.task_id} ${x.window_start}`, `sim-clock-${x.task_id}`,
       () => post("/api/sim/clock", { offset_minutes: Math.round((Date.parse(x.window_start_iso) - Date.now()) / 60000) + 5 }))),
     btn(t("sim.clock_now"), "sim-clock-now", () => post("/api/sim/clock", { offset_minutes: 0 })));
-  root.append(el("div", { class: "card" }, el("h2", { text: t("sim.title") }),
+  root.append(el("div", { class: "simhead" }, el("h2", { text: t("sim.title") }), el("span", { class: "demo", text: t("sim.demo") })),
     el("h3", { text: t("sim.clock") }), clock,
     el("h3", { text: t("sim.truck") }), trucks,
     el("h3", { text: t("sim.door_finger") }), fingers("door"),
     el("h3", { text: t("sim.counter_finger") }), fingers("counter"),
-    el("h3", { text: t("sim.tag") }), tags));
+    el("h3", { text: t("sim.tag") }), tags);
 }
+$("#sim-toggle").addEventListener("click", () => {
+  simOpen = !simOpen;
+  localStorage.setItem("sim-open", simOpen ? "1" : "0");
+  if (last) renderSim(last);
+});
 
 function renderHeader(v) {
-  $("#site").textContent = `${t("site")}: ${v.site.name}`;
+  $("#site").textContent = v.site.name;
   const door = $("#door");
-  door.className = v.door ? "open" : "";
-  door.textContent = `${t("door")}: ${v.door ? t("door_open") : t("door_closed")}`;
+  const paused = v.door && v.handover && v.handover.risk;
+  door.className = v.door ? (paused ? "open paused" : "open") : "";
+  door.textContent = `${t("door")}: ${v.door ? t("door_open") : t("door_closed")}${paused ? " · " + t("door_paused") : ""}`;
   door.dataset.raised = v.door ? "true" : "false";
   $("#lang").textContent = t("language");
-  $("#clock").textContent = v.now.slice(11, 16);
+  const staff = $("#staff");
+  staff.hidden = !!v.handover && !v.staff;     // during a handover the officer's finger belongs to it
+  staff.textContent = v.staff ? t("staff_logout") : t("staff_login");
+  staff.classList.toggle("on", !!v.staff);
+  syncClock(v.now);
   $("#health").replaceChildren(el("span", { text: t("devices") + ":" }), ...v.health.map((h) =>
     el("span", { class: h.state, title: h.error || "", "data-testid": `health-${h.device}`, text: h.text || `${t("device." + h.device)} ${t("health." + h.state)}` })));
+}
+$("#staff").addEventListener("click", () => post(last && last.staff ? "/api/staff/logout" : "/api/staff/open", {}));
+
+// A truck took the screen from the complaint kiosk: the customer still standing there sees a curtain,
+// not the escorts, until staff take over.
+let curtainLifted = null;
+function curtain(v) {
+  const id = v.handover && v.from_kiosk ? v.handover.task_id : null;
+  let c = $("#curtain");
+  if (!id || curtainLifted === id) { if (c) c.remove(); return false; }
+  if (!c) {
+    c = el("div", { id: "curtain", class: "curtain", "data-testid": "curtain" },
+      el("div", { class: "dialog" }, el("h2", { text: t("curtain.title") }), el("p", { text: t("curtain.text") }),
+        el("button", { class: "touch primary big", "data-testid": "curtain-staff", text: t("curtain.staff"),
+                       onclick: () => { curtainLifted = id; if (last) render(last); } })));
+    document.body.append(c);
+  }
+  return true;
 }
 
 // disposition notes and officer passwords are typed on the screen itself: it has no keyboard
@@ -204,18 +330,31 @@ async function render(v) {
   if (v.mode === "kiosk") { location.replace("/kiosk"); return; }
   if (await loadLabels(v.lang, "title")) keyboard.relabel();
   last = v;
-  renderHeader(v); renderPrompt(v); renderAlarms(v); renderPending(v); renderHandover(v); renderReport(v); renderTasks(v); renderSim(v);
-  renderEnrolment(v);
+  renderHeader(v); renderSim(v);
+  if (curtain(v)) {
+    for (const id of ["#handover", "#pending", "#report", "#public", "#tasks", "#alarms"]) $(id).replaceChildren();
+    $("#instruction").textContent = t("curtain.title");
+    $("#feedback").replaceChildren();
+  } else {
+    renderPrompt(v); renderAlarms(v); renderPending(v); renderHandover(v); renderReport(v); renderPublic(v); renderTasks(v);
+    renderEnrolment(v);
+  }
   document.body.dataset.version = v.version;
 }
 
 $("#lang").addEventListener("click", () => post("/api/language", { lang: lang === "zh-CN" ? "en" : "zh-CN" }));
+startClock($("#clock"));
+// a staff session lapses on the agent; the page asks again when it should have, so the schedule goes away
+setInterval(() => {
+  if (last && last.staff_until && Date.now() + clockSkew > new Date(last.staff_until.slice(0, 19)).getTime() + 1000)
+    api("/api/view").then((r) => { if (r.ok) render(r.data); });
+}, 5000);
 
 function connect() {
   const es = new EventSource("/api/events");
   es.onmessage = (m) => {
     const v = JSON.parse(m.data);
-    if (last && v.version === last.version && v.lang === last.lang) return;
+    if (last && v.version === last.version && v.lang === last.lang && v.staff === last.staff) return;
     const typing = document.activeElement && ["INPUT", "SELECT"].includes(document.activeElement.tagName);
     if (typing && last && last.handover && v.handover && last.handover.step === v.handover.step && last.handover.risk === v.handover.risk
         && !!last.pending_auth === !!v.pending_auth) { pendingView = v; return; }

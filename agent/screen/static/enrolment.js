@@ -74,10 +74,10 @@ function renderEnrolment(v) {
   const step = enrolStep(v);
   document.body.classList.toggle("enrolling", !!step);
   if (step) root.append(enrolCard(v, step));
-  else if (!v.handover && !v.pending_auth) {
+  else if (v.staff && !v.handover && !v.pending_auth) {      // a staff action: staff signed in first
     root.append(el("button", { class: "touch", "data-testid": "enrol-open", text: t("enrol.open"),
                                onclick: () => { enrolPick = { open: true }; render(last); } }));
   }
-  const sim = v.sim && $("#sim") ? enrolSim(v) : null;
+  const sim = v.sim && !$("#sim").hidden ? enrolSim(v) : null;
   if (sim) $("#sim").append(sim);
 }

@@ -207,6 +207,7 @@ function createKeyboard({ label, table = "/static/pinyin.json" }) {
   // --- showing: docked at the bottom while a text field has focus, the field kept in sight above it ---
   function reveal() {
     if (!field || root.hidden) return;
+    field.scrollIntoView({ block: "nearest" });          // inside a scrolling panel (the handover screen)
     const r = field.getBoundingClientRect(), top = root.getBoundingClientRect().top;
     if (r.bottom > top - 12) window.scrollBy(0, r.bottom - top + 24);
     else if (r.top < 0) window.scrollBy(0, r.top - 24);

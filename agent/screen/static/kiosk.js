@@ -17,12 +17,15 @@ const LONG = new Set(["description", "request"]);
 let options = null, last = null;
 let form = emptyForm();
 let lastActivity = Date.now(), saveTimer = null, leaving = false, staffShown = false;
+let submitRid = requestId();         // one id per version of the form: a double tap on submit registers once
 const keyboard = createKeyboard({ label: t });   // the wall screen has no physical keyboard
 
 function emptyForm() {
   return { channel: "walk_in", category: "", description: "", request: "", name: "", contact: "", counter: "",
-           staff_concerned: [], first_responder: "" };
+           staff_concerned: [], first_responder: "", consent: "" };
 }
+let fillFor = false;                 // staff register on a customer's behalf (首问负责制)
+const filledForCustomer = () => fillFor && !!(last && last.staff);
 const touched = () => TEXT_FIELDS.some((k) => form[k]) || form.category || form.staff_concerned.length
                       || form.first_responder || !$("#receipt-view").hidden;
 
@@ -33,6 +36,13 @@ function choices(name, values, prefix) {
                    "aria-checked": form[name] === v ? "true" : "false", "data-testid": `${name}-${v}`,
                    text: t(`${prefix}.${v}`), onclick: () => { form[name] = v; changed(); renderForm(); } })));
 }
+
+// A short wizard: what about, what happened and what you ask, who you are (optional). Errors are kept per
+// field so a page shows its own, and submit goes back to the first page with one.
+const PAGES = [["category"], ["description", "request"], ["name", "contact", "counter", "consent"]];
+let page = 0;
+let errors = {};
+const errorNode = (name) => el("div", { class: "error", "data-testid": `error-${name}`, text: errors[name] || "" });
 
 function textField(name) {
   const limit = options.limits[name];
@@ -45,7 +55,7 @@ function textField(name) {
   const required = ["description", "request"].includes(name);
   return el("div", { class: "field" }, el("label", { for: `f-${name}` }, el("span", { text: t(`kiosk.${name}`) }),
               required ? el("span", { class: "req", text: ` *${t("kiosk.required")}` }) : null, counter), input,
-            el("div", { class: "error", "data-testid": `error-${name}` }));
+            errorNode(name));
 }
 
 function staffChips() {
@@ -61,23 +71,46 @@ function staffChips() {
 function renderForm() {
   const root = $("#form");
   const focused = document.activeElement && document.activeElement.id;
-  root.replaceChildren(
-    el("h2", { text: t("kiosk.channel") }), choices("channel", options.channels, "kiosk.channel"),
-    el("h2", { text: t("kiosk.category") }, el("span", { class: "req", text: ` *${t("kiosk.required")}` })),
-    choices("category", options.categories, "kiosk.category"),
-    el("div", { class: "error", "data-testid": "error-category" }),
-    ...["description", "request"].map(textField),
-    el("div", { class: "row" }, ...["name", "contact", "counter"].map(textField)),
-    el("h2", { text: t("kiosk.staff_concerned") }), staffChips(),
-    el("div", { class: "field" }, el("label", { for: "f-first_responder", text: t("kiosk.first_responder") }),
-      el("select", { id: "f-first_responder", class: "touch", "data-testid": "field-first_responder",
-                     onchange: (e) => { form.first_responder = e.target.value; changed(); } },
-        el("option", { value: "", text: t("kiosk.none") }),
-        ...options.staff.map((p) => el("option", { value: p.person_id, text: p.name, selected: form.first_responder === p.person_id })))));
+  const staffOnly = filledForCustomer();      // channel and first responder are staff's to fill, not a customer's
+  const pages = [
+    () => [staffOnly ? el("h2", { text: t("kiosk.channel") }) : null, staffOnly ? choices("channel", options.channels, "kiosk.channel") : null,
+           el("h2", { text: t("kiosk.category") }, el("span", { class: "req", text: ` *${t("kiosk.required")}` })),
+           choices("category", options.categories, "kiosk.category"), errorNode("category")],
+    () => ["description", "request"].map(textField),
+    () => [el("div", { class: "row" }, ...["name", "contact", "counter"].map(textField)),
+           el("h2", { text: t("kiosk.staff_concerned") }), staffChips(),
+           staffOnly ? el("div", { class: "field" }, el("label", { for: "f-first_responder", text: t("kiosk.first_responder") }),
+             el("select", { id: "f-first_responder", class: "touch", "data-testid": "field-first_responder",
+                            onchange: (e) => { form.first_responder = e.target.value; changed(); } },
+               el("option", { value: "", text: t("kiosk.none") }),
+               ...options.staff.map((p) => el("option", { value: p.person_id, text: p.name, selected: form.first_responder === p.person_id })))) : null,
+           privacyNotice()]];
+  root.dataset.page = String(page + 1);
+  root.replaceChildren(...[
+    el("div", { class: "wizard-steps", "data-testid": "wizard-steps" }, ...[0, 1, 2].map((i) =>
+      el("span", { class: "wstep" + (i === page ? " current" : i < page ? " done" : ""), "data-testid": `wizard-step-${i + 1}`,
+                   text: `${i + 1} ${t("kiosk.page." + (i + 1))}` }))),
+    ...pages[page]()].filter(Boolean));
+  $(".intro").hidden = page !== 0;            // said once, on the first page
+  $("#prev").hidden = page === 0;
+  $("#next").hidden = page === PAGES.length - 1;
+  $("#submit").hidden = page !== PAGES.length - 1;
   if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
 }
 
+// PIPL: what the name and contact are for, who sees them, how long they are kept; consent when they are given.
+function privacyNotice() {
+  const on = form.consent === "yes";
+  return el("div", { class: "privacy", "data-testid": "privacy-notice" },
+    el("p", { text: t("kiosk.privacy") }),
+    el("button", { type: "button", class: "touch choice" + (on ? " chosen" : ""), role: "checkbox", "aria-checked": on ? "true" : "false",
+                   "data-testid": "privacy-consent", text: (on ? "☑ " : "☐ ") + t("kiosk.consent"),
+                   onclick: () => { form.consent = on ? "" : "yes"; changed(); renderForm(); } }),
+    errorNode("consent"));
+}
+
 function changed() {
+  submitRid = requestId();
   lastActivity = Date.now();
   clearTimeout(saveTimer);
   saveTimer = setTimeout(saveDraft, 300);
@@ -85,29 +118,63 @@ function changed() {
 
 async function saveDraft() {
   clearTimeout(saveTimer);
-  await api("/api/kiosk/draft", { draft: touched() && $("#receipt-view").hidden ? form : null });
+  await api("/api/kiosk/draft", { draft: touched() && $("#receipt-view").hidden ? { ...form, wizard_page: String(page) } : null });
 }
 
+// Every field's complaint, by name; true when there is none.
 function validate() {
-  document.querySelectorAll(".error").forEach((n) => (n.textContent = ""));
-  let ok = true;
-  const fail = (name, text) => { ok = false; const n = document.querySelector(`[data-testid=error-${name}]`); if (n) n.textContent = text; };
+  errors = {};
+  const fail = (name, text) => { errors[name] = text; };
   if (!form.category) fail("category", t("kiosk.choose", { label: t("kiosk.category") }));
+  if ((form.name.trim() || form.contact.trim()) && form.consent !== "yes") fail("consent", t("kiosk.consent_needed"));
   for (const k of TEXT_FIELDS) {
     const label = t(`kiosk.${k}`), n = form[k].length, max = options.limits[k];
     if (n > max) fail(k, t("kiosk.too_long", { label, n, max }));
     else if (["description", "request"].includes(k) && !form[k].trim()) fail(k, t("kiosk.missing", { label }));
   }
-  return ok;
+  return Object.keys(errors).length === 0;
+}
+
+// Shows the page of the first field with a complaint and brings that complaint into sight.
+function showErrors() {
+  const first = PAGES.findIndex((fields) => fields.some((f) => errors[f]));
+  if (first >= 0) page = first;
+  renderForm();
+  const n = [...document.querySelectorAll("#form .error")].find((x) => x.textContent);
+  if (n) n.scrollIntoView({ block: "center" });
+}
+
+function turn(step) {
+  lastActivity = Date.now();
+  if (step > 0) {                              // forward only past a page without complaints
+    validate();
+    const here = PAGES[page].filter((f) => errors[f]);
+    errors = Object.fromEntries(here.map((f) => [f, errors[f]]));
+    if (here.length) { showErrors(); return; }
+  } else errors = {};
+  page = Math.max(0, Math.min(PAGES.length - 1, page + step));
+  renderForm();
+  changed();
+  window.scrollTo(0, 0);
 }
 
 async function submit() {
   lastActivity = Date.now();
   $("#form-error").textContent = "";
-  if (!validate()) return;
-  const r = await api(`/api/kiosk/complaints?lang=${lang}`, { ...form, first_responder: form.first_responder || null });
-  if (!r.ok) { $("#form-error").textContent = t("kiosk.error", { error: r.data.error || r.status }); return; }
+  const button = $("#submit");
+  if (button.disabled) return;
+  if (!validate()) { showErrors(); return; }   // the first complaint about the form is brought into sight
+  button.disabled = true;
+  const { consent, ...fields } = form;
+  let r;
+  try {
+    r = await api(`/api/kiosk/complaints?lang=${lang}`, { ...fields, first_responder: form.first_responder || null }, submitRid);
+  } finally { button.disabled = false; }
+  if (!r.ok) { $("#form-error").textContent = t("kiosk.error", { error: r.data.error || r.status }); $("#form-error").scrollIntoView({ block: "center" }); return; }
+  submitRid = requestId();
   form = emptyForm();
+  page = 0;
+  errors = {};
   renderForm();
   showReceipt(r.data);
 }
@@ -123,11 +190,14 @@ function showReceipt(rc) {
   view.dataset.ref = rc.ref;
   view.hidden = false;
   $("#form-view").hidden = true;
+  window.scrollTo(0, 0);                      // the receipt from its first line
 }
 
 function clearAll() {
   keyboard.hide();                           // and forget any pinyin the last customer left in it
   form = emptyForm();
+  page = 0;
+  errors = {};
   $("#receipt-view").hidden = true;
   $("#receipt-view").replaceChildren();
   $("#form-error").textContent = "";
@@ -135,6 +205,25 @@ function clearAll() {
   document.querySelectorAll(".error").forEach((n) => (n.textContent = ""));
   showCustomerSide();
   saveDraft();
+}
+
+// A half-typed complaint is back (a truck had the screen): it stays off the screen until the customer asks for
+// it, so whoever stands here now (the truck's crew, staff) does not see the customer's name and number.
+function offerDraft() {
+  const box = $("#draft-offer");
+  const resume = async () => {
+    box.hidden = true;
+    const draft = (await api("/api/kiosk/draft")).data.draft;      // asked again: it may have expired meanwhile
+    if (!draft) { renderForm(); return; }
+    const { wizard_page: at, ...fields } = draft;
+    form = { ...emptyForm(), ...fields };
+    page = Math.max(0, Math.min(PAGES.length - 1, Number(at) || 0));
+    lastActivity = Date.now();
+    renderForm();
+  };
+  $("#draft-resume").onclick = resume;
+  $("#draft-discard").onclick = () => { box.hidden = true; clearAll(); };
+  box.hidden = false;
 }
 
 // --- idle: warn, then clear what the last customer left ---
@@ -151,6 +240,19 @@ function idleTick() {
 }
 for (const ev of ["pointerdown", "keydown", "input"]) document.addEventListener(ev, () => { lastActivity = Date.now(); }, true);
 $("#idle-continue").addEventListener("click", () => { lastActivity = Date.now(); $("#idle").hidden = true; });
+
+// A wrong or unknown truck while the kiosk is up: customers see that staff are needed, staff see what and
+// acknowledge it (a credential first).
+function renderAlarm(v) {
+  const root = $("#alarm");
+  if (!v.site_alarms.length) { root.replaceChildren(); return; }
+  root.replaceChildren(el("div", { class: "alarmbar" },
+    el("div", { class: "alarmtexts" }, ...(v.staff
+      ? v.site_alarms.slice(0, 2).map((a) => el("div", { "data-testid": `alarm-${a.kind}`, text: `${a.at.slice(0, 5)} ${a.text}` }))
+      : [el("div", { "data-testid": "alarm-attention", text: t("alarm.attention") })])),
+    el("button", { class: "touch", "data-testid": "alarm-ack", text: t("alarm.ack"),
+                   onclick: (e) => { e.currentTarget.disabled = true; api("/api/alarms/ack", {}); } })));
+}
 
 // --- staff: a credential (finger or password) to leave, or to open the staff view ---
 function renderPending(v) {
@@ -193,6 +295,8 @@ async function showStaff() {
   const view = $("#staff-view");
   view.replaceChildren(
     el("div", { class: "bar" }, el("h2", { text: `${t("kiosk.staff_title")} · ${t("kiosk.staff_by")}: ${d.name}` }),
+      el("button", { class: "touch", "data-testid": "staff-fill", text: t("kiosk.staff_fill"),
+                     onclick: () => { fillFor = true; showCustomerSide(); renderForm(); } }),
       el("button", { class: "touch", "data-testid": "staff-logout", text: t("kiosk.logout"),
                      onclick: async () => { await api("/api/staff/logout", {}); } })),
     ...(d.complaints.length ? d.complaints.map((c) => complaintCard(c, d)) : [el("p", { text: t("kiosk.no_complaints") })]),
@@ -285,21 +389,27 @@ async function onView(v) {
     return;
   }
   $("#site").textContent = v.site.name;
-  $("#clock").textContent = v.now.slice(11, 16);
+  syncClock(v.now);
+  renderAlarm(v);
   renderPending(v);
   $("#exit-button").hidden = $("#staff-button").hidden = !!v.pending_auth;
-  if (v.staff && !staffShown) await showStaff();
-  else if (!v.staff && staffShown) showCustomerSide();
+  if (v.staff && !staffShown && !fillFor) await showStaff();
+  else if (!v.staff && (staffShown || fillFor)) { fillFor = false; showCustomerSide(); renderForm(); }
   if (first) {
     const r = await api("/api/kiosk/draft");
-    if (r.data.draft) { form = { ...emptyForm(), ...r.data.draft }; lastActivity = Date.now(); }
     renderForm();
+    if (r.data.draft) offerDraft();
   }
   document.body.dataset.version = v.version;
 }
 
 $("#submit").addEventListener("click", submit);
-$("#clear").addEventListener("click", clearAll);
+$("#next").addEventListener("click", () => turn(1));
+$("#prev").addEventListener("click", () => turn(-1));
+// clearing throws away what was typed: ask first
+$("#clear").addEventListener("click", () => { $("#confirm-clear").hidden = false; });
+$("#clear-yes").addEventListener("click", () => { $("#confirm-clear").hidden = true; clearAll(); });
+$("#clear-no").addEventListener("click", () => { $("#confirm-clear").hidden = true; });
 $("#exit-button").addEventListener("click", () => api("/api/kiosk/exit", {}));
 $("#staff-button").addEventListener("click", () => api("/api/kiosk/staff", {}));
 
@@ -315,6 +425,7 @@ function connect() {
 }
 
 (async () => {
+  startClock($("#clock"));
   options = (await api("/api/kiosk/options")).data;
   connect();
   setInterval(idleTick, 250);
