@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from agent.config import settings_view
+from agent.enrolment import STAGE_PROMPTS
 from agent.i18n import render
 from agent.sample import DEMO_SITE_NAME, STRANGER_BEACON
 from agent.terminal import prompt_key
@@ -144,6 +145,10 @@ def _instruction(t, lang: str) -> dict:
         password = pw or p.purpose in PASSWORD_ALWAYS
         return say("now_officer_credential_pw" if password else "now_officer_credential", "wait")
     h = t.active
+    e = t.enrolment.status
+    if h is None and e is not None:         # the enrolment's own step is what to do now
+        return say(STAGE_PROMPTS[e.stage], "risk" if e.stage in ("duplicate", "failed") else "normal",
+                   name=t.name(e.person_id))
     if h is None:
         if t.site_alarms:
             return say("now_site_alarm", "risk")

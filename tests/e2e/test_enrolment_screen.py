@@ -67,6 +67,7 @@ def test_an_officer_enrols_an_escorts_finger_and_it_verifies_at_the_door(agent, 
     page.get_by_test_id("sim-enrol-new-finger").click()
     expect(instruction).to_have_attribute("data-stage", "press_again")
     expect(prompt).to_have_text("请再次按压同一手指")
+    expect(page.get_by_test_id("instruction")).to_have_text("请再次按压同一手指")     # the headline too
     shot(page, artifacts, 5, "press-again")
     page.get_by_test_id("sim-enrol-new-finger").click()
     expect(instruction).to_have_attribute("data-stage", "done", timeout=15000)
