@@ -7,7 +7,8 @@ never names) commit in one `journal.transaction()`. Photos are content-addressed
 templates go into the modules after the commit, so a module never holds a template the store does not.
 
 Payloads (docs/bundles.md):
-  tasks      {"tasks": [Task dict, ...]}
+  tasks      {"tasks": [Task dict, ...], "route_progress": [{"task_id", "site_id", "at", "status"}, ...]}
+             (route_progress optional: what head office knew of other stops when it packed the bundle)
   personnel  {"people": [{person fields..., "photo_data": base64, "templates":
                           [{"finger": str, "data": base64, "duress": bool}]}], "remove": [person_id, ...]}
 """
@@ -62,7 +63,8 @@ async def import_bundle(data: bytes, *, journal, store: Store, device_keys, trus
         bundle = open_bundle(data, device_keys, trusted_signers, now, store.last_bundle_seq)
         kind, seq, body = bundle.header.kind, bundle.header.seq, bundle.payload
         if kind == "tasks":
-            summary = apply_tasks(journal, store, _list(body, "tasks"), "usb", bundle_seq=seq)
+            summary = apply_tasks(journal, store, _list(body, "tasks"), "usb", bundle_seq=seq,
+                                  progress=_list(body, "route_progress", required=False))
         elif kind == "personnel":
             summary = await apply_personnel(journal, store, _list(body, "people"), fingerprint_modules, "usb",
                                             remove=_list(body, "remove", required=False), bundle_seq=seq)
@@ -106,7 +108,9 @@ async def import_bundle_file(path: Path, *, journal, store: Store, device_keys, 
         bundle = open_streamed(path, device_keys, trusted_signers, now, store.last_bundle_seq)
         kind, seq = bundle.header.kind, bundle.header.seq
         if kind == "tasks":
-            summary = apply_tasks(journal, store, _only(bundle.records(), "task"), "usb", bundle_seq=seq)
+            progress: list = []
+            summary = apply_tasks(journal, store, _tasks_and_stops(bundle.records(), progress), "usb",
+                                  bundle_seq=seq, progress=progress)
         elif kind == "personnel":
             removals: list = []
             people = _people_and_removals(bundle.records(), removals)
@@ -136,6 +140,17 @@ def _only(records: Iterable[dict], key: str) -> Iterator[dict]:
         yield record[key]
 
 
+def _tasks_and_stops(records: Iterable[dict], stops: list) -> Iterator[dict]:
+    """The tasks of a streamed tasks payload; {"stop": ...} records (route progress) are collected on the way."""
+    for n, record in enumerate(records, 1):
+        if "task" in record:
+            yield record["task"]
+        elif "stop" in record:
+            stops.append(record["stop"])
+        else:
+            raise ValueError(f"line {n}: expected a {{\"task\": ...}} or {{\"stop\": ...}} record")
+
+
 def _people_and_removals(records: Iterable[dict], removals: list) -> Iterator[dict]:
     """The persons of a streamed personnel payload; {"remove": id} records are collected on the way."""
     for n, record in enumerate(records, 1):
@@ -149,19 +164,62 @@ def _people_and_removals(records: Iterable[dict], removals: list) -> Iterator[di
 
 # --- tasks ----------------------------------------------------------------------------------
 
-def apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, *, bundle_seq: int | None = None) -> dict:
-    """Merge tasks (same id: the higher version wins) and journal what changed. ValueError names a bad field."""
+def apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, *, bundle_seq: int | None = None,
+                progress: Iterable[dict] = ()) -> dict:
+    """Merge tasks (same id: the higher version wins) and journal what changed. ValueError names a bad field.
+    `progress`: route progress carried beside the tasks (a bundle for an offline site), applied with them."""
     parsed, keys = [], []
     for i, t in enumerate(tasks):      # one pass: `tasks` may be a stream of records
         parsed.append(Task.from_dict(_obj(t, f"tasks[{i}]")))
         keys += _box_keys(t, i)
+    stops = check_route_progress(list(progress), "route_progress")
     with journal.transaction():
         stored = [[t.task_id, t.version] for t in parsed if store.upsert_task(t)]
         for tag, meta, file in keys:            # sealed apart: keys never enter the task body or the journal
             store.put_box_keys(tag, meta, file)
+        record_route_progress(journal, store, stops)
         summary = {"received": len(parsed), "stored": len(stored), "unchanged": len(parsed) - len(stored)}
+        if stops:
+            summary["stops"] = len(stops)
         _finish(journal, store, "tasks", source, bundle_seq, {**summary, "tasks": stored})
     return summary
+
+
+# --- route progress: which other stops of a route are done or were skipped (SPEC §2.3 route skip) ---
+
+STOP_STATUSES = ("done", "skipped")
+
+
+def check_route_progress(stops: list, where: str) -> list[dict]:
+    """Each stop {task_id, site_id, at (ISO 8601 with offset), status?}; ValueError names the bad one."""
+    out = []
+    for i, stop in enumerate(stops):
+        at = f"{where}[{i}]"
+        _obj(stop, at)
+        for key in ("task_id", "site_id", "at"):
+            if not isinstance(stop.get(key), str) or not stop[key]:
+                raise ValueError(f"{at}.{key}: must be a non-empty string")
+        try:
+            moment = datetime.fromisoformat(stop["at"])
+        except ValueError:
+            raise ValueError(f"{at}.at: {stop['at']!r} is not an ISO 8601 date-time") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"{at}.at: {stop['at']!r} has no time zone offset")
+        status = stop.get("status", "done")
+        if status not in STOP_STATUSES:
+            raise ValueError(f"{at}.status: must be one of {', '.join(STOP_STATUSES)}")
+        out.append({"task_id": stop["task_id"], "site_id": stop["site_id"], "at": stop["at"], "status": status})
+    return out
+
+
+def record_route_progress(journal, store: Store, stops: list[dict]) -> None:
+    """Store and journal checked stops (inside the caller's transaction, if any)."""
+    for stop in stops:
+        if stop["status"] == "skipped":
+            store.record_stop_skipped(stop["task_id"], stop["site_id"], stop["at"])
+        else:
+            store.record_stop_done(stop["task_id"], stop["site_id"], stop["at"])
+        journal.append("route_progress", dict(stop), task_id=stop["task_id"])
 
 
 def _box_keys(task: dict, i: int) -> list[tuple[str, bytes, bytes]]:

@@ -17,7 +17,7 @@ from typing import Callable
 from agent.config import apply_settings, save_remote_settings, settings_view
 from agent.journal import JournalError
 from agent.sync import messages
-from offline.importers import apply_personnel, apply_tasks
+from offline.importers import apply_personnel, apply_tasks, check_route_progress, record_route_progress
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +128,10 @@ class Downlink:
         return asyncio.run(work)
 
     def _apply_route_progress(self, payload: dict) -> dict:
-        for stop in payload["stops"]:
-            _check_datetime(stop["at"], f"stops: {stop['task_id']}/{stop['site_id']}.at")
-        for stop in payload["stops"]:
-            if stop.get("status", "done") == "skipped":
-                self.store.record_stop_skipped(stop["task_id"], stop["site_id"], stop["at"])
-            else:
-                self.store.record_stop_done(stop["task_id"], stop["site_id"], stop["at"])
-            self.journal.append("route_progress", dict(stop), task_id=stop["task_id"])
-        return {"stops": len(payload["stops"])}
+        stops = check_route_progress(payload["stops"], "stops")
+        with self.journal.transaction():
+            record_route_progress(self.journal, self.store, stops)
+        return {"stops": len(stops)}
 
     def _apply_config(self, payload: dict) -> dict:
         """Every setting checked by the configuration's own rules, then all applied or none (ConfigError
@@ -159,15 +154,6 @@ class Downlink:
 
     def _apply_command(self, payload: dict) -> dict:
         return {k: payload[k] for k in ("command", "seq") if k in payload}
-
-
-def _check_datetime(value: str, where: str) -> None:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{where}: {value!r} is not an ISO 8601 date-time") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"{where}: {value!r} has no time zone offset")
 
 
 def _msg_id_of(raw: bytes) -> str | None:

@@ -250,7 +250,7 @@ def test_truck_arrival_interrupts_and_the_draft_survives(agent, browser, artifac
     finger("door", "E01")
     finger("counter", "O01")
 
-    page.wait_for_url("**/kiosk", timeout=10000)                       # kiosk mode resumes after the handover
+    page.wait_for_url("**/kiosk", timeout=30000)                       # kiosk mode resumes after the handover
     # the customer's draft stays off the screen (the truck's crew is still here) until the customer asks for it
     expect(page.get_by_test_id("draft-offer")).to_be_visible()
     assert "王建国" not in page.locator("body").inner_text()

@@ -90,6 +90,14 @@ def attempts(state) -> list[dict]:
     return [json.loads(r[0]) for r in rows]
 
 
+def stored_tasks(state) -> list[str]:
+    db = sqlite3.connect(f"file:{state / 'journal.db'}?mode=ro", uri=True, timeout=10)
+    try:
+        return [r[0] for r in db.execute("SELECT task_id FROM tasks ORDER BY task_id")]
+    finally:
+        db.close()
+
+
 def outcome(body: dict) -> tuple[str, str | None]:
     """What the handover recorded for the attempt (verified, no_match, unreadable, ...) and for whom."""
     recorded = [d for d in body.get("decisions", []) if d["type"] == "AttemptRecorded"]
@@ -178,7 +186,9 @@ def test_the_agent_starts_at_once_with_one_module_unplugged_and_the_other_refusi
         assert "/dev/ttyUSB-unplugged-fp" in health["fingerprint_counter"]["error"]
         assert health["fingerprint_door"]["state"] == "degraded"
         assert "password" in health["fingerprint_door"]["error"]
-        assert [t["task_id"] for t in v["tasks"]] == ["T-FP-1"], "the day's work was imported all the same"
+        # the day's work was imported all the same (the schedule on the screen is for staff only, and no
+        # module can sign staff in here: read the store beside the agent)
+        assert stored_tasks(agent.state_dir) == ["T-FP-1"], "the day's work was imported all the same"
         # the technician fixes the door module's password: it comes up and takes its templates, no restart
         door.password = PASSWORD
         agent.wait_for(lambda v: {h["device"]: h["state"] for h in v["health"]}["fingerprint_door"] == "connected",

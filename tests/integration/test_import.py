@@ -291,3 +291,33 @@ def test_device_private_keys_are_0600_and_stable(dev):
     assert again.bundle_public.public_bytes_raw() == dev.keys.bundle_public.public_bytes_raw()
     assert "PRIVATE" not in repr(again) and "bundle_key" not in repr(again)
 
+
+
+# --- route progress carried by a tasks bundle (issue 13: an offline site learns which stops are done) ---
+
+STOP_AT = "2026-11-22T08:30:00+08:00"
+
+
+async def test_a_tasks_bundle_carries_route_progress_for_an_offline_site(dev):
+    progress = [{"task_id": "T1", "site_id": "vault-01", "at": STOP_AT},
+                {"task_id": "T1", "site_id": "branch-00", "at": STOP_AT, "status": "skipped"}]
+    out = await dev.load(dev.pack("tasks", {"tasks": [task("T1")], "route_progress": progress}, seq=1))
+    assert out.ok and out.summary == {"received": 1, "stored": 1, "unchanged": 0, "stops": 2}
+    # what the arrival will be judged on (agent/terminal.py builds VehicleArrived from these)
+    assert dev.store.stops_done("T1") == {"vault-01"} and dev.store.stops_skipped("T1") == {"branch-00"}
+    kinds = [e.kind for e in dev.journal.entries()]
+    assert kinds[-3:] == ["route_progress", "route_progress", "import"]
+
+
+@pytest.mark.parametrize("stop,named", [
+    ({"task_id": "T1", "site_id": "vault-01"}, "route_progress[0].at"),
+    ({"task_id": "T1", "site_id": ["vault-01"], "at": STOP_AT}, "route_progress[0].site_id"),
+    ({"task_id": "T1", "site_id": "vault-01", "at": "2026-11-22T08:30:00"}, "no time zone"),
+    ({"task_id": "T1", "site_id": "vault-01", "at": STOP_AT, "status": "maybe"}, "route_progress[0].status"),
+    ("vault-01", "route_progress[0]: must be a JSON object"),
+])
+async def test_bad_route_progress_refuses_the_whole_bundle_naming_the_field(dev, stop, named):
+    before = dev.snapshot()
+    out = await dev.load(dev.pack("tasks", {"tasks": [task("T1")], "route_progress": [stop]}, seq=1))
+    assert not out.ok and out.code == "bad_payload" and named in out.message
+    assert dev.snapshot() == before and dev.store.stops_done("T1") == set() and dev.store.task("T1") is None

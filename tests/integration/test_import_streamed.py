@@ -139,3 +139,11 @@ def test_head_office_packs_a_streamed_bundle_from_json_lines(dev, tmp_path):
     opened = B.open_streamed(tmp_path / "t.htb", dev.keys, load_signers([office / "signing.pub.pem"]),
                              B.datetime.now(B.timezone.utc), 3)
     assert [r["task"]["task_id"] for r in opened.records()] == ["T5"]
+
+
+async def test_streamed_tasks_carry_route_progress(dev, tmp_path):
+    stop = {"task_id": "T1", "site_id": "vault-01", "at": "2026-11-22T08:30:00+08:00"}
+    inbox(dev, pack(dev, tmp_path, "tasks", [{"task": task("T1")}, {"stop": stop}], 1, name="t.htb"))
+    out = dict(await drain(dev))
+    assert out["t.htb"].ok and out["t.htb"].summary["stops"] == 1
+    assert dev.store.stops_done("T1") == {"vault-01"}

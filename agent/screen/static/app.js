@@ -326,8 +326,11 @@ function curtain(v) {
 // disposition notes and officer passwords are typed on the screen itself: it has no keyboard
 const keyboard = createKeyboard({ label: t });
 
+// leave for the kiosk once: every push while the page unloads would start the navigation again and abort the first
+let leavingForKiosk = false;
+
 async function render(v) {
-  if (v.mode === "kiosk") { location.replace("/kiosk"); return; }
+  if (v.mode === "kiosk") { if (!leavingForKiosk) { leavingForKiosk = true; location.replace("/kiosk"); } return; }
   if (await loadLabels(v.lang, "title")) keyboard.relabel();
   last = v;
   renderHeader(v); renderSim(v);
