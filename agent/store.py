@@ -154,14 +154,18 @@ class Store:
 
     # --- fingerprint templates: one slot per (person, finger), the same slot on every module ---
     def put_template(self, t: Template) -> int:
-        row = self.db.conn.execute("SELECT slot FROM templates WHERE person_id=? AND finger=?",
-                                   (t.person_id, t.finger)).fetchone()
-        slot = row[0] if row else self._free_slot()
+        slot = self.slot_for(t.person_id, t.finger)
         sealed = self._sealer.seal(t.template, f"{t.person_id}/{t.finger}".encode())
         self.db.conn.execute(
             "INSERT OR REPLACE INTO templates (slot, person_id, finger, duress, sealed) VALUES (?,?,?,?,?)",
             (slot, t.person_id, t.finger, int(t.duress), sealed))
         return slot
+
+    def slot_for(self, person_id: str, finger: str) -> int:
+        """The slot this finger has, or would get: an enrolment stores in the module before the store."""
+        row = self.db.conn.execute("SELECT slot FROM templates WHERE person_id=? AND finger=?",
+                                   (person_id, finger)).fetchone()
+        return row[0] if row else self._free_slot()
 
     def _free_slot(self) -> int:
         count, top = self.db.conn.execute("SELECT count(*), max(slot) FROM templates").fetchone()

@@ -26,6 +26,7 @@ from agent.codec import alarm_body, decode_event, encode
 from agent.complaints import ComplaintBook
 from agent.config import Config, check_files
 from agent.devices import Devices
+from agent.enrolment import BranchEnrolment, load_hq_key
 from agent.i18n import render
 from agent.journal import JournalError
 from agent.sealing import Sealer
@@ -65,6 +66,8 @@ _REFUSALS = {
     "already_in_kiosk": "the screen is in kiosk mode already",
     "password_not_allowed": "this site does not allow password confirmation",
     "no_handover_in_progress": "no handover in progress",
+    "person_unknown": "person {person_id} is not in the imported personnel",
+    "finger_invalid": f"finger must be one of {', '.join(fs.ENROL_FINGERS)}",
 }
 
 
@@ -134,6 +137,8 @@ class Terminal:
         self.health: dict[str, DeviceHealth] = {}
         self.people: dict[str, Person] = {}
         self.staff = fs.Staff()
+        self.enrolment = BranchEnrolment(self.store, self.journal, devices.fingerprints, self._prompt, self._changed,
+                                         device_id=config.device.id, hq_key=load_hq_key(paths.keys_dir))
         self.version = 0
         self._listeners: set[asyncio.Queue] = set()
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -348,7 +353,8 @@ class Terminal:
                           at_arrival=a is not None and a.step is Step.ARRIVAL,
                           risk_handling=a is not None and a.in_risk_handling,
                           open_alarms=frozenset(x.kind.value for x in a.open_alarms) if a else frozenset(),
-                          open_tasks=frozenset(t.task_id for t in self.open_tasks(self.today())))
+                          open_tasks=frozenset(t.task_id for t in self.open_tasks(self.today())),
+                          people=frozenset(self.people))
 
     def request_disposition(self, code: str, text: str, resolution: str) -> None:
         self._staff_now(fs.Request(fs.Purpose.DISPOSITION, {"code": code, "text": text, "resolution": resolution},
@@ -356,6 +362,10 @@ class Terminal:
 
     def request_manual_arrival(self, task_id: str) -> None:
         self._staff_now(fs.Request(fs.Purpose.MANUAL_ARRIVAL, {"task_id": task_id}, self._context()))
+
+    def request_enrolment(self, person_id: str, finger: str) -> None:
+        self._staff_now(fs.Request(fs.Purpose.ENROLMENT, {"person_id": person_id, "finger": finger},
+                                   self._context()))
 
     def cancel_pending(self) -> None:
         self._staff_now(fs.Cancel())
@@ -463,6 +473,8 @@ class Terminal:
                 await self.feed(self.active, arrival)
             elif self.active is None:
                 await self.start_handover(task, arrival)
+        elif d.purpose is fs.Purpose.ENROLMENT:      # captures take seconds: the loop keeps serving the door
+            self._spawn(self.enrolment.run(d.params["person_id"], d.params["finger"], d.officer_id, d.method))
 
     # --- the one path every domain event takes ---
     async def feed(self, handover: Handover, event: fe.Event) -> list[Decision]:

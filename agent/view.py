@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from agent.config import settings_view
+from agent.enrolment import STAGE_PROMPTS
 from agent.i18n import render
 from agent.sample import DEMO_SITE_NAME, STRANGER_BEACON
 from agent.terminal import prompt_key
@@ -14,7 +15,7 @@ from flows.decisions import Step
 from flows.dispositions import fitting
 from flows.events import DISPOSITION_CODES
 from flows.handover import Handover
-from flows.staff import PURPOSES
+from flows.staff import ENROL_FINGERS, PURPOSES
 
 
 # How long the last handover's report stays on the idle screen without a staff credential.
@@ -34,7 +35,7 @@ def build_view(t, lang: str) -> dict:
     staff = staff_active(t)
     report = t.last_report is not None and not t.active and (staff or _recent(t))
     # the idle screen faces the public: no names or plates in what was said, and alarms by kind only
-    public = not (t.active or staff or report or t.pending_auth)
+    public = not (t.active or staff or report or t.pending_auth or t.enrolment.status)   # enrolment: staff are there
     tasks = []
     # the day's cash-in-transit schedule is for staff: the idle screen faces the public
     for task in (t.store.tasks_on(today, t.site.site_id) if staff and not t.active else ()):
@@ -71,12 +72,26 @@ def build_view(t, lang: str) -> dict:
                      if p.role.value in ("officer", "manager")],
         "disposition_codes": list(fitting(a.kind for a in t.active.open_alarms)) if t.active
                              else list(DISPOSITION_CODES),
+        "enrolment": _enrolment(t, staff),
         "health": [{"device": h.device, "state": h.state, "error": h.last_error,
                     "text": render("storage_low", {}, lang) if h.device == "storage" and h.state != "connected"
                     else None} for h in t.health.values()],
         "settings": settings_view(t.config),     # what head office may change, as now in effect
         "sim": _sim(t) if t.config.simulate else None,
     }
+
+
+def _enrolment(t, staff: bool) -> dict:
+    """The branch enrolment screen: whom it may enrol, which fingers, and the running capture's stage."""
+    status = t.enrolment.status
+    # names are for staff: the idle screen faces the public
+    enrolling = status is not None or (t.pending_auth is not None and t.pending_auth.purpose.value == "enrolment")
+    return {"people": [{"person_id": p.person_id, "name": p.name, "role": p.role.value}
+                       for p in sorted(t.people.values(), key=lambda p: p.person_id)] if staff or enrolling else [],
+            "fingers": list(ENROL_FINGERS), "station": t.enrolment.station,
+            "current": {"person_id": status.person_id, "name": t.name(status.person_id), "finger": status.finger,
+                        "slot": status.slot, "stage": status.stage, "running": status.running}
+            if status else None}
 
 
 def _recent(t) -> bool:
@@ -96,6 +111,8 @@ def _pending(t, lang: str) -> dict | None:
     if p.purpose == "manual_arrival":
         task = t.store.task(p.params.get("task_id", ""))
         out["plate"] = task.vehicle.plate if task else None
+    elif p.purpose == "enrolment":
+        out["name"] = t.name(p.params.get("person_id"))
     return out
 
 
@@ -111,6 +128,10 @@ def _instruction(t, lang: str) -> dict:
         password = pw or p.purpose in PASSWORD_ALWAYS
         return say("now_officer_credential_pw" if password else "now_officer_credential", "wait")
     h = t.active
+    e = t.enrolment.status
+    if h is None and e is not None:         # the enrolment's own step is what to do now
+        return say(STAGE_PROMPTS[e.stage], "risk" if e.stage in ("duplicate", "failed") else "normal",
+                   name=t.name(e.person_id))
     if h is None:
         if t.site_alarms:
             return say("now_site_alarm", "risk")
@@ -180,7 +201,11 @@ def _sim(t) -> dict:
     slots: dict[str, dict] = {}
     for slot, owner in t.store.slots():
         entry = slots.setdefault(owner.person_id, {})
-        entry["duress_slot" if owner.duress else "slot"] = slot
+        if owner.duress:
+            entry["duress_slot"] = slot
+        else:                           # the first finger is the panel's; enrolled ones come after
+            entry.setdefault("slot", slot)
+            entry.setdefault("fingers", {})[owner.finger] = slot
     people = [{"person_id": pid, "name": t.name(pid), "role": t.people[pid].role.value if pid in t.people else None,
                **s} for pid, s in sorted(slots.items())]
     trucks, tags, windows = {}, {}, []

@@ -44,6 +44,11 @@ class Purpose(StrEnum):
     MANUAL_ARRIVAL = "manual_arrival"     # BLE failed: the officer records the truck's arrival
     KIOSK_EXIT = "kiosk_exit"             # the screen leaves the complaint kiosk
     STAFF_VIEW = "staff_view"             # the kiosk's staff side (complaints' personal data)
+    ENROLMENT = "enrolment"               # a person's finger enrolled at this terminal (SPEC §2.4)
+
+
+# the fingers the enrolment screen offers (the store keys a template by person and finger)
+ENROL_FINGERS = ("right_index", "right_middle", "right_thumb", "left_index", "left_middle", "left_thumb")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class Context:
     risk_handling: bool = False           # the running handover waits for a disposition
     open_tasks: frozenset[str] = frozenset()   # today's tasks here not yet handed over
     open_alarms: frozenset[str] = frozenset()  # kinds of the running handover's open exceptions
+    people: frozenset[str] = frozenset()       # the imported personnel (who may be enrolled)
 
 
 @dataclass(frozen=True)
@@ -237,6 +243,14 @@ def _in_kiosk(s: "Staff", p: dict, c: Context) -> str | None:
     return None if s.mode is Mode.KIOSK else "not_in_kiosk"
 
 
+def _enrolment_allowed(s: "Staff", p: dict, c: Context) -> str | None:
+    if c.handover_task is not None:       # the counter module is the handover's while a truck is here
+        return "handover_in_progress"
+    if p.get("person_id") not in c.people:
+        return "person_unknown"
+    return None if p.get("finger") in ENROL_FINGERS else "finger_invalid"
+
+
 PURPOSES: dict[Purpose, PurposeRule] = {
     Purpose.DISPOSITION: PurposeRule(_disposition_allowed, False, lambda s, p, c: c.risk_handling),
     Purpose.MANUAL_ARRIVAL: PurposeRule(_manual_arrival_allowed, False,
@@ -244,6 +258,8 @@ PURPOSES: dict[Purpose, PurposeRule] = {
     Purpose.KIOSK_EXIT: PurposeRule(_in_kiosk, True, lambda s, p, c: s.mode is Mode.KIOSK),
     # the kiosk's page asks only in kiosk mode; the staff view is the staff side of the kiosk
     Purpose.STAFF_VIEW: PurposeRule(lambda s, p, c: None, True, lambda s, p, c: s.mode is Mode.KIOSK),
+    # a capture cannot outlive a restart: the person is asked to come back and the officer to sign again
+    Purpose.ENROLMENT: PurposeRule(_enrolment_allowed, False, lambda s, p, c: False),
 }
 
 

@@ -206,6 +206,19 @@ async def password(request: web.Request) -> web.Response:
     return web.json_response({"ok": ok})
 
 
+async def enrolment(request: web.Request) -> web.Response:
+    """Enrol a person's finger here (SPEC §2.4): waits for an officer's credential, then the captures."""
+    body = await _json(request)
+    request.app[TERMINAL].request_enrolment(_str(body, "person_id", 80), _str(body, "finger", 20))
+    return web.json_response({"ok": True, "waiting_for": "officer"})
+
+
+async def enrolment_close(request: web.Request) -> web.Response:
+    """Stop a running capture, or put away a finished enrolment's screen."""
+    request.app[TERMINAL].enrolment.cancel()
+    return web.json_response({"ok": True})
+
+
 async def cancel(request: web.Request) -> web.Response:
     request.app[TERMINAL].cancel_pending()
     return web.json_response({"ok": True})
@@ -282,8 +295,13 @@ async def sim_finger(request: web.Request) -> web.Response:
     if station not in modules:
         raise BadRequest(f"station must be one of {', '.join(modules)}")
     slot = body.get("slot")
+    new_finger = body.get("new_finger")
     if body.get("failed"):
         modules[station].touch_failed()
+    elif new_finger is not None:          # a finger the module has not stored: plays an enrolment's capture
+        if not isinstance(new_finger, str) or not 0 < len(new_finger) <= 40:
+            raise BadRequest("new_finger must be a name of 1 to 40 characters")
+        modules[station].touch_new(new_finger)
     elif slot is None or (isinstance(slot, int) and not isinstance(slot, bool) and slot >= 0):
         modules[station].touch(slot)
     else:
@@ -324,6 +342,8 @@ def build_app(terminal: Terminal) -> web.Application:
     app.router.add_post("/api/cancel", cancel)
     app.router.add_post("/api/staff/open", open_staff)
     app.router.add_post("/api/alarms/ack", acknowledge_alarms)
+    app.router.add_post("/api/enrolment", enrolment)
+    app.router.add_post("/api/enrolment/close", enrolment_close)
     from agent.screen.kiosk import add_kiosk_routes      # here, not at the top: kiosk.py imports this module
     add_kiosk_routes(app)
     if terminal.config.simulate:

@@ -47,6 +47,11 @@ class EmulatedFingerprint:
         self.emulator.add_finger(finger, template)
         self.emulator.tap(finger)
 
+    def touch_new(self, finger: str) -> None:
+        """A finger the module has not stored yet, named by the panel: it plays the enrolment's captures,
+        and the same name enrols the same template (a second enrolment of it is a duplicate)."""
+        self.emulator.tap(f"new-{finger}")
+
     def touch_failed(self) -> None:
         """A smudged or partial read: the module cannot extract features."""
         self.emulator.tap(None, smudged=True)
@@ -65,15 +70,16 @@ class EmulatedFingerprint:
         await self.driver.delete_slots(slots)
 
     async def enrol(self, slot: int) -> bytes:
-        """Enrolment with a new simulated person: their finger is tapped twice for the two captures."""
-        enrolment = asyncio.create_task(self.driver.enrol(slot))
-        # tap only once the driver is enrolling, or the poll loop would take the taps as door attempts
-        while not self.driver.enrolling and not enrolment.done():
-            await asyncio.sleep(0.01)
-        finger = f"enrolled-{slot}-{asyncio.get_running_loop().time()}"
-        self.emulator.tap(finger)
-        self.emulator.tap(finger)
-        return await enrolment
+        """Enrolment through the real protocol: the panel plays the captures (touch_new, twice)."""
+        return await self.driver.enrol(slot)
+
+    @property
+    def enrol_captures(self) -> int:
+        return self.driver.enrol_captures
+
+    @property
+    def enrolling(self) -> bool:
+        return self.driver.enrolling
 
     async def template_count(self) -> int:
         return await self.driver.template_count()

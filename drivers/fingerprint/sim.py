@@ -19,6 +19,10 @@ class SimulatedFingerprint(SimulatedInput):
         else:
             self._send(FingerRead(self.station, "no_match"))
 
+    def touch_new(self, finger: str) -> None:
+        """A finger the module has not stored (this module enrols without captures)."""
+        self._send(FingerRead(self.station, "no_match"))
+
     def touch_failed(self) -> None:
         """A smudged or partial read: the module could not make an image."""
         self._send(FingerRead(self.station, "read_failed"))
@@ -38,6 +42,8 @@ class SimulatedFingerprint(SimulatedInput):
     async def delete_slots(self, slots: list[int]) -> None:
         for s in slots:
             self._slots.pop(s, None)
+
+    enrol_captures = 0                  # the in-process module enrols at once, with no captures to show
 
     async def enrol(self, slot: int) -> bytes:
         template = bytes([slot % 256]) * 512

@@ -253,6 +253,7 @@ class UartFingerprint(HealthMixin):
         self._unavailable: FingerprintError = PortUnavailable(f"{self.name}: {port} has not been opened yet")
         self._await_lift = False
         self._enrolling = threading.Event()
+        self._captures = 0
         self._current: _Job | None = None
         self._emit: Emit | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -348,6 +349,11 @@ class UartFingerprint(HealthMixin):
     def enrolling(self) -> bool:
         """True while an enrolment waits for or takes its captures (the screen can say "place finger")."""
         return self._enrolling.is_set()
+
+    @property
+    def enrol_captures(self) -> int:
+        """Captures the running enrolment has taken (0, 1, 2): after the first the screen asks again."""
+        return self._captures
 
     def _check_template(self, template) -> None:
         if not isinstance(template, (bytes, bytearray)) or len(template) not in TEMPLATE_SIZES:
@@ -739,6 +745,7 @@ class UartFingerprint(HealthMixin):
         self._check_slot(slot)
         link = self._link
         deadline = time.monotonic() + self.enrol_timeout
+        self._captures = 0
         self._enrolling.set()
         try:
             self._capture(1, deadline)
@@ -770,6 +777,7 @@ class UartFingerprint(HealthMixin):
     def _capture(self, buffer: int, deadline: float) -> None:
         self._wait_for(lifted=False, deadline=deadline)
         self._link.expect(Instruction.IMG2TZ, bytes([buffer]), f"capture {buffer} of 2")
+        self._captures = buffer
 
     def _wait_for(self, lifted: bool, deadline: float) -> None:
         """Poll GenImg until a finger is on the glass (lifted=False) or off it (lifted=True)."""

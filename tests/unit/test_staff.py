@@ -19,6 +19,8 @@ RISK = fs.Context(handover_task="T1", risk_handling=True, open_alarms=frozenset(
 RUNNING = fs.Context(handover_task="T1")
 PARKED = fs.Context(handover_task="T1", at_arrival=True)
 OPEN = fs.Context(open_tasks=frozenset({"T1", "T2"}))
+STAFFED = fs.Context(people=frozenset({"E1", "O1"}))
+ENROL = {"person_id": "E1", "finger": "right_middle"}
 GOOD = {"code": "box_set_aside", "text": "note", "resolution": "continue"}
 
 
@@ -58,6 +60,11 @@ REQUESTS = [
     (fs.Purpose.KIOSK_EXIT, {}, IDLE, True, None),
     (fs.Purpose.KIOSK_EXIT, {}, IDLE, False, "not_in_kiosk"),
     (fs.Purpose.STAFF_VIEW, {}, IDLE, True, None),
+    (fs.Purpose.ENROLMENT, ENROL, STAFFED, False, None),
+    (fs.Purpose.ENROLMENT, ENROL | {"person_id": "E9"}, STAFFED, False, "person_unknown"),
+    (fs.Purpose.ENROLMENT, ENROL | {"finger": "nose"}, STAFFED, False, "finger_invalid"),
+    (fs.Purpose.ENROLMENT, ENROL, fs.Context(handover_task="T1", people=frozenset({"E1"})), False,
+     "handover_in_progress"),                      # the counter module is the handover's while a truck is here
 ]
 
 
@@ -80,6 +87,16 @@ def test_an_officer_finger_signs_the_pending_action_and_an_escort_finger_does_no
     ds = s.handle(officer_finger("O2", running=True), T0)
     assert of(ds, fs.Authorised) == [fs.Authorised(fs.Purpose.DISPOSITION, GOOD, "O2", "fingerprint", finger("O2"))]
     assert of(ds, fs.ToHandover) == [] and s.pending is None
+
+
+def test_an_enrolment_is_signed_by_an_officer_only_and_by_a_password_only_where_the_site_allows():
+    s = fs.Staff()
+    s.handle(fs.Request(fs.Purpose.ENROLMENT, ENROL, STAFFED), T0)
+    assert s.handle(escort_finger("E1"), T0) == [fs.Unclaimed(finger("E1", "door"))] and s.pending
+    assert reasons(s.handle(fs.Password("O1", True, True, False, False), T0)) == ["password_not_allowed"]
+    ds = s.handle(fs.Password("O1", True, True, True, False), T0)
+    assert of(ds, fs.Authorised) == [fs.Authorised(fs.Purpose.ENROLMENT, ENROL, "O1", "password")]
+    assert s.pending is None and s.mode is fs.Mode.HANDOVER and s.session is None
 
 
 def test_a_finger_nobody_waits_for_is_unclaimed():
@@ -141,9 +158,10 @@ def test_a_staff_session_lapses_when_idle_and_each_use_extends_it():
 @pytest.mark.parametrize("pending,ctx,kept", [
     (fs.Purpose.DISPOSITION, RISK, True), (fs.Purpose.DISPOSITION, RUNNING, False),
     (fs.Purpose.MANUAL_ARRIVAL, OPEN, True), (fs.Purpose.MANUAL_ARRIVAL, RUNNING, False),
-    (fs.Purpose.KIOSK_EXIT, IDLE, True)])
+    (fs.Purpose.KIOSK_EXIT, IDLE, True), (fs.Purpose.ENROLMENT, STAFFED, False)])
 def test_a_restart_keeps_a_pending_action_that_still_holds_and_drops_the_rest_with_a_prompt(pending, ctx, kept):
-    params = {fs.Purpose.DISPOSITION: GOOD, fs.Purpose.MANUAL_ARRIVAL: {"task_id": "T1"}}.get(pending, {})
+    params = {fs.Purpose.DISPOSITION: GOOD, fs.Purpose.MANUAL_ARRIVAL: {"task_id": "T1"},
+              fs.Purpose.ENROLMENT: ENROL}.get(pending, {})
     s = fs.Staff(fs.Mode.KIOSK if pending is fs.Purpose.KIOSK_EXIT else fs.Mode.HANDOVER,
                  pending=fs.Pending(pending, params), session=fs.Session("O1", T0))
     ds = s.handle(fs.Restarted(ctx), T0)

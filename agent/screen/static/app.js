@@ -170,6 +170,8 @@ function renderPending(v) {
               [t("sign.decision"), t(p.resolution === "abort" ? "disposition.abort" : "disposition.continue"), "sign-decision"]);
   } else if (p.purpose === "manual_arrival") {
     rows.push([t("sign.task"), `${p.task_id}${p.plate ? " · " + p.plate : ""}`, "sign-task"]);
+  } else if (p.purpose === "enrolment") {
+    rows.push([t("sign.person"), p.name, "sign-person"], [t("sign.enrol_finger"), t("finger." + p.finger), "sign-finger"]);
   }
   const abort = p.purpose === "disposition" && p.resolution === "abort";
   const card = el("div", { class: "card pending" + (abort ? " abort" : ""), "data-testid": "pending-auth", "data-purpose": p.purpose },
@@ -338,6 +340,7 @@ async function render(v) {
     $("#feedback").replaceChildren();
   } else {
     renderPrompt(v); renderAlarms(v); renderPending(v); renderHandover(v); renderReport(v); renderPublic(v); renderTasks(v);
+    renderEnrolment(v);
   }
   document.body.dataset.version = v.version;
 }
