@@ -30,6 +30,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from offline.keys import fsync_dir
+
 log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
@@ -472,7 +474,7 @@ class Journal:
                 if not result.ok:
                     raise JournalError(f"backup copy {final.name} failed verification: {result.reason}")
                 os.replace(partial, final)
-                _fsync_dir(dest_dir)
+                fsync_dir(dest_dir)
             finally:
                 partial.unlink(missing_ok=True)
             self._rotate(dest_dir, keep)
@@ -522,11 +524,3 @@ class Journal:
         with self._lock, self._read_lock:
             self._reader.close()
             self._conn.close()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

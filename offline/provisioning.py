@@ -32,7 +32,7 @@ from cryptography.x509.oid import NameOID
 from agent.config import ConfigError, check_fragment
 from flows.model import SiteType
 from offline.bundle import BundleRefused
-from offline.keys import DeviceKeys, load_signers, public_pem
+from offline.keys import DeviceKeys, fsync_dir, load_signers, public_pem
 
 IDENTITY_DIR = "handover"
 _SECTIONS = ("site", "device", "mqtt")
@@ -57,7 +57,7 @@ def write_identity(stick_dir: Path, keys: DeviceKeys, now: datetime) -> Path:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(d)
+    fsync_dir(d)
     return path
 
 
@@ -135,12 +135,12 @@ def _install_atomically(state_dir: Path, files: dict[str, bytes]) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    _fsync_dir(new)
-    _fsync_dir(versions)
+    fsync_dir(new)
+    fsync_dir(versions)
     link, tmp_link = state_dir / "provisioning", state_dir / f".provisioning.{new.name}"
     os.symlink(Path("provisioning.d") / new.name, tmp_link)
     os.replace(tmp_link, link)      # the one atomic step: readers see the old set or the new one
-    _fsync_dir(state_dir)
+    fsync_dir(state_dir)
     for old in versions.iterdir():
         if old.name != new.name:
             shutil.rmtree(old, ignore_errors=True)
@@ -199,11 +199,3 @@ def _toml(config: dict[str, dict]) -> str:
             lines.append(f"{k} = {val}")
         lines.append("")
     return "\n".join(lines)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
