@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import urllib.request
 
 import pytest
+from conftest import CLOCK_JUMPS_CROSS_MIDNIGHT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from playwright.sync_api import expect
@@ -341,6 +342,7 @@ def test_arrival_and_person_alarms(agent, browser, artifacts, size):
     s.shot("illegal-authentication")
 
 
+@CLOCK_JUMPS_CROSS_MIDNIGHT
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_outside_window_and_the_signing_password(agent, browser, artifacts, size, tmp_path):
     cfg = tmp_path / "handover.toml"
