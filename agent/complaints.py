@@ -65,7 +65,7 @@ class ComplaintBook:
     def __init__(self, journal: Journal, sealer: Sealer, calendar: WorkCalendar,
                  rules: DeadlineRules = DeadlineRules(), *, site_id: str = ""):
         self.journal = journal
-        self._conn = journal.db.conn
+        self._conn = journal.db
         self._sealer = sealer
         self.calendar = calendar
         self.rules = rules

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-import sqlite_utils
 
 from offline.keys import fsync_dir
 
@@ -252,8 +251,8 @@ class Journal:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise JournalError(f"cannot create the journal: directory {self.path.parent} does not exist")
-        # Autocommit at the driver level: this class issues BEGIN/COMMIT itself, and sqlite-utils
-        # uses SAVEPOINTs when it finds a transaction already open.
+        # Autocommit at the driver level: this class issues BEGIN/COMMIT itself (nested blocks are
+        # SAVEPOINTs), and a bare write on the shared connection commits on its own.
         try:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -265,7 +264,7 @@ class Journal:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(_SCHEMA)
-        self.db = sqlite_utils.Database(self._conn)
+        self.db = self._conn     # the shared write connection, for store tables written with entries
         # Readers use their own connection: in WAL it sees only committed entries, so another
         # thread never reads an entry of a transaction that may still roll back.
         self._reader = _read_only(self.path)

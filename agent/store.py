@@ -10,12 +10,11 @@ import hashlib
 import hmac
 import json
 import os
+import sqlite3
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-
-import sqlite_utils
 
 from agent.sealing import Sealer
 from flows.model import Box, Person, Task
@@ -39,7 +38,7 @@ class SlotOwner:
 
 
 class Store:
-    def __init__(self, db: sqlite_utils.Database, sealer: Sealer, photos_dir: str | os.PathLike):
+    def __init__(self, db: sqlite3.Connection, sealer: Sealer, photos_dir: str | os.PathLike):
         self.db = db
         self._sealer = sealer
         self._photos = Path(photos_dir)
@@ -47,7 +46,7 @@ class Store:
         self._create()
 
     def _create(self) -> None:
-        c = self.db.conn
+        c = self.db
         c.execute("CREATE TABLE IF NOT EXISTS tasks (task_id TEXT PRIMARY KEY, version INTEGER NOT NULL,"
                   " day TEXT NOT NULL, beacon TEXT NOT NULL, body TEXT NOT NULL)")
         c.execute("CREATE INDEX IF NOT EXISTS tasks_day ON tasks(day)")
@@ -77,10 +76,10 @@ class Store:
     # --- tasks ---
     def upsert_task(self, task: Task) -> bool:
         """Store a task unless the same or a newer version is already here. True when stored."""
-        row = self.db.conn.execute("SELECT version FROM tasks WHERE task_id=?", (task.task_id,)).fetchone()
+        row = self.db.execute("SELECT version FROM tasks WHERE task_id=?", (task.task_id,)).fetchone()
         if row and row[0] >= task.version:
             return False
-        c = self.db.conn
+        c = self.db
         c.execute("INSERT OR REPLACE INTO tasks (task_id, version, day, beacon, body) VALUES (?,?,?,?,?)",
                   (task.task_id, task.version, task.day.isoformat(), task.vehicle.beacon,
                    json.dumps(task.to_dict(), ensure_ascii=False)))
@@ -95,7 +94,7 @@ class Store:
         return True
 
     def task(self, task_id: str) -> Task | None:
-        row = self.db.conn.execute("SELECT body FROM tasks WHERE task_id=?", (task_id,)).fetchone()
+        row = self.db.execute("SELECT body FROM tasks WHERE task_id=?", (task_id,)).fetchone()
         return Task.from_dict(json.loads(row[0])) if row else None
 
     def tasks_on(self, day: date, site_id: str | None = None, *, beacon: str | None = None) -> list[Task]:
@@ -109,13 +108,13 @@ class Store:
         if beacon is not None:
             sql += " AND beacon=?"
             args.append(beacon)
-        tasks = [Task.from_dict(json.loads(r[0])) for r in self.db.conn.execute(sql, args)]
+        tasks = [Task.from_dict(json.loads(r[0])) for r in self.db.execute(sql, args)]
         tasks = [t for t in tasks if t.window_start.date() <= day <= t.window_end.date()]
         return sorted(tasks, key=lambda t: (t.window_start, t.task_id))
 
     def box_for_tag(self, tag: str, day: date) -> Box | None:
         """The box a tag belongs to in any task whose window touches `day`."""
-        rows = self.db.conn.execute(
+        rows = self.db.execute(
             "SELECT b.box_id, b.destination, b.origin, t.body FROM task_boxes b JOIN tasks t USING (task_id)"
             " WHERE b.tag=? AND t.day BETWEEN ? AND ?",
             (tag.upper(), (day - timedelta(days=1)).isoformat(), day.isoformat()))
@@ -126,70 +125,70 @@ class Store:
         return None
 
     def task_count(self) -> int:
-        return self.db.conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+        return self.db.execute("SELECT count(*) FROM tasks").fetchone()[0]
 
     # --- people ---
     def upsert_person(self, person: Person) -> None:
         sealed = self._sealer.seal(json.dumps(person.to_dict(), ensure_ascii=False).encode(),
                                    person.person_id.encode())
-        self.db.conn.execute("INSERT OR REPLACE INTO people (person_id, role, sealed) VALUES (?,?,?)",
+        self.db.execute("INSERT OR REPLACE INTO people (person_id, role, sealed) VALUES (?,?,?)",
                              (person.person_id, person.role.value, sealed))
 
     def person(self, person_id: str) -> Person | None:
-        row = self.db.conn.execute("SELECT sealed FROM people WHERE person_id=?", (person_id,)).fetchone()
+        row = self.db.execute("SELECT sealed FROM people WHERE person_id=?", (person_id,)).fetchone()
         if not row:
             return None
         return Person.from_dict(json.loads(self._sealer.open(row[0], person_id.encode())))
 
     def people(self) -> list[Person]:
-        ids = [r[0] for r in self.db.conn.execute("SELECT person_id FROM people ORDER BY person_id")]
+        ids = [r[0] for r in self.db.execute("SELECT person_id FROM people ORDER BY person_id")]
         return [p for p in (self.person(i) for i in ids) if p]
 
     def remove_person(self, person_id: str) -> list[int]:
         """Forget a person and their templates; returns the module slots to clear."""
-        slots = [r[0] for r in self.db.conn.execute("SELECT slot FROM templates WHERE person_id=?", (person_id,))]
-        self.db.conn.execute("DELETE FROM templates WHERE person_id=?", (person_id,))
-        self.db.conn.execute("DELETE FROM people WHERE person_id=?", (person_id,))
+        slots = [r[0] for r in self.db.execute("SELECT slot FROM templates WHERE person_id=?", (person_id,))]
+        self.db.execute("DELETE FROM templates WHERE person_id=?", (person_id,))
+        self.db.execute("DELETE FROM people WHERE person_id=?", (person_id,))
         return slots
 
     # --- fingerprint templates: one slot per (person, finger), the same slot on every module ---
     def put_template(self, t: Template) -> int:
         slot = self.slot_for(t.person_id, t.finger)
         sealed = self._sealer.seal(t.template, f"{t.person_id}/{t.finger}".encode())
-        self.db.conn.execute(
+        self.db.execute(
             "INSERT OR REPLACE INTO templates (slot, person_id, finger, duress, sealed) VALUES (?,?,?,?,?)",
             (slot, t.person_id, t.finger, int(t.duress), sealed))
         return slot
 
     def slot_for(self, person_id: str, finger: str) -> int:
         """The slot this finger has, or would get: an enrolment stores in the module before the store."""
-        row = self.db.conn.execute("SELECT slot FROM templates WHERE person_id=? AND finger=?",
+        row = self.db.execute("SELECT slot FROM templates WHERE person_id=? AND finger=?",
                                    (person_id, finger)).fetchone()
         return row[0] if row else self._free_slot()
 
     def _free_slot(self) -> int:
-        count, top = self.db.conn.execute("SELECT count(*), max(slot) FROM templates").fetchone()
+        count, top = self.db.execute("SELECT count(*), max(slot) FROM templates").fetchone()
         if top is None or top + 1 == count:        # no holes: the next slot (no scan per template)
             return count
-        used = {r[0] for r in self.db.conn.execute("SELECT slot FROM templates")}
+        used = {r[0] for r in self.db.execute("SELECT slot FROM templates")}
         return next(i for i in range(len(used) + 1) if i not in used)
 
     def slot_owner(self, slot: int) -> SlotOwner | None:
-        row = self.db.conn.execute("SELECT person_id, finger, duress FROM templates WHERE slot=?",
+        row = self.db.execute("SELECT person_id, finger, duress FROM templates WHERE slot=?",
                                    (slot,)).fetchone()
         return SlotOwner(row[0], row[1], bool(row[2])) if row else None
 
     def slots_of(self, person_id: str) -> dict[str, int]:
-        return {r[1]: r[0] for r in self.db.conn.execute(
+        return {r[1]: r[0] for r in self.db.execute(
             "SELECT slot, finger FROM templates WHERE person_id=? ORDER BY slot", (person_id,))}
 
     def slots(self) -> list[tuple[int, SlotOwner]]:
         """Who is enrolled in which module slot, without opening the sealed templates."""
-        rows = self.db.conn.execute("SELECT slot, person_id, finger, duress FROM templates ORDER BY slot")
+        rows = self.db.execute("SELECT slot, person_id, finger, duress FROM templates ORDER BY slot")
         return [(slot, SlotOwner(p, f, bool(d))) for slot, p, f, d in rows]
 
     def templates(self) -> list[tuple[int, Template]]:
-        rows = self.db.conn.execute("SELECT slot, person_id, finger, duress, sealed FROM templates ORDER BY slot")
+        rows = self.db.execute("SELECT slot, person_id, finger, duress, sealed FROM templates ORDER BY slot")
         return [(s, Template(p, f, self._sealer.open(b, f"{p}/{f}".encode()), bool(d))) for s, p, f, d, b in rows]
 
     # --- photos: sealed files named by the hash of their plaintext ---
@@ -222,20 +221,20 @@ class Store:
     # --- anti-clone box tags (NTAG 424 DNA SUN): keys per tag, sealed; the last read counter per tag ---
     def put_site_names(self, names: dict[str, str]) -> None:
         """Names of sites as the task data gives them; a later name for the same site replaces the earlier."""
-        self.db.conn.executemany("INSERT OR REPLACE INTO site_names (site_id, name) VALUES (?,?)", names.items())
+        self.db.executemany("INSERT OR REPLACE INTO site_names (site_id, name) VALUES (?,?)", names.items())
 
     def site_names(self) -> dict[str, str]:
-        return dict(self.db.conn.execute("SELECT site_id, name FROM site_names"))
+        return dict(self.db.execute("SELECT site_id, name FROM site_names"))
 
     def put_box_keys(self, tag: str, meta_key: bytes, file_key: bytes) -> None:
         if len(meta_key) != 16 or len(file_key) != 16:
             raise ValueError(f"box {tag}: SUN keys must be 16 bytes each (AES-128)")
-        self.db.conn.execute("INSERT OR REPLACE INTO box_keys (tag, sealed) VALUES (?,?)",
+        self.db.execute("INSERT OR REPLACE INTO box_keys (tag, sealed) VALUES (?,?)",
                              (tag.upper(), self._sealer.seal(meta_key + file_key, tag.upper().encode())))
 
     def box_keys(self, tag: str) -> tuple[bytes, bytes] | None:
         """The card reader's key lookup: (SDM meta-read key, SDM file-read key) for a tag, if registered."""
-        row = self.db.conn.execute("SELECT sealed FROM box_keys WHERE tag=?", (tag.upper(),)).fetchone()
+        row = self.db.execute("SELECT sealed FROM box_keys WHERE tag=?", (tag.upper(),)).fetchone()
         if not row:
             return None
         keys = self._sealer.open(row[0], tag.upper().encode())
@@ -244,7 +243,7 @@ class Store:
     def box_meta_read_keys(self) -> list[bytes]:
         """The distinct SDM meta-read keys: a random-UID tag hides the UID that would name its keys."""
         found: list[bytes] = []
-        for tag, sealed in self.db.conn.execute("SELECT tag, sealed FROM box_keys"):
+        for tag, sealed in self.db.execute("SELECT tag, sealed FROM box_keys"):
             meta = self._sealer.open(sealed, tag.encode())[:16]
             if meta not in found:
                 found.append(meta)
@@ -259,11 +258,11 @@ class Store:
     def set_password(self, person_id: str, password: str) -> None:
         salt = os.urandom(16)
         digest = hashlib.scrypt(password.encode(), salt=salt, **self._SCRYPT)
-        self.db.conn.execute("INSERT OR REPLACE INTO credentials (person_id, scrypt) VALUES (?,?)",
+        self.db.execute("INSERT OR REPLACE INTO credentials (person_id, scrypt) VALUES (?,?)",
                              (person_id, salt + digest))
 
     def check_password(self, person_id: str, password: str) -> bool:
-        row = self.db.conn.execute("SELECT scrypt FROM credentials WHERE person_id=?", (person_id,)).fetchone()
+        row = self.db.execute("SELECT scrypt FROM credentials WHERE person_id=?", (person_id,)).fetchone()
         if not row:
             hashlib.scrypt(password.encode(), salt=b"0" * 16, **self._SCRYPT)   # same cost: no timing oracle
             return False
@@ -272,29 +271,29 @@ class Store:
 
     # --- anti-rollback for bundles (SPEC §5) ---
     def last_bundle_seq(self, kind: str) -> int:
-        row = self.db.conn.execute("SELECT seq FROM bundle_seq WHERE kind=?", (kind,)).fetchone()
+        row = self.db.execute("SELECT seq FROM bundle_seq WHERE kind=?", (kind,)).fetchone()
         return row[0] if row else 0
 
     def set_bundle_seq(self, kind: str, seq: int) -> None:
         if seq <= self.last_bundle_seq(kind):
             raise ValueError(f"bundle sequence for {kind} must increase (have {self.last_bundle_seq(kind)}, got {seq})")
-        self.db.conn.execute("INSERT OR REPLACE INTO bundle_seq (kind, seq) VALUES (?,?)", (kind, seq))
+        self.db.execute("INSERT OR REPLACE INTO bundle_seq (kind, seq) VALUES (?,?)", (kind, seq))
 
     # --- what head office reported of other stops (route skip, SPEC §2.3) ---
     def record_stop_done(self, task_id: str, site_id: str, at: str) -> None:
-        self.db.conn.execute("INSERT OR IGNORE INTO stop_progress (task_id, site_id, at) VALUES (?,?,?)",
+        self.db.execute("INSERT OR IGNORE INTO stop_progress (task_id, site_id, at) VALUES (?,?,?)",
                              (task_id, site_id, at))
 
     def stops_done(self, task_id: str) -> set[str]:
-        return {r[0] for r in self.db.conn.execute("SELECT site_id FROM stop_progress WHERE task_id=?", (task_id,))}
+        return {r[0] for r in self.db.execute("SELECT site_id FROM stop_progress WHERE task_id=?", (task_id,))}
 
     def record_stop_skipped(self, task_id: str, site_id: str, at: str) -> None:
         """Head office judged, from the fleet's records, that the truck passed this stop by."""
-        self.db.conn.execute("INSERT OR IGNORE INTO stop_skips (task_id, site_id, at) VALUES (?,?,?)",
+        self.db.execute("INSERT OR IGNORE INTO stop_skips (task_id, site_id, at) VALUES (?,?,?)",
                              (task_id, site_id, at))
 
     def stops_skipped(self, task_id: str) -> set[str]:
-        return {r[0] for r in self.db.conn.execute("SELECT site_id FROM stop_skips WHERE task_id=?", (task_id,))}
+        return {r[0] for r in self.db.execute("SELECT site_id FROM stop_skips WHERE task_id=?", (task_id,))}
 
 
 class TagCounters(MutableMapping):
@@ -302,8 +301,8 @@ class TagCounters(MutableMapping):
     refused after a restart too. Each write is its own journal transaction: the connection is shared
     with the sync thread, and a bare write could otherwise join (and roll back with) its transaction."""
 
-    def __init__(self, db: sqlite_utils.Database, journal):
-        self._conn = db.conn
+    def __init__(self, db: sqlite3.Connection, journal):
+        self._conn = db
         self._journal = journal
 
     def __getitem__(self, tag: str) -> int:

@@ -42,7 +42,7 @@ class Downlink:
         self.loop = loop  # the agent's event loop, where fingerprint modules live
         self.complaints = complaints  # agent.complaints.ComplaintBook
         self.config = config          # the agent's Config; the `config` downlink replaces it
-        journal.db.conn.execute(
+        journal.db.execute(
             f"CREATE TABLE IF NOT EXISTS {_SEEN} (msg_id TEXT PRIMARY KEY, kind TEXT NOT NULL, seq INTEGER NOT NULL)")
 
     @property
@@ -97,7 +97,7 @@ class Downlink:
 
     def _apply(self, kind: str, payload: dict) -> tuple[int, bool, dict]:
         msg_id = payload["msg_id"]
-        conn = self.journal.db.conn
+        conn = self.journal.db
         with self.journal.transaction():
             row = conn.execute(f"SELECT seq FROM {_SEEN} WHERE msg_id = ?", (msg_id,)).fetchone()
             if row:
@@ -113,7 +113,7 @@ class Downlink:
 
     def _record(self, msg_id: str, kind: str, result: dict) -> int:
         entry = self.journal.append("downlink_accepted", {"msg_id": msg_id, "kind": kind, "result": result})
-        self.journal.db.conn.execute(f"INSERT INTO {_SEEN} (msg_id, kind, seq) VALUES (?, ?, ?)",
+        self.journal.db.execute(f"INSERT INTO {_SEEN} (msg_id, kind, seq) VALUES (?, ?, ?)",
                                      (msg_id, kind, entry.seq))
         return entry.seq
 

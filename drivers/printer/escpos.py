@@ -12,7 +12,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from escpos import printer as escpos_printer
 from PIL import Image, ImageDraw, ImageFont
 
 from drivers.health import HealthMixin
@@ -21,7 +20,7 @@ log = logging.getLogger(__name__)
 
 PAPER_DOTS = (384, 576)       # 58 mm and 80 mm paper at 203 dpi
 MARGIN = 8
-KINDS = {"file": escpos_printer.File, "serial": escpos_printer.Serial, "usb": escpos_printer.Usb}
+KINDS = {"file": "File", "serial": "Serial", "usb": "Usb"}      # python-escpos' printer classes
 # our configuration names -> python-escpos' argument names, per kind; all but baudrate are required
 PARAMS = {
     "file": {"path": "devfile"},
@@ -113,7 +112,10 @@ class EscposPrinter(HealthMixin):
     # --- device ---
     def _print(self, title: str, lines: list[str]) -> None:
         image = self.render(title, lines)
-        device = KINDS[self.kind](**self.params)
+        # imported here, in the print thread, not at start: python-escpos parses its YAML printer
+        # database on every import (~0.2 s here, ~0.7 s on a Pi-class core) before READY otherwise
+        from escpos import printer as escpos_printer
+        device = getattr(escpos_printer, KINDS[self.kind])(**self.params)
         media = device.profile.profile_data["media"]
         if media["width"]["pixels"] == "Unknown":
             # the default profile knows no paper width and python-escpos then prints a notice on

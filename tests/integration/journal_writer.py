@@ -28,7 +28,9 @@ def main() -> None:
         else:
             with journal.transaction():
                 first = journal.append("box_read", {"round": round_, "n": n}, task_id=f"T{round_}")
-                journal.db["handovers"].insert({"round": round_, "n": n, "first_seq": first.seq})
+                journal.db.execute("CREATE TABLE IF NOT EXISTS handovers (round INTEGER, n INTEGER, first_seq INTEGER)")
+                journal.db.execute("INSERT INTO handovers (round, n, first_seq) VALUES (?, ?, ?)",
+                                   (round_, n, first.seq))
                 second = journal.append("confirmation", {"round": round_, "n": n}, task_id=f"T{round_}")
             print("tx", first.seq, second.seq, n, flush=True)
 

@@ -192,7 +192,7 @@ def test_drafts_are_sealed_and_bound(book, tmp_path):
     assert book.load_draft(MON, IDLE) is None
     # a sealed row moved onto another complaint does not open
     a, b = book.register({**FORM}, MON), book.register({**FORM}, MON)
-    conn = book.journal.db.conn
+    conn = book.journal.db
     blob = conn.execute("SELECT sealed FROM complaints WHERE ref=?", (a.ref,)).fetchone()[0]
     conn.execute("UPDATE complaints SET sealed=? WHERE ref=?", (blob, b.ref))
     with pytest.raises(SealError):
@@ -205,7 +205,7 @@ def test_a_draft_left_past_the_idle_timeout_is_deleted_not_shown(book):
     assert book.load_draft(MON + IDLE, IDLE) == {"name": "王建国", "contact": "13800000000"}   # still the same customer
     assert book.expire_drafts(MON + IDLE, IDLE) == 0
     assert book.expire_drafts(MON + IDLE + timedelta(seconds=1), IDLE) == 1        # no page needs to be open
-    rows = book.journal.db.conn.execute("SELECT COUNT(*) FROM complaint_drafts").fetchone()[0]
+    rows = book.journal.db.execute("SELECT COUNT(*) FROM complaint_drafts").fetchone()[0]
     assert rows == 0, "the sealed draft is gone from the device, not only hidden"
     book.save_draft({"name": "王建国"}, MON)
     assert book.load_draft(MON + timedelta(minutes=2, seconds=1), IDLE) is None

@@ -66,7 +66,7 @@ class Device:
                                    now=now, state_dir=self.state)
 
     def snapshot(self) -> dict:
-        c = self.journal.db.conn
+        c = self.journal.db
         return {t: c.execute(f"SELECT count(*) FROM {t}").fetchall() for t in
                 ("tasks", "people", "templates", "journal")} | {
             "seqs": c.execute("SELECT kind, seq FROM bundle_seq ORDER BY kind").fetchall(),

@@ -126,10 +126,12 @@ def test_rolled_back_transaction_leaves_no_entry_and_the_chain_continues(journal
     with pytest.raises(RuntimeError):
         with journal.transaction():
             journal.append("box_read", {"box": "B1"})
-            journal.db["boxes"].insert({"tag": "B1"})
+            journal.db.execute("CREATE TABLE IF NOT EXISTS boxes (tag TEXT, seq INTEGER)")
+            journal.db.execute("INSERT INTO boxes (tag) VALUES ('B1')")
             raise RuntimeError("printer jammed")
     assert journal.last_seq() == 1
-    assert not journal.db["boxes"].exists() or journal.db["boxes"].count == 0
+    tables = {r[0] for r in journal.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "boxes" not in tables or journal.db.execute("SELECT count(*) FROM boxes").fetchone()[0] == 0
     after = journal.append("box_read", {"box": "B2"})
     assert after.seq == 2 and after.prev_hash == journal.entries().__next__().hash
     assert journal.verify().ok
@@ -138,7 +140,8 @@ def test_rolled_back_transaction_leaves_no_entry_and_the_chain_continues(journal
 def test_transaction_commits_store_rows_and_entries_together(journal, tmp_path):
     with journal.transaction():
         a = journal.append("box_read", {"box": "B1"}, task_id="D-1")
-        journal.db["boxes"].insert({"tag": "B1", "seq": a.seq})
+        journal.db.execute("CREATE TABLE IF NOT EXISTS boxes (tag TEXT, seq INTEGER)")
+        journal.db.execute("INSERT INTO boxes (tag, seq) VALUES (?, ?)", ("B1", a.seq))
         b = journal.append("box_read", {"box": "B2"}, task_id="D-1")
         # Not visible to anyone else before the block ends.
         outside = sqlite3.connect(tmp_path / "journal.db")
@@ -283,8 +286,8 @@ def test_every_reported_append_survives_sigkill_50_times(tmp_path):
         for seq, body in reported.items():
             assert seq in stored, f"round {round_}: reported seq {seq} lost"
             assert stored[seq] == body
-        if j.db["handovers"].exists():
-            rows = {(r["round"], r["n"]): r["first_seq"] for r in j.db["handovers"].rows}
+        if j.db.execute("SELECT 1 FROM sqlite_master WHERE name='handovers'").fetchone():
+            rows = {(r, n): first for r, n, first in j.db.execute('SELECT round, n, first_seq FROM handovers')}
             for key, (first, _) in reported_tx.items():
                 assert rows[key] == first
             for first in rows.values():  # never a store row without both of its entries

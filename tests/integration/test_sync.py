@@ -251,7 +251,7 @@ def test_outage_appends_go_on_and_everything_drains_after(broker, hq, device):
 
 
 def _state(journal, store) -> tuple:
-    conn = journal.db.conn
+    conn = journal.db
     return (journal.last_seq(), store.task_count(), conn.execute("SELECT count(*) FROM stop_progress").fetchone()[0],
             conn.execute("SELECT count(*) FROM sync_downlinks").fetchone()[0])
 
