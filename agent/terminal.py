@@ -517,6 +517,9 @@ class Terminal:
 
     async def _finish(self, handover: Handover) -> None:
         report = build_report(handover)
+        # only today's tasks are looked up here: drop earlier days', or the dict grows for months
+        today = {t.task_id for t in self.store.tasks_on(self.today(), self.site.site_id)}
+        self.outcomes = {task_id: o for task_id, o in self.outcomes.items() if task_id in today}
         self.outcomes[handover.task.task_id] = report.outcome or ""
         self.last_report = report
         self.active = None
