@@ -50,8 +50,10 @@ def _drain_forever(fd: int, stop: threading.Event) -> None:
 
 
 @contextlib.contextmanager
-def real_drivers_config(tmp: Path):
-    """Yield a configuration file naming every real driver; the emulators live until the block ends."""
+def real_drivers_config(tmp: Path, serial_only: bool = False):
+    """Yield a configuration file naming every real driver (`serial_only`: the UART fingerprint modules,
+    the serial relay and the file printer; simulated cards, BLE and camera); the emulators live until
+    the block ends."""
     door_fp, counter_fp = ModuleEmulator(), ModuleEmulator()
     door_path, counter_path = door_fp.plug(), counter_fp.plug()
     master, slave = pty.openpty()
@@ -60,7 +62,8 @@ def real_drivers_config(tmp: Path):
     drain = threading.Thread(target=_drain_forever, args=(master, stop), daemon=True)
     drain.start()
     face_video(tmp / "door-camera.avi")
-    cfg = tmp / "handover.toml"
+    cfg = tmp / ("handover-serial.toml" if serial_only else "handover.toml")
+    cards, ble, camera = ("simulator",) * 3 if serial_only else ("pcsc", "bleak", "opencv")
     cfg.write_text(f"""
 [site]
 id = "BR-100"
@@ -74,11 +77,11 @@ port = "{door_path}"
 driver = "uart"
 port = "{counter_path}"
 [devices.cards]
-driver = "pcsc"
+driver = "{cards}"
 [devices.ble]
-driver = "bleak"
+driver = "{ble}"
 [devices.camera]
-driver = "opencv"
+driver = "{camera}"
 source = "{tmp / 'door-camera.avi'}"
 [devices.voice]
 driver = "text"
