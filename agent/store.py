@@ -76,22 +76,38 @@ class Store:
     # --- tasks ---
     def upsert_task(self, task: Task) -> bool:
         """Store a task unless the same or a newer version is already here. True when stored."""
-        row = self.db.execute("SELECT version FROM tasks WHERE task_id=?", (task.task_id,)).fetchone()
-        if row and row[0] >= task.version:
-            return False
+        return bool(self.upsert_tasks([task]))
+
+    def upsert_tasks(self, tasks: list[Task]) -> list[Task]:
+        """upsert_task for many (a day's schedule): a few statements for all, not five per task.
+        Returns the tasks stored; of one id given twice, the later wins when its version is higher."""
+        have: dict[str, int] = {}
+        ids = [t.task_id for t in tasks]
+        for i in range(0, len(ids), 500):           # older SQLite builds allow 999 bound parameters
+            chunk = ids[i:i + 500]
+            have.update(self.db.execute(f"SELECT task_id, version FROM tasks WHERE task_id IN "
+                                        f"({','.join('?' * len(chunk))})", chunk))
+        stored: list[Task] = []
+        for task in tasks:
+            if have.get(task.task_id, 0) < task.version:
+                have[task.task_id] = task.version
+                stored.append(task)
+        if not stored:
+            return stored
+        latest = list({t.task_id: t for t in stored}.values())     # of two versions in one batch, the newer
         c = self.db
-        c.execute("INSERT OR REPLACE INTO tasks (task_id, version, day, beacon, body) VALUES (?,?,?,?,?)",
-                  (task.task_id, task.version, task.day.isoformat(), task.vehicle.beacon,
-                   json.dumps(task.to_dict(), ensure_ascii=False)))
-        if row:                                    # a newer version: its stops and boxes replace the old
-            c.execute("DELETE FROM task_stops WHERE task_id=?", (task.task_id,))
-            c.execute("DELETE FROM task_boxes WHERE task_id=?", (task.task_id,))
+        c.executemany("INSERT OR REPLACE INTO tasks (task_id, version, day, beacon, body) VALUES (?,?,?,?,?)",
+                      [(t.task_id, t.version, t.day.isoformat(), t.vehicle.beacon,
+                        json.dumps(t.to_dict(), ensure_ascii=False)) for t in latest])
+        # a newer version's stops and boxes replace the old (none there for a new task)
+        c.executemany("DELETE FROM task_stops WHERE task_id=?", [(t.task_id,) for t in latest])
+        c.executemany("DELETE FROM task_boxes WHERE task_id=?", [(t.task_id,) for t in latest])
         c.executemany("INSERT OR IGNORE INTO task_stops (site_id, task_id) VALUES (?,?)",
-                      [(site, task.task_id) for site in task.route])
+                      [(site, t.task_id) for t in latest for site in t.route])
         c.executemany("INSERT OR REPLACE INTO task_boxes (tag, task_id, box_id, destination, origin)"
-                      " VALUES (?,?,?,?,?)", [(b.tag, task.task_id, b.box_id, b.destination, b.origin)
-                                              for b in task.boxes])
-        return True
+                      " VALUES (?,?,?,?,?)", [(b.tag, t.task_id, b.box_id, b.destination, b.origin)
+                                              for t in latest for b in t.boxes])
+        return stored
 
     def task(self, task_id: str) -> Task | None:
         row = self.db.execute("SELECT body FROM tasks WHERE task_id=?", (task_id,)).fetchone()

@@ -50,9 +50,25 @@ def _text(value: Any, where: str) -> str:
     return value
 
 
+_MISSING = object()
+
+
+def _text_field(d: dict, key: str, where: str) -> str:
+    """_text(_need(d, key, where), f"{where}.{key}"), with the message built only for a bad field:
+    a day's schedule parses ~100,000 fields."""
+    value = d.get(key, _MISSING)
+    if type(value) is str:
+        return value
+    if value is _MISSING:
+        raise ValueError(f"{where}: missing field '{key}'")
+    return _text(value, f"{where}.{key}")
+
+
 def _texts(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
         raise ValueError(f"{where}: must be a list, got {type(value).__name__}")
+    if all(type(v) is str for v in value):
+        return tuple(value)
     return tuple(_text(v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
@@ -156,7 +172,7 @@ class Vehicle:
     def from_dict(cls, d: dict) -> "Vehicle":
         d = _obj(d, "vehicle")
         w = "vehicle"
-        return cls(*(_text(_need(d, k, w), f"{w}.{k}") for k in ("vehicle_id", "plate", "beacon")))
+        return cls(_text_field(d, "vehicle_id", w), _text_field(d, "plate", w), _text_field(d, "beacon", w))
 
     def to_dict(self) -> dict:
         return {"vehicle_id": self.vehicle_id, "plate": self.plate, "beacon": self.beacon}
@@ -172,11 +188,10 @@ class Box:
     @classmethod
     def from_dict(cls, d: dict) -> "Box":
         d = _obj(d, "box")
-        box_id = _text(_need(d, "box_id", "box"), "box.box_id")
+        box_id = _text_field(d, "box_id", "box")
         w = f"box {box_id}"
         origin = d.get("origin")
-        return cls(box_id, _text(_need(d, "tag", w), f"{w}.tag").upper(),
-                   _text(_need(d, "destination", w), f"{w}.destination"),
+        return cls(box_id, _text_field(d, "tag", w).upper(), _text_field(d, "destination", w),
                    _text(origin, f"{w}.origin") if origin is not None else None)
 
     def to_dict(self) -> dict:

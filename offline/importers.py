@@ -173,7 +173,7 @@ def apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, *, bu
     stops = check_route_progress(list(progress), "route_progress")
     names = site_names(sites) if sites is not None else {}     # after the stream: it may fill `sites`
     with journal.transaction():
-        stored = [[t.task_id, t.version] for t in parsed if store.upsert_task(t)]
+        stored = [[t.task_id, t.version] for t in store.upsert_tasks(parsed)]
         for tag, meta, file in keys:            # sealed apart: keys never enter the task body or the journal
             store.put_box_keys(tag, meta, file)
         record_route_progress(journal, store, stops)
