@@ -11,6 +11,7 @@ import hmac
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -209,17 +210,22 @@ class Store:
 
     # --- photos: sealed files named by the hash of their plaintext ---
     def put_photo(self, data: bytes) -> str:
+        return self.write_photo(data)[0]
+
+    def write_photo(self, data: bytes) -> tuple[str, bool]:
+        """put_photo, also saying whether this call wrote the file (an import that fails removes those)."""
         digest = hashlib.sha256(data).hexdigest()
         path = self._photos / f"{digest}.sealed"
-        if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                f.write(self._sealer.seal(data, digest.encode()))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            fsync_dir(self._photos)     # journal entries reference it: its name must survive a power cut
-        return digest
+        if path.exists():
+            return digest, False
+        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")     # an import writes photos in threads
+        with open(tmp, "wb") as f:
+            f.write(self._sealer.seal(data, digest.encode()))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(self._photos)     # journal entries reference it: its name must survive a power cut
+        return digest, True
 
     def has_photo(self, digest: str) -> bool:
         return (self._photos / f"{digest}.sealed").exists()

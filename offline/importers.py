@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
 import logging
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -282,32 +281,29 @@ async def apply_personnel(journal, store: Store, people: Iterable[dict], modules
 
 class _PhotoWriter:
     """Photos written as their people are read: content-addressed and fsynced before the transaction,
-    in threads (each waits on its own fsync), at most 8 in flight so a stream stays small. The files
-    this import added are removed again unless it commits: a refused import leaves nothing behind."""
+    in threads (each waits on its own fsync; hashing and sealing are there too), at most 8 in flight so
+    a stream stays small. The files this import added are removed again unless it commits: a refused
+    import leaves nothing behind."""
 
     def __init__(self, store: Store):
         self.store = store
         self.pool = ThreadPoolExecutor(max_workers=8)
         self.writing: dict[str, Future] = {}
         self.in_flight: list[Future] = []
-        self.added: set[str] = set()
         self.done = False
 
     def __enter__(self) -> "_PhotoWriter":
         return self
 
     def put(self, person_id: str, photo: bytes) -> None:
-        digest = hashlib.sha256(photo).hexdigest()
-        if not self.store.has_photo(digest):
-            self.added.add(digest)
-        future = self.pool.submit(self.store.put_photo, photo)
+        future = self.pool.submit(self.store.write_photo, photo)
         self.writing[person_id] = future
         self.in_flight = [f for f in self.in_flight if not f.done()] + [future]
         if len(self.in_flight) >= 8:
             wait(self.in_flight, return_when=FIRST_COMPLETED)
 
     def digests(self) -> dict[str, str]:
-        return {person_id: f.result() for person_id, f in self.writing.items()}
+        return {person_id: f.result()[0] for person_id, f in self.writing.items()}
 
     def committed(self) -> None:
         self.done = True
@@ -315,8 +311,9 @@ class _PhotoWriter:
     def __exit__(self, *exc) -> None:
         self.pool.shutdown(wait=True)
         if not self.done:
-            for digest in self.added:
-                self.store.discard_photo(digest)
+            for f in self.writing.values():
+                if not f.exception() and f.result()[1]:
+                    self.store.discard_photo(f.result()[0])
 
 
 def _parse_person(d: dict, i: int) -> _NewPerson:

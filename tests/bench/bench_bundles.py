@@ -64,8 +64,8 @@ def people(n: int) -> dict:
     } for i in range(n)]}
 
 
-def raw_import(tmp: Path, payloads: dict[str, bytes]) -> float:
-    """Seconds for the raw parse-and-insert of both payloads (see the module's docstring)."""
+def raw_import(tmp: Path, payloads: dict[str, bytes]) -> dict[str, float]:
+    """Seconds for the raw parse-and-insert of each payload (see the module's docstring)."""
     conn = sqlite3.connect(tmp / "raw.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
@@ -87,6 +87,8 @@ def raw_import(tmp: Path, payloads: dict[str, bytes]) -> float:
     conn.executemany("INSERT INTO task_boxes VALUES (?,?,?,?)", [
         (b["tag"], d["task_id"], b["box_id"], b["destination"]) for d in tasks for b in d["boxes"]])
     conn.execute("COMMIT")
+    took = {"tasks": time.perf_counter() - t}
+    t = time.perf_counter()
     people = json.loads(payloads["personnel"])["people"]
     rows, templates = [], []
 
@@ -106,7 +108,7 @@ def raw_import(tmp: Path, payloads: dict[str, bytes]) -> float:
     conn.executemany("INSERT INTO people VALUES (?,?,?)", rows)
     conn.executemany("INSERT INTO templates (person_id, finger, data) VALUES (?,?,?)", templates)
     conn.execute("COMMIT")
-    took = time.perf_counter() - t
+    took["personnel"] = time.perf_counter() - t
     conn.close()
     return took
 
@@ -144,9 +146,11 @@ async def main() -> None:
             assert out.ok, out
             total += took
             print(f"import {kind:9s}: {len(data) / 1e6:5.1f} MB bundle in {took:5.2f} s "
-                  f"(verify+decrypt+parse {opened:4.2f} s, the rest is checking and storing)")
+                  f"(verify+decrypt+parse {opened:4.2f} s, the rest is checking and storing); "
+                  f"raw {raw[kind]:4.2f} s")
         print(f"end to end: {total:.2f} s for 10,000 tasks + 1,000 people (goal <= 2 s)")
-        print(f"raw parse-and-insert of the same rows: {raw:.2f} s; ratio {total / raw:.2f} (goal <= 1.5)")
+        print(f"raw parse-and-insert of the same rows: {sum(raw.values()):.2f} s; "
+              f"ratio {total / sum(raw.values()):.2f} (goal <= 1.5)")
         assert store.task_count() == 10_000 and await modules[0].template_count() == 2_000
 
         # Verify + decrypt alone vs a raw AES-256-GCM decrypt of as many bytes.
