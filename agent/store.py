@@ -88,6 +88,7 @@ class Store:
             chunk = ids[i:i + 500]
             have.update(self.db.execute(f"SELECT task_id, version FROM tasks WHERE task_id IN "
                                         f"({','.join('?' * len(chunk))})", chunk))
+        existed = set(have)
         stored: list[Task] = []
         for task in tasks:
             if have.get(task.task_id, 0) < task.version:
@@ -100,9 +101,9 @@ class Store:
         c.executemany("INSERT OR REPLACE INTO tasks (task_id, version, day, beacon, body) VALUES (?,?,?,?,?)",
                       [(t.task_id, t.version, t.day.isoformat(), t.vehicle.beacon,
                         json.dumps(t.to_dict(), ensure_ascii=False)) for t in latest])
-        # a newer version's stops and boxes replace the old (none there for a new task)
-        c.executemany("DELETE FROM task_stops WHERE task_id=?", [(t.task_id,) for t in latest])
-        c.executemany("DELETE FROM task_boxes WHERE task_id=?", [(t.task_id,) for t in latest])
+        replaced = [(t.task_id,) for t in latest if t.task_id in existed]   # a newer version: its stops and
+        c.executemany("DELETE FROM task_stops WHERE task_id=?", replaced)      # boxes replace the old
+        c.executemany("DELETE FROM task_boxes WHERE task_id=?", replaced)
         c.executemany("INSERT OR IGNORE INTO task_stops (site_id, task_id) VALUES (?,?)",
                       [(site, t.task_id) for t in latest for site in t.route])
         c.executemany("INSERT OR REPLACE INTO task_boxes (tag, task_id, box_id, destination, origin)"
