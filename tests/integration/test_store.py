@@ -122,3 +122,30 @@ def test_lookups_by_site_beacon_and_tag_follow_the_newest_version(store):
     assert s.tasks_on(day, "B2") == [] and [t.task_id for t in s.tasks_on(day, "B4")] == ["T1"]
     assert s.box_for_tag("04AA", day) is None and s.box_for_tag("04BB", day).box_id == "X2"
     assert s.tasks_on(day, beacon="b1") == [] and [t.version for t in s.tasks_on(day, beacon="b9")] == [2]
+
+
+def test_a_batch_of_tasks_is_stored_as_one_at_a_time_would_be(store):
+    """upsert_tasks (a day's schedule in a few statements): within one batch and against what is stored,
+    the newest version wins with its own stops and boxes; older and equal versions are left out."""
+    s, j, _ = store
+    t0 = datetime(2026, 11, 22, 9, tzinfo=timezone.utc)
+
+    def task(task_id, version, route, tag):
+        return Task(task_id, version, TaskKind.DELIVERY, t0, t0 + timedelta(hours=1), route,
+                    Vehicle("V", "沪A", f"b-{task_id}"), ("E1", "E2"), (Box(f"X-{tag}", tag, route[-1]),), ("O1",))
+    with j.transaction():
+        s.upsert_task(task("T0", 3, ("B1",), "0400"))
+    batch = [task("T1", 1, ("B1",), "04A1"), task("T1", 2, ("B2",), "04A2"),   # re-planned within the batch
+             task("T1", 2, ("B3",), "04A3"),                                     # same version again: ignored
+             task("T0", 2, ("B9",), "0409"),                                     # older than stored: refused
+             task("T0", 4, ("B4",), "0404"), task("T2", 1, ("B1",), "04B1")]
+    with j.transaction():
+        stored = s.upsert_tasks(batch)
+    assert [(t.task_id, t.version) for t in stored] == [("T1", 1), ("T1", 2), ("T0", 4), ("T2", 1)]
+    day = t0.date()
+    assert sorted(t.task_id for t in s.tasks_on(day, "B1")) == ["T2"]     # T1 v1 and T0 v3 stops are gone
+    assert [t.task_id for t in s.tasks_on(day, "B2")] == ["T1"] and s.tasks_on(day, "B3") == []
+    assert [t.task_id for t in s.tasks_on(day, "B4")] == ["T0"] and s.tasks_on(day, "B9") == []
+    assert s.box_for_tag("04A1", day) is None and s.box_for_tag("0400", day) is None
+    assert s.box_for_tag("04A2", day).box_id == "X-04A2" and s.box_for_tag("0404", day).box_id == "X-0404"
+    assert s.task_count() == 3 and s.upsert_tasks(batch) == []
