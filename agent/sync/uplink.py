@@ -9,6 +9,7 @@ head office may not have — never skips one. Alarms and task progress also go o
 from __future__ import annotations
 
 import collections
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +28,19 @@ class _Batch:
     first: int
     last: int
     acked: bool = False
+
+
+_json_string = json.encoder.encode_basestring     # json.dumps of a str with ensure_ascii=False
+
+
+def encode_stored(device: str, row: tuple) -> bytes:
+    """messages.encode_entry of a stored row (Journal.stored_rows), byte for byte: the body goes out as
+    the canonical JSON text the journal keeps (keys sorted, as encode_entry's parse-and-dump gives)."""
+    seq, ts, kind, task_id, body, prev_hash, hash_ = row
+    task = "null" if task_id is None else _json_string(task_id)
+    return (f'{{"id":{_json_string(messages.entry_id(device, seq))},"seq":{seq},"ts":{_json_string(ts)},'
+            f'"kind":{_json_string(kind)},"task_id":{task},"body":{body},"prev_hash":{_json_string(prev_hash)},'
+            f'"hash":{_json_string(hash_)}}}').encode("utf-8")
 
 
 # publish(topic, payload) -> the QoS 1 message id, or None when it could not be queued now
@@ -129,13 +143,13 @@ class Outbox:
             if self._urgent:  # an alarm appended meanwhile goes before the next batch
                 self.send_urgent(publish)
             parts, size, last = [], 0, None
-            for entry in self.journal.entries(after_seq=self._next_seq - 1, limit=self.batch_entries):
-                part = messages.encode_entry(self.device, entry)
+            for row in self.journal.stored_rows(self._next_seq - 1, self.batch_entries):
+                part = encode_stored(self.device, row)
                 if parts and size + len(part) > self.batch_bytes:
                     break
                 parts.append(part)
                 size += len(part) + 1
-                last = entry.seq
+                last = row[0]
             if last is None:
                 break
             payload = b'{"v":1,"device":%s,"entries":[%s]}' % (messages.encode(self.device), b",".join(parts))

@@ -1,5 +1,6 @@
 """The journal on real SQLite files: durability under SIGKILL, tamper evidence, transactions, backups."""
 
+import json
 import random
 import signal
 import sqlite3
@@ -14,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.journal import GENESIS_HASH, Journal, JournalError, entry_hash, verify_file
+from agent.sync import messages
+from agent.sync.uplink import encode_stored
 
 WRITER = Path(__file__).with_name("journal_writer.py")
 NOTE = "押运员 指纹验证成功"  # what journal_writer.py puts in each plain entry
@@ -416,6 +419,25 @@ def test_appended_hashes_are_the_published_entry_hash(tmp_path_factory, kind, ta
         (read,) = j.entries()
         assert read == entry
         assert entry.hash == entry_hash(entry.seq, entry.ts, kind, task_id, body, GENESIS_HASH)
+    finally:
+        j.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(kind=st.text(min_size=1), task_id=st.none() | st.text(), body=st.dictionaries(st.text(), json_values, max_size=5),
+       device=st.text(min_size=1, max_size=20))
+def test_sync_sends_a_stored_row_exactly_as_the_entry_would_encode(tmp_path_factory, kind, task_id, body, device):
+    """Sync publishes the stored body text as it is (no parse and re-encode): for any content the bytes on
+    the wire are those of messages.encode_entry, which head office's schema and hash check expect."""
+    j = Journal(tmp_path_factory.mktemp("wire") / "journal.db")
+    try:
+        j.append(kind, body, task_id=task_id)
+        (entry,), (row,) = list(j.entries()), j.stored_rows(0, 10)
+        wire = encode_stored(device, row)
+        assert wire == messages.encode_entry(device, entry)
+        sent = json.loads(wire)
+        assert sent["body"] == body and entry_hash(sent["seq"], sent["ts"], sent["kind"], sent["task_id"],
+                                                   sent["body"], sent["prev_hash"]) == sent["hash"]
     finally:
         j.close()
 
