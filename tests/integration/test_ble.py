@@ -205,10 +205,10 @@ class AdvertRadio:
         self.radio = RadioBackend.running[0]
 
     def hear(self, address: str, adv: AdvertisementData) -> list:
-        before = len(self.events)
+        self.events.clear()                 # a long run keeps no history
         self.radio.hear(address, adv)
         self.clock.now += 0.1
-        return self.events[before:]
+        return list(self.events)
 
     def forget(self) -> None:
         """The trucks drive away (silence), so the next arrival is judged afresh."""
