@@ -143,19 +143,18 @@ def body_oracle(book: Book, route: str, raw: bytes, pick: int = 0) -> bool:
         return draft_oracle(body.get("draft"))
     if route == "/api/staff/complaints/action":
         return book.act(pick, body.get("action"), body.get("params", body), "O01")
-    else:
-        purpose, fields = STAFF_ROUTES[route]
-        try:
-            params = {k: read_text(body, k, n) for k, n in fields}
-        except BadRequest as e:
-            assert json.loads(e.text)["error"]
-            return False
-        staff = fs.Staff()
-        decisions = staff.handle(fs.Request(purpose, params, CONTEXTS[pick % len(CONTEXTS)]), NOW)
-        if any(isinstance(d, fs.Refused) for d in decisions):
-            return False
-        storable(staff.snapshot())
-        return True
+    purpose, fields = STAFF_ROUTES[route]
+    try:
+        params = {k: read_text(body, k, n) for k, n in fields}
+    except BadRequest as e:
+        assert json.loads(e.text)["error"]
+        return False
+    staff = fs.Staff()
+    decisions = staff.handle(fs.Request(purpose, params, CONTEXTS[pick % len(CONTEXTS)]), NOW)
+    if any(isinstance(d, fs.Refused) for d in decisions):
+        return False
+    storable(staff.snapshot())                  # journaled with the pending action, signed later
+    return True
 
 
 # --- inputs ---------------------------------------------------------------------------------------
