@@ -28,9 +28,9 @@ REPORT_SHOWN = timedelta(minutes=3)
 PASSWORD_ALWAYS = tuple(p.value for p, rule in PURPOSES.items() if rule.password_anywhere)
 # The staff face's window of today's tasks: the next due, earliest window end first (a truck less than
 # LATE_SHOWN late keeps its row and its manual-arrival button), and the last finished (what just
-# happened); the rest are counted in the summary. Eight rows fit the 800x480 panel.
-DUE_SHOWN = 6
-FINISHED_SHOWN = 2
+# happened); the rest are counted in the summary. At 800x480 five rows are in sight, a sixth a short scroll.
+DUE_SHOWN = 5
+FINISHED_SHOWN = 1
 LATE_SHOWN = timedelta(hours=1)
 
 
@@ -98,7 +98,7 @@ def _tasks(t) -> tuple[list[dict], dict]:
             "window_start": task.window_start.strftime("%H:%M"), "window_end": task.window_end.strftime("%H:%M"),
             "plate": task.vehicle.plate, "escorts": [t.name(e) for e in task.escorts],
             "boxes": len(task.boxes_for(t.site.site_id, t.site.site_type)),
-            "window_start_iso": task.window_start.isoformat()})
+            "late": task.window_end < now, "window_start_iso": task.window_start.isoformat()})
     not_open = finished + [x for x in (cache.get(running),) if x is not None]
     return rows, {"total": len(day), "finished": len(finished), "open": len(day) - len(not_open),
                   "overdue": cache.ended_before(now) - sum(x.window_end < now for x in not_open),   # open, window over

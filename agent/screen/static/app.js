@@ -239,7 +239,8 @@ function renderTasks(v) {
                    async (rid) => (await post("/api/manual-arrival", { task_id: x.task_id }, rid)).ok && false) : null;
   for (const x of v.tasks) table.append(el("tr", { "data-testid": `task-${x.task_id}` },
     el("td", { text: x.task_id }), el("td", { text: t("kind." + x.kind) }),
-    el("td", { text: `${x.window_start}–${x.window_end}` }), el("td", { text: x.plate }),
+    el("td", { class: x.late && x.status === "planned" ? "late" : null, text: `${x.window_start}–${x.window_end}` }),
+    el("td", { text: x.plate }),
     el("td", { text: x.escorts.join("、") }), el("td", { text: String(x.boxes) }),
     el("td", { class: "status-" + x.status, "data-testid": "task-status", text: t("status." + x.status) }),
     el("td", {}, manual(x))));
@@ -247,7 +248,7 @@ function renderTasks(v) {
     el("div", { class: "taskhead" }, el("h2", { text: t("today_tasks") }),
        s.total ? el("span", { class: "muted", "data-testid": "task-summary", text: t("tasks_summary", s) + (s.overdue ? t("tasks_overdue", s) : "") }) : null),
     v.tasks.length ? el("div", { class: "tablewrap" }, table) : el("p", { text: t(s.total ? "tasks_none_due" : "no_tasks") }),
-    s.total > s.shown ? el("p", { class: "muted small", "data-testid": "task-window", text: t("tasks_window", s) }) : null));
+    s.total > s.shown ? el("p", { class: "muted tasknote", "data-testid": "task-window", text: t("tasks_window", s) }) : null));
 }
 
 // --- the simulator: a demo tool in a drawer of its own colour, never part of the product's screen ---
@@ -263,11 +264,12 @@ function renderSim(v) {
   const root = $("#sim"), toggle = $("#sim-toggle");
   if (v.simulate && !simStream) connectSim();
   toggle.hidden = !v.simulate;
-  if (!v.simulate || !simDoc) { root.hidden = true; return; }
+  if (!v.simulate) { root.hidden = true; return; }
   toggle.textContent = simOpen ? `✕ ${t("sim.close")}` : `⚙ ${t("sim.open")}`;
   toggle.classList.toggle("open", simOpen);
   document.body.classList.toggle("sim-open", simOpen);
   root.hidden = !simOpen;
+  if (!simDoc) return;                         // its document is on its way
   // rebuilt only when its document, the language or an enrolment's capture changed, not on every view
   const key = [simOpen, simDoc.version, lang, JSON.stringify(v.enrolment && [v.enrolment.current, v.enrolment.station])].join("|");
   if (root.dataset.key === key) return;
