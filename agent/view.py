@@ -99,7 +99,8 @@ def _tasks(t) -> tuple[list[dict], dict]:
             "plate": task.vehicle.plate, "escorts": [t.name(e) for e in task.escorts],
             "boxes": len(task.boxes_for(t.site.site_id, t.site.site_type)),
             "late": task.window_end < now, "window_start_iso": task.window_start.isoformat()})
-    not_open = finished + [x for x in (cache.get(running),) if x is not None]
+    current = cache.get(running) if running else None
+    not_open = finished + ([current] if current else [])
     return rows, {"total": len(day), "finished": len(finished), "open": len(day) - len(not_open),
                   "overdue": cache.ended_before(now) - sum(x.window_end < now for x in not_open),   # open, window over
                   "shown": len(rows)}

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import sqlite3
 import statistics
 import subprocess
@@ -48,7 +49,7 @@ from drivers.fingerprint.sim import SimulatedFingerprint  # noqa: E402
 from drivers.printer.sim import SimulatedPrinter  # noqa: E402
 from drivers.voice.sim import TextVoice  # noqa: E402
 from flows.model import SiteType, Task  # noqa: E402
-from tests.bench.piproxy import available, pi_proxy  # noqa: E402
+from tests.bench.piproxy import CPU_ROOT, available, pi_proxy  # noqa: E402
 
 COUNTS = (20, 200, 1000, 10_000)
 EVENTS = 300
@@ -220,7 +221,12 @@ if __name__ == "__main__":
         reason = available()
         if reason:
             sys.exit(f"Pi proxy unavailable: {reason}")
-        with pi_proxy() as wrap:      # the baseline runs inside it too: the same slow core for both
-            sys.exit(subprocess.call(wrap([sys.executable, __file__, "--inside-proxy", "--events", str(args.events),
-                                           "--tasks", args.tasks])))
+        name = f"bench_finger_{os.getpid()}"
+        with pi_proxy(name) as wrap:  # the baseline runs inside it too: the same slow core for both
+            code = subprocess.call(wrap([sys.executable, __file__, "--inside-proxy", "--events", str(args.events),
+                                         "--tasks", args.tasks]))
+            stat = dict(line.split() for line in (CPU_ROOT / name / "cpu.stat").read_text().splitlines())
+            print(f"  proxy cgroup: throttled in {stat['nr_throttled']} of {stat['nr_periods']} periods, "
+                  f"{int(stat['throttled_time']) / 1e9:.1f} s in all (the quota did bite)")
+        sys.exit(code)
     asyncio.run(main([int(c) for c in args.tasks.split(",")], args.events, "pi" if args.inside_proxy else "here"))
