@@ -2,8 +2,6 @@
 disposition (with a silent duress alarm on the way), and a route skip. Screenshots in artifacts/e2e/."""
 from __future__ import annotations
 
-import re
-
 import pytest
 from conftest import CLOCK_JUMPS_CROSS_MIDNIGHT
 from playwright.sync_api import expect
@@ -29,14 +27,6 @@ def task_ids(agent) -> dict[str, str]:
     """kind/truck -> task id of the sample day (ids carry the date), from the simulator's own list."""
     tasks = agent.view()["sim"]["tasks"]
     return {("collection" if t["kind"] == "collection" else t["plate"]): t["task_id"] for t in tasks}
-
-
-def staff_in_again(page) -> None:
-    """The clock jump to a later window outlived the staff session of the start: sign in again."""
-    expect(page.get_by_test_id("staff-toggle")).not_to_have_class(re.compile(r"\bon\b"))
-    page.get_by_test_id("staff-toggle").click()
-    page.get_by_test_id("sim-counter-O01").click()
-    expect(page.get_by_test_id("tasks")).to_contain_text("今日押运任务")
 
 
 def step_is(page, step: str) -> None:
@@ -78,7 +68,6 @@ def test_collection_at_a_branch(agent, browser, artifacts):
     page.get_by_test_id("sim-counter-O02").click()
     expect(page.get_by_test_id("report-text")).to_contain_text("任务类型: 回收款箱")
     expect(page.get_by_test_id("report-text")).to_contain_text("结果: 已完成")
-    staff_in_again(page)
     expect(page.get_by_test_id(f"task-{ids['collection']}")).to_contain_text("已完成")
     page.screenshot(path=str(artifacts("e2e/collection-02-report.png")), full_page=True)
     assert alarms_in_journal(agent) == [], "a normal handover raises nothing"
@@ -178,7 +167,6 @@ def test_route_skip(agent, browser, artifacts):
     page.get_by_test_id("sim-counter-O02").click()
     expect(page.get_by_test_id("report-text")).to_contain_text("结果: 已终止")
     expect(page.get_by_test_id("report-text")).to_contain_text("跳点 BR-003")
-    staff_in_again(page)
     expect(page.get_by_test_id(f"task-{ids[TRUCK_B]}")).to_contain_text("已终止")
     page.screenshot(path=str(artifacts("e2e/route-skip-02-aborted.png")), full_page=True)
     assert [a["alarm"] for a in alarms_in_journal(agent)] == ["route_skip"]
