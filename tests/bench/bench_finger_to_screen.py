@@ -139,7 +139,7 @@ async def run_site(count: int, events: int) -> dict:
     port = site._server.sockets[0].getsockname()[1]
     out: dict = {"count": count}
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:   # the old views took seconds
             async with session.get(f"http://127.0.0.1:{port}/api/events") as resp:
                 screen = Screen(resp)
                 seen, _ = await screen.next()
