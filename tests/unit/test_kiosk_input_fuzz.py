@@ -103,7 +103,7 @@ class Book:
         """book.act's checks (ComplaintBook._event, then the lifecycle) on a copy of one complaint."""
         c = fc.Complaint.from_dict(self.states[state % len(self.states)].to_dict())
         try:
-            if action not in fc.ACTIONS:
+            if not isinstance(action, str) or action not in fc.ACTIONS:   # the route's action is URL text
                 raise ComplaintError("unknown action")
             if not isinstance(params, dict):
                 raise ComplaintError("params must be a JSON object")
