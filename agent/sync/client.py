@@ -315,6 +315,8 @@ class Sync:
         self._next_attempt = time.monotonic() + random.uniform(self._backoff_min, max(self._backoff_min, ceiling))
 
     def _shutdown(self) -> None:
+        self.outbox.settle_acks()
+        self.outbox.flush()
         if self._connected:
             info = self._client.publish(self.topics.up("status"), self._status_payload("offline"), qos=1, retain=True)
             try:
