@@ -40,6 +40,7 @@ from flows.decisions import Alarm, Decision, DoorPermit, HandoverEnded, Prompt, 
 from flows.handover import Handover, HandoverInputs
 from flows.model import Person, Site, Task
 from flows.report import HandoverReport, build_report
+from flows.complaint_rules import EscalationRules, HourRules
 from flows.workdays import DeadlineRules
 
 log = logging.getLogger("handover.terminal")
@@ -122,7 +123,9 @@ class Terminal:
         self.complaints = ComplaintBook(
             self.journal, sealer,
             build_calendar({"holidays": list(config.complaints.holidays), "workdays": list(config.complaints.workdays)}),
-            DeadlineRules.from_dict(config.complaints.deadlines), site_id=config.site.id)
+            DeadlineRules.from_dict(config.complaints.deadlines), site_id=config.site.id,
+            hours=HourRules.from_dict(config.complaints.hours),
+            escalation=EscalationRules.from_dict(config.complaints.escalation))
         if hasattr(devices.cards, "verifier"):   # a PC/SC reader checks anti-clone tags with the box registry
             devices.cards.sun_keys = self.store.box_keys
             devices.cards.verifier.counters = self.store.tag_counters(self.journal)
@@ -548,7 +551,7 @@ class Terminal:
 
     # --- head office (SPEC §4): the journal is the outbox; task progress and alarms go out at once ---
     URGENT_KINDS = ("alarm", "handover_started", "arrival", "finger_attempt", "box_read", "disposition",
-                    "handover_ended", "route_unverified")
+                    "handover_ended", "route_unverified", "complaint_escalated")
 
     def _start_sync(self) -> None:
         from agent.sync import Sync
