@@ -75,8 +75,15 @@ def _event_text(t: Terminal, e: Entry, lang: str) -> str | None:
     return _ui(lang, key) if key in catalog(lang)["ui"] else _ui(lang, "records.ev.other", kind=e.kind)
 
 
-def _when(e: Entry) -> str:
-    return _hms(e.body.get("at") if isinstance(e.body.get("at"), str) else e.ts)
+def _when(t: Terminal, e: Entry) -> str:
+    """The event's local time: its own `at` where it has one, else when it was journaled (UTC, converted)."""
+    at = e.body.get("at")
+    if isinstance(at, str):
+        return _hms(at)
+    try:
+        return datetime.fromisoformat(e.ts).astimezone(t.tz).strftime("%H:%M:%S")
+    except ValueError:
+        return "—"
 
 
 async def search(request: web.Request) -> web.Response:
@@ -106,7 +113,7 @@ async def detail(request: web.Request) -> web.Response:
     t, lang = request.app[TERMINAL], _lang(request)
     r = _record(request)
     title, lines = report_lines(r.report, t.people, lang)
-    timeline = [{"at": _when(e), "kind": e.kind, "text": text}
+    timeline = [{"at": _when(t, e), "kind": e.kind, "text": text}
                 for e in request.app[RECORDS].timeline(r.report.task_id)
                 if (text := _event_text(t, e, lang)) is not None]
     return web.json_response({**_row(t, r, lang), "title": title, "lines": lines, "timeline": timeline},

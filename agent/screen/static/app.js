@@ -48,10 +48,10 @@ function escortCard(p) {
     el("div", { class: "photos" }, photo(p.photo, t("enrolled_photo"), "enrolled-photo"),
        photo(p.snapshot, t("live_snapshot"), "live-snapshot")),
     el("div", { class: "who" }, el("span", { class: "name", text: p.name }),
-       p.lead ? el("span", { class: "badge lead", text: t("lead") }) : null),
+       p.lead ? el("span", { class: "badge lead", text: t("lead") }) : null,
+       el("span", { class: "empno", "data-testid": "employee-no", text: t("person.employee_no", { no: p.employee_no }) })),
     el("div", { class: "badge" + (p.verified ? " ok" : ""), text: p.verified ? `${t("verified")} ${p.verified_at}` : t("not_verified") }),
     el("div", { class: "muted", text: `${t("company")}: ${p.company}` }),
-    el("div", { class: "empno", "data-testid": "employee-no", text: t("person.employee_no", { no: p.employee_no }) }),
     validity(p));
 }
 

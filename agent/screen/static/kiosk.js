@@ -92,6 +92,7 @@ function renderForm() {
                    text: `${i + 1} ${t("kiosk.page." + (i + 1))}` }))),
     ...pages[page]()].filter(Boolean));
   $(".intro").hidden = page !== 0;            // said once, on the first page
+  $("#contacts").hidden = page !== 0;         // with where to call or appeal (and on the receipt)
   $("#prev").hidden = page === 0;
   $("#next").hidden = page === PAGES.length - 1;
   $("#submit").hidden = page !== PAGES.length - 1;
@@ -310,7 +311,7 @@ function showLookup() {
     el("div", { class: "row" },
       el("div", { class: "field" }, el("label", { for: "lookup-ref", text: t("kiosk.lookup.ref") }), ref),
       el("div", { class: "field" }, el("label", { for: "lookup-digits", text: t("kiosk.lookup.digits") }), digits)),
-    out,
+    out, el("div", { class: "contacts" }, ...contactSpans("lookup-contact")),
     el("div", { class: "actions" }, go, el("button", { class: "touch big", "data-testid": "lookup-back", text: t("kiosk.lookup.back"),
                                                        onclick: () => { clearAll(); } }))));
   view.hidden = false;
@@ -318,12 +319,14 @@ function showLookup() {
   $("#receipt-view").hidden = true;
 }
 
-// Where customers can call or appeal (configured by the bank, or head office): always on the public face.
-function renderContacts() {
+// Where customers can call or appeal (configured by the bank, or head office): on the first page, the lookup
+// and the receipt.
+function contactSpans(prefix = "contact") {
   const c = (options && options.contacts) || {};
-  $("#contacts").replaceChildren(...["hotline", "supervision_phone", "appeal_body"].filter((k) => c[k]).map((k) =>
-    el("span", { "data-testid": `contact-${k}`, text: t("kiosk.contacts." + k, { value: c[k] }) })));
+  return ["hotline", "supervision_phone", "appeal_body"].filter((k) => c[k]).map((k) =>
+    el("span", { "data-testid": `${prefix}-${k}`, text: t("kiosk.contacts." + k, { value: c[k] }) }));
 }
+function renderContacts() { $("#contacts").replaceChildren(...contactSpans()); }
 
 function showCustomerSide() {
   const receipt = !$("#receipt-view").hidden;

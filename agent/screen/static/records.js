@@ -79,11 +79,9 @@ function recordsDetail() {
   });
   return [el("div", { class: "records-head" }, el("span", { class: "plate", text: d.plate }),
              el("span", { text: `${d.task_id} · ${d.day} ${d.arrived}–${d.ended} · ${t("status." + d.outcome)}` })),
-          tabs, body,
-          el("div", { class: "records-foot" }, reprint,
-             el("span", { class: "records-note" + (rec.noteOk ? " ok" : " bad"), "data-testid": "records-note", text: rec.note || "" }),
-             el("button", { class: "touch", "data-testid": "records-back", text: t("records.back"),
-                            onclick: () => { rec.step = "list"; rec.detail = null; recordsSearch(); } }))];
+          el("div", { class: "records-foot" }, tabs, reprint,      // the controls stay in sight; the record scrolls
+             el("span", { class: "records-note" + (rec.noteOk ? " ok" : " bad"), "data-testid": "records-note", text: rec.note || "" })),
+          body];
 }
 
 function renderRecords(v) {
@@ -103,7 +101,10 @@ function renderRecords(v) {
   }
   root.append(el("div", { class: "card records", "data-testid": "records", "data-step": rec.step },
     el("div", { class: "records-title" }, el("h2", { text: t("records.title") }),
-       el("button", { class: "touch", "data-testid": "records-close", text: t("records.close"),
-                      onclick: () => { rec = null; recRender(); } })),
+       rec.step === "detail"        // back where the eye starts, top right: the bottom corner is the simulator's
+         ? el("button", { class: "touch", "data-testid": "records-back", text: t("records.back"),
+                          onclick: () => { rec.step = "list"; rec.detail = null; recordsSearch(); } })
+         : el("button", { class: "touch", "data-testid": "records-close", text: t("records.close"),
+                          onclick: () => { rec = null; recRender(); } })),
     ...(rec.step === "detail" && rec.detail ? recordsDetail() : recordsList())));
 }
