@@ -28,6 +28,7 @@ TEXT_LIMIT = 2000           # staff free text
 SHORT_LIMIT = 100           # department, appeal body, ids
 DRAFT_LIMIT = 10_000        # a draft keeps what was typed, even past the limits, until submit says why
 HEAD_OFFICE = "head_office"
+ESCALATION_ALARM = "complaint_escalation"     # the alarm kind head office sees for an escalated complaint
 
 
 class ComplaintError(ValueError):
@@ -155,12 +156,14 @@ class ComplaintBook:
         return f"{prefix}{n + 1:03d}"
 
     def _escalated(self, c: Complaint, triggers: tuple[str, ...], now: datetime, source: str) -> None:
-        """Alarm-class: the terminal sends this kind up at once (Terminal.URGENT_KINDS)."""
+        """An alarm-class entry (the alarm body's shape, agent.codec.alarm_body): it goes up at once on the
+        urgent lane and head office's alarm board shows it. Nothing personal: reference, triggers, limits."""
         limits = hour_limits(c.received_at, c.escalated_at, self.calendar, self.hours)
-        self.journal.append("complaint_escalated", {
-            "ref": c.ref, "site_id": self.site_id, "triggers": list(triggers), "all_triggers": list(c.escalations),
-            "category": c.category, "channel": c.channel, "at": now.isoformat(), "source": source,
-            "limits": {k: v.isoformat() for k, v in limits.items() if k.startswith("urgent_")}})
+        self.journal.append("alarm", {
+            "alarm": ESCALATION_ALARM, "silent": False, "blocking": False, "site_id": self.site_id,
+            "detail": {"ref": c.ref, "triggers": list(triggers), "all_triggers": list(c.escalations),
+                       "category": c.category, "channel": c.channel, "at": now.isoformat(), "source": source,
+                       "limits": {k: v.isoformat() for k, v in limits.items() if k.startswith("urgent_")}}})
 
     # --- reading ---
     def get(self, ref: str) -> Complaint | None:

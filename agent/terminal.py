@@ -551,7 +551,7 @@ class Terminal:
 
     # --- head office (SPEC §4): the journal is the outbox; task progress and alarms go out at once ---
     URGENT_KINDS = ("alarm", "handover_started", "arrival", "finger_attempt", "box_read", "disposition",
-                    "handover_ended", "route_unverified", "complaint_escalated")
+                    "handover_ended", "route_unverified")
 
     def _start_sync(self) -> None:
         from agent.sync import Sync
