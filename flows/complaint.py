@@ -7,6 +7,7 @@ refusal that says why. No I/O, no clock: the time of each event is passed in.
     registered|classified ─not_accept (approver, reason)─▶ not_accepted ─archive─▶ archived
     any open state ─withdraw (reason, voluntary?)─▶ withdrawn ─archive─▶ archived
     registered|classified ─mark_repeat (same facts as a decided complaint)─▶ repeat ─archive─▶ archived
+    any open state ─escalate (triggers, flows.complaint_rules)─▶ the same state, now urgent
 
 Staff who are the subject of a complaint (staff_concerned) cannot act on it (recusal).
 Free text (notes, causes, remedies, reasons, replies) rides on the events; the machine keeps only

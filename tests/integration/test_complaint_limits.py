@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from broker import Broker, Pki, mqtt_config
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -196,3 +198,20 @@ def test_head_offices_settings_downlink_sets_the_hotline_on_kiosk_and_receipt(ag
         assert bad["ok"] is False                       # the rules' tables are set in the file, not by a scalar downlink
     finally:
         office.stop()
+
+
+@settings(max_examples=150, deadline=None)
+@given(ref=st.one_of(st.none(), st.integers(), st.text(max_size=120)), digits=st.one_of(st.none(), st.integers(),
+                                                                                    st.text(max_size=8)))
+def test_any_lookup_input_reveals_nothing_and_raises_nothing(tmp_path_factory, ref, digits):
+    folder = tmp_path_factory.mktemp("lookup")
+    j = Journal(folder / "journal.db")
+    try:
+        b = ComplaintBook(j, Sealer(folder / "data.key"), build_calendar(), DeadlineRules(), site_id="BR-001")
+        real = b.register(FORM, FRIDAY).ref
+        before = b.get(real).to_dict()
+        out = b.lookup(ref, digits, at(30, 10))
+        assert out is None or (ref == real and digits == "5678")
+        assert b.get(real).to_dict() == before
+    finally:
+        j.close()
