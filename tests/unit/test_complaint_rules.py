@@ -3,11 +3,14 @@ count on the calendar's working days only (weekends, official holidays and è°ƒä¼
 calendar data); urgent limits run on the clock from the escalation."""
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+import agent.sync
 from agent.calendar_data import build_calendar
 from flows import complaint as fc
 from flows.complaint import Complaint, Status, TransitionRefused
@@ -202,3 +205,8 @@ def test_enrolment_validity_shown_only_near_its_end():
     assert p.validity_ends_within(date(2026, 12, 20), 30) == 0
     assert p.validity_ends_within(date(2026, 12, 21), 30) is None          # lapsed: the wrong-person rule says so
     assert Person("E02", "y", Role.ESCORT).validity_ends_within(date(2026, 11, 30), 30) is None
+
+
+def test_head_office_may_send_every_lifecycle_action_escalate_included():
+    schema = json.loads((Path(agent.sync.__file__).parent / "schemas" / "complaint.json").read_text(encoding="utf-8"))
+    assert set(schema["properties"]["action"]["enum"]) == set(fc.ACTIONS)
