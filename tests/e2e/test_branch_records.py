@@ -177,10 +177,21 @@ def fill_complaint(page, contact: str) -> None:
     page.get_by_test_id("privacy-consent").click()
 
 
-def lookup(page, ref: str, digits: str) -> None:
+def lookups(agent) -> list[dict]:
+    return [b for k, b in journal(agent) if k == "complaint_lookup"]
+
+
+def lookup(page, agent, ref: str, digits: str) -> None:
+    """One lookup, answered: a "nothing found" looks like the one before, so the journal says it was made."""
+    before = len(lookups(agent))
     page.get_by_test_id("lookup-ref").fill(ref)
     page.get_by_test_id("lookup-digits").fill(digits)
     page.get_by_test_id("lookup-go").click()
+    deadline = time.monotonic() + 15
+    while len(lookups(agent)) == before:
+        assert time.monotonic() < deadline, "the lookup was never made"
+        time.sleep(0.05)
+    expect(page.get_by_test_id("lookup-go")).to_be_enabled()
 
 
 def test_a_customer_looks_up_progress_by_reference_and_contact_digits_and_sees_the_hotline(agent, browser,
@@ -211,7 +222,7 @@ def test_a_customer_looks_up_progress_by_reference_and_contact_digits_and_sees_t
 
     # a wrong pair and an unknown reference look the same, and show nothing of the complaint
     page.get_by_test_id("kiosk-lookup").click()
-    lookup(page, ref, "1234")
+    lookup(page, agent, ref, "1234")
     none = page.get_by_test_id("lookup-none")
     expect(none).to_contain_text("未查到")
     view = page.get_by_test_id("kiosk-lookup-view")
@@ -222,12 +233,12 @@ def test_a_customer_looks_up_progress_by_reference_and_contact_digits_and_sees_t
     page.screenshot(path=str(artifacts("e2e/kiosk-lookup-02-wrong-pair.png")))
     assert page.evaluate(NO_SCROLL), "the lookup scrolls at 800×480"
     wrong = page.get_by_test_id("lookup-result").inner_text()
-    lookup(page, ref.replace("-001", "-002"), "5678")
+    lookup(page, agent, ref.replace("-001", "-002"), "5678")
     expect(none).to_be_visible()
     assert page.get_by_test_id("lookup-result").inner_text() == wrong
 
     # the right pair: status and promised date only
-    lookup(page, ref, "5678")
+    lookup(page, agent, ref, "5678")
     expect(page.get_by_test_id("lookup-status")).to_have_text("已登记")
     expect(page.get_by_test_id("lookup-reply-by")).to_contain_text("年")
     expect(view).not_to_contain_text("李秀英")
@@ -236,15 +247,60 @@ def test_a_customer_looks_up_progress_by_reference_and_contact_digits_and_sees_t
 
     # guessing is rate-limited: after five wrong pairs even the right one reveals nothing for a while
     for digits in ("0000", "1111", "2222"):
-        lookup(page, ref, digits)
+        lookup(page, agent, ref, digits)
         expect(none).to_be_visible()
-    lookup(page, ref, "5678")
-    deadline = time.monotonic() + 15
-    while len(kinds := [b for k, b in journal(agent) if k == "complaint_lookup"]) < 7 and time.monotonic() < deadline:
-        time.sleep(0.1)                      # the answer looks like the last one: wait for it in the journal
+    lookup(page, agent, ref, "5678")
+    kinds = lookups(agent)
     expect(none).to_be_visible()
     expect(page.get_by_test_id("lookup-status")).to_have_count(0)
     assert [b["ok"] for b in kinds] == [False, False, True, False, False, False, False]
     assert kinds[-1]["blocked"] is True
     assert "5678" not in json.dumps(kinds) and "李秀英" not in json.dumps(kinds, ensure_ascii=False)
+    page.close()
+
+
+def staff_sign_in_at_kiosk(agent, page) -> None:
+    page.get_by_test_id("kiosk-staff").click()
+    agent.wait_for(lambda v: v["pending_auth"] is not None)
+    finger(agent, "counter", "O01")
+    expect(page.get_by_test_id("staff-view")).to_be_visible()
+
+
+def test_staff_escalate_a_complaint_and_the_background_check_puts_it_on_the_staff_indicator(agent, browser,
+                                                                                             artifacts, tmp_path):
+    conf = tmp_path / "agent.toml"
+    conf.write_text(CONFIG, encoding="utf-8")
+    agent.start("--config", str(conf))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(agent.url)
+    page.get_by_test_id("kiosk-enter").click()
+    page.wait_for_url("**/kiosk")
+    ref = agent.post("api/kiosk/complaints", {"channel": "walk_in", "category": "service_channel",
+                                               "description": "自助设备吞卡", "request": "尽快退卡"})["ref"]
+    staff_sign_in_at_kiosk(agent, page)
+    card = page.get_by_test_id(f"complaint-{ref}")
+    card.get_by_test_id(f"action-{ref}-escalate").click()
+    card.get_by_test_id("param-people").fill("4")                     # four customers with the same problem
+    card.get_by_test_id("param-media-false").click()
+    card.get_by_test_id("action-save").click()
+    card = page.get_by_test_id(f"complaint-{ref}")
+    expect(card.get_by_test_id("escalated")).to_have_text("紧急: 群体投诉")
+    alarms = [b for k, b in journal(agent) if k == "alarm" and b["alarm"] == "complaint_escalation"]
+    assert [(a["detail"]["ref"], a["detail"]["triggers"]) for a in alarms] == [(ref, ["group"])]
+    page.get_by_test_id("staff-logout").click()
+
+    # 40 minutes on, the urgent response (1 hour) is near: the background check finds it, staff see it
+    agent.post("/api/sim/clock", {"offset_minutes": 40})
+    staff_sign_in_at_kiosk(agent, page)
+    expect(page.get_by_test_id("due-summary")).to_have_text("投诉时限提醒：临近1件，超时0件", timeout=60000)
+    card = page.get_by_test_id(f"complaint-{ref}")
+    expect(card.get_by_test_id("due-urgent_response")).to_contain_text("现场响应")
+    expect(card.get_by_test_id("due-urgent_response")).to_contain_text("临近时限")
+    page.screenshot(path=str(artifacts("e2e/records-06-kiosk-staff-escalated.png")))
+    due = [b for k, b in journal(agent) if k == "complaint_due"]
+    assert (ref, "urgent_response", "near") in [(b["ref"], b["limit"], b["state"]) for b in due]
+    page.get_by_test_id("staff-logout").click()
+    agent.wait_for(lambda v: v["staff"] is None)
+    assert agent.view()["complaints_due"] is None                      # staff gone: the public face shows nothing
+    expect(page.get_by_test_id("due-summary")).to_have_count(0)
     page.close()

@@ -17,6 +17,7 @@ const LONG = new Set(["description", "request"]);
 let options = null, last = null;
 let form = emptyForm();
 let lastActivity = Date.now(), saveTimer = null, leaving = false, staffShown = false;
+let shownDue = null;                 // the complaint reminders the staff view was drawn with
 let submitRid = requestId();         // one id per version of the form: a double tap on submit registers once
 const keyboard = createKeyboard({ label: t });   // the wall screen has no physical keyboard
 
@@ -332,6 +333,7 @@ function showCustomerSide() {
   const receipt = !$("#receipt-view").hidden;
   $("#form-view").hidden = receipt;
   $("#staff-view").hidden = true;
+  $("#staff-view").replaceChildren();       // complaints' personal data leaves the page with the staff member
   staffShown = false;
 }
 
@@ -345,6 +347,7 @@ async function showStaff() {
   const view = $("#staff-view");
   $("#lookup-view").hidden = true;
   const due = last && last.complaints_due;
+  shownDue = JSON.stringify(due);
   view.replaceChildren(
     el("div", { class: "bar" }, el("h2", { text: `${t("kiosk.staff_title")} · ${t("kiosk.staff_by")}: ${d.name}` }),
       due && (due.near || due.overdue) ? el("span", { class: "badge bad", "data-testid": "due-summary", text: t("kiosk.due_summary", due) }) : null,
@@ -456,7 +459,9 @@ async function onView(v) {
   $("#exit-button").hidden = $("#staff-button").hidden = !!v.pending_auth;
   $("#lookup-button").hidden = !!v.pending_auth || !!v.staff;
   renderContacts();
+  const due = JSON.stringify(v.complaints_due);
   if (v.staff && !staffShown && !fillFor) await showStaff();
+  else if (staffShown && due !== shownDue && !$("#staff-view").contains(document.activeElement)) await showStaff();  // reminders changed
   else if (!v.staff && (staffShown || fillFor)) { fillFor = false; showCustomerSide(); renderForm(); }
   if (first) {
     const r = await api("/api/kiosk/draft");
