@@ -142,6 +142,12 @@ def test_a_past_handover_is_found_by_day_truck_and_tag_and_reprinted_as_a_copy(a
                  "读取款箱 XB1-03", "交接结束：已完成（有异常）"):
         expect(timeline).to_contain_text(text)
     page.screenshot(path=str(artifacts("e2e/records-04-timeline.png")))
+    page.get_by_test_id("lang-toggle").click()                          # English is one touch away
+    expect(timeline).to_contain_text("Alarm: Wrong box")
+    expect(page.get_by_test_id("records-reprint")).to_have_text("Reprint (copy)")
+    page.screenshot(path=str(artifacts("e2e/records-04-timeline-en.png")))
+    page.get_by_test_id("lang-toggle").click()
+    expect(timeline).to_contain_text("报警：错箱")
 
     # the reprint: journaled as a reprint, and the paper says it is a copy
     page.get_by_test_id("records-reprint").click()

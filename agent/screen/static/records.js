@@ -25,7 +25,9 @@ async function recordsSearch() {
 async function recordsOpen(taskId) {
   const r = await api(`/api/staff/records/${encodeURIComponent(taskId)}?lang=${lang}`);
   if (!r.ok) return;
-  rec.step = "detail"; rec.detail = r.data; rec.tab = "report"; rec.note = "";
+  const same = rec.step === "detail" && rec.detail && rec.detail.task_id === taskId;    // worded again: same tab
+  rec.step = "detail"; rec.detail = r.data;
+  if (!same) { rec.tab = "report"; rec.note = ""; }
   recRender();
 }
 
@@ -90,13 +92,19 @@ function renderRecords(v) {
   const allowed = !!v.staff && !v.handover && !v.pending_auth && !(v.enrolment && v.enrolment.current);
   if (!allowed) rec = null;
   document.body.classList.toggle("records-open", !!rec);
+  if (rec && rec.lang !== v.lang) {          // another language: the agent words the list and timeline again
+    rec.lang = v.lang;
+    if (rec.step === "detail" && rec.detail) recordsOpen(rec.detail.task_id); else if (rec.rows) recordsSearch();
+    rec.dirty = true;
+  }
   if (rec && !rec.dirty && root.firstChild && root.firstChild.dataset.testid === "records") return;
   if (rec) rec.dirty = false;
   root.replaceChildren();
   if (!allowed) return;
   if (!rec) {
     root.append(el("button", { class: "touch", "data-testid": "records-open", text: t("records.open"),
-      onclick: () => { rec = { step: "list", day: v.now.slice(0, 10), today: v.now.slice(0, 10), plate: "", box: "", rows: null, dirty: true }; recordsSearch(); } }));
+      onclick: () => { rec = { step: "list", day: v.now.slice(0, 10), today: v.now.slice(0, 10), plate: "", box: "", rows: null, dirty: true,
+                              lang: v.lang }; recordsSearch(); } }));
     return;
   }
   root.append(el("div", { class: "card records", "data-testid": "records", "data-step": rec.step },
