@@ -36,11 +36,11 @@ from drivers.events import CardRead, CardReadIncomplete, DeviceHealth, FingerRea
 from flows import events as fe
 from flows import staff as fs
 from flows.arrival import match_arrival
+from flows.complaint_rules import EscalationRules, HourRules
 from flows.decisions import Alarm, Decision, DoorPermit, HandoverEnded, Prompt, Refused, RouteUnverified, Step
 from flows.handover import Handover, HandoverInputs
 from flows.model import Person, Site, Task
 from flows.report import HandoverReport, build_report
-from flows.complaint_rules import EscalationRules, HourRules
 from flows.workdays import DeadlineRules
 
 log = logging.getLogger("handover.terminal")
