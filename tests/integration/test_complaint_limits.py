@@ -201,8 +201,9 @@ def test_head_offices_settings_downlink_sets_the_hotline_on_kiosk_and_receipt(ag
 
 
 @settings(max_examples=150, deadline=None)
-@given(ref=st.one_of(st.none(), st.integers(), st.text(max_size=120)), digits=st.one_of(st.none(), st.integers(),
-                                                                                    st.text(max_size=8)))
+@given(ref=st.one_of(st.none(), st.integers(), st.text(max_size=120), st.just("\ud800")),
+       digits=st.one_of(st.none(), st.integers(), st.text(max_size=8), st.just("١٢٣٤"), st.just("\udfff"),
+                        st.text(alphabet=st.characters(categories=["Nd"]), min_size=4, max_size=4)))
 def test_any_lookup_input_reveals_nothing_and_raises_nothing(tmp_path_factory, ref, digits):
     folder = tmp_path_factory.mktemp("lookup")
     j = Journal(folder / "journal.db")
