@@ -212,6 +212,7 @@ def test_a_customer_looks_up_progress_by_reference_and_contact_digits_and_sees_t
     expect(page.get_by_test_id("contact-hotline")).to_have_text("投诉电话 95528")     # on the kiosk itself
     expect(page.get_by_test_id("contact-appeal_body")).to_contain_text("国家金融监督管理总局上海监管局")
     assert page.evaluate(NO_SCROLL), "the first page with the contacts scrolls at 800×480"
+    page.screenshot(path=str(artifacts("e2e/kiosk-lookup-00-first-page-contacts.png")))
     fill_complaint(page, "139 1234 5678")
     page.get_by_test_id("kiosk-submit").click()
     receipt = page.get_by_test_id("receipt-text")
