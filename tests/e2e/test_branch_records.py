@@ -88,6 +88,14 @@ def delivery_with_a_wrong_box(agent, page, artifacts) -> str:
     return task_id
 
 
+def search(page, plate: str, box: str) -> None:
+    """One search, answered: the list says which search it shows."""
+    page.get_by_test_id("records-plate").fill(plate)
+    page.get_by_test_id("records-box").fill(box)
+    page.get_by_test_id("records-search").click()
+    expect(page.get_by_test_id("records-list")).to_have_attribute("data-query", f"|{plate}|{box}")
+
+
 def test_a_past_handover_is_found_by_day_truck_and_tag_and_reprinted_as_a_copy(agent, browser, artifacts, tmp_path):
     conf = tmp_path / "agent.toml"
     conf.write_text(CONFIG, encoding="utf-8")
@@ -118,18 +126,14 @@ def test_a_past_handover_is_found_by_day_truck_and_tag_and_reprinted_as_a_copy(a
 
     # by truck and by box tag, any day; a tag no handover carried finds nothing
     page.get_by_test_id("records-any-day").click()
-    page.get_by_test_id("records-plate").fill("C1234")
-    page.get_by_test_id("records-search").click()
+    expect(page.get_by_test_id("records-list")).to_have_attribute("data-query", "||")
+    search(page, "C1234", "")
     expect(row).to_be_visible()
-    page.get_by_test_id("records-plate").fill("")
-    page.get_by_test_id("records-box").fill(tag.lower())
-    page.get_by_test_id("records-search").click()
+    search(page, "", tag.lower())
     expect(row).to_be_visible()
-    page.get_by_test_id("records-box").fill("04FFFFFFFFFFFF")
-    page.get_by_test_id("records-search").click()
+    search(page, "", "04FFFFFFFFFFFF")
     expect(page.get_by_test_id("records-count")).to_have_text("没有符合条件的交接记录")
-    page.get_by_test_id("records-box").fill("XB1-02")                  # the number printed on the box
-    page.get_by_test_id("records-search").click()
+    search(page, "", "XB1-02")                                        # the number printed on the box
     row.click()
 
     # its report and its timeline, one screen each

@@ -10,14 +10,19 @@ function recRender() { if (rec) rec.dirty = true; if (last) render(last); }
 function isoDay(d) { return d.toISOString().slice(0, 10); }
 function shiftDay(iso, n) { const d = new Date(iso + "T12:00:00Z"); d.setUTCDate(d.getUTCDate() + n); return isoDay(d); }
 
+let recAsked = 0;      // the latest search asked for: an earlier answer arriving late is dropped
+
 async function recordsSearch() {
+  const asked = ++recAsked;
   const q = new URLSearchParams({ lang });
   if (rec.day) q.set("date", rec.day);
   if (rec.plate) q.set("plate", rec.plate);
   if (rec.box) q.set("box", rec.box);
   const r = await api(`/api/staff/records?${q}`);
+  if (!rec || asked !== recAsked) return;
   if (!r.ok) { rec = null; recRender(); return; }      // the session lapsed: the list goes with it
   rec.rows = r.data.records;
+  rec.answered = `${q.get("date") || ""}|${q.get("plate") || ""}|${q.get("box") || ""}`;     // what the list shows
   rec.today = r.data.today;
   recRender();
 }
@@ -59,7 +64,7 @@ function recordsList() {
     el("button", { class: "touch primary", "data-testid": "records-search", text: t("records.search"), onclick: () => recordsSearch() }));
   const rows = rec.rows || [];
   return [search, el("div", { class: "muted", "data-testid": "records-count", text: rows.length ? t("records.count", { n: rows.length }) : t("records.none") }),
-          el("div", { class: "records-list", "data-testid": "records-list" }, ...rows.map(recordRow))];
+          el("div", { class: "records-list", "data-testid": "records-list", "data-query": rec.answered || "" }, ...rows.map(recordRow))];
 }
 
 function recordsDetail() {
