@@ -432,6 +432,8 @@ def build_app(terminal: Terminal) -> web.Application:
     app.router.add_post("/api/enrolment/close", enrolment_close)
     from agent.screen.kiosk import add_kiosk_routes      # here, not at the top: kiosk.py imports this module
     add_kiosk_routes(app)
+    from agent.screen.records import add_records_routes  # likewise: records.py imports this module
+    add_records_routes(app)
     if terminal.config.simulate:
         app.router.add_get("/api/sim/events", sim_events)
         app.router.add_post("/api/sim/beacon", sim_beacon)
