@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from flows.model import SiteType
+from protocol.ids import ID_PATTERN, ID_WHAT
 from flows.workdays import DeadlineRules
 
 DEFAULT_STATE_DIR = Path("/var/lib/handover-agent")
@@ -35,11 +36,6 @@ class ConfigError(ValueError):
 
 
 # --- one source of truth: each setting's default, type and range live on its dataclass field -------
-
-# Device and site ids become MQTT topic levels and file names: no wildcards, separators or spaces.
-ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-ID_WHAT = 'letters, digits, ".", "_" or "-" (no "+", "#", "/" or spaces), at most 64'
-
 
 @dataclass(frozen=True)
 class Rule:

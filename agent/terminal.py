@@ -166,7 +166,7 @@ class Terminal:
             module.sync_library(wanted)
         self._resume()
         await self._restore_screen()
-        from offline.keys import DeviceKeys
+        from protocol.keys import DeviceKeys
         self.device_keys = DeviceKeys.load_or_create(self.config.paths.keys_dir, self.config.device.id)
         await self.import_inbox()
         for device in self.devices.inputs():

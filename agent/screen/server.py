@@ -22,16 +22,12 @@ from agent.i18n import LANGUAGES, catalog
 from agent.journal import JournalError
 from agent.storage import is_storage_error
 from agent.terminal import ActionRefused, Terminal
+from agent.screen.kiosk import add_kiosk_routes
+from agent.screen.web import TERMINAL, BadRequest, _json, _lang
 from agent.view import build_view
 
 log = logging.getLogger("handover.screen")
 STATIC = Path(__file__).parent / "static"
-TERMINAL = web.AppKey("terminal", Terminal)
-
-
-class BadRequest(web.HTTPBadRequest):
-    def __init__(self, message: str):
-        super().__init__(text=json.dumps({"error": message}, ensure_ascii=False), content_type="application/json")
 
 
 def _loopback(host: str | None) -> bool:
@@ -108,23 +104,6 @@ async def idempotent(request: web.Request, handler):
     if isinstance(resp, web.HTTPException):
         raise resp
     return resp
-
-
-async def _json(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    return body
-
-
-def _lang(request: web.Request) -> str:
-    lang = request.query.get("lang") or request.app[TERMINAL].lang
-    if lang not in LANGUAGES:
-        raise BadRequest(f"lang must be one of {', '.join(LANGUAGES)}")
-    return lang
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -344,7 +323,6 @@ def build_app(terminal: Terminal) -> web.Application:
     app.router.add_post("/api/alarms/ack", acknowledge_alarms)
     app.router.add_post("/api/enrolment", enrolment)
     app.router.add_post("/api/enrolment/close", enrolment_close)
-    from agent.screen.kiosk import add_kiosk_routes      # here, not at the top: kiosk.py imports this module
     add_kiosk_routes(app)
     if terminal.config.simulate:
         app.router.add_post("/api/sim/beacon", sim_beacon)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from agent.sync import messages
+from protocol import messages
 
 CURSOR = "hq"
 DEFAULT_URGENT_KINDS = frozenset({

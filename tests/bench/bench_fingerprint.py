@@ -42,8 +42,8 @@ from drivers.fingerprint.emulator import ModuleEmulator, finger_template  # noqa
 from drivers.fingerprint.library import LibraryRecord, template_hash  # noqa: E402
 from drivers.fingerprint.protocol import Decoder, Instruction, command  # noqa: E402
 from drivers.fingerprint.uart import UartFingerprint  # noqa: E402
-from offline.bundle import pack_bundle  # noqa: E402
-from offline.keys import DeviceKeys  # noqa: E402
+from protocol.bundle import pack_bundle  # noqa: E402
+from protocol.keys import DeviceKeys  # noqa: E402
 
 LIBRARY = 1000
 

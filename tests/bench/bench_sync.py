@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
 import paho.mqtt.client as mqtt  # noqa: E402
 
 from agent.journal import Journal  # noqa: E402
-from agent.sync import messages  # noqa: E402
+from protocol import messages  # noqa: E402
 
 SITE = "branch-bench"
 
@@ -144,7 +144,7 @@ def main() -> None:
 
 def run(broker, tmp: Path, count: int, alarm_count: int) -> None:
     from broker import HQ_IDENTITY, env_with_repo, mqtt_config
-    from offline.hq_sync import HeadOffice
+    from hq.sync import HeadOffice
     config = mqtt_config(broker, "bench-dev", SITE, tmp / "dev")
     db = tmp / "dev" / "journal.db"
     fill(db, count)
