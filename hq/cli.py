@@ -10,6 +10,7 @@
   handover-hq inspect x.htb [--signer signing.pub.pem]
 
   handover-hq publish|watch|export ...   (hq/sync.py)
+  handover-hq serve|verify-against ...   (hq/serve.py: the fleet's journals in a database)
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from hq import sync
+from hq import serve, sync
+from hq.db import DATABASE_ERRORS
 from protocol.bundle import (KINDS, BundleRefused, key_id, pack_bundle, pack_streamed, read_bundle_file, split,
                             verify_signature)
 from protocol.keys import (HQ_IDENTITY, HqKeys, KeyFileError, add_device, known_devices, load_public, load_signers,
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(func=_inspect)
 
     sync.register(sub)
+    serve.register(sub)
     return p
 
 
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (KeyFileError, BundleRefused, ValueError, OSError) as exc:
+    except (KeyFileError, BundleRefused, ValueError, OSError, *DATABASE_ERRORS) as exc:
         print(f"handover-hq: {exc}", file=sys.stderr)
         return 2
 

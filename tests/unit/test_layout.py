@@ -147,13 +147,13 @@ print(" ".join(sorted(commands)))
 
 def test_every_head_office_module_imports_without_the_terminal_or_its_drivers():
     names = sorted(n for n in MODULES if n.split(".")[0] in ("hq", "protocol"))
-    assert "hq.sync" in names and "protocol.chain" in names
+    assert "hq.serve" in names and "hq.db" in names and "protocol.chain" in names
     blocked = ",".join(DRIVER_MODULES + ("agent", "drivers", "offline", "flows"))
     r = subprocess.run([sys.executable, "-c", _BLOCKED_RUN, blocked, ",".join(names)], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     commands = r.stdout.split()
-    for command in ("keys", "issue-cert", "pack", "inspect", "publish", "watch", "export"):
+    for command in ("keys", "issue-cert", "pack", "inspect", "publish", "watch", "export", "serve", "verify-against"):
         assert command in commands
 
 
