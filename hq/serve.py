@@ -42,6 +42,20 @@ STREAM_LEAVES = ("journal", "status", "health", "reply")
 LIVE_LEAVES = ("urgent",)
 
 
+PARKED_RETRY = 0.05     # seconds between tries of batches that came out of turn (several workers)
+
+
+@dataclass
+class _Parked:
+    """A journal batch that arrived before its predecessor was committed (by a peer worker)."""
+    client: mqtt.Client
+    mid: int
+    qos: int
+    device: str
+    entries: list[dict]
+    since: float
+
+
 @dataclass
 class Counters:
     entries: int = 0
@@ -71,6 +85,8 @@ class Server:
         self._last_resend: dict[str, float] = {}
         self._progress: dict[str, tuple[int, float]] = {}
         self._resend_lock = threading.Lock()
+        self._parked: list[_Parked] = []
+        self._parked_lock = threading.Lock()
         # One database connection per thread that writes: each session's network thread and the gap watcher.
         self.stream = self._make_client(client_id, STREAM_LEAVES)
         self.live = self._make_client(f"{client_id}-live", LIVE_LEAVES)
@@ -135,8 +151,8 @@ class Server:
         where = messages.split_topic(self.prefix, message.topic)
         db: Database = userdata["db"]
         try:
-            if where is not None:
-                self._receive(client, db, *where, message.payload)
+            if where is not None and not self._receive(client, db, *where, message):
+                return      # parked, acknowledged once applied (see _retry_parked)
         except Exception as exc:
             if self._stop.is_set():
                 return      # not committed and not acknowledged: the broker gives it to us (or a peer) again
@@ -150,50 +166,83 @@ class Server:
                 return      # the database is gone and we are stopping: leave it unacknowledged
         client.ack(message.mid, message.qos)
 
-    def _receive(self, client, db: Database, device: str, leaf: str, raw: bytes) -> None:
+    def _receive(self, client, db: Database, device: str, leaf: str, message) -> bool:
+        """Apply one message; False when it was parked instead (not to be acknowledged yet)."""
         try:
-            payload = messages.decode(leaf, raw, max_bytes=messages.MAX_DOWNLINK_BYTES,
+            payload = messages.decode(leaf, message.payload, max_bytes=messages.MAX_DOWNLINK_BYTES,
                                       max_depth=messages.MAX_ENTRY_DEPTH + 8)
         except messages.MessageError as exc:
             print(f"hq serve: ignored a message on {self.prefix}/{device}/{leaf}: {exc}", file=sys.stderr)
             db.quarantine(device, None, f"{leaf} message refused: {exc}")
-            return
+            return True
         if payload["device"] != device:
             db.quarantine(device, None, f"{leaf} message names another device")
-            return
+            return True
         if leaf == "urgent":
             entry = payload["entry"]
             if db.urgent(device, entry):
                 self._alarm(device, entry)
         elif leaf == "journal":
-            result = db.apply(device, payload["entries"])
-            for pause in (0.02, 0.05, 0.1) if self._group else ():
-                if not result.gap:
-                    break
-                # Shared by several workers: the batch before this one is most likely being committed by
-                # a peer right now. A short wait saves a resend of everything after it.
-                time.sleep(pause)
-                result = db.apply(device, payload["entries"])
-            c = self.counters
-            c.batches, c.entries, c.duplicates = c.batches + 1, c.entries + result.applied, c.duplicates + result.duplicates
-            for problem in result.problems:
-                print(f"hq serve: {device}: {problem}", file=sys.stderr)
-            for q in result.quarantined:
-                self._alarm(device, {"id": f"{device}:quarantine:{q['seq']}", "seq": q["seq"], "kind": "alarm",
-                                     "task_id": None, "body": {"alarm": "entry_quarantined", **q}})
-            for entry in result.new_alarms:     # alarms whose urgent copy never came: pushed now
-                self._alarm(device, entry)
+            result = self._apply(db, device, payload["entries"])
+            if result.gap and self._group:
+                # Shared by several workers: the batch before this one is most likely on its way through a
+                # peer. Hold this one (unacknowledged) and try again, rather than ask for everything again.
+                with self._parked_lock:
+                    self._parked.append(_Parked(client, message.mid, message.qos, device, payload["entries"],
+                                                time.monotonic()))
+                return False
             if result.gap:
-                self.counters.gaps += 1
-                row = db.device(device)
-                self._ask_resend(client, device, result.last_seq, row["site_id"], row["state"])
-            self._progress[device] = (result.last_seq, time.monotonic())
+                self._gap(client, db, device, result.last_seq)
         elif leaf == "status":
             db.status(device, payload["site_id"], payload["state"])
         elif leaf == "health":
             db.health(device, payload)
         elif leaf == "reply":
             db.reply(device, payload)
+        return True
+
+    def _apply(self, db: Database, device: str, entries: list[dict]):
+        result = db.apply(device, entries)
+        with self._parked_lock:
+            c = self.counters
+            c.batches, c.entries, c.duplicates = c.batches + 1, c.entries + result.applied, c.duplicates + result.duplicates
+        for problem in result.problems:
+            print(f"hq serve: {device}: {problem}", file=sys.stderr)
+        for q in result.quarantined:
+            self._alarm(device, {"id": f"{device}:quarantine:{q['seq']}", "seq": q["seq"], "kind": "alarm",
+                                 "task_id": None, "body": {"alarm": "entry_quarantined", **q}})
+        for entry in result.new_alarms:     # alarms whose urgent copy never came: pushed now
+            self._alarm(device, entry)
+        self._progress[device] = (result.last_seq, time.monotonic())
+        return result
+
+    def _gap(self, client, db: Database, device: str, last_seq: int) -> None:
+        self.counters.gaps += 1
+        row = db.device(device)
+        self._ask_resend(client, device, last_seq, row["site_id"], row["state"])
+
+    def _retry_parked(self, db: Database) -> None:
+        """Parked batches (several workers): apply those whose turn has come; after resend_after seconds
+        still out of turn, ask the device to resend and let the batch go."""
+        with self._parked_lock:
+            parked, self._parked = self._parked, []
+        keep = []
+        for p in parked:
+            try:
+                result = self._apply(db, p.device, p.entries)
+            except Exception:
+                if self._stop.is_set():
+                    return
+                keep.append(p)
+                continue
+            if result.gap and time.monotonic() - p.since < self._resend_after:
+                keep.append(p)
+                continue
+            if result.gap:
+                self._gap(p.client, db, p.device, result.last_seq)
+            p.client.ack(p.mid, p.qos)
+        with self._parked_lock:
+            self._parked[:0] = keep
 
     def _alarm(self, device: str, entry: dict) -> None:
         self.counters.alarms += 1
@@ -217,10 +266,17 @@ class Server:
         client.publish(messages.Topics(self.prefix, device).down("command"), messages.encode(payload), qos=1)
 
     def _watch_gaps(self) -> None:
-        """A lost tail has no later message to reveal it: ask again when a device is behind and quiet."""
+        """Parked batches are retried often; and a lost tail has no later message to reveal it: ask again
+        when a device is behind and quiet."""
         db = Database(self._db_url, stop=self._stop)
+        next_check = 0.0
         try:
-            while not self._stop.wait(self._resend_after / 2):
+            while not self._stop.wait(PARKED_RETRY if self._group else self._resend_after / 2):
+                if self._group:
+                    self._retry_parked(db)
+                if time.monotonic() < next_check:
+                    continue
+                next_check = time.monotonic() + self._resend_after / 2
                 try:
                     behind = db.behind()
                 except Exception:
