@@ -214,6 +214,10 @@ class Database:
         """Apply one journal batch of `device` in one transaction: in sequence, chain verified, once."""
         return self.run(lambda cur: self._apply(cur, device, entries))
 
+    def apply_many(self, batches: list[tuple[str, list[dict]]]) -> list[Applied]:
+        """Several journal batches (of any devices, each device's in order) in one transaction."""
+        return self.run(lambda cur: [self._apply(cur, device, entries) for device, entries in batches])
+
     def _apply(self, cur: Cursor, device: str, entries: list[dict]) -> Applied:
         last_seq, last_hash, newest = self._device_row(cur, device)
         out, rows, alarms = Applied(), [], []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import queue
 import re
 import shutil
 import signal
@@ -34,7 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from hq.db import Database, is_postgres
+from hq.db import Applied, Database, is_postgres
 from protocol import messages
 from protocol.chain import GENESIS_HASH, chain_problem
 
@@ -42,15 +43,26 @@ STREAM_LEAVES = ("journal", "status", "health", "reply")
 LIVE_LEAVES = ("urgent",)
 
 
+GROUP_MAX = 100         # journal messages committed in one transaction (the broker's in-flight window)
 PARKED_RETRY = 0.05     # seconds between tries of batches that came out of turn (several workers)
+MAX_PARKED = 20000      # beyond this, a batch out of turn is let go and asked again at once
+PARK_PATIENCE = 30.0    # seconds a parked batch waits for its predecessor (a peer may be deep in a backlog)
+
+
+@dataclass
+class _Batch:
+    """A journal message waiting for the writer; acknowledged after the commit that applied it."""
+    client: mqtt.Client
+    mid: int
+    qos: int
+    device: str
+    entries: list[dict]
 
 
 @dataclass
 class _Parked:
     """A journal batch that arrived before its predecessor was committed (by a peer worker)."""
     client: mqtt.Client
-    mid: int
-    qos: int
     device: str
     entries: list[dict]
     since: float
@@ -87,10 +99,12 @@ class Server:
         self._resend_lock = threading.Lock()
         self._parked: list[_Parked] = []
         self._parked_lock = threading.Lock()
+        self._queue: queue.Queue[_Batch] = queue.Queue()
         # One database connection per thread that writes: each session's network thread and the gap watcher.
         self.stream = self._make_client(client_id, STREAM_LEAVES)
         self.live = self._make_client(f"{client_id}-live", LIVE_LEAVES)
         self._watcher: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -124,6 +138,8 @@ class Server:
                 raise TimeoutError(f"head office could not connect to {self._host}:{self._port}")
         self._watcher = threading.Thread(target=self._watch_gaps, name="hq-gaps", daemon=True)
         self._watcher.start()
+        self._writer = threading.Thread(target=self._write_loop, name="hq-writer", daemon=True)
+        self._writer.start()
         return self
 
     def stop(self) -> None:
@@ -132,8 +148,9 @@ class Server:
             client.disconnect()
             client.loop_stop()
             client.user_data_get()["db"].close()
-        if self._watcher:
-            self._watcher.join(5)
+        for thread in (self._watcher, self._writer):
+            if thread:
+                thread.join(5)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if not reason_code.is_failure:
@@ -151,8 +168,8 @@ class Server:
         where = messages.split_topic(self.prefix, message.topic)
         db: Database = userdata["db"]
         try:
-            if where is not None and not self._receive(client, db, *where, message):
-                return      # parked, acknowledged once applied (see _retry_parked)
+            if where is not None and self._receive(client, db, *where, message):
+                return      # queued for the writer, which acknowledges it after its commit
         except Exception as exc:
             if self._stop.is_set():
                 return      # not committed and not acknowledged: the broker gives it to us (or a peer) again
@@ -167,42 +184,96 @@ class Server:
         client.ack(message.mid, message.qos)
 
     def _receive(self, client, db: Database, device: str, leaf: str, message) -> bool:
-        """Apply one message; False when it was parked instead (not to be acknowledged yet)."""
+        """Handle one message; True when it was queued for the writer (not to be acknowledged here)."""
         try:
             payload = messages.decode(leaf, message.payload, max_bytes=messages.MAX_DOWNLINK_BYTES,
                                       max_depth=messages.MAX_ENTRY_DEPTH + 8)
         except messages.MessageError as exc:
             print(f"hq serve: ignored a message on {self.prefix}/{device}/{leaf}: {exc}", file=sys.stderr)
             db.quarantine(device, None, f"{leaf} message refused: {exc}")
-            return True
+            return False
         if payload["device"] != device:
             db.quarantine(device, None, f"{leaf} message names another device")
-            return True
+            return False
         if leaf == "urgent":
             entry = payload["entry"]
             if db.urgent(device, entry):
                 self._alarm(device, entry)
         elif leaf == "journal":
-            result = self._apply(db, device, payload["entries"])
-            if result.gap and self._group:
-                # Shared by several workers: the batch before this one is most likely on its way through a
-                # peer. Hold this one (unacknowledged) and try again, rather than ask for everything again.
-                with self._parked_lock:
-                    self._parked.append(_Parked(client, message.mid, message.qos, device, payload["entries"],
-                                                time.monotonic()))
-                return False
-            if result.gap:
-                self._gap(client, db, device, result.last_seq)
+            self._queue.put(_Batch(client, message.mid, message.qos, device, payload["entries"]))
+            return True
         elif leaf == "status":
             db.status(device, payload["site_id"], payload["state"])
         elif leaf == "health":
             db.health(device, payload)
         elif leaf == "reply":
             db.reply(device, payload)
-        return True
+        return False
 
-    def _apply(self, db: Database, device: str, entries: list[dict]):
+    # -- the writer: journal batches, several messages to a transaction -----------------------------
+
+    def _write_loop(self) -> None:
+        db = Database(self._db_url, stop=self._stop)
+        try:
+            while not self._stop.is_set():
+                self.write_queued(db, timeout=0.2)
+        finally:
+            db.close()
+
+    def write_queued(self, db: Database, timeout: float = 0.0) -> None:
+        """Apply what the readers queued (waiting up to `timeout` for the first), up to GROUP_MAX messages in
+        one transaction; each message is acknowledged after that commit."""
+        try:
+            batches = [self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()]
+        except queue.Empty:
+            return
+        while len(batches) < GROUP_MAX:
+            try:
+                batches.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        # Sorted by device (stably: a device's batches stay in order), so every worker locks device rows
+        # in the same order and two workers' transactions never deadlock.
+        batches.sort(key=lambda b: b.device)
+        try:
+            results = db.apply_many([(b.device, b.entries) for b in batches])
+        except Exception:
+            if self._stop.is_set():
+                return      # not committed, not acknowledged: the broker hands them out again
+            results = [self._apply_alone(db, b) for b in batches]   # one bad batch must not hold up the rest
+        for batch, result in zip(batches, results):
+            if result is not None:
+                self._applied(batch.device, result)
+                if result.gap and self._group and len(self._parked) < MAX_PARKED:
+                    # Shared by several workers: the batch before this one is most likely on its way through
+                    # a peer. Hold this one and try again, rather than ask the device for everything again.
+                    # It is acknowledged now: held unacknowledged, parked batches fill both workers' in-flight
+                    # windows and each waits for what the other cannot take. If this worker dies, the gap it
+                    # leaves is asked again from the device (resend_from), which still holds everything.
+                    with self._parked_lock:
+                        self._parked.append(_Parked(batch.client, batch.device, batch.entries, time.monotonic()))
+                elif result.gap:
+                    self._gap(batch.client, db, batch.device, result.last_seq)
+            batch.client.ack(batch.mid, batch.qos)
+
+    def _apply_alone(self, db: Database, batch: "_Batch") -> Applied | None:
+        try:
+            return db.apply(batch.device, batch.entries)
+        except Exception as exc:
+            if self._stop.is_set():
+                raise
+            self.counters.set_aside += 1
+            print(f"hq serve: set aside a journal batch of {batch.device}: {type(exc).__name__}", file=sys.stderr)
+            db.quarantine(batch.device, None, f"journal batch could not be applied ({type(exc).__name__})")
+            return None
+
+    def _apply(self, db: Database, device: str, entries: list[dict]) -> Applied:
         result = db.apply(device, entries)
+        self._applied(device, result)
+        return result
+
+    def _applied(self, device: str, result: Applied) -> None:
+        """What follows a commit: counters, problems said, alarms pushed, progress noted."""
         with self._parked_lock:
             c = self.counters
             c.batches, c.entries, c.duplicates = c.batches + 1, c.entries + result.applied, c.duplicates + result.duplicates
@@ -214,7 +285,6 @@ class Server:
         for entry in result.new_alarms:     # alarms whose urgent copy never came: pushed now
             self._alarm(device, entry)
         self._progress[device] = (result.last_seq, time.monotonic())
-        return result
 
     def _gap(self, client, db: Database, device: str, last_seq: int) -> None:
         self.counters.gaps += 1
@@ -222,10 +292,11 @@ class Server:
         self._ask_resend(client, device, last_seq, row["site_id"], row["state"])
 
     def _retry_parked(self, db: Database) -> None:
-        """Parked batches (several workers): apply those whose turn has come; after resend_after seconds
+        """Parked batches (several workers): apply those whose turn has come; after PARK_PATIENCE seconds
         still out of turn, ask the device to resend and let the batch go."""
         with self._parked_lock:
             parked, self._parked = self._parked, []
+        parked.sort(key=lambda p: (p.device, p.entries[0]["seq"]))
         keep = []
         for p in parked:
             try:
@@ -235,12 +306,11 @@ class Server:
                     return
                 keep.append(p)
                 continue
-            if result.gap and time.monotonic() - p.since < self._resend_after:
+            if result.gap and time.monotonic() - p.since < PARK_PATIENCE:
                 keep.append(p)
                 continue
             if result.gap:
                 self._gap(p.client, db, p.device, result.last_seq)
-            p.client.ack(p.mid, p.qos)
         with self._parked_lock:
             self._parked[:0] = keep
 

@@ -1,6 +1,7 @@
-"""Fuzz head office's `serve` reader (hq.serve.Server._on_message) over a real SQLite database: whatever
-bytes arrive on any uplink topic, it never raises, the reader goes on, and the database holds only
-entries in sequence with the chain verified (what is refused changes nothing but the quarantine list)."""
+"""Fuzz head office's `serve` reader (hq.serve.Server._on_message, then its writer) over a real SQLite
+database: whatever bytes arrive on any uplink topic, it never raises, the reader goes on, and the database
+holds only entries in sequence with the chain verified (what is refused changes nothing but the quarantine
+list)."""
 from __future__ import annotations
 
 import json
@@ -56,6 +57,7 @@ class Office:
         message.payload = payload
         client = self.server.live if leaf == "urgent" else self.server.stream
         self.server._on_message(client, client.user_data_get(), message)      # must not raise
+        self.server.write_queued(self.db)      # what the writer thread does: apply and commit the queued batch
 
     def next_good_batch(self) -> None:
         batch = self.good[self.sent:self.sent + 2]
