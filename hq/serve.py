@@ -452,8 +452,9 @@ def _cmd_serve(args) -> int:
         pass
     finally:
         server.stop()
-    print(f"applied {server.counters.entries} entries in {server.counters.batches} batches "
-          f"({server.counters.duplicates} duplicates, {server.counters.alarms} alarms)", flush=True)
+    c = server.counters
+    print(f"applied {c.entries} entries in {c.batches} batches ({c.duplicates} duplicates, {c.alarms} alarms, "
+          f"{c.gaps} gaps, {c.resends} resends asked)", flush=True)
     return 0
 
 
