@@ -584,6 +584,14 @@ class Terminal:
         self.site = _site_of(config)
         self.lang = config.screen.language
 
+    def simulate_clock_jump(self, minutes: int) -> None:
+        """Simulation only: the panel jumps the clock, e.g. to a later task's window."""
+        offset = timedelta(minutes=minutes)
+        self.journal.append("config_changed", {"simulation.clock_offset_minutes": minutes})
+        self.staff.clock_jumped(offset - self.clock_offset)
+        self.clock_offset = offset
+        self._changed()
+
     def simulate_route_report(self, task_id: str, site_id: str, status: str) -> None:
         """Simulation only: the panel plays head office's route_progress report, as the downlink stores it."""
         at = self.clock().isoformat()

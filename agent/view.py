@@ -214,7 +214,8 @@ def _sim(t) -> dict:
         windows.append({"task_id": task.task_id, "kind": task.kind.value, "plate": task.vehicle.plate,
                         "status": t.outcomes.get(task.task_id, "planned"),
                         "window_start": task.window_start.strftime("%H:%M"),
-                        "window_start_iso": task.window_start.isoformat()})
+                        "window_start_iso": task.window_start.isoformat(),
+                        "window_end_iso": task.window_end.isoformat()})
         for b in task.boxes:
             tags[b.tag] = {"box_id": b.box_id, "tag": b.tag, "destination": b.destination}
     return {"trucks": [{"beacon": k, "plate": v} for k, v in trucks.items()], "tasks": windows,

@@ -237,11 +237,7 @@ async def sim_clock(request: web.Request) -> web.Response:
     minutes = (await _json(request)).get("offset_minutes")
     if not isinstance(minutes, int) or isinstance(minutes, bool) or not -1440 <= minutes <= 1440:
         raise BadRequest("offset_minutes must be an integer between -1440 and 1440")
-    from datetime import timedelta
-    t = request.app[TERMINAL]
-    t.journal.append("config_changed", {"simulation.clock_offset_minutes": minutes})
-    t.clock_offset = timedelta(minutes=minutes)
-    t._changed()
+    request.app[TERMINAL].simulate_clock_jump(minutes)
     return web.json_response({"ok": True})
 
 
