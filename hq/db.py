@@ -74,6 +74,42 @@ _SCHEMA = (
         received TEXT NOT NULL)""",
 )
 
+def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: list, set_aside: list) -> Applied:
+    """Check one batch against the device's state [last_seq, last_hash, newest_seen] (updated in place):
+    the rows to insert, alarms and set-aside entries are appended to the lists given."""
+    out = Applied()
+    last_seq, last_hash, newest = state
+    for entry in entries:
+        seq = entry["seq"]
+        newest = max(newest, seq)
+        if seq <= last_seq:
+            out.duplicates += 1
+            continue
+        if seq != last_seq + 1:
+            out.gap = True          # go-back-N: what follows a gap waits for the resend
+            break
+        if safejson.nesting(entry["body"]) > MAX_ENTRY_DEPTH:
+            # Set aside with an alarm; the stream goes on after it (the next entry links to its hash).
+            reason = f"body nested deeper than {MAX_ENTRY_DEPTH} levels"
+            set_aside.append((device, seq, reason, _now()))
+            out.quarantined.append({"seq": seq, "reason": reason})
+            last_seq, last_hash = seq, entry["hash"]
+            continue
+        problem = chain_problem(entry, last_hash)
+        if problem:
+            out.problems.append(problem)
+            break
+        rows.append((device, seq, entry["id"], entry["ts"], entry["kind"], entry["task_id"],
+                     _json(entry["body"]), entry["prev_hash"], entry["hash"]))
+        out.applied += 1
+        if entry["kind"] == "alarm":
+            alarms.append((out, (device, entry)))
+        last_seq, last_hash = seq, entry["hash"]
+    state[:] = [last_seq, last_hash, newest]
+    out.last_seq = last_seq
+    return out
+
+
 # What a lost or restarting database raises: retried. Anything else is a bug or bad data and propagates.
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError)
 
@@ -204,57 +240,42 @@ class Database:
 
     # -- writing --------------------------------------------------------------------------------------
 
-    def _device_row(self, cur: Cursor, device: str) -> tuple[int, str, int]:
-        cur.execute("INSERT INTO devices (device, last_hash) VALUES (?, ?) ON CONFLICT (device) DO NOTHING",
-                    (device, GENESIS_HASH))
-        lock = " FOR UPDATE" if self.postgres else ""
-        return cur.one(f"SELECT last_seq, last_hash, newest_seen FROM devices WHERE device = ?{lock}", (device,))
-
     def apply(self, device: str, entries: list[dict]) -> Applied:
         """Apply one journal batch of `device` in one transaction: in sequence, chain verified, once."""
-        return self.run(lambda cur: self._apply(cur, device, entries))
+        return self.apply_many([(device, entries)])[0]
 
     def apply_many(self, batches: list[tuple[str, list[dict]]]) -> list[Applied]:
-        """Several journal batches (of any devices, each device's in order) in one transaction."""
-        return self.run(lambda cur: [self._apply(cur, device, entries) for device, entries in batches])
+        """Several journal batches (of any devices, each device's in their order) in one transaction, with
+        a handful of statements whatever their number: the devices' rows are locked in one statement (in
+        device order, the same in every worker, so two workers' transactions never deadlock), the entries
+        inserted in one executemany and the rows updated in another."""
+        return self.run(lambda cur: self._apply_many(cur, batches))
 
-    def _apply(self, cur: Cursor, device: str, entries: list[dict]) -> Applied:
-        last_seq, last_hash, newest = self._device_row(cur, device)
-        out, rows, alarms = Applied(), [], []
-        for entry in entries:
-            seq = entry["seq"]
-            newest = max(newest, seq)
-            if seq <= last_seq:
-                out.duplicates += 1
-                continue
-            if seq != last_seq + 1:
-                out.gap = True          # go-back-N: what follows a gap waits for the resend
-                break
-            if safejson.nesting(entry["body"]) > MAX_ENTRY_DEPTH:
-                # Set aside with an alarm; the stream goes on after it (the next entry links to its hash).
-                reason = f"body nested deeper than {MAX_ENTRY_DEPTH} levels"
-                cur.execute("INSERT INTO quarantine (device, seq, reason, received) VALUES (?, ?, ?, ?)",
-                            (device, seq, reason, _now()))
-                out.quarantined.append({"seq": seq, "reason": reason})
-                last_seq, last_hash = seq, entry["hash"]
-                continue
-            problem = chain_problem(entry, last_hash)
-            if problem:
-                out.problems.append(problem)
-                break
-            rows.append((device, seq, entry["id"], entry["ts"], entry["kind"], entry["task_id"],
-                         _json(entry["body"]), entry["prev_hash"], entry["hash"]))
-            if entry["kind"] == "alarm":
-                alarms.append(entry)
-            last_seq, last_hash = seq, entry["hash"]
+    def _apply_many(self, cur: Cursor, batches: list[tuple[str, list[dict]]]) -> list[Applied]:
+        devices = sorted({device for device, _ in batches})
+        cur.executemany("INSERT INTO devices (device, last_hash) VALUES (?, ?) ON CONFLICT (device) DO NOTHING",
+                        [(d, GENESIS_HASH) for d in devices])
+        marks = ", ".join("?" * len(devices))
+        lock = " FOR UPDATE" if self.postgres else ""
+        state = {d: [last_seq, last_hash, newest] for d, last_seq, last_hash, newest in cur.all(
+            f"SELECT device, last_seq, last_hash, newest_seen FROM devices WHERE device IN ({marks}) "
+            f"ORDER BY device{lock}", tuple(devices))}
+        results, rows, alarms, set_aside = [], [], [], []
+        for device, entries in batches:
+            out = _walk(device, entries, state[device], rows, alarms, set_aside)
+            results.append(out)
         if rows:
             cur.executemany("INSERT INTO entries (device, seq, id, ts, kind, task_id, body, prev_hash, hash) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        out.new_alarms = [a for a in alarms if self._record_alarm(cur, device, a)]
-        cur.execute("UPDATE devices SET last_seq = ?, last_hash = ?, newest_seen = ?, updated = ? WHERE device = ?",
-                    (last_seq, last_hash, newest, _now(), device))
-        out.applied, out.last_seq = len(rows), last_seq
-        return out
+        if set_aside:
+            cur.executemany("INSERT INTO quarantine (device, seq, reason, received) VALUES (?, ?, ?, ?)", set_aside)
+        for out, (device, entry) in alarms:
+            if self._record_alarm(cur, device, entry):
+                out.new_alarms.append(entry)
+        now = _now()
+        cur.executemany("UPDATE devices SET last_seq = ?, last_hash = ?, newest_seen = ?, updated = ? WHERE device = ?",
+                        [(*state[d], now, d) for d in devices])
+        return results
 
     def _record_alarm(self, cur: Cursor, device: str, entry: dict) -> bool:
         """True if this alarm is new here (so it is pushed once, whichever path brought it first)."""

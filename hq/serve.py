@@ -267,11 +267,6 @@ class Server:
             db.quarantine(batch.device, None, f"journal batch could not be applied ({type(exc).__name__})")
             return None
 
-    def _apply(self, db: Database, device: str, entries: list[dict]) -> Applied:
-        result = db.apply(device, entries)
-        self._applied(device, result)
-        return result
-
     def _applied(self, device: str, result: Applied) -> None:
         """What follows a commit: counters, problems said, alarms pushed, progress noted."""
         with self._parked_lock:
@@ -296,16 +291,18 @@ class Server:
         still out of turn, ask the device to resend and let the batch go."""
         with self._parked_lock:
             parked, self._parked = self._parked, []
+        if not parked:
+            return
         parked.sort(key=lambda p: (p.device, p.entries[0]["seq"]))
+        try:        # one transaction for all: a run of parked batches of one device goes in at once
+            results = db.apply_many([(p.device, p.entries) for p in parked])
+        except Exception:
+            with self._parked_lock:
+                self._parked[:0] = parked
+            return
         keep = []
-        for p in parked:
-            try:
-                result = self._apply(db, p.device, p.entries)
-            except Exception:
-                if self._stop.is_set():
-                    return
-                keep.append(p)
-                continue
+        for p, result in zip(parked, results):
+            self._applied(p.device, result)
             if result.gap and time.monotonic() - p.since < PARK_PATIENCE:
                 keep.append(p)
                 continue
