@@ -340,6 +340,14 @@ class Database:
             return None
         return dict(zip(("last_seq", "last_hash", "newest_seen", "site_id", "state"), row))
 
+    def last_seqs(self, devices: list[str]) -> dict[str, int]:
+        """The last applied seq of each of `devices` that the database knows."""
+        if not devices:
+            return {}
+        marks = ", ".join("?" * len(devices))
+        return dict(self.run(lambda cur: cur.all(f"SELECT device, last_seq FROM devices WHERE device IN ({marks})",
+                                                 tuple(devices))))
+
     def devices(self) -> list[str]:
         return [r[0] for r in self.run(lambda cur: cur.all("SELECT device FROM devices ORDER BY device"))]
 

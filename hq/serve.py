@@ -294,13 +294,21 @@ class Server:
         if not parked:
             return
         parked.sort(key=lambda p: (p.device, p.entries[0]["seq"]))
-        try:        # one transaction for all: a run of parked batches of one device goes in at once
-            results = db.apply_many([(p.device, p.entries) for p in parked])
+        try:
+            # Only devices whose next entry is now among their parked batches: one read, not a retry of all.
+            applied = db.last_seqs(sorted({p.device for p in parked}))
+            now = time.monotonic()
+            ready = {p.device for p in parked
+                     if p.entries[0]["seq"] <= applied.get(p.device, 0) + 1 or now - p.since >= PARK_PATIENCE}
+            waiting = [p for p in parked if p.device not in ready]
+            parked = [p for p in parked if p.device in ready]
+            # one transaction for all: a run of parked batches of one device goes in at once
+            results = db.apply_many([(p.device, p.entries) for p in parked]) if parked else []
         except Exception:
             with self._parked_lock:
-                self._parked[:0] = parked
+                self._parked[:0] = parked + waiting
             return
-        keep = []
+        keep = waiting
         for p, result in zip(parked, results):
             self._applied(p.device, result)
             if result.gap and time.monotonic() - p.since < PARK_PATIENCE:

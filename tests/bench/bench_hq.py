@@ -163,7 +163,17 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
 
 
-def run(kind: str, terminals: int, args, broker, pki, pg, folder: Path) -> dict:
+def run(kind: str, terminals: int, args, pki, pg, folder: Path) -> dict:
+    # A broker of its own: sessions and queues left by an earlier run (same device ids) must not leak in.
+    (folder / f"broker-{kind}-{terminals}").mkdir()
+    broker = Broker(folder / f"broker-{kind}-{terminals}", pki).start()
+    try:
+        return _run(kind, terminals, args, broker, pki, pg, folder)
+    finally:
+        broker.stop()
+
+
+def _run(kind: str, terminals: int, args, broker, pki, pg, folder: Path) -> dict:
     cert, key = pki.issue(HQ_IDENTITY)
     for i in range(terminals):
         if not (pki.folder / f"fleet-{i:04d}.crt").exists():
@@ -239,8 +249,6 @@ def main() -> int:
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-hq-"))
     pki = Pki(folder / "pki")
-    (folder / "broker").mkdir()
-    broker = Broker(folder / "broker", pki).start()
     pg = Postgres().start() if "postgresql" in args.db else None
     try:
         raw_batches = rows_like_the_fleet(40, args.raw_rows // 40)
@@ -248,12 +256,11 @@ def main() -> int:
         print(json.dumps({"raw_insert_rows_per_s": {k: round(v) for k, v in raw.items()}, "batch": BATCH}), flush=True)
         for kind in args.db:
             for n in args.terminals:
-                result = run(kind, n, args, broker, pki, pg, folder)
+                result = run(kind, n, args, pki, pg, folder)
                 for w in (1, 2):
                     result[f"ingest_{w}w_vs_raw"] = round(result[f"ingest_{w}w_rate"] / raw[kind], 2)
                 print(json.dumps(result, ensure_ascii=False), flush=True)
     finally:
-        broker.stop()
         if pg:
             pg.remove()
         shutil.rmtree(folder, ignore_errors=True)
