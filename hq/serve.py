@@ -100,6 +100,7 @@ class Server:
         self._parked: list[_Parked] = []
         self._parked_lock = threading.Lock()
         self._queue: queue.Queue[_Batch] = queue.Queue()
+        self._last_write = 0.0
         # One database connection per thread that writes: each session's network thread and the gap watcher.
         self.stream = self._make_client(client_id, STREAM_LEAVES)
         self.live = self._make_client(f"{client_id}-live", LIVE_LEAVES)
@@ -234,6 +235,7 @@ class Server:
                 break
         # Sorted by device (stably: a device's batches stay in order), so every worker locks device rows
         # in the same order and two workers' transactions never deadlock.
+        self._last_write = time.monotonic()
         batches.sort(key=lambda b: b.device)
         try:
             results = db.apply_many([(b.device, b.entries) for b in batches])
@@ -349,7 +351,9 @@ class Server:
             while not self._stop.wait(PARKED_RETRY if self._group else self._resend_after / 2):
                 if self._group:
                     self._retry_parked(db)
-                if time.monotonic() < next_check:
+                if time.monotonic() < next_check or time.monotonic() - self._last_write < self._resend_after:
+                    # While the stream is busy (a backlog draining) a device's turn may simply not have come:
+                    # asking it to resend would only add duplicates. A lost tail shows once the stream is quiet.
                     continue
                 next_check = time.monotonic() + self._resend_after / 2
                 try:
