@@ -283,8 +283,8 @@ class Database:
                             "ON CONFLICT (device, entry_id) DO NOTHING",
                             (device, entry["id"], entry["seq"], entry["ts"], _json(entry["body"]), _now()))
         if added and self.postgres:     # the monitoring board LISTENs: told at the commit, not by polling
-            cur.execute("SELECT pg_notify(?, ?)", (ALARM_CHANNEL, _json({"device": device, "id": entry["id"],
-                                                                           "seq": entry["seq"], "body": entry["body"]})))
+            note = {"device": device, "id": entry["id"], "seq": entry["seq"], "body": entry["body"]}
+            cur.execute("SELECT pg_notify(?, ?)", (ALARM_CHANNEL, _json(note)))
         return added == 1
 
     def urgent(self, device: str, entry: dict) -> bool:

@@ -273,7 +273,9 @@ class Server:
         """What follows a commit: counters, problems said, alarms pushed, progress noted."""
         with self._parked_lock:
             c = self.counters
-            c.batches, c.entries, c.duplicates = c.batches + 1, c.entries + result.applied, c.duplicates + result.duplicates
+            c.batches += 1
+            c.entries += result.applied
+            c.duplicates += result.duplicates
         for problem in result.problems:
             print(f"hq serve: {device}: {problem}", file=sys.stderr)
         for q in result.quarantined:

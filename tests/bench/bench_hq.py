@@ -82,7 +82,8 @@ def rows_like_the_fleet(devices: int, per_device: int) -> list[list[tuple]]:
 def raw_insert_rate(url: str, batches: list[list[tuple]]) -> float:
     """Rows/s of a plain batched insert: one transaction per batch, executemany, nothing checked."""
     db = Database(url).create_schema()
-    sql = "INSERT INTO entries (device, seq, id, ts, kind, task_id, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    sql = ("INSERT INTO entries (device, seq, id, ts, kind, task_id, body, prev_hash, hash) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
     started = time.perf_counter()
     for batch in batches:
         db.run(lambda cur, b=batch: cur.executemany(sql, b))

@@ -204,8 +204,8 @@ class RawDevice:
             prev = h
 
     def send(self, leaf: str, payload: dict) -> None:
-        info = self.client.publish(f"ht/v1/{self.device}/{leaf}", json.dumps({"v": 1, "device": self.device, **payload}),
-                                   qos=1)
+        body = json.dumps({"v": 1, "device": self.device, **payload})
+        info = self.client.publish(f"ht/v1/{self.device}/{leaf}", body, qos=1)
         info.wait_for_publish(10)
 
     def batch(self, first: int, last: int) -> None:
@@ -292,8 +292,8 @@ class ServeProcess:
     def __init__(self, broker, hq_cert, db_url: str, folder: Path, client_id: str = HQ_IDENTITY, group=None):
         cert, key = hq_cert
         self.argv = [sys.executable, "-m", "hq.cli", "serve", "--db", db_url, "--host", "127.0.0.1",
-                     "--port", str(broker.port), "--ca", str(broker.pki.ca_file), "--cert", str(cert), "--key", str(key),
-                     "--client-id", client_id]
+                     "--port", str(broker.port), "--ca", str(broker.pki.ca_file), "--cert", str(cert),
+                     "--key", str(key), "--client-id", client_id]
         if group:
             self.argv += ["--group", group]
         self.log = folder / f"serve-{client_id}.log"
