@@ -40,11 +40,23 @@ class Receipt:
     acknowledge_by: date
 
 
+def _is_text(value) -> bool:
+    """A str that can be sealed and journaled: JSON lets a body carry a lone surrogate ("\\ud800"),
+    which no UTF-8 encoder takes."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(params: dict, key: str, limit: int, *, required: bool = False) -> str:
     value = params.get(key, "")
     if value is None:
         value = ""
-    if not isinstance(value, str):
+    if not _is_text(value):
         raise ComplaintError(f"{key} must be text")
     if len(value) > limit:
         raise ComplaintError(f"{key} is too long: {len(value)} characters, at most {limit}")
@@ -55,10 +67,47 @@ def _text(params: dict, key: str, limit: int, *, required: bool = False) -> str:
 
 def _ids(params: dict, key: str) -> tuple[str, ...]:
     value = params.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= SHORT_LIMIT for v in value) \
+    if not isinstance(value, list) or not all(_is_text(v) and 0 < len(v) <= SHORT_LIMIT for v in value) \
             or len(value) > 10:
         raise ComplaintError(f"{key} must be a list of at most 10 staff ids")
     return tuple(value)
+
+
+@dataclass(frozen=True)
+class FormFields:
+    personal: dict                  # sealed: name, contact, description, request, counter
+    channel: object                 # checked by the lifecycle (flows.complaint) on registration
+    category: object
+    staff_concerned: tuple[str, ...]
+    first_responder: str | None
+
+
+def read_form(form) -> FormFields:
+    """The complaint form's fields, checked; ComplaintError names the first one that is wrong."""
+    if not isinstance(form, dict):
+        raise ComplaintError("the complaint must be a JSON object")
+    personal = {k: _text(form, k, n, required=k in REQUIRED) for k, n in FORM_LIMITS.items()}
+    first_responder = form.get("first_responder")
+    if first_responder in (None, ""):
+        first_responder = None
+    elif not _is_text(first_responder) or len(first_responder) > SHORT_LIMIT:
+        raise ComplaintError("first_responder must be a staff id")
+    return FormFields(personal, form.get("channel"), form.get("category"), _ids(form, "staff_concerned"),
+                      first_responder)
+
+
+def check_draft(draft) -> None:
+    """A draft keeps what was typed, past the form's limits, but only as text or lists of ids."""
+    if not isinstance(draft, dict) or not all(_is_text(k) and len(k) <= 40 for k in draft) or len(draft) > 20:
+        raise ComplaintError("a draft must be an object of at most 20 fields")
+    for k, v in draft.items():
+        if isinstance(v, str):
+            if not _is_text(v):
+                raise ComplaintError(f"draft field {k} must be text")
+            if len(v) > DRAFT_LIMIT:
+                raise ComplaintError(f"draft field {k} is too long: at most {DRAFT_LIMIT} characters")
+        elif not (isinstance(v, list) and all(_is_text(x) and len(x) <= SHORT_LIMIT for x in v)):
+            raise ComplaintError(f"draft field {k} must be text or a list of ids")
 
 
 class ComplaintBook:
@@ -85,19 +134,15 @@ class ComplaintBook:
     # --- registration ---
     def register(self, form: dict, now: datetime) -> Receipt:
         """A new complaint from the kiosk form (or staff on the customer's behalf)."""
-        if not isinstance(form, dict):
-            raise ComplaintError("the complaint must be a JSON object")
-        personal = {k: _text(form, k, n, required=k in REQUIRED) for k, n in FORM_LIMITS.items()}
-        first_responder = form.get("first_responder") or None
-        if first_responder is not None and (not isinstance(first_responder, str) or len(first_responder) > SHORT_LIMIT):
-            raise ComplaintError("first_responder must be a staff id")
+        fields = read_form(form)
+        personal = dict(fields.personal)
         with self.journal.transaction():
             ref = self._next_ref(now)
             try:
-                c = Complaint.register(ref, now, form.get("channel"), form.get("category"),
+                c = Complaint.register(ref, now, fields.channel, fields.category,
                                        calendar=self.calendar, rules=self.rules,
-                                       staff_concerned=_ids(form, "staff_concerned"),
-                                       first_responder=first_responder)
+                                       staff_concerned=fields.staff_concerned,
+                                       first_responder=fields.first_responder)
             except TransitionRefused as e:
                 raise ComplaintError(str(e)) from None
             personal["texts"] = []
@@ -212,15 +257,7 @@ class ComplaintBook:
 
     # --- the kiosk's draft: what was typed survives a truck's arrival ---
     def save_draft(self, draft: dict, now: datetime, slot: str = "kiosk") -> None:
-        if not isinstance(draft, dict) or not all(isinstance(k, str) and len(k) <= 40 for k in draft) \
-                or len(draft) > 20:
-            raise ComplaintError("a draft must be an object of at most 20 fields")
-        for k, v in draft.items():
-            if isinstance(v, str):
-                if len(v) > DRAFT_LIMIT:
-                    raise ComplaintError(f"draft field {k} is too long: at most {DRAFT_LIMIT} characters")
-            elif not (isinstance(v, list) and all(isinstance(x, str) and len(x) <= SHORT_LIMIT for x in v)):
-                raise ComplaintError(f"draft field {k} must be text or a list of ids")
+        check_draft(draft)
         blob = self._sealer.seal(json.dumps(draft, ensure_ascii=False).encode(), b"draft:" + slot.encode())
         with self.journal.transaction():
             self._conn.execute("INSERT OR REPLACE INTO complaint_drafts (slot, updated, sealed) VALUES (?,?,?)",

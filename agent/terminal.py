@@ -32,6 +32,7 @@ from agent.journal import JournalError
 from agent.sealing import Sealer
 from agent.storage import MIB, Storage, is_storage_error
 from agent.store import Store
+from agent.today import TodaysTasks
 from drivers.events import CardRead, CardReadIncomplete, DeviceHealth, FingerRead, VehicleArrived, VehicleDeparted
 from flows import events as fe
 from flows import staff as fs
@@ -119,6 +120,7 @@ class Terminal:
         self.journal = self.storage.open_journal(paths.journal_path)
         sealer = Sealer(Path(paths.keys_dir) / "data.key")
         self.store = Store(self.journal.db, sealer, paths.photos_dir)
+        self.tasks_today = TodaysTasks(self.store, lambda: self.journal.db.conn.in_transaction)
         self.complaints = ComplaintBook(
             self.journal, sealer,
             build_calendar({"holidays": list(config.complaints.holidays), "workdays": list(config.complaints.workdays)}),
@@ -688,7 +690,7 @@ class Terminal:
         return self.clock().date()
 
     def open_tasks(self, day: date) -> list[Task]:
-        return [t for t in self.store.tasks_on(day, self.site.site_id)
+        return [t for t in self.tasks_today.on(day, self.site.site_id)
                 if t.task_id not in self.outcomes and (self.active is None or self.active.task.task_id != t.task_id)]
 
 
@@ -746,7 +748,7 @@ class Terminal:
 
     # --- restart: rebuild from the journal ---
     def _resume(self) -> None:
-        for task in self.store.tasks_on(self.today(), self.site.site_id):
+        for task in self.tasks_today.on(self.today(), self.site.site_id):
             entries = self.journal.entries_for_task(task.task_id)
             ended = [e for e in entries if e.kind == "handover_ended"]
             if ended:
