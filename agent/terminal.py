@@ -37,6 +37,7 @@ from drivers.events import CardRead, CardReadIncomplete, DeviceHealth, FingerRea
 from flows import events as fe
 from flows import staff as fs
 from flows.arrival import match_arrival
+from flows.complaint_rules import EscalationRules, HourRules
 from flows.decisions import Alarm, Decision, DoorPermit, HandoverEnded, Prompt, Refused, RouteUnverified, Step
 from flows.handover import Handover, HandoverInputs
 from flows.model import Person, Site, Task
@@ -124,7 +125,9 @@ class Terminal:
         self.complaints = ComplaintBook(
             self.journal, sealer,
             build_calendar({"holidays": list(config.complaints.holidays), "workdays": list(config.complaints.workdays)}),
-            DeadlineRules.from_dict(config.complaints.deadlines), site_id=config.site.id)
+            DeadlineRules.from_dict(config.complaints.deadlines), site_id=config.site.id,
+            hours=HourRules.from_dict(config.complaints.hours),
+            escalation=EscalationRules.from_dict(config.complaints.escalation))
         if hasattr(devices.cards, "verifier"):   # a PC/SC reader checks anti-clone tags with the box registry
             devices.cards.sun_keys = self.store.box_keys
             devices.cards.verifier.counters = self.store.tag_counters(self.journal)

@@ -77,6 +77,7 @@ def build_view(t, lang: str) -> dict:
                     "text": render("storage_low", {}, lang) if h.device == "storage" and h.state != "connected"
                     else None} for h in t.health.values()],
         "settings": settings_view(t.config),     # what head office may change, as now in effect
+        "complaints_due": _complaints_due(t) if staff else None,    # the staff indicator: never the public's
     }
 
 
@@ -104,6 +105,14 @@ def _tasks(t) -> tuple[list[dict], dict]:
     return rows, {"total": len(day), "finished": len(finished), "open": len(day) - len(not_open),
                   "overdue": cache.ended_before(now) - sum(x.window_end < now for x in not_open),   # open, window over
                   "shown": len(rows)}
+
+
+def _complaints_due(t) -> dict:
+    """How many complaints have a limit near-due or overdue (the background check's last finding)."""
+    states: dict[str, str] = {}
+    for d in t.complaints.due_now:
+        states[d.ref] = "overdue" if d.state == "overdue" or states.get(d.ref) == "overdue" else "near"
+    return {"near": sum(s == "near" for s in states.values()), "overdue": sum(s == "overdue" for s in states.values())}
 
 
 def _enrolment(t, staff: bool) -> dict:
@@ -179,9 +188,16 @@ def _instruction(t, lang: str) -> dict:
     return say("now_idle", "idle")
 
 
+# an enrolment this close to its end is shown on the person's card, so staff can have it renewed
+VALIDITY_SHOWN_DAYS = 30
+
+
 def _person(t, pid: str, **extra) -> dict:
     p = t.people.get(pid)
+    left = p.validity_ends_within(t.today(), VALIDITY_SHOWN_DAYS) if p else None
     return {"person_id": pid, "name": t.name(pid), "company": p.company if p else "",
+            "employee_no": pid,         # the escort company's id is the 工号 the printed report carries
+            "valid_until": p.valid_until.isoformat() if left is not None else None, "days_left": left,
             "role": p.role.value if p else None, "photo": f"/photos/{p.photo}" if p and p.photo else None, **extra}
 
 

@@ -25,6 +25,7 @@ from agent.journal import JournalError
 from agent.storage import is_storage_error
 from agent.terminal import ActionRefused, Terminal
 from agent.screen.kiosk import add_kiosk_routes
+from agent.screen.records import add_records_routes
 from agent.screen.web import TERMINAL, BadRequest, _json, _lang
 from agent.view import SimPanel, build_view
 
@@ -368,6 +369,7 @@ def build_app(terminal: Terminal) -> web.Application:
     app.router.add_post("/api/enrolment", enrolment)
     app.router.add_post("/api/enrolment/close", enrolment_close)
     add_kiosk_routes(app)
+    add_records_routes(app)
     if terminal.config.simulate:
         app.router.add_get("/api/sim/events", sim_events)
         app.router.add_post("/api/sim/beacon", sim_beacon)

@@ -25,7 +25,8 @@ from test_kiosk_input_fuzz import FORM, raw_bodies  # noqa: E402
 
 ROUTES = ["api/kiosk/complaints", "api/kiosk/draft", "api/disposition", "api/manual-arrival", "api/enrolment",
           "api/staff/complaints/{ref}/handle", "api/staff/complaints/{ref}/classify",
-          "api/staff/complaints/{ref}/mark_repeat", "api/sim/beacon", "api/language"]
+          "api/staff/complaints/{ref}/mark_repeat", "api/sim/beacon", "api/language",
+          "api/kiosk/lookup", "api/staff/complaints/{ref}/escalate"]
 
 
 def post(agent: AgentProcess, path: str, raw: bytes) -> tuple[int, dict]:

@@ -107,7 +107,7 @@ class Book:
                 raise ComplaintError("unknown action")
             if not isinstance(params, dict):
                 raise ComplaintError("params must be a JSON object")
-            event = self.book._event(action, params, actor)
+            event = self.book._event(action, params, actor, c)
             transition = c.handle(event, NOW, calendar=CALENDAR, rules=RULES)
         except (ComplaintError, fc.TransitionRefused) as e:
             assert str(e)

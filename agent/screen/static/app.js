@@ -37,7 +37,9 @@ function thumb(p) {
                      "data-verified": p.verified ? "true" : "false" },
     p.snapshot || p.photo ? el("img", { src: p.snapshot || p.photo, alt: p.name }) : null,
     el("span", { class: "name", text: p.name }),
-    el("span", { class: "tick", text: p.verified ? `✓ ${p.verified_at.slice(0, 5)}` : t("not_verified") }));
+    el("span", { class: "empno", "data-testid": "employee-no", text: t("person.employee_no", { no: p.employee_no }) }),
+    el("span", { class: "tick", text: p.verified ? `✓ ${p.verified_at.slice(0, 5)}` : t("not_verified") }),
+    validity(p));
 }
 
 function escortCard(p) {
@@ -46,9 +48,17 @@ function escortCard(p) {
     el("div", { class: "photos" }, photo(p.photo, t("enrolled_photo"), "enrolled-photo"),
        photo(p.snapshot, t("live_snapshot"), "live-snapshot")),
     el("div", { class: "who" }, el("span", { class: "name", text: p.name }),
-       p.lead ? el("span", { class: "badge lead", text: t("lead") }) : null),
+       p.lead ? el("span", { class: "badge lead", text: t("lead") }) : null,
+       el("span", { class: "empno", "data-testid": "employee-no", text: t("person.employee_no", { no: p.employee_no }) })),
     el("div", { class: "badge" + (p.verified ? " ok" : ""), text: p.verified ? `${t("verified")} ${p.verified_at}` : t("not_verified") }),
-    el("div", { class: "muted", text: `${t("company")}: ${p.company}` }));
+    el("div", { class: "muted", text: `${t("company")}: ${p.company}` }),
+    validity(p));
+}
+
+// an enrolment near its end says so on the card (staff have it renewed before it lapses)
+function validity(p) {
+  return p.valid_until ? el("span", { class: "badge warn", "data-testid": "valid-until",
+                                      text: t("person.valid_until_soon", { day: p.valid_until, n: p.days_left }) }) : null;
 }
 
 function boxesPanel(h) {
@@ -94,6 +104,7 @@ function renderHandover(v) {
     card.append(el("div", { class: "officer", "data-testid": "officer" },
       h.officer.photo ? el("img", { src: h.officer.photo, alt: h.officer.name, "data-testid": "officer-photo" }) : null,
       el("span", { text: `${t("officer")} ` }), el("span", { class: "name", text: h.officer.name }),
+      el("span", { class: "empno", "data-testid": "employee-no", text: t("person.employee_no", { no: h.officer.employee_no }) }),
       el("span", { class: "badge ok", text: `${t("verified")} ${h.officer.verified_at}` }),
       h.marks.length ? el("span", { class: "muted", text: `· ${h.marks.join("、")} ✓` }) : null));
   }
@@ -219,7 +230,10 @@ function renderPublic(v) {
   if (v.handover || v.report || v.pending_auth) return;
   const kiosk = actionButton({ class: "touch big", "data-testid": "kiosk-enter", text: v.staff ? t("kiosk.enter") : t("kiosk_customer") },
     async (rid) => (await post("/api/kiosk/enter", {}, rid)).ok && false);
-  if (v.staff) { root.append(el("div", { class: "staffbar" }, el("span", { text: `${t("staff_by")}: ${v.staff}` }), kiosk)); return; }
+  const due = v.complaints_due;     // the background check's complaint reminders: staff only
+  if (v.staff) { root.append(el("div", { class: "staffbar" }, el("span", { text: `${t("staff_by")}: ${v.staff}` }),
+    due && (due.near || due.overdue) ? el("span", { class: "badge warn", "data-testid": "due-summary", text: t("kiosk.due_summary", due) }) : null,
+    kiosk)); return; }
   root.append(el("div", { class: "welcome" }, el("div", { class: "hello", text: t("public_welcome") }),
     el("div", { class: "site", text: v.site.name }), el("p", { text: t("public_hint") }), kiosk));
 }
@@ -362,7 +376,7 @@ async function render(v) {
     $("#feedback").replaceChildren();
   } else {
     renderPrompt(v); renderAlarms(v); renderPending(v); renderHandover(v); renderReport(v); renderPublic(v); renderTasks(v);
-    renderEnrolment(v);
+    renderEnrolment(v); renderRecords(v);
   }
   document.body.dataset.version = v.version;
 }
