@@ -6,6 +6,7 @@ and must survive being unplugged and replugged while running.
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable, Protocol, runtime_checkable
 
 from drivers.events import DeviceEvent, DeviceHealth, FaceSnapshot
@@ -47,7 +48,8 @@ class BeaconScanner(InputDevice, Protocol): ...
 class Camera(Protocol):
     name: str
 
-    async def snapshot(self) -> FaceSnapshot: ...
+    # a few frames; once `enough` is set (the module has decided) none after the one in hand
+    async def snapshot(self, enough: threading.Event | None = None) -> FaceSnapshot: ...
     def health(self) -> DeviceHealth: ...
 
 

@@ -1,7 +1,9 @@
 """The pinhole camera beside the door module, through OpenCV.
 
 Each door attempt grabs a few frames, finds faces with the Haar cascade that ships with OpenCV 4,
-and keeps the largest face (with some margin, so a person can recognise it) as a JPEG. The
+and keeps the largest face (with some margin, so a person can recognise it) as a JPEG. The frames that
+matter are those while the finger is on the module: the agent starts the snapshot when the finger lands
+and sets `enough` when the module has decided, and the snapshot ends with the frame in hand. The
 capture stays open between snapshots: opening a camera costs more than the whole time budget.
 Grabbing and detection run in a worker thread so the event loop never waits on the camera.
 """
@@ -41,8 +43,9 @@ class OpenCvCamera(HealthMixin):
         self._lock = threading.Lock()          # one grab at a time; the capture is not thread-safe
         self._open()                           # so health is true from the start, and the first attempt is fast
 
-    async def snapshot(self) -> FaceSnapshot:
-        return await asyncio.to_thread(self._snapshot)
+    async def snapshot(self, enough: threading.Event | None = None) -> FaceSnapshot:
+        """Up to `frames` frames within `timeout`; no frame after the first once `enough` is set."""
+        return await asyncio.to_thread(self._snapshot, enough)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._close)
@@ -51,7 +54,7 @@ class OpenCvCamera(HealthMixin):
         with self._lock:
             self._release()
 
-    def _snapshot(self) -> FaceSnapshot:
+    def _snapshot(self, enough: threading.Event | None = None) -> FaceSnapshot:
         with self._lock:
             cycle_start = time.monotonic()
             deadline = cycle_start + self.timeout
@@ -67,7 +70,7 @@ class OpenCvCamera(HealthMixin):
                 # stop when another read + detect, as long as the last one, would overrun the budget
                 now = time.monotonic()
                 cycle, cycle_start = now - cycle_start, now
-                if grabbed >= self.frames or now + cycle >= deadline:
+                if grabbed >= self.frames or now + cycle >= deadline or (enough is not None and enough.is_set()):
                     break
                 ok, frame = self._capture.read()
                 if not ok:
@@ -93,6 +96,8 @@ class OpenCvCamera(HealthMixin):
 
     def _open(self) -> bool:
         self._capture = cv2.VideoCapture(self.source)
+        # a camera queues frames while nobody reads: keep one, so a snapshot is of who is there now
+        self._capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         if self._capture.isOpened():
             self._set_health("connected")
             return True

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 from PIL import Image, ImageDraw
 
@@ -14,7 +15,7 @@ class SimulatedCamera(HealthMixin):
         self.name = name
         self.present = True              # the panel can take the face away
 
-    async def snapshot(self) -> FaceSnapshot:
+    async def snapshot(self, enough: threading.Event | None = None) -> FaceSnapshot:
         if not self.present:
             return FaceSnapshot(None, False, "no_face")
         img = Image.new("RGB", (160, 200), (70, 80, 90))
