@@ -148,7 +148,8 @@ async def driver_rounds(module: ModuleEmulator, wanted: dict[int, bytes], driver
     ratios = [x / baseline for x in latencies]
     print(f"   {how} ({touch}): median {statistics.median(latencies) * 1000:.0f} ms, "
           f"p99 {pct(latencies, 99) * 1000:.0f} ms; ratio median {statistics.median(ratios):.3f}, "
-          f"p99 {pct(ratios, 99):.3f}   (goal <= 1.15)")
+          f"p99 {pct(ratios, 99):.3f}   (goal <= 1.15); slowest three "
+          f"{', '.join(f'{x * 1000:.0f}' for x in sorted(latencies)[-3:])} ms")
     print(f"      templates re-sent at start: {loaded} (library already in the module); wrong decisions: {wrong}; "
           f"GenImg sent: {module.commands[Instruction.GEN_IMG]}")
 
