@@ -15,7 +15,6 @@ import dataclasses
 import json
 import logging
 import os
-import threading
 from collections import deque
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -150,7 +149,7 @@ class Terminal:
         self.sync = None
         self._background: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._face: tuple[asyncio.Task, threading.Event] | None = None   # the door's snapshot in progress
+        self._face: tuple[asyncio.Task, asyncio.Event] | None = None   # the door's snapshot in progress
 
     # --- life cycle ---
     async def start(self) -> None:
@@ -331,8 +330,8 @@ class Terminal:
             self._face[1].set()
             self._background.add(self._face[0])
             self._face[0].add_done_callback(self._background.discard)
-        enough = threading.Event()
-        self._face = (asyncio.create_task(self._snapshot(enough), name="door-face"), enough)
+        decided = asyncio.Event()
+        self._face = (asyncio.create_task(self._snapshot(decided), name="door-face"), decided)
 
     async def _on_finger(self, ev: FingerRead) -> None:
         snapshot = await self._face_of_attempt() if ev.station == "door" else None
@@ -347,17 +346,17 @@ class Terminal:
     async def _face_of_attempt(self) -> str | None:
         face, self._face = self._face, None
         if face is None:                        # no touch came first (a failed image): one frame, now
-            enough = threading.Event()
-            enough.set()
-            return await self._snapshot(enough)
-        task, enough = face
-        enough.set()                            # the module has decided: the frame in hand is the last
+            decided = asyncio.Event()
+            decided.set()
+            return await self._snapshot(decided)
+        task, decided = face
+        decided.set()                           # the module has decided: the face seen so far is the one
         return await task
 
-    async def _snapshot(self, enough: threading.Event) -> str | None:
+    async def _snapshot(self, decided: asyncio.Event) -> str | None:
         """Each door attempt snaps the face; the photo is stored sealed and referenced by hash."""
         try:
-            shot = await self.devices.camera.snapshot(enough)
+            shot = await self.devices.camera.snapshot(decided)
         except Exception as exc:                # a camera fault never blocks a handover
             log.warning("camera snapshot failed: %s", exc)
             return None

@@ -6,7 +6,7 @@ and must survive being unplugged and replugged while running.
 """
 from __future__ import annotations
 
-import threading
+import asyncio
 from typing import Callable, Protocol, runtime_checkable
 
 from drivers.events import DeviceEvent, DeviceHealth, FaceSnapshot
@@ -48,8 +48,8 @@ class BeaconScanner(InputDevice, Protocol): ...
 class Camera(Protocol):
     name: str
 
-    # a few frames; once `enough` is set (the module has decided) none after the one in hand
-    async def snapshot(self, enough: threading.Event | None = None) -> FaceSnapshot: ...
+    # a few frames; once `decided` is set (the module has decided) no more, and a face seen is returned at once
+    async def snapshot(self, decided: asyncio.Event | None = None) -> FaceSnapshot: ...
     def health(self) -> DeviceHealth: ...
 
 

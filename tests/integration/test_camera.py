@@ -1,5 +1,5 @@
 """The OpenCV camera against a video file standing in for the pinhole camera."""
-import threading
+import asyncio
 
 import cv2
 import numpy as np
@@ -85,8 +85,8 @@ def test_zero_frames_is_refused():
 
 
 async def test_a_snapshot_ends_with_the_frame_in_hand_once_the_module_has_decided(tmp_path):
-    """The frames that matter are those while the finger is on the module: once `enough` is set (the
-    decision is in) no further frame is grabbed, and the face found so far is the snapshot."""
+    """The frames that matter are those while the finger is on the module: once `decided` is set no further
+    frame is grabbed, and the face found so far is the snapshot."""
     source = video(tmp_path / "long.avi", data.astronaut(), frames=40)
     camera = OpenCvCamera(source, frames=5, timeout=10.0)
     await camera.snapshot()                                    # opened and warmed up, as at start-up
@@ -94,7 +94,7 @@ async def test_a_snapshot_ends_with_the_frame_in_hand_once_the_module_has_decide
     start = position()
     assert (await camera.snapshot()).face_found
     assert position() - start == 5, "left alone, it takes its five frames"
-    decided = threading.Event()
+    decided = asyncio.Event()
     decided.set()
     start = position()
     snap = await camera.snapshot(decided)
