@@ -8,6 +8,7 @@ states, staff ids, deadlines), so nothing personal reaches the journal, the logs
 """
 from __future__ import annotations
 
+import hmac
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from agent.journal import Journal
 from agent.sealing import Sealer
 from flows import complaint as fc
 from flows.complaint import Complaint, Status, Transition, TransitionRefused
+from flows.complaint_rules import Due, EscalationRules, Facts, HourRules, LookupGuard, escalations, hour_limits
 from flows.workdays import DeadlineRules, WorkCalendar
 
 # what a customer may type, and how much (characters)
@@ -26,6 +28,7 @@ TEXT_LIMIT = 2000           # staff free text
 SHORT_LIMIT = 100           # department, appeal body, ids
 DRAFT_LIMIT = 10_000        # a draft keeps what was typed, even past the limits, until submit says why
 HEAD_OFFICE = "head_office"
+ESCALATION_ALARM = "complaint_escalation"     # the alarm kind head office sees for an escalated complaint
 
 
 class ComplaintError(ValueError):
@@ -40,11 +43,23 @@ class Receipt:
     acknowledge_by: date
 
 
+def _is_text(value) -> bool:
+    """A str that can be sealed and journaled: JSON lets a body carry a lone surrogate ("\\ud800"),
+    which no UTF-8 encoder takes."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(params: dict, key: str, limit: int, *, required: bool = False) -> str:
     value = params.get(key, "")
     if value is None:
         value = ""
-    if not isinstance(value, str):
+    if not _is_text(value):
         raise ComplaintError(f"{key} must be text")
     if len(value) > limit:
         raise ComplaintError(f"{key} is too long: {len(value)} characters, at most {limit}")
@@ -55,16 +70,81 @@ def _text(params: dict, key: str, limit: int, *, required: bool = False) -> str:
 
 def _ids(params: dict, key: str) -> tuple[str, ...]:
     value = params.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= SHORT_LIMIT for v in value) \
+    if not isinstance(value, list) or not all(_is_text(v) and 0 < len(v) <= SHORT_LIMIT for v in value) \
             or len(value) > 10:
         raise ComplaintError(f"{key} must be a list of at most 10 staff ids")
     return tuple(value)
 
 
+def _facts(value) -> Facts:
+    """Escalation facts from the screen or head office; each field optional, each checked by name."""
+    if value is None:
+        return Facts()
+    if not isinstance(value, dict):
+        raise ComplaintError("escalation must be an object of people, amount_yuan, public_figure, media, threat")
+    unknown = sorted(set(value) - {"people", "amount_yuan", "public_figure", "media", "threat"})
+    if unknown:
+        raise ComplaintError(f"escalation: unknown field(s) {', '.join(unknown)}")
+    out = {}
+    for key, lo, hi in (("people", 1, 100_000), ("amount_yuan", 0, 10**12)):
+        v = value.get(key, lo)
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ComplaintError(f"escalation.{key} must be a whole number from {lo} to {hi}")
+        out[key] = v
+    for key in ("public_figure", "media", "threat"):
+        v = value.get(key, False)
+        if not isinstance(v, bool):
+            raise ComplaintError(f"escalation.{key} must be true or false")
+        out[key] = v
+    return Facts(**out)
+
+
+@dataclass(frozen=True)
+class FormFields:
+    personal: dict                  # sealed: name, contact, description, request, counter
+    channel: object                 # checked by the lifecycle (flows.complaint) on registration
+    category: object
+    staff_concerned: tuple[str, ...]
+    first_responder: str | None
+
+
+def read_form(form) -> FormFields:
+    """The complaint form's fields, checked; ComplaintError names the first one that is wrong."""
+    if not isinstance(form, dict):
+        raise ComplaintError("the complaint must be a JSON object")
+    personal = {k: _text(form, k, n, required=k in REQUIRED) for k, n in FORM_LIMITS.items()}
+    first_responder = form.get("first_responder")
+    if first_responder in (None, ""):
+        first_responder = None
+    elif not _is_text(first_responder) or len(first_responder) > SHORT_LIMIT:
+        raise ComplaintError("first_responder must be a staff id")
+    return FormFields(personal, form.get("channel"), form.get("category"), _ids(form, "staff_concerned"),
+                      first_responder)
+
+
+def check_draft(draft) -> None:
+    """A draft keeps what was typed, past the form's limits, but only as text or lists of ids."""
+    if not isinstance(draft, dict) or not all(_is_text(k) and len(k) <= 40 for k in draft) or len(draft) > 20:
+        raise ComplaintError("a draft must be an object of at most 20 fields")
+    for k, v in draft.items():
+        if isinstance(v, str):
+            if not _is_text(v):
+                raise ComplaintError(f"draft field {k} must be text")
+            if len(v) > DRAFT_LIMIT:
+                raise ComplaintError(f"draft field {k} is too long: at most {DRAFT_LIMIT} characters")
+        elif not (isinstance(v, list) and all(_is_text(x) and len(x) <= SHORT_LIMIT for x in v)):
+            raise ComplaintError(f"draft field {k} must be text or a list of ids")
+
+
 class ComplaintBook:
     def __init__(self, journal: Journal, sealer: Sealer, calendar: WorkCalendar,
-                 rules: DeadlineRules = DeadlineRules(), *, site_id: str = ""):
+                 rules: DeadlineRules = DeadlineRules(), *, site_id: str = "", hours: HourRules = HourRules(),
+                 escalation: EscalationRules = EscalationRules()):
         self.journal = journal
+        self.hours = hours
+        self.escalation = escalation
+        self.lookups = LookupGuard()
+        self.due_now: list[Due] = []         # the last check's near-due and overdue limits (staff indicator)
         self._conn = journal.db.conn
         self._sealer = sealer
         self.calendar = calendar
@@ -74,6 +154,9 @@ class ComplaintBook:
                            " status TEXT NOT NULL, state TEXT NOT NULL, sealed BLOB NOT NULL)")
         self._conn.execute("CREATE TABLE IF NOT EXISTS complaint_drafts (slot TEXT PRIMARY KEY,"
                            " updated TEXT NOT NULL, sealed BLOB NOT NULL)")
+        # which near-due/overdue states were reported up already: each is sent once
+        self._conn.execute("CREATE TABLE IF NOT EXISTS complaint_due_sent (ref TEXT NOT NULL, lim TEXT NOT NULL,"
+                           " state TEXT NOT NULL, PRIMARY KEY (ref, lim, state))")
 
     # --- sealing ---
     def _seal(self, ref: str, data: dict) -> bytes:
@@ -85,19 +168,16 @@ class ComplaintBook:
     # --- registration ---
     def register(self, form: dict, now: datetime) -> Receipt:
         """A new complaint from the kiosk form (or staff on the customer's behalf)."""
-        if not isinstance(form, dict):
-            raise ComplaintError("the complaint must be a JSON object")
-        personal = {k: _text(form, k, n, required=k in REQUIRED) for k, n in FORM_LIMITS.items()}
-        first_responder = form.get("first_responder") or None
-        if first_responder is not None and (not isinstance(first_responder, str) or len(first_responder) > SHORT_LIMIT):
-            raise ComplaintError("first_responder must be a staff id")
+        fields = read_form(form)
+        personal = dict(fields.personal)
+        triggers = escalations(_facts(form.get("escalation")), fields.channel, self.escalation)
         with self.journal.transaction():
             ref = self._next_ref(now)
             try:
-                c = Complaint.register(ref, now, form.get("channel"), form.get("category"),
+                c = Complaint.register(ref, now, fields.channel, fields.category,
                                        calendar=self.calendar, rules=self.rules,
-                                       staff_concerned=_ids(form, "staff_concerned"),
-                                       first_responder=first_responder)
+                                       staff_concerned=fields.staff_concerned,
+                                       first_responder=fields.first_responder, escalations=triggers)
             except TransitionRefused as e:
                 raise ComplaintError(str(e)) from None
             personal["texts"] = []
@@ -108,7 +188,10 @@ class ComplaintBook:
                 "ref": ref, "site_id": self.site_id, "received_at": c.received_at.isoformat(),
                 "channel": c.channel, "category": c.category, "staff_concerned": list(c.staff_concerned),
                 "first_responder": c.first_responder, "anonymous": not personal["name"].strip(),
-                "deadlines": c.to_dict()["deadlines"], "status": c.status.value})
+                "deadlines": c.to_dict()["deadlines"], "status": c.status.value,
+                "escalations": list(c.escalations)})
+            if c.escalations:
+                self._escalated(c, c.escalations, now, "registration")
         return Receipt(ref, c.received_at, c.promised_reply, c.deadlines.acknowledge_by)
 
     def _next_ref(self, now: datetime) -> str:
@@ -116,6 +199,16 @@ class ComplaintBook:
         prefix = f"{self.site_id}-TS{day}-" if self.site_id else f"TS{day}-"
         n = self._conn.execute("SELECT COUNT(*) FROM complaints WHERE ref LIKE ?", (prefix + "%",)).fetchone()[0]
         return f"{prefix}{n + 1:03d}"
+
+    def _escalated(self, c: Complaint, triggers: tuple[str, ...], now: datetime, source: str) -> None:
+        """An alarm-class entry (the alarm body's shape, agent.codec.alarm_body): it goes up at once on the
+        urgent lane and head office's alarm board shows it. Nothing personal: reference, triggers, limits."""
+        limits = hour_limits(c.received_at, c.escalated_at, self.calendar, self.hours)
+        self.journal.append("alarm", {
+            "alarm": ESCALATION_ALARM, "silent": False, "blocking": False, "site_id": self.site_id,
+            "detail": {"ref": c.ref, "triggers": list(triggers), "all_triggers": list(c.escalations),
+                       "category": c.category, "channel": c.channel, "at": now.isoformat(), "source": source,
+                       "limits": {k: v.isoformat() for k, v in limits.items() if k.startswith("urgent_")}}})
 
     # --- reading ---
     def get(self, ref: str) -> Complaint | None:
@@ -148,7 +241,7 @@ class ComplaintBook:
             c = self.get(ref)
             if c is None:
                 raise ComplaintError(f"no complaint {ref}")
-            event = self._event(action, params, actor)
+            event = self._event(action, params, actor, c)
             try:
                 t = c.handle(event, now, calendar=self.calendar, rules=self.rules)
             except TransitionRefused as e:
@@ -161,6 +254,8 @@ class ComplaintBook:
                 sealed = self._seal(ref, personal)
             self._conn.execute("UPDATE complaints SET status=?, state=?, sealed=COALESCE(?, sealed) WHERE ref=?",
                                (c.status.value, json.dumps(c.to_dict()), sealed, ref))
+            if isinstance(event, fc.Escalate):
+                self._escalated(c, event.triggers, now, source)
             clear = {k: v for k, v in vars(event).items() if k not in fc.TEXT_FIELDS and k != "actor"}
             if "original_status" in clear:
                 clear["original_status"] = clear["original_status"].value
@@ -174,7 +269,7 @@ class ComplaintBook:
         """Head office updates a complaint (e.g. transferred and handled centrally)."""
         return self.act(ref, action, params, HEAD_OFFICE, now, source="head_office")
 
-    def _event(self, action: str, p: dict, actor: str) -> fc.Event:
+    def _event(self, action: str, p: dict, actor: str, c: Complaint) -> fc.Event:
         if action == "classify":
             return fc.Classify(actor, _text(p, "complexity", 20), _text(p, "validity", 20))
         if action == "transfer":
@@ -184,7 +279,8 @@ class ComplaintBook:
             return fc.Investigate(actor)
         if action == "handle":
             return fc.Handle(actor, _text(p, "notes", TEXT_LIMIT, required=True), _text(p, "cause", TEXT_LIMIT),
-                             _text(p, "remedy", TEXT_LIMIT))
+                             _text(p, "remedy", TEXT_LIMIT), _text(p, "responsibility", 20),
+                             _text(p, "handler_phone", 30), _text(p, "staff_opinion", TEXT_LIMIT))
         if action == "reply":
             return fc.Reply(actor, _text(p, "reply", TEXT_LIMIT, required=True))
         if action == "satisfaction":
@@ -201,6 +297,12 @@ class ComplaintBook:
                 raise ComplaintError(f"no complaint {original_ref} to repeat")
             return fc.MarkRepeat(actor, original_ref, original.status,
                                  _text(p, "appeal_to", SHORT_LIMIT, required=True))
+        if action == "escalate":
+            found = escalations(_facts(p), c.channel, self.escalation)
+            new = tuple(t for t in found if t not in c.escalations)
+            if not new:
+                raise ComplaintError("these facts meet no escalation trigger the complaint does not have already")
+            return fc.Escalate(actor, new)
         return fc.Archive(actor)
 
     @staticmethod
@@ -210,17 +312,45 @@ class ComplaintBook:
             raise ComplaintError(f"{key} must be true or false")
         return value
 
+    # --- hour limits: near-due and overdue complaints, each state reported up once ---
+    def check_due(self, now: datetime) -> list[Due]:
+        """Every near-due or overdue limit now; states not reported before are journaled (and so sent up)."""
+        dues = [d for c in self.open_complaints() for d in c.due(now, self.calendar, self.hours)]
+        sent = set(self._conn.execute("SELECT ref, lim, state FROM complaint_due_sent"))
+        new = [d for d in dues if (d.ref, d.limit, d.state) not in sent]
+        if new:
+            with self.journal.transaction():
+                for d in new:
+                    self._conn.execute("INSERT INTO complaint_due_sent (ref, lim, state) VALUES (?,?,?)",
+                                       (d.ref, d.limit, d.state))
+                    self.journal.append("complaint_due", {"ref": d.ref, "site_id": self.site_id, "limit": d.limit,
+                                                          "due": d.due, "state": d.state, "at": now.isoformat()})
+        self.due_now = dues
+        return dues
+
+    # --- progress lookup at the kiosk: reference + the contact's last 4 digits, status and date only ---
+    def lookup(self, ref, digits, now: datetime) -> dict | None:
+        """The complaint's status and promised reply date, or None: the same None for an unknown reference,
+        a wrong pair, an anonymous complaint and a blocked screen, so a wrong guess learns nothing."""
+        if self.lookups.blocked(now):
+            self.journal.append("complaint_lookup", {"ok": False, "blocked": True, "at": now.isoformat()})
+            return None
+        ok = _is_text(ref) and _is_text(digits) and 0 < len(ref) <= SHORT_LIMIT \
+            and len(digits) == 4 and digits.isascii() and digits.isdigit()
+        c = self.get(ref) if ok else None
+        if c is not None:
+            contact = "".join(ch for ch in self.details(ref).get("contact", "") if ch in "0123456789")
+            ok = len(contact) >= 4 and hmac.compare_digest(contact[-4:].encode(), digits.encode())
+        if c is None or not ok:
+            self.lookups.failed(now)
+            self.journal.append("complaint_lookup", {"ok": False, "blocked": False, "at": now.isoformat()})
+            return None
+        self.journal.append("complaint_lookup", {"ok": True, "ref": ref, "at": now.isoformat()})
+        return {"ref": c.ref, "status": c.status.value, "promised_reply": c.deadlines.reply_by}
+
     # --- the kiosk's draft: what was typed survives a truck's arrival ---
     def save_draft(self, draft: dict, now: datetime, slot: str = "kiosk") -> None:
-        if not isinstance(draft, dict) or not all(isinstance(k, str) and len(k) <= 40 for k in draft) \
-                or len(draft) > 20:
-            raise ComplaintError("a draft must be an object of at most 20 fields")
-        for k, v in draft.items():
-            if isinstance(v, str):
-                if len(v) > DRAFT_LIMIT:
-                    raise ComplaintError(f"draft field {k} is too long: at most {DRAFT_LIMIT} characters")
-            elif not (isinstance(v, list) and all(isinstance(x, str) and len(x) <= SHORT_LIMIT for x in v)):
-                raise ComplaintError(f"draft field {k} must be text or a list of ids")
+        check_draft(draft)
         blob = self._sealer.seal(json.dumps(draft, ensure_ascii=False).encode(), b"draft:" + slot.encode())
         with self.journal.transaction():
             self._conn.execute("INSERT OR REPLACE INTO complaint_drafts (slot, updated, sealed) VALUES (?,?,?)",

@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from flows.model import SiteType
+from flows.complaint_rules import EscalationRules, HourRules
 from flows.workdays import DeadlineRules
 
 DEFAULT_STATE_DIR = Path("/var/lib/handover-agent")
@@ -247,6 +248,12 @@ class ComplaintsConfig:
     deadlines: dict = field(default_factory=dict)    # DeadlineRules fields; missing ones keep the defaults
     holidays: tuple[str, ...] = ()                    # ISO dates off, overriding the built-in calendar
     workdays: tuple[str, ...] = ()                    # ISO dates worked (调休 make-up days)
+    hours: dict = field(default_factory=dict)         # flows.complaint_rules.HourRules fields
+    escalation: dict = field(default_factory=dict)    # flows.complaint_rules.EscalationRules fields
+    # published to customers on the kiosk and its receipt (the guidelines: channels, procedure, time)
+    hotline: str = setting("", "text", remote="now")
+    supervision_phone: str = setting("", "text", remote="now")
+    appeal_body: str = setting("", "text", remote="now")
 
 
 @dataclass(frozen=True)
@@ -538,7 +545,8 @@ def _build(data: dict[str, Any], source: Path | None, base_dir: Path) -> Config:
         devices=devices,
         mqtt=_mqtt(_Table(root.table("mqtt"), "mqtt", _keys(MqttConfig)), base_dir),
         backup=_read(BackupConfig, _Table(root.table("backup"), "backup", _keys(BackupConfig))),
-        complaints=_complaints(_Table(root.table("complaints"), "complaints", ["deadlines", "calendar"])),
+        complaints=_complaints(_Table(root.table("complaints"), "complaints",
+                                      _keys(ComplaintsConfig, "deadlines", "calendar", "hours", "escalation"))),
         source=source,
     )
 
@@ -593,7 +601,17 @@ def _complaints(t: _Table) -> ComplaintsConfig:
             except (TypeError, ValueError):
                 raise ConfigError(f"complaints.calendar.{key}: {_describe(v)} is not an ISO date (YYYY-MM-DD)") from None
         return tuple(values)
-    return ComplaintsConfig(dict(deadlines.data), dates("holidays"), dates("workdays"))
+
+    def rules(key: str, cls: type) -> dict:
+        table = _Table(t.table(key), f"complaints.{key}", [f.name for f in dataclasses.fields(cls)])
+        try:
+            cls.from_dict(table.data)
+        except ValueError as e:
+            raise ConfigError(f"complaints.{key}: {e}") from None
+        return dict(table.data)
+    return _read(ComplaintsConfig, t, deadlines=dict(deadlines.data), holidays=dates("holidays"),
+                 workdays=dates("workdays"), hours=rules("hours", HourRules),
+                 escalation=rules("escalation", EscalationRules))
 
 
 def _beacon_patterns(items: Any) -> tuple[BeaconPatternConfig, ...]:
@@ -692,6 +710,7 @@ def _mqtt(t: _Table, base_dir: Path) -> MqttConfig:
 _SECTION_CLASSES = (("site", ("site",), SiteConfig), ("device", ("device",), DeviceConfig),
                     ("paths", ("paths",), PathsConfig), ("screen", ("screen",), ScreenConfig),
                     ("mqtt", ("mqtt",), MqttConfig), ("backup", ("backup",), BackupConfig),
+                    ("complaints", ("complaints",), ComplaintsConfig),
                     *((f"devices.{n}", ("devices", n), c) for n, c in (
                         ("fingerprint_door", FingerprintConfig), ("fingerprint_counter", FingerprintConfig),
                         ("cards", CardsConfig), ("ble", BleConfig), ("camera", CameraConfig),

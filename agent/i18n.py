@@ -20,6 +20,9 @@ def catalog(lang: str) -> dict:
     kiosk = json.loads((_DIR / f"kiosk-{lang}.json").read_text(encoding="utf-8"))     # complaint kiosk (SPEC §6)
     out["ui"].update(kiosk["ui"])
     out["prompts"].update(kiosk["prompts"])
+    records = json.loads((_DIR / f"records-{lang}.json").read_text(encoding="utf-8"))   # past handovers (issue 17)
+    out["ui"].update(records["ui"])
+    out["prompts"].update(records["prompts"])
     return out
 
 

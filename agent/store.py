@@ -45,6 +45,9 @@ class Store:
         self._photos = Path(photos_dir)
         self._photos.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._create()
+        # bumped on every write, so what is kept in memory (agent.today, the simulator panel) knows it is stale
+        self.tasks_version = 0
+        self.people_version = 0
 
     def _create(self) -> None:
         c = self.db.conn
@@ -92,6 +95,7 @@ class Store:
         c.executemany("INSERT OR REPLACE INTO task_boxes (tag, task_id, box_id, destination, origin)"
                       " VALUES (?,?,?,?,?)", [(b.tag, task.task_id, b.box_id, b.destination, b.origin)
                                               for b in task.boxes])
+        self.tasks_version += 1
         return True
 
     def task(self, task_id: str) -> Task | None:
@@ -134,6 +138,7 @@ class Store:
                                    person.person_id.encode())
         self.db.conn.execute("INSERT OR REPLACE INTO people (person_id, role, sealed) VALUES (?,?,?)",
                              (person.person_id, person.role.value, sealed))
+        self.people_version += 1
 
     def person(self, person_id: str) -> Person | None:
         row = self.db.conn.execute("SELECT sealed FROM people WHERE person_id=?", (person_id,)).fetchone()
@@ -150,6 +155,7 @@ class Store:
         slots = [r[0] for r in self.db.conn.execute("SELECT slot FROM templates WHERE person_id=?", (person_id,))]
         self.db.conn.execute("DELETE FROM templates WHERE person_id=?", (person_id,))
         self.db.conn.execute("DELETE FROM people WHERE person_id=?", (person_id,))
+        self.people_version += 1
         return slots
 
     # --- fingerprint templates: one slot per (person, finger), the same slot on every module ---
@@ -159,6 +165,7 @@ class Store:
         self.db.conn.execute(
             "INSERT OR REPLACE INTO templates (slot, person_id, finger, duress, sealed) VALUES (?,?,?,?,?)",
             (slot, t.person_id, t.finger, int(t.duress), sealed))
+        self.people_version += 1
         return slot
 
     def slot_for(self, person_id: str, finger: str) -> int:

@@ -32,11 +32,13 @@ from agent.journal import JournalError
 from agent.sealing import Sealer
 from agent.storage import MIB, Storage, is_storage_error
 from agent.store import Store
+from agent.today import TodaysTasks
 from drivers.events import (
     CardRead, CardReadIncomplete, DeviceHealth, FingerRead, FingerTouched, VehicleArrived, VehicleDeparted)
 from flows import events as fe
 from flows import staff as fs
 from flows.arrival import match_arrival
+from flows.complaint_rules import EscalationRules, HourRules
 from flows.decisions import Alarm, Decision, DoorPermit, HandoverEnded, Prompt, Refused, RouteUnverified, Step
 from flows.handover import Handover, HandoverInputs
 from flows.model import Person, Site, Task
@@ -120,10 +122,13 @@ class Terminal:
         self.journal = self.storage.open_journal(paths.journal_path)
         sealer = Sealer(Path(paths.keys_dir) / "data.key")
         self.store = Store(self.journal.db, sealer, paths.photos_dir)
+        self.tasks_today = TodaysTasks(self.store, lambda: self.journal.db.conn.in_transaction)
         self.complaints = ComplaintBook(
             self.journal, sealer,
             build_calendar({"holidays": list(config.complaints.holidays), "workdays": list(config.complaints.workdays)}),
-            DeadlineRules.from_dict(config.complaints.deadlines), site_id=config.site.id)
+            DeadlineRules.from_dict(config.complaints.deadlines), site_id=config.site.id,
+            hours=HourRules.from_dict(config.complaints.hours),
+            escalation=EscalationRules.from_dict(config.complaints.escalation))
         if hasattr(devices.cards, "verifier"):   # a PC/SC reader checks anti-clone tags with the box registry
             devices.cards.sun_keys = self.store.box_keys
             devices.cards.verifier.counters = self.store.tag_counters(self.journal)
@@ -615,6 +620,14 @@ class Terminal:
         self.site = _site_of(config)
         self.lang = config.screen.language
 
+    def simulate_clock_jump(self, minutes: int) -> None:
+        """Simulation only: the panel jumps the clock, e.g. to a later task's window."""
+        offset = timedelta(minutes=minutes)
+        self.journal.append("config_changed", {"simulation.clock_offset_minutes": minutes})
+        self.staff.clock_jumped(offset - self.clock_offset)
+        self.clock_offset = offset
+        self._changed()
+
     def simulate_route_report(self, task_id: str, site_id: str, status: str) -> None:
         """Simulation only: the panel plays head office's route_progress report, as the downlink stores it."""
         at = self.clock().isoformat()
@@ -711,7 +724,7 @@ class Terminal:
         return self.clock().date()
 
     def open_tasks(self, day: date) -> list[Task]:
-        return [t for t in self.store.tasks_on(day, self.site.site_id)
+        return [t for t in self.tasks_today.on(day, self.site.site_id)
                 if t.task_id not in self.outcomes and (self.active is None or self.active.task.task_id != t.task_id)]
 
 
@@ -769,7 +782,7 @@ class Terminal:
 
     # --- restart: rebuild from the journal ---
     def _resume(self) -> None:
-        for task in self.store.tasks_on(self.today(), self.site.site_id):
+        for task in self.tasks_today.on(self.today(), self.site.site_id):
             entries = self.journal.entries_for_task(task.task_id)
             ended = [e for e in entries if e.kind == "handover_ended"]
             if ended:

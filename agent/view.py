@@ -1,5 +1,9 @@
 """What the screen shows, as one JSON document rebuilt on every change (the page only renders it).
 
+Its size follows what is on screen, not the day: a vault sees thousands of tasks, so the staff face
+lists a bounded window of them with a summary, and the simulator panel (every truck, finger and tag of
+the day) is a document of its own (SimPanel), sent on its own stream only when it changes.
+
 A silent alarm (duress) never appears here: the screen must look normal to whoever is watching it.
 """
 from __future__ import annotations
@@ -22,6 +26,12 @@ from flows.staff import ENROL_FINGERS, PURPOSES
 REPORT_SHOWN = timedelta(minutes=3)
 # Staff actions a password may sign even where handovers must be confirmed by finger.
 PASSWORD_ALWAYS = tuple(p.value for p, rule in PURPOSES.items() if rule.password_anywhere)
+# The staff face's window of today's tasks: the next due, earliest window end first (a truck less than
+# LATE_SHOWN late keeps its row and its manual-arrival button), and the last finished (what just
+# happened); the rest are counted in the summary. At 800x480 five rows are in sight, a sixth a short scroll.
+DUE_SHOWN = 5
+FINISHED_SHOWN = 1
+LATE_SHOWN = timedelta(hours=1)
 
 
 def staff_active(t) -> bool:
@@ -31,26 +41,16 @@ def staff_active(t) -> bool:
 
 
 def build_view(t, lang: str) -> dict:
-    today = t.today()
     staff = staff_active(t)
     report = t.last_report is not None and not t.active and (staff or _recent(t))
     # the idle screen faces the public: no names or plates in what was said, and alarms by kind only
     public = not (t.active or staff or report or t.pending_auth or t.enrolment.status)   # enrolment: staff are there
-    tasks = []
     # the day's cash-in-transit schedule is for staff: the idle screen faces the public
-    for task in (t.store.tasks_on(today, t.site.site_id) if staff and not t.active else ()):
-        status = ("in_progress" if t.active and t.active.task.task_id == task.task_id
-                  else t.outcomes.get(task.task_id, "planned"))
-        tasks.append({
-            "task_id": task.task_id, "kind": task.kind.value, "status": status,
-            "window_start": task.window_start.strftime("%H:%M"), "window_end": task.window_end.strftime("%H:%M"),
-            "plate": task.vehicle.plate, "escorts": [t.name(e) for e in task.escorts],
-            "boxes": len(task.boxes_for(t.site.site_id, t.site.site_type)),
-            "window_start_iso": task.window_start.isoformat()})
+    tasks, summary = _tasks(t) if staff and not t.active else ([], None)
     return {
         "version": t.version, "lang": lang, "now": t.clock().isoformat(timespec="seconds"),
         "site": {"id": t.site.site_id, "type": t.site.site_type.value, "name": t.config.site.name or (DEMO_SITE_NAME if t.config.simulate else t.site.site_id)},
-        "simulate": t.config.simulate, "tasks": tasks, "mode": t.mode,
+        "simulate": t.config.simulate, "tasks": tasks, "task_summary": summary, "mode": t.mode,
         "staff": t.name(t.staff_session.person_id) if staff else None,
         "staff_until": t.staff_session.expires.isoformat(timespec="seconds") if staff else None,
         "from_kiosk": bool(t.active and t.staff.kiosk_resume),
@@ -77,8 +77,42 @@ def build_view(t, lang: str) -> dict:
                     "text": render("storage_low", {}, lang) if h.device == "storage" and h.state != "connected"
                     else None} for h in t.health.values()],
         "settings": settings_view(t.config),     # what head office may change, as now in effect
-        "sim": _sim(t) if t.config.simulate else None,
+        "complaints_due": _complaints_due(t) if staff else None,    # the staff indicator: never the public's
     }
+
+
+def _tasks(t) -> tuple[list[dict], dict]:
+    """The staff face's window of today's tasks (DUE_SHOWN, FINISHED_SHOWN) and the day's counts.
+    Costs the tasks shown and the day's finished ones, never a walk over the whole day."""
+    now, cache = t.clock(), t.tasks_today
+    day = cache.on(now.date(), t.site.site_id)
+    running = t.active.task.task_id if t.active else None
+    finished = [x for x in map(cache.get, t.outcomes) if x is not None]     # in the order they ended
+    shown = {x.task_id: x for x in finished[-FINISHED_SHOWN:]}
+    shown.update((x.task_id, x) for x in cache.due(now - LATE_SHOWN, DUE_SHOWN,
+                                                    lambda x: x.task_id not in t.outcomes and x.task_id != running))
+    rows = []
+    for task in sorted(shown.values(), key=lambda x: (x.window_start, x.task_id)):
+        status = "in_progress" if task.task_id == running else t.outcomes.get(task.task_id, "planned")
+        rows.append({
+            "task_id": task.task_id, "kind": task.kind.value, "status": status,
+            "window_start": task.window_start.strftime("%H:%M"), "window_end": task.window_end.strftime("%H:%M"),
+            "plate": task.vehicle.plate, "escorts": [t.name(e) for e in task.escorts],
+            "boxes": len(task.boxes_for(t.site.site_id, t.site.site_type)),
+            "late": task.window_end < now, "window_start_iso": task.window_start.isoformat()})
+    current = cache.get(running) if running else None
+    not_open = finished + ([current] if current else [])
+    return rows, {"total": len(day), "finished": len(finished), "open": len(day) - len(not_open),
+                  "overdue": cache.ended_before(now) - sum(x.window_end < now for x in not_open),   # open, window over
+                  "shown": len(rows)}
+
+
+def _complaints_due(t) -> dict:
+    """How many complaints have a limit near-due or overdue (the background check's last finding)."""
+    states: dict[str, str] = {}
+    for d in t.complaints.due_now:
+        states[d.ref] = "overdue" if d.state == "overdue" or states.get(d.ref) == "overdue" else "near"
+    return {"near": sum(s == "near" for s in states.values()), "overdue": sum(s == "overdue" for s in states.values())}
 
 
 def _enrolment(t, staff: bool) -> dict:
@@ -154,9 +188,16 @@ def _instruction(t, lang: str) -> dict:
     return say("now_idle", "idle")
 
 
+# an enrolment this close to its end is shown on the person's card, so staff can have it renewed
+VALIDITY_SHOWN_DAYS = 30
+
+
 def _person(t, pid: str, **extra) -> dict:
     p = t.people.get(pid)
+    left = p.validity_ends_within(t.today(), VALIDITY_SHOWN_DAYS) if p else None
     return {"person_id": pid, "name": t.name(pid), "company": p.company if p else "",
+            "employee_no": pid,         # the escort company's id is the 工号 the printed report carries
+            "valid_until": p.valid_until.isoformat() if left is not None else None, "days_left": left,
             "role": p.role.value if p else None, "photo": f"/photos/{p.photo}" if p and p.photo else None, **extra}
 
 
@@ -196,7 +237,27 @@ def _report(t, lang: str) -> dict:
             "printed": t.last_report_printed}
 
 
-def _sim(t) -> dict:
+class SimPanel:
+    """The simulator panel's document, rebuilt only when what it lists changed: today's tasks (their
+    trucks, tags and outcomes) or the people and their enrolled fingers. `version` counts the rebuilds."""
+
+    def __init__(self):
+        self.version = 0
+        self._doc: dict | None = None
+        self._inputs: tuple = ()
+
+    def get(self, t) -> dict:
+        tasks = t.tasks_today.on(t.today(), t.site.site_id)
+        # the same lists (a reload makes new ones) and the same counts: nothing it shows changed
+        inputs = (tasks, t.people, t.store.people_version, len(t.outcomes))
+        if self._doc is None or not (inputs[0] is self._inputs[0] and inputs[1] is self._inputs[1]
+                                     and inputs[2:] == self._inputs[2:]):
+            self.version += 1
+            self._doc, self._inputs = {"version": self.version, **_sim(t, tasks)}, inputs
+        return self._doc
+
+
+def _sim(t, tasks) -> dict:
     """What the simulator panel offers: trucks, fingers (slot numbers) and tags of today's tasks."""
     slots: dict[str, dict] = {}
     for slot, owner in t.store.slots():
@@ -209,12 +270,13 @@ def _sim(t) -> dict:
     people = [{"person_id": pid, "name": t.name(pid), "role": t.people[pid].role.value if pid in t.people else None,
                **s} for pid, s in sorted(slots.items())]
     trucks, tags, windows = {}, {}, []
-    for task in t.store.tasks_on(t.today(), t.site.site_id):   # the trucks due here, and what they carry
+    for task in tasks:                  # the trucks due here, and what they carry
         trucks[task.vehicle.beacon] = task.vehicle.plate
         windows.append({"task_id": task.task_id, "kind": task.kind.value, "plate": task.vehicle.plate,
                         "status": t.outcomes.get(task.task_id, "planned"),
                         "window_start": task.window_start.strftime("%H:%M"),
-                        "window_start_iso": task.window_start.isoformat()})
+                        "window_start_iso": task.window_start.isoformat(),
+                        "window_end_iso": task.window_end.isoformat()})
         for b in task.boxes:
             tags[b.tag] = {"box_id": b.box_id, "tag": b.tag, "destination": b.destination}
     return {"trucks": [{"beacon": k, "plate": v} for k, v in trucks.items()], "tasks": windows,

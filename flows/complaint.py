@@ -7,6 +7,7 @@ refusal that says why. No I/O, no clock: the time of each event is passed in.
     registered|classified ─not_accept (approver, reason)─▶ not_accepted ─archive─▶ archived
     any open state ─withdraw (reason, voluntary?)─▶ withdrawn ─archive─▶ archived
     registered|classified ─mark_repeat (same facts as a decided complaint)─▶ repeat ─archive─▶ archived
+    any open state ─escalate (triggers, flows.complaint_rules)─▶ the same state, now urgent
 
 Staff who are the subject of a complaint (staff_concerned) cannot act on it (recusal).
 Free text (notes, causes, remedies, reasons, replies) rides on the events; the machine keeps only
@@ -19,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
 
+from flows.complaint_rules import RESPONSIBILITIES, TRIGGERS, Due, HourRules, due_states
 from flows.workdays import DeadlineRules, Deadlines, WorkCalendar, deadlines
 
-CHANNELS = ("walk_in", "phone", "letter", "email", "fax", "comment_book", "internet", "referral")
+CHANNELS = ("walk_in", "phone", "letter", "email", "fax", "comment_book", "internet", "referral", "media")
 CATEGORIES = ("service_attitude", "business_error", "transaction_delay", "irregular_fees", "privacy_leak",
-              "product", "rule_violation", "other")
+              "product", "rule_violation", "financial_crime", "internal_management", "service_channel", "other")
 COMPLEXITIES = ("general", "complex")
 VALIDITIES = ("valid", "special")
 SUPERVISION_CHANNEL = "referral"        # a regulator's supervision form follows its own time limits
@@ -81,6 +83,9 @@ class Handle:
     notes: str
     cause: str = ""
     remedy: str = ""
+    responsibility: str = ""          # the finding: at_fault (有责), not_at_fault (无责), shared (双方)
+    handler_phone: str = ""           # how the customer or the upper level reaches the handler
+    staff_opinion: str = ""           # the opinion on the responsible staff member
 
 
 @dataclass(frozen=True)
@@ -118,17 +123,25 @@ class MarkRepeat:
 
 
 @dataclass(frozen=True)
+class Escalate:
+    """Staff found escalation triggers (flows.complaint_rules.TRIGGERS): the complaint becomes urgent."""
+    actor: str
+    triggers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Archive:
     actor: str
 
 
 Event = (Classify | Transfer | Investigate | Handle | Reply | RecordSatisfaction | NotAccept | Withdraw | MarkRepeat
-         | Archive)
-TEXT_FIELDS = ("notes", "cause", "remedy", "reply", "reason")      # free text: sealed by whoever stores it
+         | Escalate | Archive)
+# free text and the handler's phone: sealed by whoever stores it
+TEXT_FIELDS = ("notes", "cause", "remedy", "reply", "reason", "handler_phone", "staff_opinion")
 ACTIONS: dict[str, type] = {"classify": Classify, "transfer": Transfer, "investigate": Investigate,
                             "handle": Handle, "reply": Reply, "satisfaction": RecordSatisfaction,
                             "not_accept": NotAccept, "withdraw": Withdraw, "mark_repeat": MarkRepeat,
-                            "archive": Archive}
+                            "escalate": Escalate, "archive": Archive}
 ACTION_OF = {cls: name for name, cls in ACTIONS.items()}
 
 # (state, event) -> next state; RecordSatisfaction is decided by its content (see _target)
@@ -144,6 +157,7 @@ _TABLE: dict[tuple[Status, type], Status] = {
     (Status.REGISTERED, MarkRepeat): Status.REPEAT,
     (Status.CLASSIFIED, MarkRepeat): Status.REPEAT,
     **{(s, Withdraw): Status.WITHDRAWN for s in OPEN},
+    **{(s, Escalate): s for s in OPEN},           # urgent from now on; the lifecycle goes on as it was
     **{(s, Archive): Status.ARCHIVED for s in CLOSED_UNARCHIVED},
 }
 
@@ -176,20 +190,25 @@ class Complaint:
     reopened: int = 0
     repeat_of: str | None = None
     updated_at: datetime | None = None
+    escalations: tuple[str, ...] = ()       # triggers found (flows.complaint_rules.TRIGGERS)
+    escalated_at: datetime | None = None    # the urgent limits run from here
+    responsibility: str | None = None       # the handling's finding (RESPONSIBILITIES)
     history: list[tuple[str, str, str]] = field(default_factory=list)     # (action, status after, at)
 
     @classmethod
     def register(cls, ref: str, received_at: datetime, channel: str, category: str, *,
                  calendar: WorkCalendar, rules: DeadlineRules, staff_concerned: tuple[str, ...] = (),
-                 first_responder: str | None = None) -> "Complaint":
+                 first_responder: str | None = None, escalations: tuple[str, ...] = ()) -> "Complaint":
         if channel not in CHANNELS:
             raise TransitionRefused(f"channel must be one of {', '.join(CHANNELS)}")
         if category not in CATEGORIES:
             raise TransitionRefused(f"category must be one of {', '.join(CATEGORIES)}")
         received_at = received_at.replace(second=0, microsecond=0)      # recorded to the minute
+        _check_triggers(escalations)
         d = deadlines(calendar, rules, received_at.date(), supervision=channel == SUPERVISION_CHANNEL)
         return cls(ref, received_at, channel, category, d, tuple(staff_concerned), first_responder,
-                   updated_at=received_at, history=[("register", Status.REGISTERED.value, received_at.isoformat())])
+                   updated_at=received_at, history=[("register", Status.REGISTERED.value, received_at.isoformat())],
+                   escalations=tuple(escalations), escalated_at=received_at if escalations else None)
 
     @property
     def promised_reply(self) -> date:
@@ -198,6 +217,12 @@ class Complaint:
     def overdue(self, today: date) -> bool:
         """Still waiting for its reply after the day it was due."""
         return self.status in AWAITING_REPLY and today > self.deadlines.reply_by
+
+    def due(self, now: datetime, calendar: WorkCalendar, rules: HourRules) -> list[Due]:
+        """Its hour limits and reply deadline that are near-due or overdue at `now`."""
+        return due_states(self.ref, self.received_at, self.escalated_at, {a for a, _, _ in self.history},
+                          self.deadlines.reply_by, self.status in AWAITING_REPLY, self.status in OPEN, now,
+                          calendar, rules)
 
     def allowed(self) -> list[str]:
         """The actions that apply now (recusal aside)."""
@@ -227,6 +252,11 @@ class Complaint:
                                                  outer_limit=self.deadlines.outer_limit)
         elif isinstance(event, MarkRepeat):
             self.repeat_of, appeal_to = event.original_ref, event.appeal_to
+        elif isinstance(event, Escalate):
+            self.escalations = tuple(t for t in TRIGGERS if t in {*self.escalations, *event.triggers})
+            self.escalated_at = self.escalated_at or now
+        elif isinstance(event, Handle) and event.responsibility:
+            self.responsibility = event.responsibility
         self.status, self.updated_at = target, now
         action = ACTION_OF[type(event)]
         self.history.append((action, target.value, now.isoformat()))
@@ -249,8 +279,17 @@ class Complaint:
             if event.handler and event.handler in self.staff_concerned:
                 raise TransitionRefused(f"{event.handler} is concerned by this complaint and cannot handle it "
                                         "(recusal)")
-        elif isinstance(event, Handle) and not event.notes.strip():
-            raise TransitionRefused("handling needs notes on what was done")
+        elif isinstance(event, Handle):
+            if not event.notes.strip():
+                raise TransitionRefused("handling needs notes on what was done")
+            if event.responsibility and event.responsibility not in RESPONSIBILITIES:
+                raise TransitionRefused(f"responsibility must be one of {', '.join(RESPONSIBILITIES)}")
+        elif isinstance(event, Escalate):
+            _check_triggers(event.triggers)
+            if not event.triggers:
+                raise TransitionRefused("an escalation needs at least one trigger")
+            if set(event.triggers) <= set(self.escalations):
+                raise TransitionRefused(f"complaint {self.ref} is escalated for {', '.join(event.triggers)} already")
         elif isinstance(event, Reply) and not event.reply.strip():
             raise TransitionRefused("a reply needs its text")
         elif isinstance(event, NotAccept):
@@ -279,6 +318,7 @@ class Complaint:
         d["status"] = self.status.value
         d["deadlines"] = {k: v.isoformat() for k, v in dataclasses.asdict(self.deadlines).items()}
         d["history"] = [list(h) for h in self.history]
+        d["escalated_at"] = self.escalated_at.isoformat() if self.escalated_at else None
         return d
 
     @classmethod
@@ -290,4 +330,12 @@ class Complaint:
         d["deadlines"] = Deadlines(**{k: date.fromisoformat(v) for k, v in d["deadlines"].items()})
         d["staff_concerned"] = tuple(d["staff_concerned"])
         d["history"] = [tuple(h) for h in d["history"]]
+        d["escalations"] = tuple(d.get("escalations", ()))
+        d["escalated_at"] = datetime.fromisoformat(d["escalated_at"]) if d.get("escalated_at") else None
         return cls(**d)
+
+
+def _check_triggers(triggers: tuple[str, ...]) -> None:
+    unknown = [t for t in triggers if t not in TRIGGERS]
+    if unknown:
+        raise TransitionRefused(f"escalation trigger(s) {', '.join(unknown)} unknown; one of {', '.join(TRIGGERS)}")

@@ -123,6 +123,13 @@ class Person:
         return (self.valid_from is None or self.valid_from <= day) and (
             self.valid_until is None or day <= self.valid_until)
 
+    def validity_ends_within(self, day: date, days: int) -> int | None:
+        """Days left of the enrolment when it ends within `days` of `day` (0: ends today), else None."""
+        if self.valid_until is None or not self.valid_on(day):
+            return None
+        left = (self.valid_until - day).days
+        return left if left <= days else None
+
     @classmethod
     def from_dict(cls, d: dict) -> "Person":
         d = _obj(d, "person")

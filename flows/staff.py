@@ -292,6 +292,12 @@ class Staff:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"staff state: {exc!r}") from None
 
+    def clock_jumped(self, by: timedelta) -> None:
+        """Simulation only: the panel jumped the clock. No time passed for the person signed in, so an
+        open session keeps the time it had left."""
+        if self.session is not None:
+            self.session = replace(self.session, expires=self.session.expires + by)
+
     def password_allowed(self, site_allows: bool) -> bool:
         """Whether a password is taken now (asked before the slow hash is checked)."""
         if self.pending is not None and PURPOSES[self.pending.purpose].password_anywhere:

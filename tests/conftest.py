@@ -21,19 +21,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage"]
 
 
-def _early_morning_at_the_demo_site() -> bool:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-    return datetime.now(ZoneInfo("Asia/Shanghai")).hour < 3
-
-
-# Known test defect (see the closing note of the stop that added it): between 00:00 and 03:00 at the demo
-# site the sample day's windows are pressed against midnight, and these tests' clock jumps land in yesterday.
-# To be fixed by making the tests pick their jumps inside the day; until then they do not run in those hours.
-CLOCK_JUMPS_CROSS_MIDNIGHT = pytest.mark.skipif(
-    _early_morning_at_the_demo_site(), reason="clock jumps of this test cross midnight before 03:00 at the demo site")
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

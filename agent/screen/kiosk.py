@@ -22,10 +22,12 @@ from agent.sample import DEMO_SITE_NAME
 from agent.screen.server import TERMINAL, BadRequest, _json, _lang
 from agent.terminal import Terminal
 from flows import complaint as fc
+from flows.complaint_rules import RESPONSIBILITIES
 
 log = logging.getLogger("handover.kiosk")
 STATIC = Path(__file__).parent / "static"
 DRAFT_SWEEP_SECONDS = 5           # how often drafts past the idle timeout are deleted, page open or not
+DUE_CHECK_SECONDS = 20            # how often hour limits are checked, staff view open or not
 _dumps = lambda o: json.dumps(o, ensure_ascii=False)       # noqa: E731
 
 # what each staff action asks for: (field, kind) where kind is "text", "long", "staff", "bool" or a choice list
@@ -33,12 +35,15 @@ ACTION_FIELDS = {
     "classify": [("complexity", list(fc.COMPLEXITIES)), ("validity", list(fc.VALIDITIES))],
     "transfer": [("to", "text"), ("handler", "staff")],
     "investigate": [],
-    "handle": [("notes", "long"), ("cause", "long"), ("remedy", "long")],
+    "handle": [("notes", "long"), ("cause", "long"), ("remedy", "long"), ("responsibility", list(RESPONSIBILITIES)),
+               ("handler_phone", "text"), ("staff_opinion", "long")],
     "reply": [("reply", "long")],
     "satisfaction": [("satisfied", "bool")],
     "not_accept": [("approver", "staff"), ("reason", "long")],
     "withdraw": [("reason", "long"), ("voluntary", "bool")],
     "mark_repeat": [("original_ref", "text"), ("appeal_to", "text")],
+    "escalate": [("people", "int"), ("amount_yuan", "int"), ("public_figure", "bool"), ("media", "bool"),
+                 ("threat", "bool")],
     "archive": [],
 }
 
@@ -74,9 +79,17 @@ async def page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "kiosk.html", headers={"Cache-Control": "no-store"})
 
 
+def contacts(t: Terminal) -> dict:
+    """Where customers can call or appeal, as configured (and as head office last set it): public."""
+    c = t.config.complaints
+    return {k: v for k, v in (("hotline", c.hotline), ("supervision_phone", c.supervision_phone),
+                              ("appeal_body", c.appeal_body)) if v}
+
+
 async def options(request: web.Request) -> web.Response:
+    t = request.app[TERMINAL]
     return web.json_response({"channels": list(fc.CHANNELS), "categories": list(fc.CATEGORIES),
-                              "staff": _staff_people(request.app[TERMINAL]), "limits": FORM_LIMITS}, dumps=_dumps)
+                              "staff": _staff_people(t), "limits": FORM_LIMITS, "contacts": contacts(t)}, dumps=_dumps)
 
 
 async def enter(request: web.Request) -> web.Response:
@@ -113,14 +126,20 @@ async def save_draft(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def receipt_lines(r: Receipt, site_name: str, lang: str) -> tuple[str, list[str]]:
+def contact_lines(found: dict, lang: str) -> list[str]:
+    p = catalog(lang)["prompts"]
+    return [p[f"kiosk_receipt_{k}"].format(value=found[k]) for k in ("hotline", "supervision_phone", "appeal_body")
+            if k in found]
+
+
+def receipt_lines(r: Receipt, site_name: str, lang: str, found: dict | None = None) -> tuple[str, list[str]]:
     p = catalog(lang)["prompts"]
     return p["kiosk_receipt_title"], [
         p["kiosk_receipt_site"].format(site=site_name),
         p["kiosk_receipt_ref"].format(ref=r.ref),
         p["kiosk_receipt_received"].format(at=_minute(r.received_at, lang)),
         p["kiosk_receipt_reply_by"].format(day=_day(r.promised_reply, lang)),
-        p["kiosk_receipt_keep"]]
+        p["kiosk_receipt_keep"], *contact_lines(found or {}, lang)]
 
 
 async def register(request: web.Request) -> web.Response:
@@ -133,7 +152,7 @@ async def register(request: web.Request) -> web.Response:
         raise BadRequest(str(e)) from None
     book.clear_draft()
     site_name = t.config.site.name or (DEMO_SITE_NAME if t.config.simulate else t.site.site_id)
-    title, lines = receipt_lines(receipt, site_name, lang)
+    title, lines = receipt_lines(receipt, site_name, lang, contacts(t))
     printed = True
     try:
         await t.devices.printer.print_lines(title, lines)
@@ -143,6 +162,19 @@ async def register(request: web.Request) -> web.Response:
     return web.json_response({"ref": receipt.ref, "received_at": _minute(receipt.received_at, lang),
                               "promised_reply": _day(receipt.promised_reply, lang),
                               "title": title, "lines": lines, "printed": printed}, dumps=_dumps)
+
+
+async def lookup(request: web.Request) -> web.Response:
+    """Progress by reference + the contact's last 4 digits: status and promised date, nothing else. Any
+    wrong pair gets the same answer as an unknown reference; repeated wrong pairs lock the lookup a while."""
+    t = request.app[TERMINAL]
+    _in_kiosk(t)
+    lang, body = _lang(request), await _json(request)
+    found = _book(request).lookup(body.get("ref"), body.get("digits"), t.clock())
+    if found is None:
+        return web.json_response({"found": False}, dumps=_dumps)
+    return web.json_response({"found": True, "ref": found["ref"], "status": found["status"],
+                              "promised_reply": _day(found["promised_reply"], lang)}, dumps=_dumps)
 
 
 async def request_exit(request: web.Request) -> web.Response:
@@ -160,11 +192,14 @@ async def request_staff(request: web.Request) -> web.Response:
 # --- the staff view: personal data, behind a credential ---
 def _row(book: ComplaintBook, c: fc.Complaint, staff: str, today: date, lang: str) -> dict:
     recused = staff in c.staff_concerned
+    due = [{"limit": d.limit, "due": d.due[:16].replace("T", " "), "state": d.state} for d in book.due_now
+           if d.ref == c.ref]
     return {"ref": c.ref, "received_at": _minute(c.received_at, lang), "channel": c.channel,
             "category": c.category, "status": c.status.value, "complexity": c.complexity, "validity": c.validity,
             "department": c.department, "reopened": c.reopened, "repeat_of": c.repeat_of,
             "reply_by": _day(c.deadlines.reply_by, lang), "overdue": c.overdue(today), "recused": recused,
             "staff_concerned": list(c.staff_concerned), "first_responder": c.first_responder,
+            "escalations": list(c.escalations), "responsibility": c.responsibility, "due": due,
             "actions": [] if recused else c.allowed(), **book.details(c.ref)}
 
 
@@ -214,6 +249,26 @@ async def staff_logout(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def _check_due(app: web.Application):
+    """Near-due and overdue complaints go on the staff indicator and up to head office (each state once),
+    whether or not anyone opens the staff view."""
+    async def check():
+        while True:
+            t = app[TERMINAL]
+            try:
+                before = t.complaints.due_now
+                if t.complaints.check_due(t.clock()) != before:
+                    t._changed()
+            except Exception:
+                log.exception("complaint due check failed")
+            await asyncio.sleep(DUE_CHECK_SECONDS)
+    task = asyncio.create_task(check(), name="complaint-due-check")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _sweep_drafts(app: web.Application):
     """A half-typed complaint is deleted once the idle timeout passes, even with no page open to clear it."""
     async def sweep():
@@ -233,6 +288,7 @@ async def _sweep_drafts(app: web.Application):
 
 def add_kiosk_routes(app: web.Application) -> None:
     app.cleanup_ctx.append(_sweep_drafts)
+    app.cleanup_ctx.append(_check_due)
     r = app.router
     r.add_get("/kiosk", page)
     r.add_get("/api/kiosk/options", options)
@@ -241,6 +297,7 @@ def add_kiosk_routes(app: web.Application) -> None:
     r.add_post("/api/kiosk/draft", save_draft)
     r.add_post("/api/kiosk/complaints", register)
     r.add_post("/api/kiosk/exit", request_exit)
+    r.add_post("/api/kiosk/lookup", lookup)
     r.add_post("/api/kiosk/staff", request_staff)
     r.add_get("/api/staff/complaints", staff_complaints)
     r.add_post("/api/staff/complaints/{ref}/{action}", staff_action)

@@ -1,5 +1,7 @@
 """The local screen: one page, live updates over Server-Sent Events, and in simulation the small
-JSON API the simulator panel (and demo scripts) use to play the devices.
+JSON API the simulator panel (and demo scripts) use to play the devices. The panel's own document
+comes on a stream of its own (/api/sim/events), sent again only when it changes: at a vault it lists
+thousands of trucks and tags, and the handover's updates must not carry them.
 
 Reachable only from the device itself: bound to loopback by default, and every request is checked
 for a loopback peer and a loopback Host header (so a web page elsewhere cannot rebind its name to
@@ -11,6 +13,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import math
 import re
 import sqlite3
 from collections import OrderedDict
@@ -22,11 +25,14 @@ from agent.i18n import LANGUAGES, catalog
 from agent.journal import JournalError
 from agent.storage import is_storage_error
 from agent.terminal import ActionRefused, Terminal
-from agent.view import build_view
+from agent.view import SimPanel, build_view
 
 log = logging.getLogger("handover.screen")
 STATIC = Path(__file__).parent / "static"
 TERMINAL = web.AppKey("terminal", Terminal)
+SIM = web.AppKey("sim", SimPanel)
+KEEP_ALIVE = 15                   # seconds between keep-alives on an idle stream
+STREAMS = web.AppKey("streams", set)
 
 
 class BadRequest(web.HTTPBadRequest):
@@ -110,14 +116,55 @@ async def idempotent(request: web.Request, handler):
     return resp
 
 
-async def _json(request: web.Request) -> dict:
+MAX_BODY_DEPTH = 8               # the page's bodies are flat: objects of texts, lists of ids
+
+
+def parse_body(raw: bytes) -> dict:
+    """A request body from the page: a JSON object of storable text, nested at most MAX_BODY_DEPTH deep.
+    JSON lets a body carry a lone surrogate ("\\ud800") that sealing and the journal cannot encode, and
+    nesting that the parser meets with RecursionError: each is a BadRequest naming it, before any handler."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise BadRequest("body is not UTF-8 text") from None
+    except ValueError:
         raise BadRequest("body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest(f"body nests deeper than {MAX_BODY_DEPTH} levels") from None
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
+    stack = [(body, 1, "body")]
+    while stack:
+        value, depth, where = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_BODY_DEPTH:
+                raise BadRequest(f"body nests deeper than {MAX_BODY_DEPTH} levels")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, child in items:
+                name = key if isinstance(key, str) else where
+                if isinstance(key, str):
+                    _encodable(key, f"a field name in {where}")
+                stack.append((child, depth + 1, name))
+        elif isinstance(value, str):
+            _encodable(value, where)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise BadRequest(f"{where} is a number out of range")
     return body
+
+
+def _no_constant(name: str):
+    raise BadRequest(f"body holds {name}, which is not a JSON number")
+
+
+def _encodable(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{where} holds an unpaired surrogate, not text") from None
+
+
+async def _json(request: web.Request) -> dict:
+    return parse_body(await request.read())
 
 
 def _lang(request: web.Request) -> str:
@@ -139,29 +186,69 @@ async def i18n(request: web.Request) -> web.Response:
 
 
 async def view(request: web.Request) -> web.Response:
-    return web.json_response(build_view(request.app[TERMINAL], _lang(request)),
-                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    """The screen's view once, with the simulator panel under `sim` (for scripts and tests)."""
+    t = request.app[TERMINAL]
+    return web.json_response({**build_view(t, _lang(request)), "sim": request.app[SIM].get(t) if t.config.simulate
+                              else None}, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """SSE: the whole view after every change, in the screen's current language."""
+    """SSE: the view after every change, in the screen's current language; resent when idle, which
+    also tells the page of a staff session that lapsed (the page ignores an unchanged view)."""
+    terminal = request.app[TERMINAL]
+
+    def payload(idle: bool) -> str:
+        return f"data: {json.dumps(build_view(terminal, terminal.lang), ensure_ascii=False)}\n\n"
+    return await _stream(request, payload)
+
+
+async def sim_events(request: web.Request) -> web.StreamResponse:
+    """SSE: the simulator panel (simulation only), sent when what it lists changed."""
+    terminal, panel = request.app[TERMINAL], request.app[SIM]
+    sent = None
+
+    def payload(idle: bool) -> str | None:
+        nonlocal sent
+        doc = panel.get(terminal)
+        if doc is sent:
+            return ": keep-alive\n\n" if idle else None        # a comment: the page sees nothing
+        sent = doc
+        return f"data: {json.dumps(doc, ensure_ascii=False)}\n\n"
+    return await _stream(request, payload)
+
+
+async def _stream(request: web.Request, payload) -> web.StreamResponse:
+    """An SSE stream of payload(idle) at the start and after each change of the terminal (idle: none for
+    KEEP_ALIVE seconds); None writes nothing. Ended by the client or by the app's shutdown."""
     terminal = request.app[TERMINAL]
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
     await resp.prepare(request)
     queue = terminal.subscribe()
+    streams = request.app[STREAMS]
+    streams.add(asyncio.current_task())
     try:
+        idle = False
         while True:
-            payload = json.dumps(build_view(terminal, terminal.lang), ensure_ascii=False)
-            await resp.write(f"data: {payload}\n\n".encode())
+            data = payload(idle)
+            if data is not None:
+                await resp.write(data.encode())
             try:
-                await asyncio.wait_for(queue.get(), timeout=15)
+                await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE)
+                idle = False
             except asyncio.TimeoutError:
-                pass                      # resend as a keep-alive; the page ignores equal versions
+                idle = True
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
         terminal.unsubscribe(queue)
+        streams.discard(asyncio.current_task())
     return resp
+
+
+async def _end_streams(app: web.Application) -> None:
+    # a stream waits up to KEEP_ALIVE seconds for a change: without this a stop would wait for it too
+    for task in list(app[STREAMS]):
+        task.cancel()
 
 
 async def set_language(request: web.Request) -> web.Response:
@@ -258,11 +345,7 @@ async def sim_clock(request: web.Request) -> web.Response:
     minutes = (await _json(request)).get("offset_minutes")
     if not isinstance(minutes, int) or isinstance(minutes, bool) or not -1440 <= minutes <= 1440:
         raise BadRequest("offset_minutes must be an integer between -1440 and 1440")
-    from datetime import timedelta
-    t = request.app[TERMINAL]
-    t.journal.append("config_changed", {"simulation.clock_offset_minutes": minutes})
-    t.clock_offset = timedelta(minutes=minutes)
-    t._changed()
+    request.app[TERMINAL].simulate_clock_jump(minutes)
     return web.json_response({"ok": True})
 
 
@@ -328,6 +411,9 @@ async def sim_camera(request: web.Request) -> web.Response:
 def build_app(terminal: Terminal) -> web.Application:
     app = web.Application(middlewares=[local_only, idempotent], client_max_size=64 * 1024)
     app[TERMINAL] = terminal
+    app[SIM] = SimPanel()
+    app[STREAMS] = set()
+    app.on_shutdown.append(_end_streams)
     app[ANSWERS] = OrderedDict()
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC)
@@ -346,7 +432,10 @@ def build_app(terminal: Terminal) -> web.Application:
     app.router.add_post("/api/enrolment/close", enrolment_close)
     from agent.screen.kiosk import add_kiosk_routes      # here, not at the top: kiosk.py imports this module
     add_kiosk_routes(app)
+    from agent.screen.records import add_records_routes  # likewise: records.py imports this module
+    add_records_routes(app)
     if terminal.config.simulate:
+        app.router.add_get("/api/sim/events", sim_events)
         app.router.add_post("/api/sim/beacon", sim_beacon)
         app.router.add_post("/api/sim/route", sim_route)
         app.router.add_post("/api/sim/finger", sim_finger)

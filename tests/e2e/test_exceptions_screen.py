@@ -3,7 +3,6 @@ disposition (with a silent duress alarm on the way), and a route skip. Screensho
 from __future__ import annotations
 
 import pytest
-from conftest import CLOCK_JUMPS_CROSS_MIDNIGHT
 from playwright.sync_api import expect
 
 from agent.journal import Journal
@@ -41,7 +40,6 @@ def alarms_in_journal(agent) -> list[dict]:
         j.close()
 
 
-@CLOCK_JUMPS_CROSS_MIDNIGHT
 def test_collection_at_a_branch(agent, browser, artifacts):
     page = open_screen(agent, browser)
     ids = task_ids(agent)
@@ -146,7 +144,6 @@ def test_delivery_with_wrong_box_and_disposition(agent, browser, artifacts):
     assert alarms[0]["silent"] is True and alarms[0]["detail"]["person_id"] == "E02"
 
 
-@CLOCK_JUMPS_CROSS_MIDNIGHT
 def test_route_skip(agent, browser, artifacts):
     page = open_screen(agent, browser)
     ids = task_ids(agent)

@@ -143,7 +143,7 @@ SAMPLE = {"classify": fc.Classify("O01", "general", "valid"), "transfer": fc.Tra
           "investigate": fc.Investigate("O01"), "handle": fc.Handle("O01", "n"), "reply": fc.Reply("O01", "r"),
           "satisfaction": fc.RecordSatisfaction("O01", True), "not_accept": fc.NotAccept("O01", "M01", "r"),
           "withdraw": fc.Withdraw("O01", "r", True), "mark_repeat": fc.MarkRepeat("O01", "C0", Status.REPLIED, "a"),
-          "archive": fc.Archive("O01")}
+          "escalate": fc.Escalate("O01", ("group",)), "archive": fc.Archive("O01")}
 MAIN = [Status.REGISTERED, Status.CLASSIFIED, Status.TRANSFERRED, Status.INVESTIGATING, Status.HANDLED,
         Status.REPLIED, Status.SATISFIED, Status.ARCHIVED]
 
@@ -162,9 +162,9 @@ def test_illegal_transitions_are_refused(status, action):
 
 
 def test_allowed_actions_match_the_table():
-    assert new().allowed() == ["classify", "not_accept", "mark_repeat", "withdraw"]
+    assert new().allowed() == ["classify", "not_accept", "mark_repeat", "withdraw", "escalate"]
     assert to_status(Status.ARCHIVED).allowed() == []
-    assert to_status(Status.REPLIED).allowed() == ["satisfaction", "withdraw"]
+    assert to_status(Status.REPLIED).allowed() == ["satisfaction", "withdraw", "escalate"]
 
 
 @pytest.mark.parametrize("event", [

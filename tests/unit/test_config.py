@@ -138,7 +138,7 @@ def test_remote_screen_is_allowed_only_when_asked_for(tmp_path):
 
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
-SECTIONS = ["site", "device", "paths", "screen", "mqtt", "backup"] + [
+SECTIONS = ["site", "device", "paths", "screen", "mqtt", "backup", "complaints"] + [
     f"devices.{d}" for d in ("fingerprint_door", "fingerprint_counter", "cards", "ble", "camera",
                              "voice", "printer", "door")]
 
@@ -198,6 +198,27 @@ def test_complaint_rules_per_bank_are_read_and_checked_by_name(tmp_path):
         ("[complaints.deadlines]\ngeneral_reply = -1", "complaints.deadlines: complaint deadline setting general_reply"),
         ("[complaints.deadlines]\nreply_in_a_hurry = 1", "complaints.deadlines.reply_in_a_hurry: unknown key"),
         ('[complaints.calendar]\nholidays = ["next tuesday"]', "complaints.calendar.holidays: 'next tuesday' is not an ISO date"),
+    ]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(f'[site]\nid = "BR-1"\n{body}\n', encoding="utf-8")
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(bad)
+
+
+def test_complaint_hours_escalation_and_published_contacts_are_read_and_checked_by_name(tmp_path):
+    good = tmp_path / "ok.toml"
+    good.write_text('[site]\nid = "BR-1"\n[complaints]\nhotline = "95528"\nappeal_body = "12378"\n'
+                    '[complaints.hours]\npass_on = 2\nopens = "08:30"\n[complaints.escalation]\ngroup_min_people = 5\n',
+                    encoding="utf-8")
+    c = load_config(good).complaints
+    assert (c.hotline, c.supervision_phone, c.appeal_body) == ("95528", "", "12378")
+    assert c.hours == {"pass_on": 2, "opens": "08:30"} and c.escalation == {"group_min_people": 5}
+    for body, message in [
+        ("[complaints.hours]\npass_on = 0", "complaints.hours: complaint hour setting pass_on"),
+        ('[complaints.hours]\ncloses = "08:00"', "complaints.hours: complaint hour setting closes must be after opens"),
+        ("[complaints.hours]\nquickly = 1", "complaints.hours.quickly: unknown key"),
+        ("[complaints.escalation]\namount_over_yuan = -1", "complaints.escalation: complaint escalation setting"),
+        ("[complaints]\nhotline = 95528", "complaints.hotline"),
     ]:
         bad = tmp_path / "bad.toml"
         bad.write_text(f'[site]\nid = "BR-1"\n{body}\n', encoding="utf-8")

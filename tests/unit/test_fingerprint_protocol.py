@@ -1,4 +1,8 @@
-"""Packet framing, checksums, resynchronisation and confirmation codes of the fingerprint protocol."""
+"""Packet framing, checksums, resynchronisation and confirmation codes of the fingerprint protocol.
+
+`line_oracle` is the fuzz oracle for the frame decoder and the reply checks together (a noisy line:
+packets, garbage, torn packets, power-up bytes, cut anywhere); tools/fuzz_long.py runs it over
+>= 1,000,000 inputs."""
 import json
 
 import pytest
@@ -6,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.fingerprint.protocol import (
-    CONFIRMATIONS, BadSlot, CorruptPacket, Decoder, Instruction, ModuleError, NoFinger, NotFound, Packet,
-    PacketType, SystemParameters, WrongPassword, ack, checksum, command, data_packets, describe, encode, error_for,
+    CONFIRMATIONS, MAX_LENGTH, PACKET_SIZES, POWER_UP_BYTE, REPLIES, BadSlot, CorruptPacket, Decoder, Instruction,
+    MismatchedReply, ModuleError, NoFinger, NotFound, Packet, PacketType, SystemParameters, UnexpectedPacket,
+    WrongPassword, ack, check_reply, checksum, command, data_packets, describe, encode, error_for, search_result,
 )
 
 packets = st.builds(
@@ -234,3 +239,86 @@ def test_library_record_survives_a_round_trip_and_the_plan_loads_only_the_differ
     assert plan.next_step(wanted, again) == ("load", 3, b"c" * 512)      # new
     again.slots[3] = template_hash(b"c" * 512)
     assert plan.next_step(wanted, again) is None
+
+
+# --- a noisy line, end to end: decoder, then what the driver makes of each acknowledge ---------------
+FRAME_SIZE = 9                       # EF01, address, type, length
+
+
+def line_oracle(pieces: list[tuple], cuts: list[int], instruction: Instruction, capacity: int) -> tuple[int, int]:
+    """`pieces`: ("packet", Packet) | ("garbage", bytes) | ("torn", Packet, keep) | ("power_up",), sent
+    back to back and read in chunks cut at `cuts`. Whatever the line carries, the decoder gives only
+    packets that were on it, holds a bounded number of bytes, and raises nothing but CorruptPacket;
+    a reply is then taken for `instruction` or refused as another command's (MismatchedReply).
+    Returns (packets decoded, damaged packets reported)."""
+    stream, sent, noise, clean = b"", [], b"", True
+    for piece in pieces:
+        if piece[0] == "packet":
+            stream += encode(piece[1])
+            sent.append(piece[1])
+        elif piece[0] == "garbage":
+            stream += piece[1]
+            noise += piece[1]
+            clean = clean and b"\xef" not in piece[1]
+        elif piece[0] == "torn":
+            stream += encode(piece[1])[:piece[2]]
+            clean = False
+        else:
+            stream += bytes([POWER_UP_BYTE])
+            noise += bytes([POWER_UP_BYTE])
+    decoder, received, corrupt = Decoder(), [], 0
+    for start, end in zip([0, *sorted(cuts)], [*sorted(cuts), len(stream)]):
+        decoder.feed(stream[start:end])
+        found, damaged = drain(decoder)
+        received += found
+        corrupt += damaged
+        assert decoder.pending < FRAME_SIZE + MAX_LENGTH      # a noisy line cannot fill the memory
+    for packet in received:
+        assert encode(packet) in stream                       # nothing invented
+    if clean:        # noise without 0xEF cannot look like a header: every packet, in order, noise skipped
+        assert received == sent
+        assert decoder.skipped == len(noise)
+        assert decoder.power_up_seen == (POWER_UP_BYTE in noise)   # the module restarted: noticed
+    for packet in received:
+        if packet.type == PacketType.ACK and packet.payload:
+            reply_oracle(instruction, packet.payload[0], packet.payload[1:], capacity)
+    return len(received), corrupt
+
+
+def reply_oracle(instruction: Instruction, code: int, data: bytes, capacity: int) -> None:
+    try:
+        check_reply(instruction, code, data)
+        if instruction == Instruction.SEARCH:
+            hit = search_result(code, data, capacity)
+            if hit is not None:        # only a real hit verifies anybody
+                assert code == 0 and len(data) == 4 and hit.score > 0 and 0 <= hit.slot < capacity
+        elif instruction == Instruction.READ_SYS_PARA and code == 0:
+            assert SystemParameters.decode(data).packet_size in PACKET_SIZES
+    except (MismatchedReply, UnexpectedPacket) as e:
+        assert str(e)
+
+
+line_pieces = st.lists(st.one_of(
+    st.tuples(st.just("packet"), packets),
+    st.tuples(st.just("packet"), st.builds(lambda c, d: Packet(PacketType.ACK, bytes([c]) + d),
+                                           st.integers(0, 0x21), st.binary(max_size=34))),
+    st.tuples(st.just("garbage"), st.binary(max_size=40)),
+    st.tuples(st.just("garbage"), st.binary(max_size=40).map(lambda b: b.replace(b"\xef", b"\x55"))),
+    st.tuples(st.just("torn"), packets, st.integers(0, 40)),
+    st.tuples(st.just("power_up"))), max_size=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(line_pieces, st.lists(st.integers(0, 3000), max_size=12), st.sampled_from(list(REPLIES)),
+       st.integers(0, 2000))
+def test_a_noisy_line_gives_only_packets_that_were_on_it_and_replies_are_taken_or_refused(pieces, cuts, instr,
+                                                                                          capacity):
+    line_oracle(pieces, cuts, instr, capacity)
+
+
+@given(st.binary(min_size=1, max_size=64).filter(lambda b: b"\xef" not in b))
+def test_a_power_up_byte_in_the_noise_is_noticed(noise):
+    decoder = Decoder()
+    decoder.feed(noise + ack(0x00))
+    assert drain(decoder) == ([Packet(PacketType.ACK, b"\x00")], 0)
+    assert decoder.power_up_seen == (POWER_UP_BYTE in noise)

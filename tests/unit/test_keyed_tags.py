@@ -77,7 +77,15 @@ def mixed_transmit(genuine: VirtualCard, clone: VirtualCard, script: list[tuple]
 @FUZZ
 @given(st.sampled_from(sorted(LAYOUTS)), st.lists(st.lists(answer, max_size=24), min_size=1, max_size=4))
 def test_no_answer_sequence_gets_a_keyed_uid_accepted_without_a_fresh_genuine_sun(layout_name, presentations):
+    for read in presentations_oracle(layout_name, presentations):
+        event(f"{type(read).__name__} {getattr(read, 'reason', '')}")
+
+
+def presentations_oracle(layout_name: str, presentations: list[list[tuple]]) -> list[CardRead]:
+    """Presentations of mixed genuine / clone / arbitrary answers to one reader (tools/fuzz_long.py runs
+    this over >= 1,000,000 inputs); returns what the reader made of each."""
     genuine, clone, reader, counters = setup(layout_name)
+    reads = []
     for script in presentations:
         before = counters.get(BOX)
         mirrored = genuine.counter                  # counters the genuine tag had served before this read
@@ -85,7 +93,7 @@ def test_no_answer_sequence_gets_a_keyed_uid_accepted_without_a_fresh_genuine_su
         if raw is None:
             continue
         read = reader.classify(raw)
-        event(f"{type(read).__name__} {getattr(read, 'reason', '')}")
+        reads.append(read)
         if isinstance(read, CardRefused):
             assert read.reason in REFUSAL_REASONS and read.detail
             assert not read.sun_verified and read.sun_counter is None
@@ -98,6 +106,7 @@ def test_no_answer_sequence_gets_a_keyed_uid_accepted_without_a_fresh_genuine_su
             assert counters[BOX] == read.sun_counter
         else:
             assert read.uid_only and not read.sun_verified and reader.sun_keys(read.uid) is None
+    return reads
 
 
 @FUZZ

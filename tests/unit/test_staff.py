@@ -155,6 +155,15 @@ def test_a_staff_session_lapses_when_idle_and_each_use_extends_it():
     assert s.session is None
 
 
+def test_a_simulated_clock_jump_is_not_time_passing_for_the_person_signed_in():
+    s = fs.Staff(fs.Mode.KIOSK)
+    s.handle(fs.Request(fs.Purpose.STAFF_VIEW, {}, IDLE), T0)
+    s.handle(officer_finger("O2"), T0)
+    s.clock_jumped(timedelta(hours=4))                                   # the panel jumps to a later window
+    assert s.current_staff(T0 + timedelta(hours=4, minutes=4)) == "O2"
+    assert s.current_staff(T0 + timedelta(hours=4, minutes=10)) is None  # then it lapses as usual
+
+
 @pytest.mark.parametrize("pending,ctx,kept", [
     (fs.Purpose.DISPOSITION, RISK, True), (fs.Purpose.DISPOSITION, RUNNING, False),
     (fs.Purpose.MANUAL_ARRIVAL, OPEN, True), (fs.Purpose.MANUAL_ARRIVAL, RUNNING, False),

@@ -165,3 +165,18 @@ def test_bracketed_host_is_no_sun_message_not_a_crash():
     msg = message(f"[x.example/t?picc_data={P12_PICC}&cmac={P12_MAC}")
     assert find_sun(msg, SunLayout()).picc_hex == P12_PICC
     assert find_sun(message("[x.example/t/a/b"), SunLayout(url_style="path")) is None
+
+
+@pytest.mark.parametrize("allow_uid_only", [True, False])
+@pytest.mark.parametrize("uid, keys, reason", [
+    (P12_UID, (bytes(range(16)), ZERO), "decrypt"),            # the message was sealed under another meta key
+    ("04AABBCCDDEEFF", (ZERO, ZERO), "uid_mismatch"),          # a genuine message copied onto another keyed tag
+])
+def test_a_keyed_uid_serving_another_tags_sun_message_is_refused_not_taken_by_its_uid(uid, keys, reason,
+                                                                                      allow_uid_only):
+    counters: dict[str, int] = {}
+    r = reader(SunLayout(picc_param="e", mac_param="c"), {uid: keys}, counters=counters, allow_uid_only=allow_uid_only)
+    read = r.classify(RawRead(uid, message(f"ntag.nxp.com/424?e={P12_PICC}&c={P12_MAC}")))
+    assert isinstance(read, CardRefused)
+    assert (read.uid, read.reason, read.sun_verified, read.uid_only) == (uid, reason, False, False)
+    assert counters == {}

@@ -37,7 +37,9 @@ function thumb(p) {
                      "data-verified": p.verified ? "true" : "false" },
     p.snapshot || p.photo ? el("img", { src: p.snapshot || p.photo, alt: p.name }) : null,
     el("span", { class: "name", text: p.name }),
-    el("span", { class: "tick", text: p.verified ? `✓ ${p.verified_at.slice(0, 5)}` : t("not_verified") }));
+    el("span", { class: "empno", "data-testid": "employee-no", text: t("person.employee_no", { no: p.employee_no }) }),
+    el("span", { class: "tick", text: p.verified ? `✓ ${p.verified_at.slice(0, 5)}` : t("not_verified") }),
+    validity(p));
 }
 
 function escortCard(p) {
@@ -46,9 +48,17 @@ function escortCard(p) {
     el("div", { class: "photos" }, photo(p.photo, t("enrolled_photo"), "enrolled-photo"),
        photo(p.snapshot, t("live_snapshot"), "live-snapshot")),
     el("div", { class: "who" }, el("span", { class: "name", text: p.name }),
-       p.lead ? el("span", { class: "badge lead", text: t("lead") }) : null),
+       p.lead ? el("span", { class: "badge lead", text: t("lead") }) : null,
+       el("span", { class: "empno", "data-testid": "employee-no", text: t("person.employee_no", { no: p.employee_no }) })),
     el("div", { class: "badge" + (p.verified ? " ok" : ""), text: p.verified ? `${t("verified")} ${p.verified_at}` : t("not_verified") }),
-    el("div", { class: "muted", text: `${t("company")}: ${p.company}` }));
+    el("div", { class: "muted", text: `${t("company")}: ${p.company}` }),
+    validity(p));
+}
+
+// an enrolment near its end says so on the card (staff have it renewed before it lapses)
+function validity(p) {
+  return p.valid_until ? el("span", { class: "badge warn", "data-testid": "valid-until",
+                                      text: t("person.valid_until_soon", { day: p.valid_until, n: p.days_left }) }) : null;
 }
 
 function boxesPanel(h) {
@@ -94,6 +104,7 @@ function renderHandover(v) {
     card.append(el("div", { class: "officer", "data-testid": "officer" },
       h.officer.photo ? el("img", { src: h.officer.photo, alt: h.officer.name, "data-testid": "officer-photo" }) : null,
       el("span", { text: `${t("officer")} ` }), el("span", { class: "name", text: h.officer.name }),
+      el("span", { class: "empno", "data-testid": "employee-no", text: t("person.employee_no", { no: h.officer.employee_no }) }),
       el("span", { class: "badge ok", text: `${t("verified")} ${h.officer.verified_at}` }),
       h.marks.length ? el("span", { class: "muted", text: `· ${h.marks.join("、")} ✓` }) : null));
   }
@@ -219,15 +230,21 @@ function renderPublic(v) {
   if (v.handover || v.report || v.pending_auth) return;
   const kiosk = actionButton({ class: "touch big", "data-testid": "kiosk-enter", text: v.staff ? t("kiosk.enter") : t("kiosk_customer") },
     async (rid) => (await post("/api/kiosk/enter", {}, rid)).ok && false);
-  if (v.staff) { root.append(el("div", { class: "staffbar" }, el("span", { text: `${t("staff_by")}: ${v.staff}` }), kiosk)); return; }
+  const due = v.complaints_due;     // the background check's complaint reminders: staff only
+  if (v.staff) { root.append(el("div", { class: "staffbar" }, el("span", { text: `${t("staff_by")}: ${v.staff}` }),
+    due && (due.near || due.overdue) ? el("span", { class: "badge warn", "data-testid": "due-summary", text: t("kiosk.due_summary", due) }) : null,
+    kiosk)); return; }
   root.append(el("div", { class: "welcome" }, el("div", { class: "hello", text: t("public_welcome") }),
     el("div", { class: "site", text: v.site.name }), el("p", { text: t("public_hint") }), kiosk));
 }
 
+// The day's schedule as a window (the next due and the last finished) under the day's counts: a vault's
+// thousands of tasks are counted, not listed.
 function renderTasks(v) {
   const root = $("#tasks");
   root.replaceChildren();
   if (!v.staff || v.handover) return;         // the schedule: staff only, and out of the way during a handover
+  const s = v.task_summary;
   const table = el("table", { class: "tasks" }, el("tr", {},
     ...["task", "kind", "window", "vehicle", "escorts", "boxes", "status"].map((k) => el("th", { text: t(k) })),
     el("th", {})));
@@ -236,27 +253,44 @@ function renderTasks(v) {
                    async (rid) => (await post("/api/manual-arrival", { task_id: x.task_id }, rid)).ok && false) : null;
   for (const x of v.tasks) table.append(el("tr", { "data-testid": `task-${x.task_id}` },
     el("td", { text: x.task_id }), el("td", { text: t("kind." + x.kind) }),
-    el("td", { text: `${x.window_start}–${x.window_end}` }), el("td", { text: x.plate }),
+    el("td", { class: x.late && x.status === "planned" ? "late" : null, text: `${x.window_start}–${x.window_end}` }),
+    el("td", { text: x.plate }),
     el("td", { text: x.escorts.join("、") }), el("td", { text: String(x.boxes) }),
     el("td", { class: "status-" + x.status, "data-testid": "task-status", text: t("status." + x.status) }),
     el("td", {}, manual(x))));
-  root.append(el("div", { class: "card" }, el("h2", { text: t("today_tasks") }),
-                 v.tasks.length ? el("div", { class: "tablewrap" }, table) : el("p", { text: t("no_tasks") })));
+  root.append(el("div", { class: "card" },
+    el("div", { class: "taskhead" }, el("h2", { text: t("today_tasks") }),
+       s.total ? el("span", { class: "muted", "data-testid": "task-summary", text: t("tasks_summary", s) + (s.overdue ? t("tasks_overdue", s) : "") }) : null),
+    v.tasks.length ? el("div", { class: "tablewrap" }, table) : el("p", { text: t(s.total ? "tasks_none_due" : "no_tasks") }),
+    s.total > s.shown ? el("p", { class: "muted tasknote", "data-testid": "task-window", text: t("tasks_window", s) }) : null));
 }
 
 // --- the simulator: a demo tool in a drawer of its own colour, never part of the product's screen ---
+// Its document (the day's trucks, fingers and tags) comes on its own stream, only when it changes.
 let simOpen = localStorage.getItem("sim-open") === null ? window.innerWidth >= 1500 : localStorage.getItem("sim-open") === "1";
+let simDoc = null, simStream = null;
+function connectSim() {
+  simStream = new EventSource("/api/sim/events");
+  simStream.onmessage = (m) => { simDoc = JSON.parse(m.data); if (last) renderSim(last); };
+  simStream.onerror = () => { simStream.close(); setTimeout(connectSim, 1000); };
+}
 function renderSim(v) {
   const root = $("#sim"), toggle = $("#sim-toggle");
-  toggle.hidden = !v.sim;
-  if (!v.sim) { root.hidden = true; return; }
+  if (v.simulate && !simStream) connectSim();
+  toggle.hidden = !v.simulate;
+  if (!v.simulate) { root.hidden = true; return; }
   toggle.textContent = simOpen ? `✕ ${t("sim.close")}` : `⚙ ${t("sim.open")}`;
   toggle.classList.toggle("open", simOpen);
   document.body.classList.toggle("sim-open", simOpen);
   root.hidden = !simOpen;
+  if (!simDoc) return;                         // its document is on its way
+  // rebuilt only when its document, the language or an enrolment's capture changed, not on every view
+  const key = [simOpen, simDoc.version, lang, JSON.stringify(v.enrolment && [v.enrolment.current, v.enrolment.station])].join("|");
+  if (root.dataset.key === key) return;
+  root.dataset.key = key;
   root.replaceChildren();
   if (!simOpen) return;                        // closed: nothing of the demo's people or trucks in the page
-  const s = v.sim;
+  const s = simDoc;
   const btn = (label, testid, fn, cls = "") => el("button", { class: "touch " + cls, "data-testid": testid, onclick: fn, text: label });
   const trucks = el("div", { class: "grid" }, ...s.trucks.map((x) =>
       btn(x.plate, `sim-truck-${x.plate}`, () => post("/api/sim/beacon", { beacon: x.beacon }))),
@@ -281,6 +315,8 @@ function renderSim(v) {
     el("h3", { text: t("sim.door_finger") }), fingers("door"),
     el("h3", { text: t("sim.counter_finger") }), fingers("counter"),
     el("h3", { text: t("sim.tag") }), tags);
+  const enrol = enrolSim(v, s);
+  if (enrol) root.append(enrol);
 }
 $("#sim-toggle").addEventListener("click", () => {
   simOpen = !simOpen;
@@ -340,7 +376,7 @@ async function render(v) {
     $("#feedback").replaceChildren();
   } else {
     renderPrompt(v); renderAlarms(v); renderPending(v); renderHandover(v); renderReport(v); renderPublic(v); renderTasks(v);
-    renderEnrolment(v);
+    renderEnrolment(v); renderRecords(v);
   }
   document.body.dataset.version = v.version;
 }

@@ -1,5 +1,6 @@
 // Enrolment at the branch (SPEC §2.4): one step per screen — pick the person, pick the finger, the officer
-// signs, the captures ("press", "press again"), the result. Self-contained: app.js calls renderEnrolment(v).
+// signs, the captures ("press", "press again"), the result. Self-contained: app.js calls renderEnrolment(v),
+// and enrolSim(v, sim) for the simulator panel's part.
 "use strict";
 let enrolPick = null;        // {open, person_id, name} while staff choose; the agent's view takes over after
 
@@ -49,7 +50,7 @@ function enrolCard(v, step) {
   return card;
 }
 
-function enrolSim(v) {
+function enrolSim(v, sim) {
   // the simulator panel plays the person's new finger at the counter, then the enrolled fingers at the door
   const e = v.enrolment;
   const card = el("div", { class: "card", "data-testid": "sim-enrol" }, el("h3", { text: t("sim.enrol") }));
@@ -58,7 +59,7 @@ function enrolSim(v) {
     card.append(el("button", { class: "touch", "data-testid": "sim-enrol-new-finger", text: t("sim.enrol_new"),
       onclick: () => post("/api/sim/finger", { station, new_finger: `${e.current.person_id}/${e.current.finger}` }) }));
   }
-  for (const p of v.sim.people) for (const [finger, slot] of Object.entries(p.fingers || {})) {
+  for (const p of sim.people) for (const [finger, slot] of Object.entries(p.fingers || {})) {
     if (slot === p.slot) continue;          // the panel's own button plays the first finger
     card.append(el("button", { class: "touch", "data-testid": `sim-door-${p.person_id}-${finger}`,
       text: `${p.name} · ${t("finger." + finger)}`, onclick: () => post("/api/sim/finger", { station: "door", slot }) }));
@@ -78,6 +79,4 @@ function renderEnrolment(v) {
     root.append(el("button", { class: "touch", "data-testid": "enrol-open", text: t("enrol.open"),
                                onclick: () => { enrolPick = { open: true }; render(last); } }));
   }
-  const sim = v.sim && !$("#sim").hidden ? enrolSim(v) : null;
-  if (sim) $("#sim").append(sim);
 }

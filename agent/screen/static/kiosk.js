@@ -17,6 +17,7 @@ const LONG = new Set(["description", "request"]);
 let options = null, last = null;
 let form = emptyForm();
 let lastActivity = Date.now(), saveTimer = null, leaving = false, staffShown = false;
+let shownDue = null;                 // the complaint reminders the staff view was drawn with
 let submitRid = requestId();         // one id per version of the form: a double tap on submit registers once
 const keyboard = createKeyboard({ label: t });   // the wall screen has no physical keyboard
 
@@ -27,7 +28,7 @@ function emptyForm() {
 let fillFor = false;                 // staff register on a customer's behalf (首问负责制)
 const filledForCustomer = () => fillFor && !!(last && last.staff);
 const touched = () => TEXT_FIELDS.some((k) => form[k]) || form.category || form.staff_concerned.length
-                      || form.first_responder || !$("#receipt-view").hidden;
+                      || form.first_responder || !$("#receipt-view").hidden || !$("#lookup-view").hidden;
 
 // --- the form ---
 function choices(name, values, prefix) {
@@ -92,6 +93,7 @@ function renderForm() {
                    text: `${i + 1} ${t("kiosk.page." + (i + 1))}` }))),
     ...pages[page]()].filter(Boolean));
   $(".intro").hidden = page !== 0;            // said once, on the first page
+  $("#contacts").hidden = page !== 0;         // with where to call or appeal (and on the receipt)
   $("#prev").hidden = page === 0;
   $("#next").hidden = page === PAGES.length - 1;
   $("#submit").hidden = page !== PAGES.length - 1;
@@ -195,6 +197,8 @@ function showReceipt(rc) {
 
 function clearAll() {
   keyboard.hide();                           // and forget any pinyin the last customer left in it
+  $("#lookup-view").hidden = true;
+  $("#lookup-view").replaceChildren();
   form = emptyForm();
   page = 0;
   errors = {};
@@ -278,10 +282,58 @@ function renderPending(v) {
     msg));
 }
 
+// Progress lookup (issue 17): the reference and the last 4 digits of the contact show status and promised date,
+// nothing else; a wrong pair shows the same "nothing found" as an unknown reference.
+function showLookup() {
+  lastActivity = Date.now();
+  const view = $("#lookup-view");
+  const ref = el("input", { type: "text", class: "touch", "data-testid": "lookup-ref", maxlength: "40", autocomplete: "off", id: "lookup-ref" });
+  const digits = el("input", { type: "tel", class: "touch", "data-testid": "lookup-digits", maxlength: "4", inputmode: "numeric",
+                               autocomplete: "off", id: "lookup-digits" });
+  const out = el("div", { class: "lookup-result", "data-testid": "lookup-result", "aria-live": "polite" });
+  const go = el("button", { class: "touch primary big", "data-testid": "lookup-go", text: t("kiosk.lookup.go"), onclick: async () => {
+    go.disabled = true;
+    let r;
+    try { r = await api(`/api/kiosk/lookup?lang=${lang}`, { ref: ref.value.trim(), digits: digits.value.trim() }); } finally { go.disabled = false; }
+    digits.value = "";                 // typed again for another try: nothing of it stays on the screen
+    keyboard.hide();
+    if (r.ok && r.data.found) {
+      out.className = "lookup-result found";
+      out.replaceChildren(el("dl", {}, el("dt", { text: t("kiosk.lookup.ref") }), el("dd", { text: r.data.ref }),
+        el("dt", { text: t("kiosk.lookup.status") }), el("dd", { "data-testid": "lookup-status", text: t("kiosk.status." + r.data.status) }),
+        el("dt", { text: t("kiosk.lookup.reply_by") }), el("dd", { "data-testid": "lookup-reply-by", text: r.data.promised_reply })));
+    } else {
+      out.className = "lookup-result none";
+      out.replaceChildren(el("p", { "data-testid": "lookup-none", text: t("kiosk.lookup.none") }));
+    }
+  } });
+  view.replaceChildren(el("div", { class: "card" }, el("h2", { text: t("kiosk.lookup.title") }),
+    el("p", { text: t("kiosk.lookup.hint") }),
+    el("div", { class: "row" },
+      el("div", { class: "field" }, el("label", { for: "lookup-ref", text: t("kiosk.lookup.ref") }), ref),
+      el("div", { class: "field" }, el("label", { for: "lookup-digits", text: t("kiosk.lookup.digits") }), digits)),
+    out, el("div", { class: "contacts" }, ...contactSpans("lookup-contact")),
+    el("div", { class: "actions" }, go, el("button", { class: "touch big", "data-testid": "lookup-back", text: t("kiosk.lookup.back"),
+                                                       onclick: () => { clearAll(); } }))));
+  view.hidden = false;
+  $("#form-view").hidden = true;
+  $("#receipt-view").hidden = true;
+}
+
+// Where customers can call or appeal (configured by the bank, or head office): on the first page, the lookup
+// and the receipt.
+function contactSpans(prefix = "contact") {
+  const c = (options && options.contacts) || {};
+  return ["hotline", "supervision_phone", "appeal_body"].filter((k) => c[k]).map((k) =>
+    el("span", { "data-testid": `${prefix}-${k}`, text: t("kiosk.contacts." + k, { value: c[k] }) }));
+}
+function renderContacts() { $("#contacts").replaceChildren(...contactSpans()); }
+
 function showCustomerSide() {
   const receipt = !$("#receipt-view").hidden;
   $("#form-view").hidden = receipt;
   $("#staff-view").hidden = true;
+  $("#staff-view").replaceChildren();       // complaints' personal data leaves the page with the staff member
   staffShown = false;
 }
 
@@ -293,8 +345,12 @@ async function showStaff() {
   $("#receipt-view").hidden = true;
   const d = r.data;
   const view = $("#staff-view");
+  $("#lookup-view").hidden = true;
+  const due = last && last.complaints_due;
+  shownDue = JSON.stringify(due);
   view.replaceChildren(
     el("div", { class: "bar" }, el("h2", { text: `${t("kiosk.staff_title")} · ${t("kiosk.staff_by")}: ${d.name}` }),
+      due && (due.near || due.overdue) ? el("span", { class: "badge bad", "data-testid": "due-summary", text: t("kiosk.due_summary", due) }) : null,
       el("button", { class: "touch", "data-testid": "staff-fill", text: t("kiosk.staff_fill"),
                      onclick: () => { fillFor = true; showCustomerSide(); renderForm(); } }),
       el("button", { class: "touch", "data-testid": "staff-logout", text: t("kiosk.logout"),
@@ -308,7 +364,7 @@ function complaintCard(c, d) {
   const nameOf = (pid) => (d.officers.find((o) => o.person_id === pid) || { name: pid }).name;
   const dl = (pairs) => el("dl", {}, ...pairs.filter(([, v]) => v).map(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
   const records = c.texts.map((x) => el("li", { text: `${x.at.slice(0, 16).replace("T", " ")} ${t("kiosk.action." + x.action)} · ${nameOf(x.by)}: ` +
-    ["notes", "cause", "remedy", "reply", "reason"].filter((k) => x[k]).map((k) => `${t("kiosk.field." + k)}：${x[k]}`).join("；") }));
+    ["notes", "cause", "remedy", "handler_phone", "staff_opinion", "reply", "reason"].filter((k) => x[k]).map((k) => `${t("kiosk.field." + k)}：${x[k]}`).join("；") }));
   const slot = el("div", { class: "action-form" });
   return el("div", { class: "card complaint" + (c.overdue ? " overdue" : ""), "data-testid": `complaint-${c.ref}`,
                      "data-status": c.status, "data-overdue": c.overdue ? "true" : "false" },
@@ -317,7 +373,12 @@ function complaintCard(c, d) {
       el("span", { text: `${t("kiosk.category." + c.category)} · ${t("kiosk.channel." + c.channel)} · ${c.received_at}` }),
       el("span", { class: "deadline", text: `${t("kiosk.reply_by")}: ${c.reply_by}` }),
       c.overdue ? el("span", { class: "badge bad", "data-testid": "overdue", text: t("kiosk.overdue") }) : null,
-      c.reopened ? el("span", { class: "badge", text: `${t("kiosk.reopened")} ×${c.reopened}` }) : null),
+      c.reopened ? el("span", { class: "badge", text: `${t("kiosk.reopened")} ×${c.reopened}` }) : null,
+      c.escalations.length ? el("span", { class: "badge bad", "data-testid": "escalated",
+        text: `${t("kiosk.escalated")}: ${c.escalations.map((x) => t("kiosk.trigger." + x)).join("、")}` }) : null,
+      c.responsibility ? el("span", { class: "badge", text: `${t("kiosk.responsibility")}: ${t("kiosk.choice." + c.responsibility)}` }) : null,
+      ...c.due.map((x) => el("span", { class: "badge " + (x.state === "overdue" ? "bad" : "warn"), "data-testid": `due-${x.limit}`,
+        text: `${t("kiosk.limit." + x.limit)} ${x.due} ${t("kiosk.due." + x.state)}` }))),
     dl([[t("kiosk.name"), c.name || t("kiosk.anonymous")], [t("kiosk.contact"), c.contact],
         [t("kiosk.description"), c.description], [t("kiosk.request"), c.request], [t("kiosk.counter"), c.counter],
         [t("kiosk.staff_concerned"), c.staff_concerned.map(nameOf).join("、")],
@@ -339,6 +400,9 @@ function actionForm(slot, c, action, d) {
       input = el("div", { class: "choices" }, ...opts.map(([v, text]) => el("button", { type: "button", class: "touch choice",
         "data-testid": `param-${name}-${v}`, text, onclick: (e) => { values[name] = v;
           e.target.parentNode.querySelectorAll(".choice").forEach((b) => b.classList.remove("chosen")); e.target.classList.add("chosen"); } })));
+    } else if (kind === "int") {
+      input = el("input", { type: "tel", class: "touch", "data-testid": `param-${name}`, inputmode: "numeric",
+                            oninput: (e) => { const n = e.target.value.trim(); if (n === "") delete values[name]; else values[name] = Number(n); } });
     } else if (kind === "staff") {
       input = el("select", { class: "touch", "data-testid": `param-${name}`, onchange: (e) => { values[name] = e.target.value; } },
         el("option", { value: "", text: t("kiosk.none") }), ...d.officers.map((o) => el("option", { value: o.person_id, text: o.name })));
@@ -393,7 +457,11 @@ async function onView(v) {
   renderAlarm(v);
   renderPending(v);
   $("#exit-button").hidden = $("#staff-button").hidden = !!v.pending_auth;
+  $("#lookup-button").hidden = !!v.pending_auth || !!v.staff;
+  renderContacts();
+  const due = JSON.stringify(v.complaints_due);
   if (v.staff && !staffShown && !fillFor) await showStaff();
+  else if (staffShown && due !== shownDue && !$("#staff-view").contains(document.activeElement)) await showStaff();  // reminders changed
   else if (!v.staff && (staffShown || fillFor)) { fillFor = false; showCustomerSide(); renderForm(); }
   if (first) {
     const r = await api("/api/kiosk/draft");
@@ -412,6 +480,7 @@ $("#clear-yes").addEventListener("click", () => { $("#confirm-clear").hidden = t
 $("#clear-no").addEventListener("click", () => { $("#confirm-clear").hidden = true; });
 $("#exit-button").addEventListener("click", () => api("/api/kiosk/exit", {}));
 $("#staff-button").addEventListener("click", () => api("/api/kiosk/staff", {}));
+$("#lookup-button").addEventListener("click", showLookup);
 
 let busy = Promise.resolve();
 function connect() {
@@ -428,5 +497,6 @@ function connect() {
   startClock($("#clock"));
   options = (await api("/api/kiosk/options")).data;
   connect();
+  setTimeout(renderContacts, 300);            // after the labels of the screen's language are in
   setInterval(idleTick, 250);
 })();
