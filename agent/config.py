@@ -137,6 +137,9 @@ class FingerprintConfig:
     baudrate: int = setting(57600, "baudrate")
     address: int = setting(0xFFFFFFFF, "address")
     password: int = setting(0, "int", lo=0, hi=0xFFFFFFFF)
+    # the module's touch output (R307 TOUCH, R503 WAKEUP) on a GPIO input, BCM number; None: not wired, poll
+    touch_pin: int | None = setting(None, "int", lo=0, hi=27)
+    touch_active_high: bool = setting(True, "bool")
 
 
 @dataclass(frozen=True)
@@ -294,7 +297,9 @@ class Config:
             paths.append(str(d.printer.path))
         if d.door.driver == "serial-relay":
             paths.append(d.door.port)
-        if d.door.driver == "gpio":
+        touch_wired = any(fp is not None and fp.driver == "uart" and fp.touch_pin is not None
+                          for fp in (d.fingerprint_door, d.fingerprint_counter))
+        if d.door.driver == "gpio" or touch_wired:
             paths.append("/dev/gpiochip0")
         unique: list[str] = []
         for p in paths:
