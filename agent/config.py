@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from flows.model import SiteType
 from flows.complaint_rules import EscalationRules, HourRules
 from flows.workdays import DeadlineRules
+from protocol.ids import ID_PATTERN, ID_WHAT
 
 DEFAULT_STATE_DIR = Path("/var/lib/handover-agent")
 SIMULATION_STATE_DIR = Path("var")          # relative to the working directory: a laptop demo
@@ -36,11 +37,6 @@ class ConfigError(ValueError):
 
 
 # --- one source of truth: each setting's default, type and range live on its dataclass field -------
-
-# Device and site ids become MQTT topic levels and file names: no wildcards, separators or spaces.
-ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
-ID_WHAT = 'letters, digits, ".", "_" or "-" (no "+", "#", "/" or spaces), at most 64'
-
 
 @dataclass(frozen=True)
 class Rule:
@@ -141,6 +137,9 @@ class FingerprintConfig:
     baudrate: int = setting(57600, "baudrate")
     address: int = setting(0xFFFFFFFF, "address")
     password: int = setting(0, "int", lo=0, hi=0xFFFFFFFF)
+    # the module's touch output (R307 TOUCH, R503 WAKEUP) on a GPIO input, BCM number; None: not wired, poll
+    touch_pin: int | None = setting(None, "int", lo=0, hi=27)
+    touch_active_high: bool = setting(True, "bool")
 
 
 @dataclass(frozen=True)
@@ -298,7 +297,9 @@ class Config:
             paths.append(str(d.printer.path))
         if d.door.driver == "serial-relay":
             paths.append(d.door.port)
-        if d.door.driver == "gpio":
+        touch_wired = any(fp is not None and fp.driver == "uart" and fp.touch_pin is not None
+                          for fp in (d.fingerprint_door, d.fingerprint_counter))
+        if d.door.driver == "gpio" or touch_wired:
             paths.append("/dev/gpiochip0")
         unique: list[str] = []
         for p in paths:

@@ -49,10 +49,12 @@ def _fingerprint(config: Config, station: str, fc) -> FingerprintModule:
         from drivers.fingerprint.uart import UartFingerprint
         # which template is in which slot of this module, so a restart loads only what changed
         return UartFingerprint(station, fc.port, baudrate=fc.baudrate, address=fc.address, password=fc.password,
-                               library_file=config.paths.state_dir / f"fingerprint-{station}-library.json")
-    # simulation runs the real protocol against the module emulator on a pty (issue 4)
+                               library_file=config.paths.state_dir / f"fingerprint-{station}-library.json",
+                               touch_pin=fc.touch_pin, touch_active_high=fc.touch_active_high)
+    # simulation runs the real protocol against the module emulator on a pty (issue 4), its touch output
+    # wired as configured
     from drivers.fingerprint.emulated import EmulatedFingerprint
-    return EmulatedFingerprint(station)
+    return EmulatedFingerprint(station, touch=fc.touch_pin is not None)
 
 
 def _cards(config: Config) -> InputDevice:

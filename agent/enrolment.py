@@ -30,7 +30,7 @@ from agent.store import Store, Template
 from drivers.base import FingerprintModule
 from drivers.fingerprint.uart import DuplicateFinger
 from flows.decisions import Prompt
-from offline.keys import KeyFileError, load_public
+from protocol.keys import KeyFileError, load_public
 
 log = logging.getLogger("handover.enrolment")
 

@@ -4,7 +4,7 @@ Every entry is appended to one SQLite table in WAL mode with synchronous=FULL, s
 that has returned survives a power cut. Each entry carries the hash of the previous one, so an
 edited, removed or reordered entry breaks the chain and `verify()` names where (entries cut from
 the end show only against a cursor past it, e.g. sync's). Head office can re-check published
-entries with `entry_hash` alone.
+entries with `protocol.chain.entry_hash` alone.
 
 Only this module writes the `journal` table, and only by appending; triggers refuse UPDATE and
 DELETE so no other code on the shared connection can change history by accident.
@@ -29,11 +29,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 
-from offline.keys import fsync_dir
+from protocol.chain import GENESIS_HASH, canonical, entry_hash
+from protocol.keys import fsync_dir
 
 log = logging.getLogger(__name__)
 
-GENESIS_HASH = "0" * 64
 _READ_CHUNK = 500
 _TS_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _BACKUP_NAME = re.compile(r"journal-(\d{8}T\d{6}Z)(?:-(\d+))?\.db")
@@ -88,19 +88,6 @@ class VerifyResult:
     checked: int
     first_bad_seq: int | None
     reason: str | None
-
-
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _canonical(value) -> str:
-    return _CANONICAL.encode(value)
-
-
-def entry_hash(seq: int, ts: str, kind: str, task_id: str | None, body: dict, prev_hash: str) -> str:
-    """Hex sha256 of an entry's canonical JSON; what head office recomputes from published entries."""
-    fields = {"seq": seq, "ts": ts, "kind": kind, "task_id": task_id, "body": body, "prev_hash": prev_hash}
-    return hashlib.sha256(_canonical(fields).encode("utf-8")).hexdigest()
 
 
 _json_string = json.encoder.encode_basestring  # what json.dumps uses for strings when ensure_ascii=False
@@ -297,7 +284,7 @@ class Journal:
         elif not _is_timestamp(ts):
             raise JournalError(f"ts of a {kind!r} entry must look like 2026-11-22T07:30:00.123Z, got {ts!r}")
         try:
-            body_json = _canonical(body)
+            body_json = canonical(body)
         except (TypeError, ValueError) as exc:
             raise JournalError(f"body of a {kind!r} entry is not JSON-serialisable: {exc}") from exc
 

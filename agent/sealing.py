@@ -37,7 +37,7 @@ def _load_or_create_key(path: Path) -> bytes:
         if len(key) != 32:
             raise SealError(f"{path}: data key must be 32 bytes, found {len(key)}")
         return key
-    from offline.keys import write_private
+    from protocol.keys import write_private
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = AESGCM.generate_key(bit_length=256)
     write_private(path, key)

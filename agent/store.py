@@ -19,7 +19,7 @@ from pathlib import Path
 
 from agent.sealing import Sealer
 from flows.model import Box, Person, Task
-from offline.keys import fsync_dir
+from protocol.keys import fsync_dir
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from agent.sealing import Sealer
 from agent.storage import MIB, Storage, is_storage_error
 from agent.store import Store
 from agent.today import TodaysTasks
-from drivers.events import CardRead, CardReadIncomplete, DeviceHealth, FingerRead, VehicleArrived, VehicleDeparted
+from drivers.events import (
+    CardRead, CardReadIncomplete, DeviceHealth, FingerRead, FingerTouched, VehicleArrived, VehicleDeparted)
 from flows import events as fe
 from flows import staff as fs
 from flows.arrival import match_arrival
@@ -153,6 +154,7 @@ class Terminal:
         self.sync = None
         self._background: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._face: tuple[asyncio.Task, asyncio.Event] | None = None   # the door's snapshot in progress
 
     # --- life cycle ---
     async def start(self) -> None:
@@ -171,7 +173,7 @@ class Terminal:
             module.sync_library(wanted)
         self._resume()
         await self._restore_screen()
-        from offline.keys import DeviceKeys
+        from protocol.keys import DeviceKeys
         self.device_keys = DeviceKeys.load_or_create(self.config.paths.keys_dir, self.config.device.id)
         await self.import_inbox()
         for device in self.devices.inputs():
@@ -203,6 +205,10 @@ class Terminal:
             if task:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        if self._face is not None:             # a touch the stopped module never decided
+            self._face[1].set()
+            await asyncio.gather(self._face[0], return_exceptions=True)
+            self._face = None
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self.devices.door.set_permit(False)
@@ -253,6 +259,8 @@ class Terminal:
         if isinstance(ev, VehicleDeparted):
             self.journal.append("vehicle_departed", {"beacon": ev.identity})
             return
+        if isinstance(ev, FingerTouched):
+            return self._on_touch(ev)
         if isinstance(ev, FingerRead):
             return await self._on_finger(ev)
         if isinstance(ev, CardRead):
@@ -318,8 +326,20 @@ class Terminal:
         await self._staff(fs.HandoverStarted())      # a truck takes the screen from the kiosk
         await self.feed(handover, arrival)
 
+    def _on_touch(self, ev: FingerTouched) -> None:
+        """A finger landed on the door module: the face is snapped while the module searches (issue 20),
+        so the attempt is journaled once, with its face, as soon as the module decides."""
+        if ev.station != "door":
+            return
+        if self._face is not None:          # a touch whose decision never came: its frames are not this one's
+            self._face[1].set()
+            self._background.add(self._face[0])
+            self._face[0].add_done_callback(self._background.discard)
+        decided = asyncio.Event()
+        self._face = (asyncio.create_task(self._snapshot(decided), name="door-face"), decided)
+
     async def _on_finger(self, ev: FingerRead) -> None:
-        snapshot = await self._snapshot() if ev.station == "door" else None
+        snapshot = await self._face_of_attempt() if ev.station == "door" else None
         owner = self.store.slot_owner(ev.slot) if ev.outcome == "match" and ev.slot is not None else None
         outcome = ev.outcome if ev.outcome != "match" or owner else "no_match"
         event = fe.FingerPresented(ev.station, outcome, owner.person_id if owner else None,
@@ -328,14 +348,25 @@ class Terminal:
         await self._staff(fs.Finger(event, owner is not None and self._is_officer(owner.person_id),
                                     self.active is not None))
 
-    async def _snapshot(self) -> str | None:
+    async def _face_of_attempt(self) -> str | None:
+        face, self._face = self._face, None
+        if face is None:                        # no touch came first (a failed image): one frame, now
+            decided = asyncio.Event()
+            decided.set()
+            return await self._snapshot(decided)
+        task, decided = face
+        decided.set()                           # the module has decided: the face seen so far is the one
+        return await task
+
+    async def _snapshot(self, decided: asyncio.Event) -> str | None:
         """Each door attempt snaps the face; the photo is stored sealed and referenced by hash."""
         try:
-            shot = await self.devices.camera.snapshot()
+            shot = await self.devices.camera.snapshot(decided)
         except Exception as exc:                # a camera fault never blocks a handover
             log.warning("camera snapshot failed: %s", exc)
             return None
-        return self.store.put_photo(shot.jpeg) if shot.jpeg else None
+        # written (and fsynced) off the loop: the search, or other devices' events, go on meanwhile
+        return await asyncio.to_thread(self.store.put_photo, shot.jpeg) if shot.jpeg else None
 
     async def _on_card(self, ev: CardRead) -> None:
         box = self.store.box_for_tag(ev.uid, self.today())

@@ -6,6 +6,7 @@ and must survive being unplugged and replugged while running.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Callable, Protocol, runtime_checkable
 
 from drivers.events import DeviceEvent, DeviceHealth, FaceSnapshot
@@ -47,7 +48,8 @@ class BeaconScanner(InputDevice, Protocol): ...
 class Camera(Protocol):
     name: str
 
-    async def snapshot(self) -> FaceSnapshot: ...
+    # a few frames; once `decided` is set (the module has decided) no more, and a face seen is returned at once
+    async def snapshot(self, decided: asyncio.Event | None = None) -> FaceSnapshot: ...
     def health(self) -> DeviceHealth: ...
 
 

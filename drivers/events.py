@@ -21,6 +21,14 @@ class FingerRead:
 
 
 @dataclass(frozen=True)
+class FingerTouched:
+    """A finger landed on a module: its touch output rose, or (no touch wire) its image was taken. Sent before
+    the search, so the door camera snaps the face while the module works. Normally one FingerRead of the
+    same station follows; a touch that left no image (a brush of the glass) has none."""
+    station: str
+
+
+@dataclass(frozen=True)
 class CardRead:
     """A badge or box tag presented at a PC/SC reader (or a BLE tag reader)."""
     reader: str
@@ -65,4 +73,5 @@ class DeviceHealth:
     detail: dict = field(default_factory=dict)
 
 
-DeviceEvent = FingerRead | CardRead | CardReadIncomplete | VehicleArrived | VehicleDeparted | DeviceHealth
+DeviceEvent = (FingerRead | FingerTouched | CardRead | CardReadIncomplete | VehicleArrived | VehicleDeparted
+               | DeviceHealth)

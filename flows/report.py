@@ -13,6 +13,7 @@ class PersonLine:
     role: str                  # "escort", "escort_lead", "officer"
     verified_at: str | None
     marked_at: str | None
+    snapshot: str | None = None  # the door camera's face at the verification (photo hash), for head office's records
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class HandoverReport:
 def build_report(h: Handover) -> HandoverReport:
     iso = lambda t: t.isoformat(timespec="seconds") if t else None  # noqa: E731
     people = [PersonLine(e, "escort_lead" if e == h.lead else "escort",
-                         iso(h.verified[e].at) if e in h.verified else None, iso(h.marks.get(e)))
+                         iso(h.verified[e].at) if e in h.verified else None, iso(h.marks.get(e)),
+                         h.verified[e].snapshot if e in h.verified else None)
               for e in h.task.escorts]
     if h.officer:
         pid = h.officer.person_id

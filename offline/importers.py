@@ -27,7 +27,8 @@ from typing import Iterable, Iterator
 from agent.journal import JournalError
 from agent.store import Store, Template
 from flows.model import Person, Task, site_names
-from offline.bundle import MAGIC, STREAMED_FORMAT, BundleRefused, open_bundle, open_streamed, read_bundle_file
+from offline.provisioning import install_provisioning
+from protocol.bundle import MAGIC, STREAMED_FORMAT, BundleRefused, open_bundle, open_streamed, read_bundle_file
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,6 @@ async def import_bundle(data: bytes, *, journal, store: Store, device_keys, trus
             summary = await apply_personnel(journal, store, _list(body, "people"), fingerprint_modules, "usb",
                                             remove=_list(body, "remove", required=False), bundle_seq=seq)
         else:
-            from offline.provisioning import install_provisioning
             if state_dir is None:
                 raise ValueError("state_dir is required to install a provisioning bundle")
             summary = install_provisioning(body, journal=journal, store=store, device_keys=device_keys,

@@ -31,8 +31,8 @@ from cryptography.x509.oid import NameOID
 
 from agent.config import ConfigError, check_fragment
 from flows.model import SiteType
-from offline.bundle import BundleRefused
-from offline.keys import DeviceKeys, fsync_dir, load_signers, public_pem
+from protocol.bundle import BundleRefused
+from protocol.keys import DeviceKeys, fsync_dir, load_signers, public_pem
 
 IDENTITY_DIR = "handover"
 _SECTIONS = ("site", "device", "mqtt")

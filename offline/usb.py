@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from offline.bundle import HEADER_PEEK_SIZE, MAX_STREAMED_SIZE, BundleRefused, peek_header
+from protocol.bundle import HEADER_PEEK_SIZE, MAX_STREAMED_SIZE, BundleRefused, peek_header
 from offline.importers import ImportOutcome, import_bundle_file
-from offline.keys import DeviceKeys
+from protocol.keys import DeviceKeys
 from offline.provisioning import IDENTITY_DIR, is_provisioned, write_identity
 
 log = logging.getLogger(__name__)

@@ -54,7 +54,7 @@ CONFIG="$R/etc/handover-agent/handover.toml"
 if [ "$VENV" = yes ]; then
     echo "== program under /opt/handover-agent/venv"
     [ -x "$OPT/venv/bin/python" ] || python3 -m venv "$OPT/venv"
-    "$OPT/venv/bin/pip" install --quiet --disable-pip-version-check --upgrade "$SOURCE"
+    "$OPT/venv/bin/pip" install --quiet --disable-pip-version-check --upgrade "$SOURCE[terminal]"
     PYTHON="$OPT/venv/bin/python"
 else
     PYTHON="${PYTHON:-python3}"
@@ -63,7 +63,7 @@ else
     export PYTHONPATH="$SOURCE"
     if ! "$PYTHON" -c 'import agent.config, offline.provisioning' 2>/dev/null; then
         echo "install.sh: $PYTHON cannot run the agent's code (its libraries are missing):" \
-             "give --python a Python where 'pip install $SOURCE' was run" >&2
+             "give --python a Python where 'pip install $SOURCE[terminal]' was run" >&2
         exit 1
     fi
 fi

@@ -19,7 +19,7 @@ from aiohttp import web
 from agent.complaints import FORM_LIMITS, ComplaintBook, ComplaintError, Receipt
 from agent.i18n import catalog
 from agent.sample import DEMO_SITE_NAME
-from agent.screen.server import TERMINAL, BadRequest, _json, _lang
+from agent.screen.web import TERMINAL, BadRequest, _json, _lang
 from agent.terminal import Terminal
 from flows import complaint as fc
 from flows.complaint_rules import RESPONSIBILITIES

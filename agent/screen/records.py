@@ -13,7 +13,7 @@ from agent.i18n import catalog, label
 from agent.journal import Entry
 from agent.records import Record, Records, RecordsError
 from agent.report_text import report_lines
-from agent.screen.server import TERMINAL, BadRequest, _lang
+from agent.screen.web import TERMINAL, BadRequest, _lang
 from agent.terminal import Terminal
 
 _dumps = lambda o: json.dumps(o, ensure_ascii=False)       # noqa: E731

@@ -22,7 +22,7 @@ from paho.mqtt.properties import Properties
 
 from agent.config import settings_view
 from agent.journal import utc_timestamp
-from agent.sync import messages
+from protocol import messages
 from agent.sync.downlink import Downlink
 from agent.sync.uplink import DEFAULT_URGENT_KINDS, Outbox
 from offline.usb import refused_count

@@ -16,7 +16,7 @@ from typing import Callable
 
 from agent.config import apply_settings, save_remote_settings, settings_view
 from agent.journal import JournalError
-from agent.sync import messages
+from protocol import messages
 from offline.importers import apply_personnel, apply_tasks, check_route_progress, record_route_progress
 
 log = logging.getLogger(__name__)

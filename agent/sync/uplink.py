@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from agent.sync import messages
+from protocol import messages
 
 CURSOR = "hq"
 # The cursor is written (a durable commit) at most this often while batches are in flight, and at once

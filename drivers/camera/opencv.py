@@ -1,7 +1,10 @@
 """The pinhole camera beside the door module, through OpenCV.
 
 Each door attempt grabs a few frames, finds faces with the Haar cascade that ships with OpenCV 4,
-and keeps the largest face (with some margin, so a person can recognise it) as a JPEG. The
+and keeps the largest face (with some margin, so a person can recognise it) as a JPEG. The frames that
+matter are those while the finger is on the module: the agent starts the snapshot when the finger lands
+and sets `decided` when the module has decided; then no further frame is grabbed, and the best face seen
+so far is the snapshot without waiting for the frame being examined. The
 capture stays open between snapshots: opening a camera costs more than the whole time budget.
 Grabbing and detection run in a worker thread so the event loop never waits on the camera.
 """
@@ -34,6 +37,9 @@ class OpenCvCamera(HealthMixin):
         self.frames = frames
         self.timeout = timeout
         self.min_face = min_face
+        # one thread for detection: OpenCV's pool would take every core from the event loop that journals and
+        # shows the attempt, and on a busy small board one thread is no slower (measured in bench_door_path)
+        cv2.setNumThreads(1)
         self._detector = cv2.CascadeClassifier(CASCADE)
         if self._detector.empty():
             raise RuntimeError(f"OpenCV has no Haar cascade at {CASCADE} (OpenCV 5 wheels ship none: pin <5)")
@@ -41,8 +47,28 @@ class OpenCvCamera(HealthMixin):
         self._lock = threading.Lock()          # one grab at a time; the capture is not thread-safe
         self._open()                           # so health is true from the start, and the first attempt is fast
 
-    async def snapshot(self) -> FaceSnapshot:
-        return await asyncio.to_thread(self._snapshot)
+    async def snapshot(self, decided: asyncio.Event | None = None) -> FaceSnapshot:
+        """Up to `frames` frames within `timeout`. Once `decided` is set no further frame is grabbed, and if a
+        face has been seen it is the snapshot at once: the frame in hand finishes in the background."""
+        stop, best = threading.Event(), _Best()
+        if decided is not None and decided.is_set():
+            stop.set()                           # decided already: one frame, now
+        work = asyncio.ensure_future(asyncio.to_thread(self._snapshot, stop, best))
+        if decided is None or stop.is_set():
+            return await work
+        waiter = asyncio.ensure_future(decided.wait())
+        try:
+            await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if work.done():
+            return work.result()
+        stop.set()
+        crop = best.take()
+        if crop is None:
+            return await work                    # no face yet: the frame in hand may have one
+        work.add_done_callback(lambda f: f.cancelled() or f.exception())   # its result is not needed
+        return await asyncio.to_thread(_jpeg, crop)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._close)
@@ -51,32 +77,27 @@ class OpenCvCamera(HealthMixin):
         with self._lock:
             self._release()
 
-    def _snapshot(self) -> FaceSnapshot:
+    def _snapshot(self, stop: threading.Event, best: "_Best") -> FaceSnapshot:
         with self._lock:
             cycle_start = time.monotonic()
             deadline = cycle_start + self.timeout
             frame = self._read()
             if frame is None:
                 return FaceSnapshot(None, False, "no_camera")
-            best = None                          # (area, crop)
             grabbed = 1
             while True:
-                crop = self._largest_face(frame)
-                if crop is not None and (best is None or crop.shape[0] * crop.shape[1] > best[0]):
-                    best = (crop.shape[0] * crop.shape[1], crop)
+                best.offer(self._largest_face(frame))
                 # stop when another read + detect, as long as the last one, would overrun the budget
                 now = time.monotonic()
                 cycle, cycle_start = now - cycle_start, now
-                if grabbed >= self.frames or now + cycle >= deadline:
+                if grabbed >= self.frames or now + cycle >= deadline or stop.is_set():
                     break
                 ok, frame = self._capture.read()
                 if not ok:
                     break                        # keep what we have; the next snapshot reopens
                 grabbed += 1
-            if best is None:
-                return FaceSnapshot(None, False, "no_face")
-            ok, jpeg = cv2.imencode(".jpg", best[1], [cv2.IMWRITE_JPEG_QUALITY, 85])
-            return FaceSnapshot(jpeg.tobytes(), True)
+            crop = best.take()
+            return FaceSnapshot(None, False, "no_face") if crop is None else _jpeg(crop)
 
     def _read(self):
         """First frame of a snapshot; reopens once, so a replugged camera is picked up again."""
@@ -93,6 +114,8 @@ class OpenCvCamera(HealthMixin):
 
     def _open(self) -> bool:
         self._capture = cv2.VideoCapture(self.source)
+        # a camera queues frames while nobody reads: keep one, so a snapshot is of who is there now
+        self._capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         if self._capture.isOpened():
             self._set_health("connected")
             return True
@@ -118,3 +141,25 @@ class OpenCvCamera(HealthMixin):
         x, y, w, h = (int(v / scale) for v in max(faces, key=lambda f: f[2] * f[3]))
         mx, my = int(w * MARGIN), int(h * MARGIN)
         return frame[max(0, y - my):min(height, y + h + my), max(0, x - mx):min(width, x + w + mx)]
+
+
+class _Best:
+    """The largest face crop so far, shared by the grabbing thread and the caller waiting for a decision."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._crop = None
+
+    def offer(self, crop) -> None:
+        with self._lock:
+            if crop is not None and (self._crop is None or crop.size > self._crop.size):
+                self._crop = crop
+
+    def take(self):
+        with self._lock:
+            return self._crop
+
+
+def _jpeg(crop) -> FaceSnapshot:
+    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return FaceSnapshot(jpeg.tobytes(), True)

@@ -1,6 +1,7 @@
 """Simulated camera: a generated placeholder face, so a demo shows a 'live snapshot'."""
 from __future__ import annotations
 
+import asyncio
 import io
 
 from PIL import Image, ImageDraw
@@ -14,7 +15,7 @@ class SimulatedCamera(HealthMixin):
         self.name = name
         self.present = True              # the panel can take the face away
 
-    async def snapshot(self) -> FaceSnapshot:
+    async def snapshot(self, decided: asyncio.Event | None = None) -> FaceSnapshot:
         if not self.present:
             return FaceSnapshot(None, False, "no_face")
         img = Image.new("RGB", (160, 200), (70, 80, 90))

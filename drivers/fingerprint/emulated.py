@@ -1,11 +1,14 @@
 """Simulation through the real protocol: the module emulator on a pty, driven by the UART driver.
 
 Offers the same panel controls as SimulatedFingerprint (touch, touch_failed), so simulation mode
-exercises framing, polling, search and the library operations end to end.
+exercises framing, polling, search and the library operations end to end. With `touch` the module's touch
+output is wired to the driver through a gpiozero mock pin, as a GPIO input would be on the device.
 """
 from __future__ import annotations
 
 import asyncio
+
+from gpiozero.pins.mock import MockFactory
 
 from drivers.base import Emit
 from drivers.events import DeviceHealth
@@ -16,10 +19,16 @@ SYNC_WAIT = 5.0     # seconds; the sample day's library loads in well under one
 
 
 class EmulatedFingerprint:
-    def __init__(self, station: str, *, capacity: int = 300, poll_interval: float = 0.05):
+    TOUCH_PIN = 4           # any pin: the mock factory is this module's own
+
+    def __init__(self, station: str, *, capacity: int = 300, poll_interval: float = 0.05, touch: bool = False):
         self.station = station
-        self.emulator = ModuleEmulator(capacity=capacity)
-        self.driver = UartFingerprint(station, self.emulator.plug(), poll_interval=poll_interval)
+        factory = MockFactory() if touch else None
+        pin = factory.pin(self.TOUCH_PIN) if factory else None
+        self.emulator = ModuleEmulator(
+            capacity=capacity, touch_output=(lambda on: pin.drive_high() if on else pin.drive_low()) if pin else None)
+        self.driver = UartFingerprint(station, self.emulator.plug(), poll_interval=poll_interval,
+                                      touch_pin=self.TOUCH_PIN if touch else None, pin_factory=factory)
         self.name = self.driver.name
 
     async def start(self, emit: Emit) -> None:

@@ -9,6 +9,11 @@ With `real_timing` it keeps the datasheet's pace: GenImg about 0.27 s, Search ab
 template (≈1 s at 1000), bytes paced at the baud rate both ways. It works one command at a time, as
 the module's firmware does: a command sent while it is busy waits in the line. Faults (`inject`) make
 it late, silent, noisy, busy or restart it, so the driver can be tried on everything a field sees.
+
+With `touch_output` it models the module's touch signal (R307 TOUCH, R503 WAKEUP): the callable is given
+True when a finger lands on the glass and False when it lifts, at the moment it happens (a test wires it to
+a gpiozero mock pin). A tapped finger then lifts for TAP_LIFT seconds before the next tap lands, since a
+driver that listens to the wire sends no GenImg to notice the lift.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import time
 import tty
 from collections import Counter, deque
 from dataclasses import dataclass
+from typing import Callable
 
 from drivers.fingerprint.protocol import (
     DEFAULT_ADDRESS, NOTEPAD_SIZE, PACKET_SIZES, POWER_UP_BYTE, CorruptPacket, Decoder, Instruction, Packet,
@@ -42,6 +48,7 @@ REAL_SECONDS = {
 REAL_QUICK = 0.005
 SEARCH_PER_TEMPLATE = 0.001
 FAULTS = ("late", "lost", "corrupt", "busy", "power_cycle", "slow_search")
+TAP_LIFT = 0.1          # with a touch output: seconds a tapped finger is off the glass before the next tap
 
 
 @dataclass
@@ -69,7 +76,8 @@ def finger_template(finger_id: str, size: int) -> bytes:
 class ModuleEmulator:
     def __init__(self, *, capacity: int = 300, packet_size: int = 128, template_size: int = 512,
                  password: int = 0, address: int = DEFAULT_ADDRESS, real_timing: bool = False,
-                 baudrate: int = 57600, lenient_sizes: bool = False, notepad: bool = True):
+                 baudrate: int = 57600, lenient_sizes: bool = False, notepad: bool = True,
+                 touch_output: Callable[[bool], None] | None = None):
         if packet_size not in PACKET_SIZES:
             raise ValueError(f"packet size {packet_size} is not one of {PACKET_SIZES}")
         if template_size not in (512, 768):
@@ -97,6 +105,12 @@ class ModuleEmulator:
         self._on_glass: bytes | None = None
         self._taps: deque[list] = deque()  # [features, smudged, images left]
         self._tap_gap = False          # a tapped finger is lifted for at least one GenImg
+        self._tap_gap_until = 0.0      # ... or, with a touch output, until then
+        self.touch_output = touch_output
+        self.touches = 0               # times the touch output rose
+        self._touch_state = False
+        self._touch_wake = threading.Event()
+        self._touch_thread: threading.Thread | None = None
         self._fail_next = False
         self._garbage = b""
         self._image: bytes | None = None
@@ -129,6 +143,9 @@ class ModuleEmulator:
         self._stop.clear()
         self._thread = threading.Thread(target=self._serve, name=f"fp-emulator {path}", daemon=True)
         self._thread.start()
+        if self.touch_output is not None:
+            self._touch_thread = threading.Thread(target=self._drive_touch, name=f"fp-touch {path}", daemon=True)
+            self._touch_thread.start()
         return path
 
     def unplug(self) -> None:
@@ -136,8 +153,12 @@ class ModuleEmulator:
         if not self._thread:
             return
         self._stop.set()
+        self._touch_wake.set()
         self._thread.join()
         self._thread = None
+        if self._touch_thread is not None:
+            self._touch_thread.join()
+            self._touch_thread = None
         for fd in (self._master, self._slave):
             os.close(fd)
         self._master = self._slave = None
@@ -161,22 +182,26 @@ class ModuleEmulator:
         """A finger rests on the glass until lift_finger(); None is a finger nobody enrolled."""
         with self._lock:
             self._on_glass = self._features(finger_id)
+        self._touch_wake.set()
 
     def lift_finger(self) -> None:
         with self._lock:
             self._on_glass = None
+        self._touch_wake.set()
 
     def tap(self, finger_id: str | None, smudged: bool = False, images: int = 1) -> None:
         """A finger touches for `images` GenImg captures (one by default), then lifts. Taps queue up,
         each after a lift. A smudged tap gives an image the module cannot extract features from."""
         with self._lock:
             self._taps.append([self._features(finger_id), smudged, images])
+        self._touch_wake.set()
 
     def press(self, finger_id: str | None, after: float, seconds: float) -> None:
         """A finger on the glass from `after` seconds from now for `seconds` (real time, for timing tests)."""
         now = time.monotonic()
         with self._lock:
             self._presses.append((now + after, now + after + seconds, self._features(finger_id)))
+        self._touch_wake.set()
 
     def taps_waiting(self) -> int:
         with self._lock:
@@ -224,6 +249,34 @@ class ModuleEmulator:
         if finger_id not in self._fingers:
             self._fingers[finger_id] = finger_template(finger_id, self.template_size)
         return self._fingers[finger_id]
+
+    # --- the touch signal ---
+    def _drive_touch(self) -> None:
+        """Raise and lower the touch output as fingers land and lift (presses are timed: wake at their edges)."""
+        while not self._stop.is_set():
+            self._touch_wake.clear()
+            with self._lock:
+                now = time.monotonic()
+                present = self._finger_present(now)
+                edges = [t for on, off, _ in self._presses for t in (on, off) if t > now]
+                if self._taps and self._tap_gap and self._tap_gap_until > now:
+                    edges.append(self._tap_gap_until)
+            if present != self._touch_state:
+                self._touch_state = present
+                self.touches += present
+                self.touch_output(present)
+            self._touch_wake.wait(min([0.5, *(t - now for t in edges)]))
+
+    def _finger_present(self, now: float) -> bool:
+        if self._on_glass is not None or any(on <= now < off for on, off, _ in self._presses):
+            return True
+        return bool(self._taps) and not self._lifted(now)
+
+    def _lifted(self, now: float) -> bool:
+        """Between two taps: until a GenImg saw the glass empty, or (touch output) TAP_LIFT has passed."""
+        if self._tap_gap and self.touch_output is not None and now >= self._tap_gap_until:
+            self._tap_gap = False
+        return self._tap_gap
 
     # --- serving ---
     def _serve(self) -> None:
@@ -350,15 +403,16 @@ class ModuleEmulator:
     def _gen_img(self, args: bytes) -> list[bytes]:
         self.image_requests += 1
         finger, smudged = self._on_glass, False
+        now = time.monotonic()
         if finger is None:
-            now = time.monotonic()
             self._presses = [p for p in self._presses if p[1] > now]
             finger = next((f for on, off, f in self._presses if on <= now), None)
-        if finger is None and self._taps and not self._tap_gap:
+        if finger is None and self._taps and not self._lifted(now):
             finger, smudged, left = self._taps[0]
             if left <= 1:
                 self._taps.popleft()
-                self._tap_gap = True
+                self._tap_gap, self._tap_gap_until = True, now + TAP_LIFT
+                self._touch_wake.set()
             else:
                 self._taps[0][2] = left - 1
         elif finger is None:

@@ -1,7 +1,7 @@
 """In-process fingerprint module for simulation: the panel decides what each touch matches."""
 from __future__ import annotations
 
-from drivers.events import FingerRead
+from drivers.events import FingerRead, FingerTouched
 from drivers.health import SimulatedInput
 
 
@@ -14,6 +14,7 @@ class SimulatedFingerprint(SimulatedInput):
     # --- what the simulator panel plays ---
     def touch(self, slot: int | None) -> None:
         """A finger on the glass: a known slot matches, None is a finger the module does not know."""
+        self._send(FingerTouched(self.station))     # the image is taken, the search follows
         if slot is not None and slot in self._slots:
             self._send(FingerRead(self.station, "match", slot=slot, score=120))
         else:
@@ -21,6 +22,7 @@ class SimulatedFingerprint(SimulatedInput):
 
     def touch_new(self, finger: str) -> None:
         """A finger the module has not stored (this module enrols without captures)."""
+        self._send(FingerTouched(self.station))
         self._send(FingerRead(self.station, "no_match"))
 
     def touch_failed(self) -> None:

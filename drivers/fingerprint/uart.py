@@ -8,11 +8,19 @@ A reply always belongs to its command: each reply is checked against the shape i
 (protocol.check_reply), and after any timeout, damaged or mismatched reply the line is drained and
 resynchronised (VfyPwd + ReadSysPara, whose 16-byte answer cannot be mistaken) before the next command.
 A touch whose answer was lost becomes FingerRead "unreadable" (press again), never a guess.
+
+Finding the finger: a module's GenImg takes as long without a finger as with one (≈0.27 s), so a finger
+that lands while a no-finger GenImg is on the line waits for the next one. Where the module's touch output
+(R307 TOUCH, R503 WAKEUP) is wired to a GPIO input, the driver sends GenImg only while it says a finger is
+there, so the search starts at once; with no wire it polls back to back. A wire that stays silent while a
+finger is on the glass is caught by a GenImg every TOUCH_PROBE seconds of silence: the driver then says so
+in health and polls instead.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import queue
 import termios
 import threading
@@ -20,9 +28,10 @@ import time
 from typing import Callable
 
 import serial
+from gpiozero import DigitalInputDevice
 
 from drivers.base import Emit
-from drivers.events import DeviceEvent, DeviceHealth, FingerRead, HealthState
+from drivers.events import DeviceEvent, DeviceHealth, FingerRead, FingerTouched, HealthState
 from drivers.fingerprint.library import LibraryRecord, SyncPlan, template_hash
 from drivers.fingerprint.protocol import (
     DEFAULT_ADDRESS, NOTEPAD_SIZE, CorruptPacket, Decoder, FingerprintError, FingerprintTimeout, Instruction,
@@ -39,9 +48,16 @@ READ_SLICE = 0.05             # serial read timeout; the reply deadline is enfor
 QUIET = 0.1                   # a line silent this long has nothing more to say (drain before resync)
 SYNC_SLICE = 0.15             # library work between two polls (one template at 57600 baud takes about this)
 LIFT_POLL = 0.02              # while a finger rests, poll fast: a lift-and-press can be shorter than 0.45 s
+POLL_INTERVAL = 0.05          # the line's pace: a GenImg exchange is ~4 ms of wire; a module quick to say
+                              # "no finger" is asked again after this, a slow one (0.27 s) back to back
+TOUCH_PROBE = 10.0            # with a touch wire: after this long without a touch, one GenImg checks the wire
+HEARTBEAT = 1.0               # with a touch wire, idle: a quick command this often notices an unplug or restart
+_WAKE = object()              # queued by the touch input's edges: the worker looks again at once
 # what a vanished port raises: pyserial's errors, the OS's, and termios' own (tcflush on a dead pty)
 PORT_ERRORS = (OSError, serial.SerialException, termios.error)
 LINE_ERRORS = (FingerprintTimeout, CorruptPacket, UnexpectedPacket, PasswordRequired)
+
+log = logging.getLogger(__name__)
 
 
 class ConfigurationError(FingerprintError):
@@ -231,9 +247,10 @@ class _Job:
 
 class UartFingerprint(HealthMixin):
     def __init__(self, station: str, port: str, baudrate: int = 57600, address: int = DEFAULT_ADDRESS,
-                 password: int = 0, poll_interval: float = 0.2, *, reply_timeout: float = 0.5,
+                 password: int = 0, poll_interval: float = POLL_INTERVAL, *, reply_timeout: float = 0.5,
                  reconnect_interval: float = 0.5, enrol_timeout: float = 30.0, library_file=None,
-                 retry_interval: float = 30.0):
+                 retry_interval: float = 30.0, touch_pin: int | str | None = None, touch_active_high: bool = True,
+                 pin_factory=None, touch_probe: float = TOUCH_PROBE):
         if not 0 <= password <= 0xFFFFFFFF:
             raise ValueError("the fingerprint module password must be a 32-bit number")
         self.station = station
@@ -267,11 +284,23 @@ class UartFingerprint(HealthMixin):
         self._record = LibraryRecord.load(library_file)
         self._plan = SyncPlan()
         self._check_due = True
+        # the module's touch output on a GPIO input (None: not wired, or given up on: poll)
+        self.touch_pin = touch_pin
+        self.touch_active_high = touch_active_high
+        self.touch_probe = touch_probe
+        self._pin_factory = pin_factory
+        self._touch: DigitalInputDevice | None = None
+        self._touch_note = "not wired: polling" if touch_pin is None else f"GPIO {touch_pin}"
+        self._touched_at = 0.0          # monotonic time of the last rising edge
+        self._lifted_at = 0.0           # ... of the last falling edge
+        self._looked_at = 0.0           # ... of the last GenImg
+        self._heard_at = 0.0            # ... of the last exchange of any kind
 
     # --- InputDevice ---
     async def start(self, emit: Emit) -> None:
         self._loop = asyncio.get_running_loop()
         self._emit = emit
+        self._open_touch()
         self._ensure_worker()
 
     async def stop(self) -> None:
@@ -281,11 +310,53 @@ class UartFingerprint(HealthMixin):
             self._stopping.set()
             self._jobs.put(None)
             await asyncio.to_thread(thread.join)
+        self._close_touch()
 
     def health(self) -> DeviceHealth:
         with self._library_lock:
             detail = self._plan.summary(self._wanted, self._record) if self._wanted is not None else {}
-        return DeviceHealth(self.name, self._state, self._last_error, detail)
+        return DeviceHealth(self.name, self._state, self._last_error, {**detail, "touch": self._touch_note})
+
+    # --- the touch output (worker wakes on its edges) ---
+    def _open_touch(self) -> None:
+        if self.touch_pin is None or self._touch is not None:
+            return
+        try:
+            # pulled towards "no finger": a loose wire reads as silence, which the probe catches
+            self._touch = DigitalInputDevice(self.touch_pin, pull_up=not self.touch_active_high,
+                                             pin_factory=self._pin_factory)
+        except Exception as exc:         # no GPIO chip, pin busy, no permission: the door still works by polling
+            self._touch_lost(f"GPIO {self.touch_pin} unavailable ({type(exc).__name__}: {exc})")
+            return
+        self._touch.when_activated = self._on_touch_edge
+        self._touch.when_deactivated = self._on_touch_edge
+
+    def _on_touch_edge(self) -> None:
+        if self._touch is not None and self._touch.is_active:
+            self._touched_at = time.monotonic()
+        else:
+            self._lifted_at = time.monotonic()
+        self._jobs.put(_WAKE)
+
+    def _touching(self) -> bool:
+        touch = self._touch
+        try:
+            return touch is not None and bool(touch.is_active)
+        except Exception:               # the GPIO went away under us
+            return False
+
+    def _touch_lost(self, why: str) -> None:
+        """From now on poll: nothing the touch wire does (or fails to do) can hide a finger."""
+        self._close_touch()
+        self.touch_pin = None
+        self._touch_note = f"polling: {why}"
+        log.warning("%s: touch signal not used: %s", self.name, why)
+        self._send(self.health())
+
+    def _close_touch(self) -> None:
+        touch, self._touch = self._touch, None
+        if touch is not None:
+            touch.close()
 
     # --- FingerprintModule library operations ---
     def sync_library(self, wanted: dict[int, bytes]) -> None:
@@ -391,6 +462,8 @@ class UartFingerprint(HealthMixin):
                 job = self._jobs.get(timeout=wait)
             except queue.Empty:
                 job = None
+            if job is _WAKE:
+                job = None
             if job and not job.future.set_running_or_notify_cancel():
                 job = None  # the caller gave up waiting; do not touch the module for it
             if stopping.is_set():
@@ -405,24 +478,32 @@ class UartFingerprint(HealthMixin):
                     job.future.set_exception(self._unavailable)
                 continue
             started = time.monotonic()
+            look = self._look()
             if job:
                 self._run(job)
             elif self._check_due and self._wanted is not None:
                 self._guarded(self._sync_step)   # a module is compared before any of its matches counts
-            elif self._emit is not None:
-                self._guarded(self._poll_once)
+            elif self._emit is not None and look == "heartbeat":
+                self._guarded(self._heartbeat)
+            elif self._emit is not None and look:
+                self._guarded(self._poll_once, look == "probe")
             if self._link is not None and self._link.power_up:
                 self._link.power_up, self._link.in_sync = False, False   # VfyPwd again on the next call
                 self._check_due = True                                    # and look at the library again
             syncing = False
             if not job and self._link is not None and not self._await_lift:
-                # library steps between two polls, for at most SYNC_SLICE: the door stays live
+                # library steps between two polls, for at most SYNC_SLICE (or until a touch): the door stays live
                 until = time.monotonic() + SYNC_SLICE
-                while self._link is not None and self._guarded(self._sync_step) and time.monotonic() < until:
+                while (self._link is not None and not self._touching() and self._guarded(self._sync_step)
+                       and time.monotonic() < until):
                     syncing = True
             # a module that takes its time over GenImg sets the pace; only a quick one needs a pause
             interval = LIFT_POLL if self._await_lift or syncing else self.poll_interval
             wait = max(0.0, interval - (time.monotonic() - started))
+            if self.touch_pin is not None and not syncing and not self._touching():
+                # wired and nobody there: the next edge wakes us, or the next heartbeat or probe is due
+                wait = min(self._since(self._heard_at, HEARTBEAT),
+                           self._since(max(self._touched_at, self._looked_at), self.touch_probe))
         self._drop_link()
         self._fail_pending()
 
@@ -471,7 +552,7 @@ class UartFingerprint(HealthMixin):
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 return
-            if job and job.future.set_running_or_notify_cancel():
+            if job and job is not _WAKE and job.future.set_running_or_notify_cancel():
                 job.future.set_exception(PortUnavailable(f"{self.name} is stopped"))
 
     def _connect(self) -> None:
@@ -543,10 +624,43 @@ class UartFingerprint(HealthMixin):
                 pass  # the loop is closing; nobody is listening any more
 
     # --- what happens on the module (worker thread only) ---
-    def _poll_once(self) -> None:
+    def _look(self) -> str | None:
+        """Whether to send GenImg now: "poll" (no touch wire, or a finger on it), "probe" (the wire has been
+        silent for touch_probe seconds: check it), None (wired and nobody there)."""
+        if self.touch_pin is None:
+            return "poll"
+        if self._touching():
+            return "poll"
+        self._await_lift = False        # the wire says the finger has gone
+        if self._since(max(self._touched_at, self._looked_at), self.touch_probe) <= 0:
+            return "probe"
+        if self._since(self._heard_at, HEARTBEAT) <= 0:
+            return "heartbeat"
+        return None
+
+    @staticmethod
+    def _since(then: float, period: float) -> float:
+        """Seconds until `period` has passed since `then` (0 when it has)."""
+        return max(0.0, period - (time.monotonic() - then))
+
+    def _heartbeat(self) -> None:
+        link = self._link
+        if not link.in_sync:
+            link.resync()
+        link.expect(Instruction.TEMPLATE_NUM)
+        self._heard_at = time.monotonic()
+
+    def _poll_once(self, probe: bool = False) -> None:
         link = self._link
         if not link.in_sync:
             link.resync()       # a failure here sent no GenImg: nothing is known about the finger either way
+        if self.touch_pin is not None and self._lifted_at > self._looked_at:
+            self._await_lift = False    # lifted (and maybe pressed again) while the last GenImg was on the line
+        # the wire says a new finger landed: said now, so the door camera starts before the image is even taken
+        announced = not probe and not self._await_lift and self.touch_pin is not None and self._touching()
+        if announced:
+            self._send(FingerTouched(self.station))
+        asked = self._looked_at = self._heard_at = time.monotonic()
         try:
             code, _ = link.call(Instruction.GEN_IMG)
         except LINE_ERRORS:
@@ -559,12 +673,18 @@ class UartFingerprint(HealthMixin):
         if code in LINE_CODES:
             self._await_lift = False
             return  # nobody knows whether a finger was there; the next poll looks again
+        if probe and self._touched_at < asked and not self._touching():
+            # a finger on the glass and not a word from the wire: it is loose or unpowered
+            self._touch_lost(f"a finger was on the glass while GPIO {self.touch_pin} said nobody was there "
+                             f"(check the touch wire and its supply)")
         if self._await_lift:
             return  # the same finger is still resting on the glass
         self._await_lift = True
         if code != 0:
             self._send(FingerRead(self.station, "read_failed"))
             return
+        if not announced:
+            self._send(FingerTouched(self.station))
         try:
             read = self._identify(link)
         except BaseException:

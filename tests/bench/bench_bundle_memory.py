@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
-from offline.bundle import pack_bundle, pack_streamed  # noqa: E402
-from offline.keys import DeviceKeys  # noqa: E402
+from protocol.bundle import pack_bundle, pack_streamed  # noqa: E402
+from protocol.keys import DeviceKeys  # noqa: E402
 
 PHOTO = 1_900_000            # bytes per photo, under the 2 MiB limit; random, so it does not compress
 
@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from agent.journal import Journal
 from agent.sealing import Sealer
 from agent.store import Store
-from offline.keys import DeviceKeys
+from protocol.keys import DeviceKeys
 from offline.usb import drain_inbox
 state, do_import = Path(sys.argv[2]), sys.argv[3] == "1"
 keys = DeviceKeys.load_or_create(state / "keys", "dev-1")

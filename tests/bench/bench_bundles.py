@@ -38,9 +38,9 @@ from agent.journal import Journal  # noqa: E402
 from agent.sealing import Sealer  # noqa: E402
 from agent.store import Store  # noqa: E402
 from drivers.fingerprint.sim import SimulatedFingerprint  # noqa: E402
-from offline.bundle import open_bundle, pack_bundle  # noqa: E402
+from protocol.bundle import open_bundle, pack_bundle  # noqa: E402
 from offline.importers import import_bundle  # noqa: E402
-from offline.keys import DeviceKeys  # noqa: E402
+from protocol.keys import DeviceKeys  # noqa: E402
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
 

@@ -13,7 +13,7 @@ Prints, from one run against one broker (mutual TLS + ACL, as in the tests), at 
 - peak RSS of the draining agent process (goal <= 100 MB), its own VmHWM;
 - p99 from an alarm's append to its arrival at head office, over alarms appended while the
   backlog drains (goal <= 200 ms).
-The head-office side is offline.hq_sync.HeadOffice's on_entry callback only, so it survives a move.
+The head-office side is hq.sync.HeadOffice's on_entry callback only, so it survives a move.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
 import paho.mqtt.client as mqtt  # noqa: E402
 
 from agent.journal import Journal  # noqa: E402
-from agent.sync import messages  # noqa: E402
+from protocol import messages  # noqa: E402
 
 SITE = "branch-bench"
 
@@ -174,7 +174,7 @@ def agent_drain(config, db: Path, count: int, alarm_count: int) -> tuple[subproc
 
 def run(broker, tmp: Path, count: int, alarm_count: int) -> None:
     from broker import HQ_IDENTITY, mqtt_config
-    from offline.hq_sync import HeadOffice
+    from hq.sync import HeadOffice
     config = mqtt_config(broker, "bench-dev", SITE, tmp / "dev")
     db = tmp / "dev" / "journal.db"
     fill(db, count)

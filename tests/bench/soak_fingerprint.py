@@ -1,6 +1,6 @@
 """Soak: thousands of touches at a door module that misbehaves at random (issue 11).
 
-    python tests/bench/soak_fingerprint.py --touches 2000 [--seed 7] [--fault-rate 0.35]
+    python tests/bench/soak_fingerprint.py --touches 2000 [--seed 7] [--fault-rate 0.35] [--touch-wire]
 
 The UART driver polls the module emulator on a pty. Each touch is an enrolled escort (one of the library's
 slots) or a stranger, resting for three captures; before it, with probability --fault-rate, one fault is
@@ -9,6 +9,8 @@ then the module restarts between touches. Printed at the end, and the exit statu
   false matches  - a match for a slot the finger is not enrolled in
   silent touches - a touch with no outcome at all (not even "press again")
 Timeouts are shortened (fast emulator, 0.1 s margin) so 2,000 touches take minutes, not hours.
+With --touch-wire the module's touch output is wired to the driver (a gpiozero mock pin): GenImg is sent only
+while it says a finger is there.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from gpiozero.pins.mock import MockFactory  # noqa: E402
 
 from drivers.events import FingerRead  # noqa: E402
 from drivers.fingerprint.emulator import ModuleEmulator, finger_template  # noqa: E402
@@ -36,15 +40,18 @@ SLOTS = 40
 SILENT_AFTER = 15.0
 
 
-async def soak(touches: int, seed: int, fault_rate: float) -> dict:
+async def soak(touches: int, seed: int, fault_rate: float, touch_wire: bool) -> dict:
     rng = random.Random(seed)
-    module = ModuleEmulator(capacity=100, password=PASSWORD)
+    factory = MockFactory()
+    pin = factory.pin(23)
+    wire = (lambda on: pin.drive_high() if on else pin.drive_low()) if touch_wire else None
+    module = ModuleEmulator(capacity=100, password=PASSWORD, touch_output=wire)
     enrolled = {slot: finger_template(f"escort-{slot}", 512) for slot in range(SLOTS)}
     for slot, template in enrolled.items():
         module.library[slot] = template
         module.add_finger(f"escort-{slot}", template)
     driver = UartFingerprint("door", module.plug(), password=PASSWORD, poll_interval=0.01, reply_timeout=0.1,
-                             reconnect_interval=0.05)
+                             reconnect_interval=0.05, touch_pin=23 if touch_wire else None, pin_factory=factory)
     reads: list[FingerRead] = []
     driver.sync_library(enrolled)
     await driver.start(lambda e: reads.append(e) if isinstance(e, FingerRead) else None)
@@ -96,6 +103,7 @@ async def soak(touches: int, seed: int, fault_rate: float) -> dict:
                 print(f"  {n + 1} touches, {stats['faults injected']} faults, "
                       f"{time.monotonic() - started:.0f} s", flush=True)
         stats["faults applied by the module"] = len(module.faults_applied)
+        stats["finding the finger"] = driver.health().detail["touch"]
     finally:
         await driver.stop()
         module.stop()
@@ -108,9 +116,10 @@ def main() -> int:
     parser.add_argument("--touches", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--fault-rate", type=float, default=0.35)
+    parser.add_argument("--touch-wire", action="store_true", help="the module's touch output wired to a GPIO input")
     args = parser.parse_args()
-    stats = asyncio.run(soak(args.touches, args.seed, args.fault_rate))
-    for key in ("touches", "faults injected", "faults applied by the module", "false matches", "silent touches",
+    stats = asyncio.run(soak(args.touches, args.seed, args.fault_rate, args.touch_wire))
+    for key in ("finding the finger", "touches", "faults injected", "faults applied by the module", "false matches", "silent touches",
                 "touches read twice", "seconds"):
         print(f"{key:32s} {stats.get(key, 0)}")
     for key in sorted(k for k in stats if k.startswith(("outcome", "fault "))):

@@ -31,8 +31,8 @@ from skimage import data as skdata
 from agent.journal import Journal
 from drivers.door.relay import LCUS1_OFF, LCUS1_ON
 from drivers.fingerprint.emulator import ModuleEmulator
-from offline.bundle import pack_bundle
-from offline.keys import DeviceKeys
+from protocol.bundle import pack_bundle
+from protocol.keys import DeviceKeys
 
 pytestmark = pytest.mark.pcsc
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from broker import Broker, Pki, mqtt_config  # noqa: F401
 from agent.sample import STRANGER_BEACON, TRUCKS
-from offline.hq_sync import HeadOffice
+from hq.sync import HeadOffice
 
 
 @pytest.fixture

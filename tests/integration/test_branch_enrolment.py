@@ -15,7 +15,7 @@ from agent.enrolment import HQ_KEY_FILE, open_at_hq
 from agent.journal import Journal
 from agent.sample import DEMO_PASSWORD, TRUCKS
 from drivers.fingerprint.emulator import finger_template
-from offline.keys import public_pem
+from protocol.keys import public_pem
 
 SITE_TOML = """
 [site]

@@ -1,4 +1,6 @@
 """The OpenCV camera against a video file standing in for the pinhole camera."""
+import asyncio
+
 import cv2
 import numpy as np
 import pytest
@@ -80,3 +82,22 @@ async def test_camera_plugged_in_later_is_picked_up(tmp_path):
 def test_zero_frames_is_refused():
     with pytest.raises(ValueError, match="frames"):
         OpenCvCamera(0, frames=0)
+
+
+async def test_a_snapshot_ends_with_the_frame_in_hand_once_the_module_has_decided(tmp_path):
+    """The frames that matter are those while the finger is on the module: once `decided` is set no further
+    frame is grabbed, and the face found so far is the snapshot."""
+    source = video(tmp_path / "long.avi", data.astronaut(), frames=40)
+    camera = OpenCvCamera(source, frames=5, timeout=10.0)
+    await camera.snapshot()                                    # opened and warmed up, as at start-up
+    position = lambda: int(camera._capture.get(cv2.CAP_PROP_POS_FRAMES))  # noqa: E731
+    start = position()
+    assert (await camera.snapshot()).face_found
+    assert position() - start == 5, "left alone, it takes its five frames"
+    decided = asyncio.Event()
+    decided.set()
+    start = position()
+    snap = await camera.snapshot(decided)
+    assert snap.face_found and snap.jpeg[:2] == b"\xff\xd8"
+    assert position() - start == 1, "after the decision, only the frame in hand"
+    await camera.close()

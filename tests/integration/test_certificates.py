@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from offline import hq
+from hq import cli as hq
 
 
 def csr_for(tmp_path, cn: str):

@@ -23,7 +23,7 @@ from agent.complaints import ComplaintBook, ComplaintError
 from agent.journal import Journal
 from agent.sealing import Sealer
 from flows.workdays import DeadlineRules
-from offline.hq_sync import HeadOffice
+from hq.sync import HeadOffice
 
 TZ = ZoneInfo("Asia/Shanghai")
 FRIDAY = datetime(2026, 11, 27, 16, 30, tzinfo=TZ)

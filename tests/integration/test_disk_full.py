@@ -24,7 +24,7 @@ from broker import Broker, Pki, mqtt_config
 
 from agent.sample import TRUCKS
 from conftest import ROOT, AgentProcess, free_port
-from offline.hq_sync import HeadOffice
+from hq.sync import HeadOffice
 
 BEACON_A = TRUCKS[0].beacon
 SIZE = "8m"

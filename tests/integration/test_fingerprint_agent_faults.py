@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivers.fingerprint.emulator import ModuleEmulator
 from drivers.fingerprint.protocol import Instruction
-from offline.bundle import pack_bundle
-from offline.keys import DeviceKeys
+from protocol.bundle import pack_bundle
+from protocol.keys import DeviceKeys
 
 SITE, DEVICE = "BR-100", "dev-fp-1"
 PASSWORD = 0x0BADF00D

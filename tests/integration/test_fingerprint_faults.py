@@ -3,11 +3,14 @@ power cycles with a password, slow searches, swapped and empty modules, wrong ad
 
 Every case asserts what the door would show for the touch made under the fault, that the line is back
 in step afterwards (a stranger is refused, the enrolled escort is recognised), and above all that no
-fault ever turns a finger into a match for a slot it is not enrolled in.
+fault ever turns a finger into a match for a slot it is not enrolled in. The module-level cases run twice:
+with the driver polling GenImg, and with the module's touch output wired to a GPIO input (gpiozero's mock
+pin, driven by the emulator as fingers land and lift), where the driver sends GenImg only on a touch.
 """
 import asyncio
 
 import pytest
+from gpiozero.pins.mock import MockFactory
 
 from drivers.events import FingerRead
 from drivers.fingerprint.emulator import ModuleEmulator, finger_template
@@ -54,12 +57,26 @@ def assert_no_false_match(read: FingerRead, finger):
         assert finger == "E1" and read.slot == 0, f"{finger}'s finger matched slot {read.slot}: a false match"
 
 
-@pytest.fixture
-async def door():
-    module = ModuleEmulator(capacity=200, password=PASSWORD)
+TOUCH_PIN = 23
+
+
+def touch_wire(wired: bool) -> tuple[dict, dict]:
+    """The emulator's and the driver's arguments for a touch output wired to a (mock) GPIO input, or none."""
+    if not wired:
+        return {}, {}
+    factory = MockFactory()
+    pin = factory.pin(TOUCH_PIN)
+    return ({"touch_output": lambda on: pin.drive_high() if on else pin.drive_low()},
+            {"touch_pin": TOUCH_PIN, "pin_factory": factory})
+
+
+@pytest.fixture(params=[False, True], ids=["polling", "touch-wire"])
+async def door(request):
+    module_wire, driver_wire = touch_wire(request.param)
+    module = ModuleEmulator(capacity=200, password=PASSWORD, **module_wire)
     module.library[0] = E1
     module.add_finger("E1", E1)
-    driver = UartFingerprint("door", module.plug(), password=PASSWORD, **FAST)
+    driver = UartFingerprint("door", module.plug(), password=PASSWORD, **FAST, **driver_wire)
     recorder = Recorder()
     driver.sync_library({0: E1})
     await driver.start(recorder)
@@ -112,12 +129,14 @@ async def test_fault_matrix_never_a_false_match_and_the_line_recovers(door, faul
     assert driver.health().state == "connected"
 
 
-async def test_a_reply_later_than_its_timeout_on_a_real_timed_module_never_verifies_a_stranger():
+@pytest.mark.parametrize("wired", [False, True], ids=["polling", "touch-wire"])
+async def test_a_reply_later_than_its_timeout_on_a_real_timed_module_never_verifies_a_stranger(wired):
     """Finding 1 at datasheet speed: one Search answers 1.3 s late; the driver must not drift one reply behind."""
-    module = ModuleEmulator(capacity=200, real_timing=True)
+    module_wire, driver_wire = touch_wire(wired)
+    module = ModuleEmulator(capacity=200, real_timing=True, **module_wire)
     module.library[0] = E1
     module.add_finger("E1", E1)
-    driver = UartFingerprint("door", module.plug(), reconnect_interval=0.1)
+    driver = UartFingerprint("door", module.plug(), reconnect_interval=0.1, **driver_wire)
     recorder = Recorder()
     try:
         driver.sync_library({0: E1})
@@ -277,12 +296,14 @@ async def test_wrong_address_and_wrong_baud_rate_say_what_to_check():
         module.stop()
 
 
-async def test_a_second_touch_soon_after_a_lift_is_read_at_datasheet_speed():
+@pytest.mark.parametrize("wired", [False, True], ids=["polling", "touch-wire"])
+async def test_a_second_touch_soon_after_a_lift_is_read_at_datasheet_speed(wired):
     """Finding 8: a press 0.45 s after the previous lift is a new touch, every time."""
-    module = ModuleEmulator(capacity=200, real_timing=True)
+    module_wire, driver_wire = touch_wire(wired)
+    module = ModuleEmulator(capacity=200, real_timing=True, **module_wire)
     module.library[0] = E1
     module.add_finger("E1", E1)
-    driver = UartFingerprint("door", module.plug())
+    driver = UartFingerprint("door", module.plug(), **driver_wire)
     recorder = Recorder()
     try:
         await driver.start(recorder)

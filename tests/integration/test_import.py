@@ -20,9 +20,9 @@ from agent.sealing import Sealer
 from agent.store import Store
 from drivers.fingerprint.sim import SimulatedFingerprint
 from offline import usb
-from offline.bundle import pack_bundle
+from protocol.bundle import pack_bundle
 from offline.importers import apply_personnel, apply_tasks, import_bundle
-from offline.keys import DeviceKeys
+from protocol.keys import DeviceKeys
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
 MESSAGES = json.loads((Path(usb.__file__).parent / "messages.json").read_text(encoding="utf-8"))

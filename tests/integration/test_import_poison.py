@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from offline import usb
-from offline.bundle import BundleRefused, FormatError, Malformed, SequenceError, peek_header
+from protocol.bundle import BundleRefused, FormatError, Malformed, SequenceError, peek_header
 from test_import import NOW, Device, person, task  # noqa: F401  (fixture helpers)
 
 

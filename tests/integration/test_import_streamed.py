@@ -10,9 +10,10 @@ import struct
 
 import pytest
 
-from offline import bundle as B
-from offline import hq, usb
-from offline.keys import load_signers, public_pem
+from protocol import bundle as B
+from hq import cli as hq
+from offline import usb
+from protocol.keys import load_signers, public_pem
 from test_import import NOW, Device, person, task  # noqa: F401
 from test_import_poison import drain, dev  # noqa: F401  (fixture)
 

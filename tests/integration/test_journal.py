@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.journal import GENESIS_HASH, Journal, JournalError, entry_hash, verify_file
-from agent.sync import messages
+from agent.journal import Journal, JournalError, verify_file
 from agent.sync.uplink import encode_stored
+from protocol import messages
+from protocol.chain import GENESIS_HASH, entry_hash
 
 WRITER = Path(__file__).with_name("journal_writer.py")
 NOTE = "押运员 指纹验证成功"  # what journal_writer.py puts in each plain entry

@@ -48,8 +48,8 @@ from drivers.events import CardRead, FingerRead, VehicleArrived
 from drivers.fingerprint.sim import SimulatedFingerprint
 from drivers.printer.sim import SimulatedPrinter
 from drivers.voice.sim import TextVoice
-from offline.bundle import pack_bundle
-from offline.keys import public_pem
+from protocol.bundle import pack_bundle
+from protocol.keys import public_pem
 from conftest import AgentProcess, free_port
 from powercut import PowerModel
 

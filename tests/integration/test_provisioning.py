@@ -21,9 +21,9 @@ from agent.journal import Journal
 from agent.sealing import Sealer
 from agent.store import Store
 from drivers.fingerprint.sim import SimulatedFingerprint
-from offline import hq
-from offline.bundle import pack_bundle
-from offline.keys import DeviceKeys, HqKeys, add_device, load_public
+from hq import cli as hq
+from protocol.bundle import pack_bundle
+from protocol.keys import DeviceKeys, HqKeys, add_device, load_public
 from offline.provisioning import load_trusted_signers
 from offline.usb import usb_import, usb_import_main
 
@@ -216,7 +216,7 @@ def test_hq_refuses_to_overwrite_keys_and_a_forged_csr(tmp_path, office, capsys)
 
 
 def test_console_script_entry_point_runs(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "offline.hq", "--help"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "hq.cli", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and "pack" in r.stdout and "issue-cert" in r.stdout
 
 

@@ -9,7 +9,7 @@ import pytest
 from broker import Broker, Pki, mqtt_config  # noqa: F401
 from agent.journal import Journal
 from agent.sample import SITE_NAMES, TRUCKS, VAULT
-from offline.hq_sync import HeadOffice
+from hq.sync import HeadOffice
 
 DEVICE, SITE = "dev-route-1", "BR-060"
 

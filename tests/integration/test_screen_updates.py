@@ -35,9 +35,9 @@ from drivers.fingerprint.sim import SimulatedFingerprint
 from drivers.printer.sim import SimulatedPrinter
 from drivers.voice.sim import TextVoice
 from flows.model import SiteType, Task
-from offline.bundle import pack_bundle
+from protocol.bundle import pack_bundle
 from offline.importers import apply_tasks
-from offline.keys import public_pem
+from protocol.keys import public_pem
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2026, 6, 15, 12, 0, tzinfo=TZ)

@@ -17,8 +17,9 @@ from paho.mqtt.properties import Properties
 
 from agent.config import load_config
 from agent.journal import Journal
-from agent.sync import Sync, messages
-from offline.hq_sync import HeadOffice
+from agent.sync import Sync
+from protocol import messages
+from hq.sync import HeadOffice
 
 sys.path.insert(0, str(Path(__file__).parent))
 from broker import HQ_IDENTITY, Broker, Pki, SlowLink, env_with_repo, mqtt_config, open_device  # noqa: E402
@@ -433,7 +434,7 @@ def test_a_device_cannot_use_another_devices_topics(broker, hq, device):
 def _cli(broker, *argv: str) -> int:
     import argparse
 
-    from offline.hq_sync import register
+    from hq.sync import register
     parser = argparse.ArgumentParser(prog="handover-hq")
     register(parser.add_subparsers(dest="command", required=True))
     cert, key = broker.pki.issue(HQ_IDENTITY)

@@ -12,8 +12,9 @@ import logging
 import pytest
 
 from agent.config import load_config
-from agent.journal import GENESIS_HASH, entry_hash
-from agent.sync import Sync, messages
+from protocol.chain import GENESIS_HASH, entry_hash
+from agent.sync import Sync
+from protocol import messages
 from test_sync import SITE, _raw_client, _task, broker, device, hq, start_sync, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.mqtt

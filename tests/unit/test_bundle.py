@@ -14,12 +14,12 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from offline import bundle as B
-from offline.bundle import BundleRefused, open_bundle, pack_bundle
+from protocol import bundle as B
+from protocol.bundle import BundleRefused, open_bundle, pack_bundle
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
 LATER = NOW + timedelta(days=2)
-MESSAGES = json.loads((Path(B.__file__).parent / "messages.json").read_text(encoding="utf-8"))
+MESSAGES = json.loads((Path(__file__).parents[2] / "offline" / "messages.json").read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from offline.bundle import REFUSAL_CODES, BundleRefused, open_bundle, pack_bundle
+from protocol.bundle import REFUSAL_CODES, BundleRefused, open_bundle, pack_bundle
 from test_bundle import Device, forge, header
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-import agent.sync
+import protocol
 from agent.calendar_data import build_calendar
 from flows import complaint as fc
 from flows.complaint import Complaint, Status, TransitionRefused
@@ -208,5 +208,5 @@ def test_enrolment_validity_shown_only_near_its_end():
 
 
 def test_head_office_may_send_every_lifecycle_action_escalate_included():
-    schema = json.loads((Path(agent.sync.__file__).parent / "schemas" / "complaint.json").read_text(encoding="utf-8"))
+    schema = json.loads((Path(protocol.__file__).parent / "schemas" / "complaint.json").read_text(encoding="utf-8"))
     assert set(schema["properties"]["action"]["enum"]) == set(fc.ACTIONS)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.enrolment import EnrolmentError, HQ_KEY_FILE, load_hq_key, open_at_hq, seal_for_hq
-from offline.keys import public_pem
+from protocol.keys import public_pem
 
 HQ = X25519PrivateKey.generate()
 TEMPLATE = bytes(range(256)) * 2

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from agent.complaints import FORM_LIMITS, ComplaintBook, ComplaintError, check_draft, read_form
 from agent.journal import Journal, entry_hash
-from agent.screen.server import BadRequest, parse_body
+from agent.screen.web import BadRequest, parse_body
 from agent.screen.server import _str as read_text
 from agent.sealing import Sealer
 from flows import complaint as fc

@@ -3,13 +3,13 @@ is the documented one — a value, or the parser's own refusal naming what is wr
 `tools/fuzz_long.py` runs the same oracles over >= 1,000,000 inputs each (docs/bundles.md).
 
 Oracles (each raises AssertionError on an unexpected outcome, and lets any other exception escape):
-  header    offline.bundle.peek_header       -> BundleHeader | BundleRefused
-  streamed  offline.bundle.open_streamed + records() -> records | BundleRefused
-  safejson  offline.safejson.loads           -> value no deeper than the cap | JsonRefused
+  header    protocol.bundle.peek_header       -> BundleHeader | BundleRefused
+  streamed  protocol.bundle.open_streamed + records() -> records | BundleRefused
+  safejson  protocol.safejson.loads           -> value no deeper than the cap | JsonRefused
   downlink  agent.sync.downlink.Downlink     -> a reply that follows reply.json, for any topic and bytes
   settings  agent.config.check_remote        -> checked settings | ConfigError
   model     flows.model Task/Person.from_dict -> the model | ValueError
-  uplink    offline.hq_sync.HeadOffice._on_message -> never raises, the reader keeps going
+  uplink    hq.sync.HeadOffice._on_message -> never raises, the reader keeps going
 """
 from __future__ import annotations
 
@@ -28,15 +28,15 @@ from agent.config import ConfigError, check_remote, load_config
 from agent.journal import Journal
 from agent.sealing import Sealer
 from agent.store import Store
-from agent.sync import messages
+from protocol import messages
 from agent.sync.downlink import Downlink
 from flows.model import Person, Task
-from offline import safejson
+from protocol import safejson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from offline.bundle import BundleHeader, BundleRefused, open_streamed, pack_streamed, peek_header
-from offline.keys import DeviceKeys
-from offline.hq_sync import HeadOffice
+from protocol.bundle import BundleHeader, BundleRefused, open_streamed, pack_streamed, peek_header
+from protocol.keys import DeviceKeys
+from hq.sync import HeadOffice
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from broker import Pki  # noqa: E402

@@ -1,6 +1,7 @@
 """The handover report (SPEC §2.2 step 5): people with their times, boxes, exceptions, dispositions."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from flows.events import BoxPresented, VehicleArrived
@@ -19,8 +20,8 @@ def test_a_clean_handover_report():
     assert build_report(r.h) == HandoverReport(
         task_id="T1", kind="delivery", site_id=BR1, site_type="branch", plate=TRUCK.plate,
         arrived_at=t[0], arrival_manual=False, ended_at=t[8], outcome="completed",
-        people=(PersonLine("E1", "escort_lead", t[1], t[7]), PersonLine("E2", "escort", t[2], None),
-                PersonLine("E3", "escort", t[3], None), PersonLine("O1", "officer", t[6], t[8])),
+        people=(PersonLine("E1", "escort_lead", t[1], t[7], "snap-E1"), PersonLine("E2", "escort", t[2], None, "snap-E2"),
+                PersonLine("E3", "escort", t[3], None, "snap-E3"), PersonLine("O1", "officer", t[6], t[8])),
         officer_method="fingerprint", boxes_planned=("B1", "B2"), boxes_counted=("B1", "B2"),
         uid_only_boxes=(), exceptions=(), dispositions=(), restarts=0)
 
@@ -98,3 +99,17 @@ def test_a_report_round_trips_through_its_journal_form():
     import json
     rep = build_report(Run.of(task(escorts=("E1", "E2", "E3"))).walk().h)
     assert HandoverReport.from_dict(json.loads(json.dumps(dataclasses.asdict(rep)))) == rep
+
+
+def test_each_verified_escort_is_on_the_report_with_the_face_taken_at_the_door():
+    r = Run.of()
+    r.arrive()
+    r.feed(door("E1", snapshot="ab" * 32))
+    r.feed(door("E2"))                                  # no camera, or no face in front of it
+    rep = build_report(r.h)
+    assert [(p.person_id, p.snapshot) for p in rep.people] == [("E1", "ab" * 32), ("E2", None)]
+    journaled = {**dataclasses.asdict(rep)}
+    assert HandoverReport.from_dict(journaled) == rep
+    for person in journaled["people"]:                  # a report journaled before snapshots were on it
+        del person["snapshot"]
+    assert [p.snapshot for p in HandoverReport.from_dict(journaled).people] == [None, None]

@@ -1,7 +1,7 @@
 """The wire contract (docs/mqtt.md): topic names, JSON Schemas, and how entries are encoded.
 
-Shared by the device side (agent.sync) and head office (offline.hq_sync), so both speak
-exactly what the schemas in agent/sync/schemas/ say.
+Shared by the device side (agent.sync) and head office (hq.sync), so both speak
+exactly what the schemas in protocol/schemas/ say.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from importlib import resources
 import jsonschema
 from referencing import Registry, Resource
 
-from offline import safejson
+from protocol import safejson
 
 VERSION = 1
 DOWNLINK_KINDS = ("tasks", "route_progress", "personnel", "config", "command", "complaint")
@@ -56,7 +56,7 @@ def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:
 
 @cache
 def _registry() -> Registry:
-    folder = resources.files("agent.sync") / "schemas"
+    folder = resources.files("protocol") / "schemas"
     resource_list = []
     for item in folder.iterdir():
         if item.name.endswith(".json"):

@@ -26,9 +26,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.journal import GENESIS_HASH, entry_hash
-from agent.sync import messages
-from offline import safejson
+from protocol import messages, safejson
+from protocol.chain import GENESIS_HASH, chain_problem, entry_hash
 
 
 @dataclass
@@ -243,7 +242,7 @@ class HeadOffice:
         if seq != log.last_seq + 1:
             self._ask_resend(log)  # go-back-N: what follows a gap waits for the resend
             return
-        problem = _chain_problem(entry, log.last_hash)
+        problem = chain_problem(entry, log.last_hash)
         if problem:
             if len(log.chain_errors) < 100:
                 log.chain_errors.append(problem)
@@ -329,16 +328,6 @@ class HeadOffice:
         return count
 
 
-def _chain_problem(entry: dict, prev_hash: str) -> str | None:
-    if entry["prev_hash"] != prev_hash:
-        return f"entry {entry['id']} does not link to the entry before it (prev_hash differs)"
-    recomputed = entry_hash(entry["seq"], entry["ts"], entry["kind"], entry["task_id"], entry["body"],
-                            entry["prev_hash"])
-    if recomputed != entry["hash"]:
-        return f"entry {entry['id']} does not match its hash: its content was altered"
-    return None
-
-
 def verify_archive(path: Path) -> tuple[int, str | None]:
     """(entries checked, first problem or None) for an archive file written by `watch`."""
     prev, expected, count = GENESIS_HASH, 1, 0
@@ -346,7 +335,7 @@ def verify_archive(path: Path) -> tuple[int, str | None]:
         entry = json.loads(line)
         if entry["seq"] != expected:
             return count, f"{path.name}: entry {expected} is missing (found {entry['seq']})"
-        problem = _chain_problem(entry, prev)
+        problem = chain_problem(entry, prev)
         if problem:
             return count, f"{path.name}: {problem}"
         prev, expected, count = entry["hash"], expected + 1, count + 1

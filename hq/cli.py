@@ -9,12 +9,12 @@
               --broker-host H [--broker-port 8883] --cert device.crt [--rotate-signer new.pub.pem] --out p.htb
   handover-hq inspect x.htb [--signer signing.pub.pem]
 
-Other modules add subcommands through `register(subparsers)` (see `_EXTENSIONS`).
+  handover-hq publish|watch|export ...   (hq/sync.py)
+  handover-hq serve|verify-against ...   (hq/serve.py: the fleet's journals in a database)
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from datetime import datetime, timedelta, timezone
@@ -24,14 +24,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from offline.bundle import (KINDS, BundleRefused, key_id, pack_bundle, pack_streamed, read_bundle_file, split,
+from hq import serve, sync
+from hq.db import DATABASE_ERRORS
+from protocol.bundle import (KINDS, BundleRefused, key_id, pack_bundle, pack_streamed, read_bundle_file, split,
                             verify_signature)
-from offline.keys import (HQ_IDENTITY, HqKeys, KeyFileError, add_device, known_devices, load_public, load_signers,
+from protocol.keys import (HQ_IDENTITY, HqKeys, KeyFileError, add_device, known_devices, load_public, load_signers,
                           write_private)
 
-# Modules whose `register(subparsers)` adds more subcommands (head-office MQTT publish/watch).
-# A module that is not there yet is skipped.
-_EXTENSIONS = ("offline.hq_sync",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,14 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--signer", type=Path, action="append", default=[], help="trusted signing public key PEM")
     inspect.set_defaults(func=_inspect)
 
-    for name in _EXTENSIONS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(sub)
+    sync.register(sub)
+    serve.register(sub)
     return p
 
 
@@ -105,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
-    except (KeyFileError, BundleRefused, ValueError, OSError) as exc:
+    except (KeyFileError, BundleRefused, ValueError, OSError, *DATABASE_ERRORS) as exc:
         print(f"handover-hq: {exc}", file=sys.stderr)
         return 2
 

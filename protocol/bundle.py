@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from offline import safejson
+from protocol import safejson
 
 MAGIC = b"HTB"
 FORMAT_VERSION = 1
@@ -612,7 +612,7 @@ def read_bundle_file(path) -> bytes:
 # --- helpers -----------------------------------------------------------------------------------
 
 class DeviceKeysLike(Protocol):
-    """The part of offline.keys.DeviceKeys this module needs."""
+    """The part of protocol.keys.DeviceKeys this module needs."""
     device_id: str
     bundle_key: X25519PrivateKey
 

@@ -1,0 +1,371 @@
+"""Head office's database: every terminal's journal as it was appended there, once, in order (SPEC §2.5).
+
+SQLite by default (a file: the demo needs nothing), PostgreSQL with a `postgresql://` URL (psycopg 3).
+The same tables and statements on both. What decides what is applied next is the `devices` row of a
+device, read under a row lock (PostgreSQL `FOR UPDATE`; SQLite `BEGIN IMMEDIATE` locks the file) in the
+same transaction that inserts the entries, so any number of `serve` workers may receive a device's
+messages in any order: an entry is applied only when it follows the last applied one and links to its
+hash; `(device, seq)` is the primary key, so nothing is stored twice.
+
+A lost connection (a database restart) is retried with backoff until it comes back; a batch is
+committed whole or not at all, and the caller acknowledges its MQTT message only after the commit.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import psycopg
+
+from protocol import safejson
+from protocol.chain import GENESIS_HASH, chain_problem, entry_hash
+from protocol.messages import MAX_ENTRY_DEPTH
+
+log = logging.getLogger("handover.hq.db")
+
+ALARM_CHANNEL = "hq_alarm"      # PostgreSQL NOTIFY channel: one notification per alarm, sent at its commit
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS devices (
+        device      TEXT PRIMARY KEY,
+        last_seq    BIGINT NOT NULL DEFAULT 0,     -- the last entry applied, in order
+        last_hash   TEXT NOT NULL,
+        newest_seen BIGINT NOT NULL DEFAULT 0,     -- the highest seq heard of (stream, urgent or health)
+        site_id     TEXT,
+        state       TEXT,
+        health      TEXT,
+        updated     TEXT)""",
+    """CREATE TABLE IF NOT EXISTS entries (
+        device    TEXT NOT NULL,
+        seq       BIGINT NOT NULL,
+        id        TEXT NOT NULL,
+        ts        TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        task_id   TEXT,
+        body      TEXT NOT NULL,                   -- the JSON as sent: the hash is recomputed from it
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL,
+        PRIMARY KEY (device, seq))""",
+    """CREATE TABLE IF NOT EXISTS alarms (
+        device   TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        seq      BIGINT NOT NULL,
+        ts       TEXT NOT NULL,
+        body     TEXT NOT NULL,
+        received TEXT NOT NULL,                    -- when head office committed it
+        PRIMARY KEY (device, entry_id))""",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        device   TEXT NOT NULL,
+        seq      BIGINT,
+        reason   TEXT NOT NULL,
+        received TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS replies (
+        device   TEXT NOT NULL,
+        msg_id   TEXT,
+        payload  TEXT NOT NULL,
+        received TEXT NOT NULL)""",
+)
+
+def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: list, set_aside: list) -> Applied:
+    """Check one batch against the device's state [last_seq, last_hash, newest_seen] (updated in place):
+    the rows to insert, alarms and set-aside entries are appended to the lists given."""
+    out = Applied()
+    last_seq, last_hash, newest = state
+    for entry in entries:
+        seq = entry["seq"]
+        newest = max(newest, seq)
+        if seq <= last_seq:
+            out.duplicates += 1
+            continue
+        if seq != last_seq + 1:
+            out.gap = True          # go-back-N: what follows a gap waits for the resend
+            break
+        if safejson.nesting(entry["body"]) > MAX_ENTRY_DEPTH:
+            # Set aside with an alarm; the stream goes on after it (the next entry links to its hash).
+            reason = f"body nested deeper than {MAX_ENTRY_DEPTH} levels"
+            set_aside.append((device, seq, reason, _now()))
+            out.quarantined.append({"seq": seq, "reason": reason})
+            last_seq, last_hash = seq, entry["hash"]
+            continue
+        problem = chain_problem(entry, last_hash)
+        if problem:
+            out.problems.append(problem)
+            break
+        rows.append((device, seq, entry["id"], entry["ts"], entry["kind"], entry["task_id"],
+                     _json(entry["body"]), entry["prev_hash"], entry["hash"]))
+        out.applied += 1
+        if entry["kind"] == "alarm":
+            alarms.append((out, (device, entry)))
+        last_seq, last_hash = seq, entry["hash"]
+    state[:] = [last_seq, last_hash, newest]
+    out.last_seq = last_seq
+    return out
+
+
+# What a lost or restarting database raises: retried. Anything else is a bug or bad data and propagates.
+_CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError)
+
+
+DATABASE_ERRORS = (psycopg.Error, sqlite3.Error)     # what the CLI reports as a message, not a traceback
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass
+class Applied:
+    """What one batch did."""
+    applied: int = 0
+    duplicates: int = 0
+    gap: bool = False                   # an entry after a missing one: what follows waits for a resend
+    last_seq: int = 0
+    problems: list[str] = field(default_factory=list)       # chain breaks: nothing after them is applied
+    new_alarms: list[dict] = field(default_factory=list)    # committed now and not before (push these)
+    quarantined: list[dict] = field(default_factory=list)
+
+
+class Cursor:
+    """One transaction's statements, written with `?` placeholders for both databases."""
+
+    def __init__(self, raw, postgres: bool):
+        self._raw, self._pg = raw, postgres
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self._pg else sql
+
+    def execute(self, sql: str, params: tuple = ()) -> int:
+        cur = self._raw.execute(self._sql(sql), params)
+        return cur.rowcount
+
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        if self._pg:
+            self._raw.executemany(self._sql(sql), rows)
+        else:
+            self._raw.executemany(sql, rows)
+
+    def all(self, sql: str, params: tuple = ()) -> list[tuple]:
+        return list(self._raw.execute(self._sql(sql), params).fetchall())
+
+    def one(self, sql: str, params: tuple = ()) -> tuple | None:
+        return self._raw.execute(self._sql(sql), params).fetchone()
+
+
+class Database:
+    """One connection to head office's database; use one per thread."""
+
+    def __init__(self, url: str | Path, *, stop: threading.Event | None = None, retry_for: float | None = None):
+        self.url = str(url)
+        self.postgres = is_postgres(self.url)
+        self._stop = stop or threading.Event()
+        self._retry_for = retry_for           # None: retry while not stopped
+        self._conn = None
+        self.reconnects = 0
+
+    # -- connection ---------------------------------------------------------------------------------
+
+    def _connect(self):
+        if self.postgres:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None, timeout=30,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")     # a commit that returned survives a power cut
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Cursor]:
+        if self._conn is None:
+            self._conn = self._connect()
+        if self.postgres:
+            with self._conn.transaction(), self._conn.cursor() as raw:
+                yield Cursor(raw, True)
+        else:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Cursor(self._conn, False)
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def run(self, work):
+        """work(cursor) in one transaction; a lost connection is reopened and the whole work retried."""
+        delay, started = 0.1, time.monotonic()
+        while True:
+            try:
+                with self._transaction() as cur:
+                    return work(cur)
+            except _CONNECTION_ERRORS as exc:
+                self.close()
+                out_of_time = self._retry_for is not None and time.monotonic() - started > self._retry_for
+                if self._stop.is_set() or out_of_time:
+                    raise
+                self.reconnects += 1
+                log.warning("database unavailable (%s); retrying in %.1f s", type(exc).__name__, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 2.0)
+
+    def create_schema(self) -> "Database":
+        def work(cur: Cursor) -> None:
+            if self.postgres:     # two workers starting at once must not race to create the same table
+                cur.execute("SELECT pg_advisory_xact_lock(15)")
+            for statement in _SCHEMA:
+                cur.execute(statement)
+        self.run(work)
+        return self
+
+    # -- writing --------------------------------------------------------------------------------------
+
+    def apply(self, device: str, entries: list[dict]) -> Applied:
+        """Apply one journal batch of `device` in one transaction: in sequence, chain verified, once."""
+        return self.apply_many([(device, entries)])[0]
+
+    def apply_many(self, batches: list[tuple[str, list[dict]]]) -> list[Applied]:
+        """Several journal batches (of any devices, each device's in their order) in one transaction, with
+        a handful of statements whatever their number: the devices' rows are locked in one statement (in
+        device order, the same in every worker, so two workers' transactions never deadlock), the entries
+        inserted in one executemany and the rows updated in another."""
+        return self.run(lambda cur: self._apply_many(cur, batches))
+
+    def _apply_many(self, cur: Cursor, batches: list[tuple[str, list[dict]]]) -> list[Applied]:
+        devices = sorted({device for device, _ in batches})
+        cur.executemany("INSERT INTO devices (device, last_hash) VALUES (?, ?) ON CONFLICT (device) DO NOTHING",
+                        [(d, GENESIS_HASH) for d in devices])
+        marks = ", ".join("?" * len(devices))
+        lock = " FOR UPDATE" if self.postgres else ""
+        state = {d: [last_seq, last_hash, newest] for d, last_seq, last_hash, newest in cur.all(
+            f"SELECT device, last_seq, last_hash, newest_seen FROM devices WHERE device IN ({marks}) "
+            f"ORDER BY device{lock}", tuple(devices))}
+        results, rows, alarms, set_aside = [], [], [], []
+        for device, entries in batches:
+            out = _walk(device, entries, state[device], rows, alarms, set_aside)
+            results.append(out)
+        if rows:
+            cur.executemany("INSERT INTO entries (device, seq, id, ts, kind, task_id, body, prev_hash, hash) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if set_aside:
+            cur.executemany("INSERT INTO quarantine (device, seq, reason, received) VALUES (?, ?, ?, ?)", set_aside)
+        for out, (device, entry) in alarms:
+            if self._record_alarm(cur, device, entry):
+                out.new_alarms.append(entry)
+        now = _now()
+        cur.executemany("UPDATE devices SET last_seq = ?, last_hash = ?, newest_seen = ?, updated = ? WHERE device = ?",
+                        [(*state[d], now, d) for d in devices])
+        return results
+
+    def _record_alarm(self, cur: Cursor, device: str, entry: dict) -> bool:
+        """True if this alarm is new here (so it is pushed once, whichever path brought it first)."""
+        added = cur.execute("INSERT INTO alarms (device, entry_id, seq, ts, body, received) VALUES (?, ?, ?, ?, ?, ?) "
+                            "ON CONFLICT (device, entry_id) DO NOTHING",
+                            (device, entry["id"], entry["seq"], entry["ts"], _json(entry["body"]), _now()))
+        if added and self.postgres:     # the monitoring board LISTENs: told at the commit, not by polling
+            note = {"device": device, "id": entry["id"], "seq": entry["seq"], "body": entry["body"]}
+            cur.execute("SELECT pg_notify(?, ?)", (ALARM_CHANNEL, _json(note)))
+        return added == 1
+
+    def urgent(self, device: str, entry: dict) -> bool:
+        """An entry from the urgent topic: an alarm is committed now (True if new). The hash is checked
+        first; its place in the chain is checked when it comes through the ordered stream."""
+        if entry_hash(entry["seq"], entry["ts"], entry["kind"], entry["task_id"], entry["body"],
+                      entry["prev_hash"]) != entry["hash"]:
+            raise ValueError(f"urgent entry {entry['id']} does not match its hash")
+
+        def work(cur: Cursor) -> bool:
+            cur.execute("INSERT INTO devices (device, last_hash) VALUES (?, ?) ON CONFLICT (device) DO NOTHING",
+                        (device, GENESIS_HASH))
+            cur.execute("UPDATE devices SET newest_seen = ? WHERE device = ? AND newest_seen < ?",
+                        (entry["seq"], device, entry["seq"]))
+            return entry["kind"] == "alarm" and self._record_alarm(cur, device, entry)
+        return self.run(work)
+
+    def status(self, device: str, site_id: str, state: str) -> None:
+        self.run(lambda cur: cur.execute(
+            "INSERT INTO devices (device, last_hash, site_id, state, updated) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (device) DO UPDATE SET site_id = excluded.site_id, state = excluded.state, "
+            "updated = excluded.updated", (device, GENESIS_HASH, site_id, state, _now())))
+
+    def health(self, device: str, payload: dict) -> None:
+        seen = payload["journal"]["last_seq"]
+
+        def work(cur: Cursor) -> None:
+            cur.execute("INSERT INTO devices (device, last_hash) VALUES (?, ?) ON CONFLICT (device) DO NOTHING",
+                        (device, GENESIS_HASH))
+            cur.execute("UPDATE devices SET health = ?, newest_seen = CASE WHEN newest_seen < ? THEN ? "
+                        "ELSE newest_seen END WHERE device = ?", (_json(payload), seen, seen, device))
+        self.run(work)
+
+    def reply(self, device: str, payload: dict) -> None:
+        self.run(lambda cur: cur.execute("INSERT INTO replies (device, msg_id, payload, received) VALUES (?, ?, ?, ?)",
+                                         (device, payload["msg_id"], _json(payload), _now())))
+
+    def quarantine(self, device: str, seq: int | None, reason: str) -> None:
+        self.run(lambda cur: cur.execute("INSERT INTO quarantine (device, seq, reason, received) VALUES (?, ?, ?, ?)",
+                                         (device, seq, reason, _now())))
+
+    # -- reading --------------------------------------------------------------------------------------
+
+    def behind(self) -> list[tuple[str, int, str | None, str | None]]:
+        """(device, last_seq, site_id, state) of devices that have sent more than is applied."""
+        return self.run(lambda cur: cur.all(
+            "SELECT device, last_seq, site_id, state FROM devices WHERE newest_seen > last_seq"))
+
+    def device(self, device: str) -> dict | None:
+        row = self.run(lambda cur: cur.one(
+            "SELECT last_seq, last_hash, newest_seen, site_id, state FROM devices WHERE device = ?", (device,)))
+        if row is None:
+            return None
+        return dict(zip(("last_seq", "last_hash", "newest_seen", "site_id", "state"), row))
+
+    def last_seqs(self, devices: list[str]) -> dict[str, int]:
+        """The last applied seq of each of `devices` that the database knows."""
+        if not devices:
+            return {}
+        marks = ", ".join("?" * len(devices))
+        return dict(self.run(lambda cur: cur.all(f"SELECT device, last_seq FROM devices WHERE device IN ({marks})",
+                                                 tuple(devices))))
+
+    def devices(self) -> list[str]:
+        return [r[0] for r in self.run(lambda cur: cur.all("SELECT device FROM devices ORDER BY device"))]
+
+    def alarms(self, device: str | None = None) -> list[dict]:
+        rows = self.run(lambda cur: cur.all(
+            "SELECT device, entry_id, seq, ts, body, received FROM alarms ORDER BY device, seq"))
+        return [{"device": d, "id": i, "seq": s, "ts": t, "body": json.loads(b), "received": r}
+                for d, i, s, t, b, r in rows if device is None or d == device]
+
+    def entries(self, device: str, after: int = 0, limit: int = 5000) -> list[dict]:
+        """Applied entries of `device` with seq > after, in seq order, as they were sent."""
+        rows = self.run(lambda cur: cur.all(
+            "SELECT seq, id, ts, kind, task_id, body, prev_hash, hash FROM entries WHERE device = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?", (device, after, limit)))
+        return [{"id": i, "seq": s, "ts": t, "kind": k, "task_id": task, "body": json.loads(b), "prev_hash": p,
+                 "hash": h} for s, i, t, k, task, b, p, h in rows]
+
+    def count(self, table: str) -> int:
+        if table not in ("entries", "alarms", "devices", "quarantine", "replies"):
+            raise ValueError(f"no table {table}")
+        return self.run(lambda cur: cur.one(f"SELECT count(*) FROM {table}"))[0]
