@@ -9,7 +9,7 @@ import random
 import pytest
 
 from agent.journal import Journal
-from agent.sync import messages
+from protocol import messages
 from agent.sync.uplink import CURSOR, Outbox
 
 
