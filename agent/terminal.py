@@ -29,9 +29,11 @@ from agent.devices import Devices
 from agent.enrolment import BranchEnrolment, load_hq_key
 from agent.i18n import render
 from agent.journal import JournalError
+from agent.report_text import report_lines
 from agent.sealing import Sealer
 from agent.storage import MIB, Storage, is_storage_error
 from agent.store import Store
+from agent.sync import Sync
 from agent.today import TodaysTasks
 from drivers.events import (
     CardRead, CardReadIncomplete, DeviceHealth, FingerRead, FingerTouched, VehicleArrived, VehicleDeparted)
@@ -44,6 +46,9 @@ from flows.handover import Handover, HandoverInputs
 from flows.model import Person, Site, Task
 from flows.report import HandoverReport, build_report
 from flows.workdays import DeadlineRules
+from offline.provisioning import load_trusted_signers
+from offline.usb import drain_inbox
+from protocol.keys import DeviceKeys
 
 log = logging.getLogger("handover.terminal")
 
@@ -160,7 +165,8 @@ class Terminal:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.config.simulate and not self.storage.low and not self.store.tasks_on(self.today(), self.site.site_id):
-            # a demo on a new day gets a new sample day
+            # a demo on a new day gets a new sample day (imported here: it pulls in Pillow, which a
+            # terminal in a branch never needs before READY)
             from agent.sample import seed
             with self.journal.transaction():
                 tasks = seed(self.store, self.clock(), self.site)
@@ -173,7 +179,6 @@ class Terminal:
             module.sync_library(wanted)
         self._resume()
         await self._restore_screen()
-        from protocol.keys import DeviceKeys
         self.device_keys = DeviceKeys.load_or_create(self.config.paths.keys_dir, self.config.device.id)
         await self.import_inbox()
         for device in self.devices.inputs():
@@ -561,7 +566,6 @@ class Terminal:
         self.active = None
         await self._staff(fs.HandoverFinished())     # the kiosk gets its screen back
         self._write_report(report)
-        from agent.report_text import report_lines
         title, lines = report_lines(report, self.people, "zh-CN")
         error = None
         try:
@@ -590,7 +594,6 @@ class Terminal:
                     "handover_ended", "route_unverified")
 
     def _start_sync(self) -> None:
-        from agent.sync import Sync
         unusable = [p for p in check_files(self.config) if p.startswith("mqtt.")]
         if unusable:    # e.g. not provisioned yet: work offline and say why on the device bar
             log.error("head office link not started: %s", "; ".join(unusable))
@@ -656,8 +659,6 @@ class Terminal:
 
     # --- offline bundles: `handover-agent usb-import` (run by udev) drops them in the inbox ---
     async def import_inbox(self) -> None:
-        from offline.provisioning import load_trusted_signers
-        from offline.usb import drain_inbox
         state = Path(self.config.paths.state_dir)
         inbox = state / "inbox"
         if not inbox.is_dir() or not any(inbox.iterdir()) or self.storage.low:
