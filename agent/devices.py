@@ -52,9 +52,10 @@ def _fingerprint(config: Config, station: str, fc) -> FingerprintModule:
                                library_file=config.paths.state_dir / f"fingerprint-{station}-library.json",
                                touch_pin=fc.touch_pin, touch_active_high=fc.touch_active_high)
     # simulation runs the real protocol against the module emulator on a pty (issue 4), its touch output
-    # wired as configured
+    # always wired: polling two idle modules every 50 ms was the demo's only busy loop (issue 20); the
+    # polling path has its own tests on the emulator (test_fingerprint_faults, bench_fingerprint)
     from drivers.fingerprint.emulated import EmulatedFingerprint
-    return EmulatedFingerprint(station, touch=fc.touch_pin is not None)
+    return EmulatedFingerprint(station, touch=True)
 
 
 def _cards(config: Config) -> InputDevice:
@@ -85,8 +86,9 @@ def _ble(config: Config) -> InputDevice:
 def _camera(config: Config) -> Camera:
     c = config.devices.camera
     if _real(config, c.driver) and c.driver == "opencv":
-        from drivers.camera.opencv import OpenCvCamera
-        return OpenCvCamera(c.source)
+        # OpenCV in a worker process started when a handover begins: a terminal at rest does not carry it
+        from drivers.camera.process import CameraProcess
+        return CameraProcess(c.source)
     from drivers.camera.sim import SimulatedCamera
     camera = SimulatedCamera()
     camera.present = c.driver != "none"

@@ -184,6 +184,8 @@ class Terminal:
         for device in self.devices.inputs():
             await device.start(self._emit)
         self.health = {d.name: d.health() for d in self.devices.all()}
+        if self.active is not None:                  # a handover resumed: its escorts may be at the door
+            self.devices.camera.wake()
         if self.active is not None and self.active.door_raised:
             await self.devices.door.set_permit(True)
         try:
@@ -328,6 +330,7 @@ class Terminal:
         self.journal.append("handover_started", {"task": task.to_dict(), "site_id": self.site.site_id,
                                                  "inputs": handover.inputs.to_dict()}, task_id=task.task_id)
         self.active = handover
+        self.devices.camera.wake()                   # the escorts come to the door next (drivers/camera/process.py)
         await self._staff(fs.HandoverStarted())      # a truck takes the screen from the kiosk
         await self.feed(handover, arrival)
 

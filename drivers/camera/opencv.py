@@ -7,6 +7,9 @@ and sets `decided` when the module has decided; then no further frame is grabbed
 so far is the snapshot without waiting for the frame being examined. The
 capture stays open between snapshots: opening a camera costs more than the whole time budget.
 Grabbing and detection run in a worker thread so the event loop never waits on the camera.
+
+The agent runs this class in a process of its own (drivers/camera/worker.py, driven by process.py): OpenCV
+and numpy cost ~58 MB, which a terminal at rest does not need.
 """
 from __future__ import annotations
 
@@ -47,13 +50,16 @@ class OpenCvCamera(HealthMixin):
         self._lock = threading.Lock()          # one grab at a time; the capture is not thread-safe
         self._open()                           # so health is true from the start, and the first attempt is fast
 
+    def wake(self) -> None:
+        pass                                   # opened in the constructor: always ready
+
     async def snapshot(self, decided: asyncio.Event | None = None) -> FaceSnapshot:
         """Up to `frames` frames within `timeout`. Once `decided` is set no further frame is grabbed, and if a
         face has been seen it is the snapshot at once: the frame in hand finishes in the background."""
-        stop, best = threading.Event(), _Best()
+        stop, best = threading.Event(), Best()
         if decided is not None and decided.is_set():
             stop.set()                           # decided already: one frame, now
-        work = asyncio.ensure_future(asyncio.to_thread(self._snapshot, stop, best))
+        work = asyncio.ensure_future(asyncio.to_thread(self.grab, stop, best))
         if decided is None or stop.is_set():
             return await work
         waiter = asyncio.ensure_future(decided.wait())
@@ -68,16 +74,18 @@ class OpenCvCamera(HealthMixin):
         if crop is None:
             return await work                    # no face yet: the frame in hand may have one
         work.add_done_callback(lambda f: f.cancelled() or f.exception())   # its result is not needed
-        return await asyncio.to_thread(_jpeg, crop)
+        return await asyncio.to_thread(encode_jpeg, crop)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._close)
+        await asyncio.to_thread(self.release)
 
-    def _close(self) -> None:
+    def release(self) -> None:
         with self._lock:
             self._release()
 
-    def _snapshot(self, stop: threading.Event, best: "_Best") -> FaceSnapshot:
+    def grab(self, stop: threading.Event, best: "Best") -> FaceSnapshot:
+        """The snapshot itself, blocking: frames until `frames`, the time budget or `stop`; each face is
+        offered to `best`."""
         with self._lock:
             cycle_start = time.monotonic()
             deadline = cycle_start + self.timeout
@@ -97,7 +105,7 @@ class OpenCvCamera(HealthMixin):
                     break                        # keep what we have; the next snapshot reopens
                 grabbed += 1
             crop = best.take()
-            return FaceSnapshot(None, False, "no_face") if crop is None else _jpeg(crop)
+            return FaceSnapshot(None, False, "no_face") if crop is None else encode_jpeg(crop)
 
     def _read(self):
         """First frame of a snapshot; reopens once, so a replugged camera is picked up again."""
@@ -143,7 +151,7 @@ class OpenCvCamera(HealthMixin):
         return frame[max(0, y - my):min(height, y + h + my), max(0, x - mx):min(width, x + w + mx)]
 
 
-class _Best:
+class Best:
     """The largest face crop so far, shared by the grabbing thread and the caller waiting for a decision."""
 
     def __init__(self):
@@ -160,6 +168,6 @@ class _Best:
             return self._crop
 
 
-def _jpeg(crop) -> FaceSnapshot:
+def encode_jpeg(crop) -> FaceSnapshot:
     ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return FaceSnapshot(jpeg.tobytes(), True)

@@ -15,6 +15,9 @@ class SimulatedCamera(HealthMixin):
         self.name = name
         self.present = True              # the panel can take the face away
 
+    def wake(self) -> None:
+        pass                             # always ready
+
     async def snapshot(self, decided: asyncio.Event | None = None) -> FaceSnapshot:
         if not self.present:
             return FaceSnapshot(None, False, "no_face")

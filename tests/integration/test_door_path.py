@@ -14,6 +14,7 @@ from datetime import datetime
 
 import cv2
 import numpy as np
+import pytest
 from skimage import data
 
 from agent.config import load_config
@@ -23,6 +24,7 @@ from agent.terminal import Terminal
 from agent.view import build_view
 from drivers.ble.sim import SimulatedBeaconScanner
 from drivers.camera.opencv import CASCADE, OpenCvCamera
+from drivers.camera.process import CameraProcess
 from drivers.cards.sim import SimulatedCardReader
 from drivers.door.sim import SimulatedDoor
 from drivers.fingerprint.emulated import EmulatedFingerprint
@@ -52,11 +54,13 @@ def has_face(jpeg: bytes) -> bool:
     return len(cv2.CascadeClassifier(CASCADE).detectMultiScale(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), 1.1, 5)) > 0
 
 
-async def test_the_face_is_taken_while_the_module_searches_and_the_attempt_carries_it(tmp_path):
+@pytest.mark.parametrize("camera_kind", [OpenCvCamera, CameraProcess], ids=["in-process", "worker-process"])
+async def test_the_face_is_taken_while_the_module_searches_and_the_attempt_carries_it(tmp_path, camera_kind):
     config = load_config(None)
     config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, state_dir=tmp_path / "state"))
     door = EmulatedFingerprint("door", touch=True, capacity=1000)     # Search may take 2.7 s: the slow one is in time
-    camera = OpenCvCamera(video(tmp_path / "door.avi", data.astronaut(), frames=60))
+    # the worker process is what the agent runs (woken when the truck arrives); in-process is its engine
+    camera = camera_kind(video(tmp_path / "door.avi", data.astronaut(), frames=60))
     devices = Devices({"door": door, "counter": SimulatedFingerprint("counter")}, SimulatedCardReader(),
                       SimulatedBeaconScanner(), camera, TextVoice(), SimulatedPrinter(), SimulatedDoor())
     terminal = Terminal(config, devices)

@@ -1,0 +1,64 @@
+"""The camera worker's pipe (drivers/camera/wire.py): whatever bytes come out of the worker, the agent either reads
+the messages that were sent or refuses with WireError naming what is wrong — never another exception."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drivers.camera import wire
+
+messages = st.one_of(
+    st.just(wire.Ready()),
+    st.builds(wire.Health, st.sampled_from(wire.HEALTH_STATES), st.one_of(st.none(), st.text(min_size=1))),
+    st.builds(wire.Face, st.binary(max_size=300).map(lambda b: b"\xff\xd8" + b)),
+    st.builds(wire.End, st.sampled_from(wire.END_REASONS)),
+)
+
+
+def _normal(m: wire.Message) -> wire.Message:
+    # a detail is text after the state's newline; encoding replaces lone surrogates
+    if isinstance(m, wire.Health) and m.detail is not None:
+        return wire.Health(m.state, m.detail.encode("utf-8", "replace").decode("utf-8"))
+    return m
+
+
+@settings(max_examples=300)
+@given(st.lists(messages, max_size=8), st.lists(st.integers(1, 64), max_size=20))
+def test_what_the_worker_sends_is_read_back_whatever_the_chunks(sent, cuts):
+    stream = b"".join(wire.encode(m) for m in sent)
+    got, buffer, at = [], b"", 0
+    for size in cuts + [len(stream)]:
+        chunk, at = stream[at:at + size], at + size
+        read, buffer = wire.split(buffer + chunk)
+        got += read
+    assert buffer == b""
+    assert got == [_normal(m) for m in sent]
+
+
+@settings(max_examples=2000)
+@given(st.binary(max_size=200))
+def test_any_bytes_are_read_or_refused_by_name(data):
+    try:
+        read, rest = wire.split(data)
+    except wire.WireError as exc:
+        assert "camera worker" in str(exc)
+        return
+    # the rest is an unfinished message, and the messages read are those of the bytes before it alone
+    assert data.endswith(rest)
+    assert wire.split(data[:len(data) - len(rest)]) == (read, b"")
+    assert len(rest) < wire.HEADER.size or wire.HEADER.unpack_from(rest)[1] > len(rest) - wire.HEADER.size
+
+
+@pytest.mark.parametrize("data, says", [
+    (b"X\x00\x00\x00\x00", "unknown kind"),
+    (b"F\x00\x00\x00\x03abc", "not a JPEG"),
+    (b"E\x00\x00\x00\x03bad", "unknown reason"),
+    (b"H\x00\x00\x00\x05happy", "health state"),
+    (b"H\x00\x00\x00\x02\xff\xfe", "not UTF-8"),
+    (b"R\x00\x00\x00\x01x", "expected none"),
+    (b"F\xff\xff\xff\xff", "over the"),
+])
+def test_each_bad_message_is_named(data, says):
+    with pytest.raises(wire.WireError, match=says):
+        wire.split(data)
