@@ -62,7 +62,7 @@ class FaceSnapshot:
     """Best face crop around an attempt; `jpeg` is None when there was no camera or no face."""
     jpeg: bytes | None
     face_found: bool
-    reason: str | None = None         # "no_camera", "no_face", "camera_starting" when jpeg is None
+    reason: str | None = None         # "no_camera", "no_face" when jpeg is None
 
 
 @dataclass(frozen=True)

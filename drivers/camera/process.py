@@ -2,10 +2,11 @@
 started when it is wanted and stopped when the camera has rested for `keep_warm` seconds.
 
 Why a process: OpenCV and numpy are ~58 MB resident, more than the rest of the agent at rest, and a process
-is the only way to give that memory back. The price is the worker's start (~0.5 s here: Python, cv2, the
-cascade, opening the camera), so the terminal wakes the camera when a handover begins, long before the first
-escort reaches the door. A finger at the door with the camera at rest starts it too; if the module decides
-before it is up, that attempt has no face ("camera_starting") rather than waiting for it.
+is the only way to give that memory back. The price is the worker's start (~0.3-0.5 s here: Python, cv2,
+the cascade, opening the camera), so the terminal wakes the camera when a handover begins, before the first
+escort reaches the door. A finger at the door with the camera at rest starts it too; an attempt decided before
+the worker is up waits for it and its first frame (the face is the attempt's second factor), so only such a
+cold attempt is slower than the decision + the frame in hand.
 Same interface and behaviour as the in-process OpenCvCamera: frames from the finger's landing to the decision,
 the best face returned at once at the decision.
 """
@@ -24,7 +25,7 @@ from drivers.health import HealthMixin
 log = logging.getLogger(__name__)
 
 KEEP_WARM = 600.0       # seconds without a snapshot or a wake before the worker is stopped
-START_WAIT = 30.0       # a snapshot nobody decides waits this long for a starting worker
+START_WAIT = 15.0       # a worker not up in this long is stopped; that attempt goes without a face
 STUCK = 5.0             # a worker silent this long past the decision (or its time budget) is stopped
 
 
@@ -91,13 +92,13 @@ class CameraProcess(HealthMixin):
         """(the snapshot, or (it, deadline) when the worker's end is still to come)."""
         loop = asyncio.get_running_loop()
         if not worker.ready.is_set():
-            waits = [worker.ready.wait(), worker.gone.wait()] + ([decided.wait()] if decided else [])
-            if not await _first(waits, START_WAIT):
-                return FaceSnapshot(None, False, "camera_starting"), None
-            if worker.gone.is_set():
+            # cold (a finger at once after the arrival): the face is what makes the attempt a second factor, so
+            # this attempt waits for the worker rather than go without one
+            await _first([worker.ready.wait(), worker.gone.wait()], START_WAIT)
+            if not worker.ready.is_set():
+                if not worker.gone.is_set():
+                    self._stuck(worker)
                 return FaceSnapshot(None, False, "no_camera"), None
-            if not worker.ready.is_set():       # the module decided first: this attempt goes without a face
-                return FaceSnapshot(None, False, "camera_starting"), None
         if not await worker.send(wire.SNAP):
             return FaceSnapshot(None, False, "no_camera"), None
         face, told = None, decided is not None and decided.is_set()

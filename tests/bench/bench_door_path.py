@@ -5,7 +5,8 @@
 The agent runs in-process with its real journal and its real aiohttp screen; a real SSE client sees the push.
 The door module is the emulator at datasheet pace (GenImg 0.27 s, Img2Tz 0.12 s, Search 1 ms per stored
 template) holding the sample day's library, its touch output wired to the driver through a gpiozero mock pin;
-the camera is the real OpenCV driver reading an MJPG video of skimage's astronaut (one face). An escort
+the camera is the agent's real camera driver (OpenCV in its worker process, woken when the truck arrives)
+reading an MJPG video of skimage's astronaut (one face). An escort
 already verified presents a finger at random moments; each attempt is journaled with its face snapshot.
 
 Measured per attempt: the module's decision (the FingerRead leaving the driver) -> the screen push that shows
@@ -46,6 +47,7 @@ from agent.screen.server import build_app  # noqa: E402
 from agent.terminal import Terminal  # noqa: E402
 from drivers.ble.sim import SimulatedBeaconScanner  # noqa: E402
 from drivers.camera.opencv import OpenCvCamera  # noqa: E402
+from drivers.camera.process import CameraProcess  # noqa: E402
 from drivers.cards.sim import SimulatedCardReader  # noqa: E402
 from drivers.door.sim import SimulatedDoor  # noqa: E402
 from drivers.events import FingerRead, FingerTouched  # noqa: E402
@@ -113,7 +115,7 @@ async def door_attempts(rounds: int, source: str, mode: str) -> tuple[list[float
     module = ModuleEmulator(real_timing=True,
                             touch_output=(lambda on: pin.drive_high() if on else pin.drive_low()) if wired else None)
     door = UartFingerprint("door", module.plug(), touch_pin=TOUCH_PIN if wired else None, pin_factory=factory)
-    camera = OpenCvCamera(source)
+    camera = CameraProcess(source)                   # the agent's camera driver: OpenCV in its worker process
     devices = Devices({"door": door, "counter": SimulatedFingerprint("counter")}, SimulatedCardReader(),
                       SimulatedBeaconScanner(), camera, TextVoice(), SimulatedPrinter(), SimulatedDoor())
     terminal = Terminal(config, devices)
@@ -183,7 +185,8 @@ async def run(rounds: int, source: str) -> None:
         ("a module deciding at once (bound: no real module does)", "instant"))]
     one, full = await camera_baselines(source, rounds)
     ms = lambda x: x * 1000  # noqa: E731
-    print(f"door path, {rounds} attempts each; real OpenCV camera on {Path(source).name}, real journal, SSE push")
+    print(f"door path, {rounds} attempts each; real camera driver (OpenCV worker process) on {Path(source).name}, "
+          f"real journal, SSE push")
     print(f"  camera raw read+detect, 1 frame (baseline): median {ms(statistics.median(one)):.1f} ms, "
           f"p99 {ms(pct(one, 99)):.1f} ms")
     print(f"  camera driver, full 5-frame snapshot (what the old path added after the decision): "

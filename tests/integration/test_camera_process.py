@@ -57,9 +57,11 @@ async def test_wake_starts_it_before_the_door(tmp_path):
     camera = CameraProcess(video(tmp_path / "door.avi", data.astronaut(), frames=20))
     decided = asyncio.Event()
     decided.set()
-    # cold, and the module has decided already: the attempt does not wait for the worker to start
-    assert (await camera.snapshot(decided)).reason == "camera_starting"
+    # cold, and the module has decided already: the attempt waits for the worker, as it is its second factor
+    snap = await camera.snapshot(decided)
+    assert snap.face_found and is_face(snap.jpeg)
     await camera.close()
+    assert not camera.warm
     camera.wake()                                # a handover has begun
     await until(lambda: camera._worker is not None and camera._worker.ready.is_set())
     snap = await camera.snapshot(decided)        # decided at once, warm: the frame in hand has the face
