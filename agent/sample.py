@@ -9,8 +9,6 @@ import hashlib
 import io
 from datetime import datetime, timedelta
 
-from PIL import Image, ImageDraw
-
 from agent.store import Store, Template
 from flows.model import Box, Person, Role, Site, SiteType, Task, TaskKind, Vehicle
 
@@ -46,6 +44,9 @@ def finger_template(person_id: str, finger: str) -> bytes:
 
 
 def placeholder_photo(name: str, colour: tuple[int, int, int]) -> bytes:
+    # Pillow only when a sample day is drawn: the screen imports this module's names, and a branch terminal
+    # at rest would otherwise carry Pillow (~3 MB of the 70 MB idle budget, issue 20)
+    from PIL import Image, ImageDraw
     img = Image.new("RGB", (240, 300), colour)
     d = ImageDraw.Draw(img)
     d.ellipse((60, 40, 180, 170), fill=(236, 204, 176))

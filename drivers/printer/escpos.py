@@ -11,10 +11,12 @@ import logging
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image, ImageDraw, ImageFont
+from typing import TYPE_CHECKING
 
 from drivers.health import HealthMixin
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +86,15 @@ class EscposPrinter(HealthMixin):
 
     # --- drawing ---
     def _font(self, size: int):
+        from PIL import ImageFont                     # see render()
         if self.font.path is None:
             return ImageFont.load_default(size)
         return ImageFont.truetype(self.font.path, size, index=self.font.index)
 
     def render(self, title: str, lines: list[str]) -> Image.Image:
+        # Pillow at the first print, as python-escpos: a terminal at rest does not carry it (~3 MB of the 70 MB
+        # idle budget, issue 20)
+        from PIL import Image, ImageDraw
         title_font, body_font = self._font(30 if self.width == 384 else 40), self._font(22 if self.width == 384 else 28)
         usable = self.width - 2 * MARGIN
         rows: list[tuple[str, object, bool]] = []          # (text, font, centred)
