@@ -143,20 +143,24 @@ async def test_a_silent_worker_never_holds_up_the_attempt():
     await camera.close()
 
 
-def test_the_agent_with_the_real_camera_driver_does_not_load_opencv(tmp_path):
-    """The memory claim itself: building the devices of a terminal configured with the OpenCV camera, and
-    reading its health, imports neither cv2 nor numpy into the agent's process."""
+def test_the_agent_at_rest_carries_neither_opencv_nor_pillow(tmp_path):
+    """The memory claim itself (issue 20: idle RSS <= 70 MB with real drivers): the agent's modules and the
+    devices of a terminal configured with the OpenCV camera and the ESC/POS printer, health read, import
+    neither cv2 nor numpy (the camera worker's) nor Pillow (the first print's) into the agent's process."""
     cfg = tmp_path / "handover.toml"
     cfg.write_text(f'[site]\nid = "BR-100"\ntype = "branch"\n[device]\nid = "dev-1"\n'
-                   f'[devices.camera]\ndriver = "opencv"\nsource = "{tmp_path / "door.avi"}"\n', encoding="utf-8")
+                   f'[devices.camera]\ndriver = "opencv"\nsource = "{tmp_path / "door.avi"}"\n'
+                   f'[devices.printer]\ndriver = "file"\npath = "{tmp_path / "receipt.bin"}"\n', encoding="utf-8")
     code = textwrap.dedent(f"""
         import sys
+        import agent.cli, agent.terminal, agent.screen.server
         from agent.config import load_config
         from agent.devices import build_devices
         devices = build_devices(load_config({str(cfg)!r}))
         assert type(devices.camera).__name__ == "CameraProcess", type(devices.camera)
-        devices.camera.health()
-        print(sorted(m for m in ("cv2", "numpy") if m in sys.modules))
+        assert type(devices.printer).__name__ == "EscposPrinter", type(devices.printer)
+        [d.health() for d in devices.all()]
+        print(sorted(m for m in ("cv2", "numpy", "PIL") if m in sys.modules))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
