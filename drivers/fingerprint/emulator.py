@@ -141,6 +141,7 @@ class ModuleEmulator:
             os.replace(tmp, link)  # atomic: a driver never sees a half-made link
             self._link, path = link, link
         self._stop.clear()
+        self._wake_r, self._wake_w = os.pipe()    # unplug wakes the serving thread: it sleeps in select, no tick
         self._thread = threading.Thread(target=self._serve, name=f"fp-emulator {path}", daemon=True)
         self._thread.start()
         if self.touch_output is not None:
@@ -154,8 +155,11 @@ class ModuleEmulator:
             return
         self._stop.set()
         self._touch_wake.set()
+        os.write(self._wake_w, b"x")
         self._thread.join()
         self._thread = None
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         if self._touch_thread is not None:
             self._touch_thread.join()
             self._touch_thread = None
@@ -265,7 +269,8 @@ class ModuleEmulator:
                 self._touch_state = present
                 self.touches += present
                 self.touch_output(present)
-            self._touch_wake.wait(min([0.5, *(t - now for t in edges)]))
+            # every change of what is on the glass sets _touch_wake; timed ones are edges: no tick at rest
+            self._touch_wake.wait(min(t - now for t in edges) if edges else None)
 
     def _finger_present(self, now: float) -> bool:
         if self._on_glass is not None or any(on <= now < off for on, off, _ in self._presses):
@@ -282,8 +287,8 @@ class ModuleEmulator:
     def _serve(self) -> None:
         decoder = Decoder()
         while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], 0.05)
-            if not ready:
+            ready, _, _ = select.select([self._master, self._wake_r], [], [])
+            if self._master not in ready:
                 continue
             try:
                 data = os.read(self._master, 4096)
@@ -416,6 +421,8 @@ class ModuleEmulator:
             else:
                 self._taps[0][2] = left - 1
         elif finger is None:
+            if self._tap_gap and self._taps:
+                self._touch_wake.set()      # the next tapped finger is on the glass now
             self._tap_gap = False
         if finger is None:
             return [self._ack(NO_FINGER)]

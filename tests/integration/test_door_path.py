@@ -69,6 +69,9 @@ async def test_the_face_is_taken_while_the_module_searches_and_the_attempt_carri
         assert door.health().detail["touch"].startswith("GPIO")
         devices.ble.approach(TRUCKS[0].beacon)
         await until(lambda: terminal.active is not None and terminal.active.step is Step.ESCORT_VERIFICATION)
+        if isinstance(camera, CameraProcess):       # the arrival woke it; the escorts walk to the door meanwhile
+            assert camera.warm, "the truck's arrival starts the camera worker"
+            await until(lambda: camera._worker is not None and camera._worker.ready.is_set())
         task = terminal.active.task
         escort = task.escorts[0]
         outsider = next(p for p in terminal.people.values()
