@@ -23,6 +23,8 @@ Targets and their oracles:
   ble          BleakBeaconScanner behind bleak's front end: forged adverts   tests/integration/test_ble.py
   complaint_form, complaint_draft, complaint_step, staff_request, screen_body
                the kiosk's and staff forms' checks                   tests/unit/test_kiosk_input_fuzz.py
+  camera_wire  wire.split: what the camera worker's pipe carries, in any chunks
+                                                                  tests/unit/test_camera_wire_fuzz.py
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "unit"), str(ROOT / "tests" / "integration")]
 
 import test_ble as ble  # noqa: E402
+import test_camera_wire_fuzz as cw  # noqa: E402
 import test_fingerprint_protocol as fp  # noqa: E402
 import test_keyed_tags as kt  # noqa: E402
 import test_kiosk_input_fuzz as kiosk  # noqa: E402
@@ -46,6 +49,7 @@ import test_ndef_fuzz as nd  # noqa: E402
 import test_poison_fuzz as t  # noqa: E402
 from bleak.backends.scanner import AdvertisementData  # noqa: E402
 from drivers.ble.presence import APPLE_COMPANY_ID, EDDYSTONE_UUID  # noqa: E402
+from drivers.camera import wire  # noqa: E402
 from drivers.cards.virtual_card import VirtualCard, uri_ndef_file  # noqa: E402
 from drivers.fingerprint.protocol import REPLIES, Packet, PacketType, encode  # noqa: E402
 from flows import complaint as fc  # noqa: E402
@@ -396,6 +400,26 @@ def gen_screen_body(r: random.Random) -> tuple:
     return route, raw, r.randint(0, 20)
 
 
+# --- the camera worker's pipe ------------------------------------------------------------------------
+
+def rand_wire_message(r: random.Random) -> wire.Message:
+    pick = r.random()
+    if pick < 0.25:
+        return wire.Ready()
+    if pick < 0.5:
+        return wire.Health(r.choice(wire.HEALTH_STATES), r.choice([None, rand_text(r) or None]))
+    if pick < 0.75:
+        return wire.Face(b"\xff\xd8" + rand_bytes(r, 200))
+    return wire.End(r.choice(wire.END_REASONS))
+
+
+def gen_camera_wire(r: random.Random) -> tuple:
+    stream = b"".join(wire.encode(rand_wire_message(r)) for _ in range(r.randint(0, 6)))
+    pick = r.random()
+    data = rand_bytes(r, 300) if pick < 0.2 else mutate(r, stream) if pick < 0.7 else stream
+    return data, [r.randint(1, 64) for _ in range(r.randint(0, 10))]
+
+
 def keyed_tag(layout_name: str, presentations: list[list[tuple]]) -> tuple[int, int]:
     reads = kt.presentations_oracle(layout_name, presentations)
     refused = sum(isinstance(read, kt.CardRefused) for read in reads)
@@ -413,6 +437,7 @@ def targets() -> dict:
             "ndef": (gen_ndef, nd.parses_or_refuses), "sun": (gen_sun, nd.sun_steps_oracle),
             "keyed_tag": (gen_keyed_tag, keyed_tag),
             "fingerprint": (gen_fingerprint, fp.line_oracle),
+            "camera_wire": (gen_camera_wire, cw.stream_oracle),
             "ble": (gen_ble, lambda adverts: ble.advert_oracle(radio, adverts)),
             "complaint_form": (gen_complaint_form, kiosk.form_oracle),
             "complaint_draft": (gen_complaint_draft, kiosk.draft_oracle),
