@@ -50,10 +50,11 @@ def _drain_forever(fd: int, stop: threading.Event) -> None:
 
 
 @contextlib.contextmanager
-def real_drivers_config(tmp: Path, serial_only: bool = False):
+def real_drivers_config(tmp: Path, serial_only: bool = False, touch_pin: int | None = None):
     """Yield a configuration file naming every real driver (`serial_only`: the UART fingerprint modules,
     the serial relay and the file printer; simulated cards, BLE and camera); the emulators live until
-    the block ends."""
+    the block ends. `touch_pin`: the door module's touch wire on that GPIO, the counter's on the next (the
+    agent then needs GPIOZERO_PIN_FACTORY=mock here: pins nobody drives, modules nobody touches)."""
     door_fp, counter_fp = ModuleEmulator(), ModuleEmulator()
     door_path, counter_path = door_fp.plug(), counter_fp.plug()
     master, slave = pty.openpty()
@@ -62,7 +63,8 @@ def real_drivers_config(tmp: Path, serial_only: bool = False):
     drain = threading.Thread(target=_drain_forever, args=(master, stop), daemon=True)
     drain.start()
     face_video(tmp / "door-camera.avi")
-    cfg = tmp / ("handover-serial.toml" if serial_only else "handover.toml")
+    cfg = tmp / (f"handover-serial{touch_pin or ''}.toml" if serial_only else "handover.toml")
+    wires = (f"touch_pin = {touch_pin}\n", f"touch_pin = {touch_pin + 1}\n") if touch_pin is not None else ("", "")
     cards, ble, camera = ("simulator",) * 3 if serial_only else ("pcsc", "bleak", "opencv")
     cfg.write_text(f"""
 [site]
@@ -73,10 +75,10 @@ id = "dev-bench-1"
 [devices.fingerprint_door]
 driver = "uart"
 port = "{door_path}"
-[devices.fingerprint_counter]
+{wires[0]}[devices.fingerprint_counter]
 driver = "uart"
 port = "{counter_path}"
-[devices.cards]
+{wires[1]}[devices.cards]
 driver = "{cards}"
 [devices.ble]
 driver = "{ble}"
@@ -142,14 +144,14 @@ def _http_up(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def started(argv: list[str], port: int, wrap=lambda a: a, timeout: float = 120.0):
-    """Start argv with a NOTIFY_SOCKET of our own; yield (proc, seconds to READY=1, seconds to HTTP up).
-    The process is killed when the block ends."""
+def started(argv: list[str], port: int, wrap=lambda a: a, timeout: float = 120.0, env: dict | None = None):
+    """Start argv with a NOTIFY_SOCKET of our own (and `env` added); yield (proc, seconds to READY=1, seconds
+    to HTTP up). The process is killed when the block ends."""
     with tempfile.TemporaryDirectory(prefix="notify-") as d:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(f"{d}/notify")
         sock.setblocking(False)
-        env = {**os.environ, "NOTIFY_SOCKET": f"{d}/notify", "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, **(env or {}), "NOTIFY_SOCKET": f"{d}/notify", "PYTHONPATH": str(ROOT)}
         env.pop("WATCHDOG_USEC", None)
         # an installed agent has its bytecode compiled (pip install does it); a first, untimed start
         # writes it for this checkout, so no timed start pays for compiling sources

@@ -6,8 +6,9 @@ Each case is a new process started with its own state (tests/bench/agentrun.py),
 then watched for `--seconds`: VmRSS at the end, CPU time (user+system, all threads) and voluntary plus
 involuntary context switches of all its threads over the window. Cases: a bare aiohttp app (the
 baseline, same run), the agent in simulation, with the serial devices real (both UART fingerprint
-modules, the door relay, the printer), and with every real driver this machine can drive (PC/SC, BLE
-through bleak, the OpenCV camera on a video file too). The camera runs in a worker process only while a
+modules, the door relay, the printer; polling, and again with the modules' touch wires configured,
+through gpiozero's mock pins since this machine has no GPIO), and with every real driver this machine can
+drive (PC/SC, BLE through bleak, the OpenCV camera on a video file too). The camera runs in a worker process only while a
 handover is open (drivers/camera/process.py): every figure is the sum over the agent and its descendants, and
 the worker's own RSS while warm is printed beside them. Goals: idle RSS <= 70 MB with real drivers; no
 busy loop at rest.
@@ -62,8 +63,8 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def watch(argv: list[str], port: int, seconds: float) -> tuple[float, float, float, int]:
-    with started(argv, port) as (proc, _, _):
+def watch(argv: list[str], port: int, seconds: float, env: dict | None = None) -> tuple[float, float, float, int]:
+    with started(argv, port, env=env) as (proc, _, _):
         time.sleep(5)                      # start-up work (library sync, first pushes) is done
         s0, c0, t0 = switches(proc.pid), cpu_seconds(proc.pid), time.monotonic()
         time.sleep(seconds)
@@ -92,6 +93,9 @@ def warm_worker_mb(video: Path) -> float:
         worker.stdin.close()
         worker.wait(timeout=30)
 
+
+TOUCH_PIN = 23
+MOCK_PINS = {"GPIOZERO_PIN_FACTORY": "mock"}    # no GPIO here: the wires are pins nobody drives, as at rest
 
 PIECES = {
     "python itself": "",
@@ -125,17 +129,19 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:
         tmp = Path(tmp)
-        with real_drivers_config(tmp) as every, real_drivers_config(tmp, serial_only=True) as serial:
+        with real_drivers_config(tmp) as every, real_drivers_config(tmp, serial_only=True) as serial, \
+                real_drivers_config(tmp, serial_only=True, touch_pin=TOUCH_PIN) as wired:
             cases = {
-                "bare aiohttp app": bare_argv,
-                "agent, simulation": lambda port: agent_argv(tmp / "sim", port, None),
-                "agent, serial devices real": lambda port: agent_argv(tmp / "serial", port, serial),
-                "agent, every real driver": lambda port: agent_argv(tmp / "real", port, every),
+                "bare aiohttp app": (bare_argv, None),
+                "agent, simulation": (lambda port: agent_argv(tmp / "sim", port, None), None),
+                "agent, serial devices real": (lambda port: agent_argv(tmp / "serial", port, serial), None),
+                "  the same, touch wires": (lambda port: agent_argv(tmp / "wired", port, wired), MOCK_PINS),
+                "agent, every real driver": (lambda port: agent_argv(tmp / "real", port, every), None),
             }
             print(f"idle, watched for {args.seconds:.0f} s after 5 s at rest (process + descendants):")
-            for name, make in cases.items():
+            for name, (make, env) in cases.items():
                 port = fresh_port()
-                rss, cs, cpu, n = watch(make(port), port, args.seconds)
+                rss, cs, cpu, n = watch(make(port), port, args.seconds, env)
                 print(f"  {name:28s} RSS {rss:6.1f} MB   {cs:6.1f} context switches/s   CPU {cpu:4.1f}%"
                       f"   ({n} process{'es' if n > 1 else ''})", flush=True)
             print(f"  camera worker while warm (a handover open, after a snapshot): RSS "
