@@ -8,9 +8,9 @@ involuntary context switches of all its threads over the window. Cases: a bare a
 baseline, same run), the agent in simulation, with the serial devices real (both UART fingerprint
 modules, the door relay, the printer; polling, and again with the modules' touch wires configured,
 through gpiozero's mock pins since this machine has no GPIO), and with every real driver this machine can
-drive (PC/SC, BLE through bleak, the OpenCV camera on a video file too). The camera runs in a worker process only while a
-handover is open (drivers/camera/process.py): every figure is the sum over the agent and its descendants, and
-the worker's own RSS while warm is printed beside them. Goals: idle RSS <= 70 MB with real drivers; no
+drive (PC/SC, BLE through bleak, the OpenCV camera on a video file too). The camera runs in a worker
+process only while a handover is open (drivers/camera/process.py): every figure is the sum over the agent
+and its descendants, and the worker's own RSS while warm is printed beside them. Goals: idle RSS <= 70 MB with real drivers; no
 busy loop at rest.
 """
 from __future__ import annotations
