@@ -118,9 +118,8 @@ class CameraProcess(HealthMixin):
                 if message is _DECISION:
                     continue
                 if message is None:               # gone, or silent past the deadline
-                    if worker.gone.is_set():
-                        return FaceSnapshot(None, False, "no_camera"), None
-                    self._stuck(worker)
+                    if not worker.gone.is_set():
+                        self._stuck(worker)
                     return FaceSnapshot(None, False, "no_camera"), None
                 if isinstance(message, wire.Face):
                     face = message.jpeg
