@@ -40,7 +40,7 @@ class Settings:
     secure_cookie: bool = False     # set behind TLS (a reverse proxy): the cookie is then never sent in clear
 
 
-@dataclass
+@dataclass(eq=False)      # one per open board, kept in a set by identity
 class _Stream:
     role: str
     lang: str
@@ -55,7 +55,8 @@ STREAMS = web.AppKey("streams", set)
 
 def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | None = None) -> web.Application:
     db = Database(db_url).create_schema()
-    app = web.Application(middlewares=[_headers])
+    app = web.Application()
+    app.on_response_prepare.append(_security_headers)
     app[SETTINGS] = settings or Settings()
     app[DB] = db
     app[AUTH] = auth or Auth(db)
@@ -83,14 +84,13 @@ async def _close(app: web.Application) -> None:
     app[DB].close()
 
 
-@web.middleware
-async def _headers(request: web.Request, handler):
-    response = await handler(request)
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response, as it is prepared (the event stream included)."""
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Content-Security-Policy", "default-src 'self'; media-src 'self' blob:; "
                                 "frame-ancestors 'none'")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    return response
+    # same-origin, not no-referrer: with no-referrer a browser posts the login form with "Origin: null"
+    response.headers.setdefault("Referrer-Policy", "same-origin")
 
 
 def _lang(request: web.Request) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import struct
 from collections import OrderedDict
 
 VOICE = "cmn"           # espeak-ng's Mandarin; "zh" is not a voice name there (TESTING.md)
@@ -34,7 +35,18 @@ class Voice:
             out, err = await proc.communicate()
         if proc.returncode != 0 or not out.startswith(b"RIFF"):
             raise RuntimeError(f"espeak-ng failed ({proc.returncode}): {err.decode(errors='replace')[:200]}")
+        out = _sized(out)
         self._cache[sentence] = out
         while len(self._cache) > CACHED:
             self._cache.popitem(last=False)
         return out
+
+
+def _sized(wav: bytes) -> bytes:
+    """espeak-ng writing to a pipe cannot seek back, so its RIFF and data sizes are placeholders
+    (0x7ffff000); a browser then waits for audio that never comes. Write the real sizes."""
+    at = wav.find(b"data", 12)
+    if at < 0:
+        raise RuntimeError("espeak-ng wrote no WAV data chunk")
+    return (b"RIFF" + struct.pack("<I", len(wav) - 8) + wav[8:at + 4]
+            + struct.pack("<I", len(wav) - at - 8) + wav[at + 8:])

@@ -264,3 +264,38 @@ def test_a_sites_file_is_loaded_whole_or_refused_with_a_reason(raw):
         assert str(exc).startswith("sites file")
         return
     assert all(isinstance(k, str) and isinstance(v, str) and 0 < len(v) <= 64 for k, v in sites.items())
+
+
+async def test_the_devices_board_flags_a_terminal_quiet_for_too_long(db_path):
+    from hq.web.board import devices
+    db = Database(db_path).create_schema()
+    db.status("dev-1", "BR-001", "online")
+    db.health("dev-1", {"v": 1, "device": "dev-1", "ts": datetime.now(timezone.utc).isoformat(),
+                        "journal": {"last_seq": 12, "acked_seq": 9, "backlog": 3},
+                        "disk": {"free_bytes": 5 * 2 ** 30, "total_bytes": 16 * 2 ** 30},
+                        "drivers": {"door_reader": {"state": "connected"}, "printer": {"state": "missing"}}})
+    db.status("dev-2", "BR-002", "offline")
+    sites = {"BR-001": "城东支行"}
+    now = datetime.now(timezone.utc)
+    [one, two] = devices(db, sites, "zh-CN", timedelta(minutes=5), now=now)
+    assert (one["device"], one["site"], one["state_text"], one["backlog"]) == ("dev-1", "城东支行", "在线", 12)
+    assert one["faults"] == ["printer"] and one["drivers_text"] == "printer异常"
+    assert one["disk_free"] == 5 * 2 ** 30 and not one["quiet"]
+    assert two["state_text"] == "离线"
+    [one, _] = devices(db, sites, "en", timedelta(minutes=5), now=now + timedelta(minutes=6))
+    assert one["quiet"] and one["quiet_text"] == "quiet for more than 5.0 min"
+    db.close()
+
+
+async def test_the_page_is_chinese_by_default_and_english_on_request(board):
+    await login(board, "admin")
+    zh = await (await board.get("/board")).text()
+    assert "实时报警" in zh and "Live alarms" not in zh
+    en = await (await board.get("/board", params={"lang": "en"})).text()
+    assert "Live alarms" in en
+    assert (await me(board))["text"]["alarms_title"] == "Live alarms"      # the choice is kept in a cookie
+
+
+def test_both_catalogs_have_the_same_keys():
+    from hq.web.i18n import catalog
+    assert set(catalog("zh-CN")) == set(catalog("en"))

@@ -71,7 +71,7 @@ function render() {
   const typing = document.activeElement && document.activeElement.closest("tr.alarm");
   if (typing) {
     const keep = typing.getAttribute("data-testid");
-    const rows = list.map((a) => (testId(a) === keep ? typing : row(a)));
+    const rows = list.map((a) => (testId(a) === keep && !a.ack ? typing : row(a)));
     document.getElementById("alarm-rows").replaceChildren(...rows);
     typing.querySelector("input")?.focus();
   } else {
