@@ -67,7 +67,7 @@ async def board(db_path, clock):
 
 
 def _alarm(db: Database, device: str, seq: int, body: dict) -> None:
-    ts = "2026-11-30T09:00:00.000+00:00"
+    ts = "2026-11-30T09:00:00.000Z"
     entry = {"id": messages.entry_id(device, seq), "seq": seq, "ts": ts, "kind": "alarm", "task_id": "T1",
              "body": body, "prev_hash": GENESIS_HASH}
     entry["hash"] = entry_hash(seq, ts, "alarm", "T1", body, GENESIS_HASH)
