@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,7 +24,6 @@ from hq.web import board, i18n
 from hq.web.auth import AUTH, COOKIE, ROLES, SESSION, Auth, Session, require_role
 from hq.web.voice import Voice
 
-log = logging.getLogger("handover.hq.web")
 STATIC = Path(__file__).parent / "static"
 KEEP_ALIVE = 15         # seconds between keep-alives on an idle event stream
 BOARD_ROLES = ("monitor", "vault_manager", "admin")
@@ -98,7 +96,7 @@ def _lang(request: web.Request) -> str:
 
 
 def _page(name: str, lang: str) -> web.Response:
-    """A static page with the catalog's strings filled in (`{{key}}`) and the whole catalog for its script."""
+    """A static page with the catalog's strings filled in (`{{key}}`); its script gets the catalog from /api/me."""
     html = (STATIC / name).read_text("utf-8")
     for key, text in i18n.catalog(lang).items():
         html = html.replace("{{" + key + "}}", _escape(text))
