@@ -635,6 +635,13 @@ class Terminal:
             self.hq_seen[_alarm_key(entry.body["alarm"], entry.body["detail"])] = payload["note"]
             self._changed()
 
+    def _restore_alarm_seen(self, after_seq: int) -> None:
+        """After a restart: head office's acknowledgements journaled since the running handover began."""
+        for e in self.journal.entries(after_seq=after_seq):
+            result = e.body.get("result") if e.kind == "downlink_accepted" else None
+            if isinstance(result, dict) and result.get("command") == "alarm_seen":
+                self._alarm_seen(result)
+
     def hq_seen_note(self, alarm: Alarm) -> str | None:
         """Head office's note on an alarm shown here, once a monitor acknowledged it."""
         body = alarm_body(alarm, self.site.site_id)
@@ -815,6 +822,8 @@ class Terminal:
                 self.last_report = HandoverReport.from_dict(ended[-1].body["report"])
             elif any(e.kind == "handover_started" for e in entries):
                 self.active = self._replay(task.task_id)
+                if self.active is not None:
+                    self._restore_alarm_seen(min(e.seq for e in entries if e.kind == "handover_started"))
 
     def _replay(self, task_id: str) -> Handover | None:
         entries = self.journal.entries_for_task(task_id)

@@ -180,5 +180,11 @@ def test_a_wrong_box_is_on_the_board_spoken_acknowledged_and_seen_at_the_termina
     board.get_by_test_id("nav-devices").click()
     board.screenshot(path=str(artifacts("e2e/hq-board-05-devices.png")))
     expect(screen.locator("[data-testid^=hq-seen-]")).to_have_count(1)
+
+    # a restarted terminal still shows head office's acknowledgement (it is in its journal)
+    assert agent.stop() == 0
+    agent.start("--config", str(agent.state_dir / "agent.toml"))
+    screen.goto(agent.url)
+    expect(screen.get_by_test_id("hq-seen-wrong_box")).to_have_text("总部已确认：已电话联系网点，错箱退回押运车")
     for page in (board, manager, screen):
         page.close()
