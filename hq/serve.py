@@ -449,6 +449,8 @@ def register(subparsers) -> None:
     s.add_argument("--http", default=None, metavar="[HOST:]PORT",
                    help="serve the monitoring centre's page here (HOST defaults to 127.0.0.1: loopback only)")
     s.add_argument("--sites", type=Path, default=None, help='site names, JSON: {"BR-001": "城东支行", ...}')
+    s.add_argument("--idle-minutes", type=float, default=15.0,
+                   help="a monitoring page session nobody used for this long lapses (default 15)")
     s.add_argument("--quiet-after", type=float, default=300.0,
                    help="seconds without a word from a terminal before the devices board flags it (default 300)")
     s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -474,7 +476,8 @@ def _cmd_serve(args) -> int:
     web = None
     if args.http:
         host, port = _http_address(args.http)
-        web = WebBoard(args.db, host, port, Settings(sites=sites, quiet_after=timedelta(seconds=args.quiet_after)))
+        web = WebBoard(args.db, host, port, Settings(sites=sites, quiet_after=timedelta(seconds=args.quiet_after),
+                                                     idle=timedelta(minutes=args.idle_minutes)))
 
     def alarm(device: str, entry: dict) -> None:
         print(f"ALARM {device} #{entry['seq']} {json.dumps(entry['body'], ensure_ascii=False)}", flush=True)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from hq.db import Database
 from hq.web import board, i18n
-from hq.web.auth import AUTH, COOKIE, ROLES, SESSION, Auth, Session, require_role
+from hq.web.auth import AUTH, COOKIE, IDLE_TIMEOUT, ROLES, SESSION, Auth, Session, require_role
 from hq.web.voice import Voice
 
 STATIC = Path(__file__).parent / "static"
@@ -36,6 +36,7 @@ class Settings:
     # (device, kind, payload) -> None: publish a downlink to a terminal (hq.serve.Server.send_downlink)
     send_downlink: Callable[[str, str, dict], None] | None = None
     secure_cookie: bool = False     # set behind TLS (a reverse proxy): the cookie is then never sent in clear
+    idle: timedelta = IDLE_TIMEOUT  # a session nobody used for this long lapses
 
 
 @dataclass(eq=False)      # one per open board, kept in a set by identity
@@ -55,9 +56,9 @@ def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | No
     db = Database(db_url).create_schema()
     app = web.Application()
     app.on_response_prepare.append(_security_headers)
-    app[SETTINGS] = settings or Settings()
+    app[SETTINGS] = settings = settings or Settings()
     app[DB] = db
-    app[AUTH] = auth or Auth(db)
+    app[AUTH] = auth or Auth(db, idle=settings.idle)
     app[VOICE] = Voice()
     app[STREAMS] = set()
     app.router.add_get("/", home)
@@ -171,9 +172,10 @@ async def alarms(request: web.Request) -> web.Response:
                                                  _lang(request)))
 
 
-@require_role(*BOARD_ROLES)
+@require_role(*BOARD_ROLES, renew=False)
 async def events(request: web.Request) -> web.StreamResponse:
-    """Alarms and acknowledgements as they are committed, filtered for this user's role."""
+    """Alarms and acknowledgements as they are committed, filtered for this user's role. The stream ends
+    when its session lapses (checked at each keep-alive); the page then finds itself logged out."""
     s: Session = request[SESSION]
     stream = _Stream(s.role, _lang(request), asyncio.Queue(maxsize=1000))
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -185,6 +187,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             try:
                 item = await asyncio.wait_for(stream.queue.get(), KEEP_ALIVE)
             except asyncio.TimeoutError:
+                if request.app[AUTH].session(request.cookies.get(COOKIE), renew=False) is None:
+                    break
                 await response.write(b": keep-alive\n\n")
                 continue
             if item is None:
@@ -240,7 +244,7 @@ def _status(status: int, text: str) -> web.HTTPException:
     return {400: web.HTTPBadRequest, 404: web.HTTPNotFound, 409: web.HTTPConflict}[status](text=text)
 
 
-@require_role(*BOARD_ROLES)
+@require_role(*BOARD_ROLES, renew=False)      # polled by the page every few seconds
 async def devices(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     return web.json_response(board.devices(request.app[DB], settings.sites, _lang(request), settings.quiet_after))

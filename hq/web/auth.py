@@ -121,14 +121,17 @@ class Auth:
         token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(24), _iso(self.clock())
 
         def work(cur: Cursor) -> None:
+            # sessions nobody came back to: gone at the next login, not kept for ever
+            cur.execute("DELETE FROM web_sessions WHERE last_seen < ?", (_iso(self.clock() - self.idle),))
             cur.execute("INSERT INTO web_sessions (token_hash, name, csrf, created, last_seen) VALUES (?, ?, ?, ?, ?)",
                         (_token_hash(token), name, csrf, now, now))
             self.audit_in(cur, name, "login", {})
         self.db.run(work)
         return token, Session(name, row[0], csrf)
 
-    def session(self, token: str | None) -> Session | None:
-        """The live session of a cookie, renewed (idle timer restarted); None if unknown or lapsed."""
+    def session(self, token: str | None, *, renew: bool = True) -> Session | None:
+        """The live session of a cookie, renewed (idle timer restarted) unless `renew` is False (what a page
+        does by itself, e.g. polling, is not a person being there); None if unknown or lapsed."""
         if not token or len(token) > 128:
             return None
         key, now = _token_hash(token), self.clock()
@@ -143,7 +146,8 @@ class Auth:
                 cur.execute("DELETE FROM web_sessions WHERE token_hash = ?", (key,))
                 self.audit_in(cur, name, "session_expired", {})
                 return None
-            cur.execute("UPDATE web_sessions SET last_seen = ? WHERE token_hash = ?", (_iso(now), key))
+            if renew:
+                cur.execute("UPDATE web_sessions SET last_seen = ? WHERE token_hash = ?", (_iso(now), key))
             return Session(name, role, csrf)
         return self.db.run(work)
 
@@ -174,7 +178,7 @@ SESSION = web.RequestKey("session", Session)     # what require_role puts on the
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def require_role(*roles: str) -> Callable[[Handler], Handler]:
+def require_role(*roles: str, renew: bool = True) -> Callable[[Handler], Handler]:
     """Guard an aiohttp handler: only a logged-in user whose role is one of `roles` gets through.
 
         @require_role("complaint_officer", "admin")
@@ -182,7 +186,8 @@ def require_role(*roles: str) -> Callable[[Handler], Handler]:
 
     No session (or a lapsed one): a page (GET of text/html) is redirected to /login, anything else is
     401. A role not listed: 403, audited. A POST must carry the session's CSRF token in the X-CSRF-Token
-    header (403 otherwise). The app must hold its `Auth` at app[AUTH] (hq.web.app does).
+    header (403 otherwise). `renew=False` for what a page requests by itself (polling, event streams):
+    it does not keep an idle session alive. The app must hold its `Auth` at app[AUTH] (hq.web.app does).
     """
     unknown = set(roles) - set(ROLES)
     if unknown or not roles:
@@ -192,7 +197,7 @@ def require_role(*roles: str) -> Callable[[Handler], Handler]:
         @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
             auth = request.app[AUTH]
-            session = auth.session(request.cookies.get(COOKIE))
+            session = auth.session(request.cookies.get(COOKIE), renew=renew)
             if session is None:
                 if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
                     raise web.HTTPFound("/login")

@@ -299,3 +299,12 @@ async def test_the_page_is_chinese_by_default_and_english_on_request(board):
 def test_both_catalogs_have_the_same_keys():
     from hq.web.i18n import catalog
     assert set(catalog("zh-CN")) == set(catalog("en"))
+
+
+async def test_what_the_page_polls_by_itself_keeps_no_idle_session_alive(board, clock):
+    await login(board, "monitor")
+    for _ in range(4):                              # the devices board polls: 20 minutes of it
+        clock.now += timedelta(minutes=5)
+        r = await board.get("/api/devices")
+    assert r.status == 401                          # nobody was there: the session lapsed on its own
+    assert (await board.get("/api/me")).status == 401
