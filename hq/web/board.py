@@ -138,7 +138,7 @@ def devices(db: Database, sites: dict[str, str], lang: str, quiet_after: timedel
             "disk_free": disk.get("free_bytes"), "disk_total": disk.get("total_bytes"),
             "faults": faults,
             "drivers_text": i18n.render("driver_fault", {"names": ", ".join(faults)}, lang) if faults
-            else i18n.render("driver_ok", lang=lang),
+            else i18n.render("driver_ok", lang=lang) if health.get("drivers") else "",    # no health report yet
             "last_seen": last_seen.astimezone().strftime("%Y-%m-%d %H:%M:%S") if last_seen else None,
             "quiet": quiet,
             "quiet_text": i18n.render("dev_quiet", {"minutes": round(quiet_after.total_seconds() / 60, 1)}, lang)
