@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from hq.db import Database
 from hq.web import board, i18n
-from hq.web.auth import AUTH, COOKIE, IDLE_TIMEOUT, ROLES, SESSION, Auth, Session, require_role
+from hq.web.auth import AUTH, COOKIE, DB_THREAD, IDLE_TIMEOUT, ROLES, SESSION, Auth, Session, in_db, require_role
 from hq.web.voice import Voice
 
 STATIC = Path(__file__).parent / "static"
@@ -59,6 +60,7 @@ def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | No
     app[SETTINGS] = settings = settings or Settings()
     app[DB] = db
     app[AUTH] = auth or Auth(db, idle=settings.idle)
+    app[DB_THREAD] = ThreadPoolExecutor(1, thread_name_prefix="hq-web-db")    # the one thread `db` is used on
     app[VOICE] = Voice()
     app[STREAMS] = set()
     app.router.add_get("/", home)
@@ -79,8 +81,9 @@ def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | No
 
 async def _close(app: web.Application) -> None:
     for stream in list(app[STREAMS]):
-        stream.queue.put_nowait(None)
-    app[DB].close()
+        _end(stream)
+    await in_db(app, app[DB].close)
+    app[DB_THREAD].shutdown()
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -133,7 +136,7 @@ async def login(request: web.Request) -> web.Response:
         raise web.HTTPForbidden(text="cross-site login refused")
     form = await request.post()
     name, password = str(form.get("name", ""))[:64], str(form.get("password", ""))
-    found = request.app[AUTH].login(name, password)
+    found = await in_db(request.app, request.app[AUTH].login, name, password)
     if found is None:
         raise web.HTTPFound("/login?failed=1")
     token, _ = found
@@ -145,7 +148,7 @@ async def login(request: web.Request) -> web.Response:
 
 @require_role(*ROLES)
 async def logout(request: web.Request) -> web.Response:
-    request.app[AUTH].logout(request.cookies[COOKIE], request[SESSION])
+    await in_db(request.app, request.app[AUTH].logout, request.cookies[COOKIE], request[SESSION])
     response = web.json_response({"ok": True})
     response.del_cookie(COOKIE, path="/")
     return response
@@ -168,8 +171,8 @@ async def me(request: web.Request) -> web.Response:
 @require_role(*BOARD_ROLES)
 async def alarms(request: web.Request) -> web.Response:
     s: Session = request[SESSION]
-    return web.json_response(board.recent_alarms(request.app[DB], s.role, request.app[SETTINGS].sites,
-                                                 _lang(request)))
+    return web.json_response(await in_db(request.app, board.recent_alarms, request.app[DB], s.role,
+                                         request.app[SETTINGS].sites, _lang(request)))
 
 
 @require_role(*BOARD_ROLES, renew=False)
@@ -187,7 +190,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             try:
                 item = await asyncio.wait_for(stream.queue.get(), KEEP_ALIVE)
             except asyncio.TimeoutError:
-                if request.app[AUTH].session(request.cookies.get(COOKIE), renew=False) is None:
+                token = request.cookies.get(COOKIE)
+                if await in_db(request.app, request.app[AUTH].session, token, renew=False) is None:
                     break
                 await response.write(b": keep-alive\n\n")
                 continue
@@ -205,7 +209,8 @@ async def events(request: web.Request) -> web.StreamResponse:
 @require_role(*BOARD_ROLES)
 async def voice(request: web.Request) -> web.Response:
     s: Session = request[SESSION]
-    found = board.alarm(request.app[DB], request.query.get("device", ""), request.query.get("id", ""))
+    found = await in_db(request.app, board.alarm, request.app[DB], request.query.get("device", ""),
+                        request.query.get("id", ""))
     if found is None or not board.visible(found[2], s.role):
         raise web.HTTPNotFound(text="no such alarm")
     seq, ts, body = found
@@ -227,14 +232,13 @@ async def ack(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="give device, id and note as JSON")
     app = request.app
     try:
-        done = board.acknowledge(app[DB], device, entry_id, s.name, note, app[AUTH].audit_in)
+        done = await in_db(app, board.acknowledge, app[DB], device, entry_id, s.name, note, app[AUTH].audit_in)
     except board.AckRefused as exc:
         raise _status(exc.status, str(exc))
     if done.downlink is not None and app[SETTINGS].send_downlink is not None:
         # journaled above first: the MQTT session (persistent, QoS 1) carries it even across an outage
         app[SETTINGS].send_downlink(device, "command", done.downlink)
-    found = board.alarm(app[DB], device, entry_id)
-    payload = {"device": device, "id": entry_id, "silent": bool(found and found[2].get("silent")),
+    payload = {"device": device, "id": entry_id, "silent": done.silent,
                "ack": {"name": done.name, "note": done.note, "at": done.at, "sent": done.downlink is not None}}
     _broadcast(app, "ack", payload, silent=payload["silent"])
     return web.json_response({"ok": True, **payload})
@@ -247,17 +251,15 @@ def _status(status: int, text: str) -> web.HTTPException:
 @require_role(*BOARD_ROLES, renew=False)      # polled by the page every few seconds
 async def devices(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    return web.json_response(board.devices(request.app[DB], settings.sites, _lang(request), settings.quiet_after))
+    return web.json_response(await in_db(request.app, board.devices, request.app[DB], settings.sites, _lang(request),
+                                         settings.quiet_after))
 
 
 def _broadcast(app: web.Application, name: str, payload: dict, *, silent: bool) -> None:
     for stream in list(app[STREAMS]):
         if silent and stream.role != "monitor":
             continue
-        try:
-            stream.queue.put_nowait((name, payload))
-        except asyncio.QueueFull:       # a browser that stopped reading: it reloads the list when it returns
-            stream.queue.put_nowait(None)
+        _put(stream, (name, payload))
 
 
 def push_alarm(app: web.Application, device: str, entry: dict) -> None:
@@ -268,10 +270,20 @@ def push_alarm(app: web.Application, device: str, entry: dict) -> None:
         if not board.visible(body, stream.role):
             continue
         view = board.alarm_view(device, entry["id"], entry["seq"], entry["ts"], body, None, sites, stream.lang)
-        try:
-            stream.queue.put_nowait(("alarm", view))
-        except asyncio.QueueFull:
-            stream.queue.put_nowait(None)
+        _put(stream, ("alarm", view))
+
+
+def _put(stream: _Stream, item) -> None:
+    try:
+        stream.queue.put_nowait(item)
+    except asyncio.QueueFull:       # a browser that stopped reading: its stream ends; it reloads the list when back
+        _end(stream)
+
+
+def _end(stream: _Stream) -> None:
+    while not stream.queue.empty():
+        stream.queue.get_nowait()
+    stream.queue.put_nowait(None)
 
 
 class WebBoard:

@@ -7,6 +7,7 @@ the `X-CSRF-Token` header (the page reads it from /api/me), checked in `require_
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
@@ -14,6 +15,7 @@ import hmac
 import json
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Awaitable, Callable
@@ -174,6 +176,13 @@ class Auth:
 
 
 AUTH = web.AppKey("auth", Auth)
+DB_THREAD = web.AppKey("db_thread", ThreadPoolExecutor)
+
+
+async def in_db(app: web.Application, fn, *args, **kwargs):
+    """fn(*args, **kwargs) on the app's one database thread (app[DB_THREAD]), never on the event loop: a
+    statement may wait for SQLite's write lock while ingest holds it, and alarm pushes must not wait."""
+    return await asyncio.get_running_loop().run_in_executor(app[DB_THREAD], functools.partial(fn, *args, **kwargs))
 SESSION = web.RequestKey("session", Session)     # what require_role puts on the request it let through
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -187,7 +196,9 @@ def require_role(*roles: str, renew: bool = True) -> Callable[[Handler], Handler
     No session (or a lapsed one): a page (GET of text/html) is redirected to /login, anything else is
     401. A role not listed: 403, audited. A POST must carry the session's CSRF token in the X-CSRF-Token
     header (403 otherwise). `renew=False` for what a page requests by itself (polling, event streams):
-    it does not keep an idle session alive. The app must hold its `Auth` at app[AUTH] (hq.web.app does).
+    it does not keep an idle session alive. The app must hold its `Auth` at app[AUTH] and the thread its
+    database is used on at app[DB_THREAD] (hq.web.app.create_app does); handlers use the database through
+    `await in_db(request.app, fn, ...)`.
     """
     unknown = set(roles) - set(ROLES)
     if unknown or not roles:
@@ -196,18 +207,18 @@ def require_role(*roles: str, renew: bool = True) -> Callable[[Handler], Handler
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
-            auth = request.app[AUTH]
-            session = auth.session(request.cookies.get(COOKIE), renew=renew)
+            auth, app = request.app[AUTH], request.app
+            session = await in_db(app, auth.session, request.cookies.get(COOKIE), renew=renew)
             if session is None:
                 if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
                     raise web.HTTPFound("/login")
                 raise web.HTTPUnauthorized(text="login required")
             if session.role not in roles:
-                auth.audit(session.name, "refused", {"path": request.path, "role": session.role})
+                await in_db(app, auth.audit, session.name, "refused", {"path": request.path, "role": session.role})
                 raise web.HTTPForbidden(text="your role may not do this")
             if request.method not in ("GET", "HEAD") and not hmac.compare_digest(
                     request.headers.get(CSRF_HEADER, ""), session.csrf):
-                auth.audit(session.name, "csrf_refused", {"path": request.path})
+                await in_db(app, auth.audit, session.name, "csrf_refused", {"path": request.path})
                 raise web.HTTPForbidden(text="missing or wrong CSRF token")
             request[SESSION] = session
             return await handler(request)

@@ -82,12 +82,13 @@ class Ack:
     name: str
     note: str
     at: str
+    silent: bool
     downlink: dict | None       # the command for the terminal; None for a silent alarm
 
 
 def acknowledge(db: Database, device: str, entry_id: str, name: str, note: str, audit) -> Ack:
     """Record `name`'s acknowledgement of an alarm with a note, and its audit row, in one transaction.
-    `audit(cur, name, action, detail)` writes the audit row (hq.web.auth.Auth._audit)."""
+    `audit(cur, name, action, detail)` writes the audit row (hq.web.auth.Auth.audit_in)."""
     note = note.strip()
     if not note or len(note) > MAX_NOTE or not note.isprintable():
         raise AckRefused(400, f"the note must be 1-{MAX_NOTE} printable characters")
@@ -109,7 +110,7 @@ def acknowledge(db: Database, device: str, entry_id: str, name: str, note: str, 
                     (device, entry_id, name, note, at, downlink and downlink["msg_id"]))
         audit(cur, name, "alarm_acknowledged", {"device": device, "entry_id": entry_id, "note": note,
                                                 "sent_to_terminal": downlink is not None})
-        return Ack(device, entry_id, name, note, at, downlink)
+        return Ack(device, entry_id, name, note, at, bool(body.get("silent")), downlink)
     return db.run(work)
 
 

@@ -162,7 +162,8 @@ def main() -> int:
     print(figures("commit -> board", commit_to_board))
     print(figures("publish -> board", publish_to_board))
     print(figures("raw: publish -> subscriber", publish_to_raw))
-    print(f"ratio publish->board / raw MQTT hop: p50 {statistics.median(publish_to_board) / statistics.median(publish_to_raw):.1f}x")
+    ratio = statistics.median(publish_to_board) / statistics.median(publish_to_raw)
+    print(f"ratio publish->board / raw MQTT hop: p50 {ratio:.1f}x")
     print(f"alarms missing on a board: {missing}; pushed twice: "
           f"{sum(len(ts) - 1 for b in boards for ts in b.values())}")
     for c in (device, raw_client):

@@ -115,7 +115,9 @@ def test_a_wrong_box_is_on_the_board_spoken_acknowledged_and_seen_at_the_termina
     expect(board.get_by_test_id("alarms-empty")).to_be_visible()
     manager = login(browser, head_office, "zhao")
     expect(manager.get_by_test_id("who")).to_contain_text("金库主管")
-    expect(manager.get_by_test_id("devices")).to_contain_text(DEVICE)      # the terminal is online and known
+    terminal_row = manager.get_by_test_id(f"device-{DEVICE}")
+    expect(terminal_row).to_have_attribute("data-state", "online", timeout=15000)
+    expect(terminal_row.get_by_test_id("state")).to_have_text("在线")
 
     screen = browser.new_page(viewport={"width": 1600, "height": 1000})     # wide: the simulator panel is open
     screen.goto(agent.url)

@@ -56,8 +56,7 @@ async def board(db_path, clock):
     _alarm(db, "dev-1", 5, {"alarm": "duress", "silent": True, "site_id": "BR-001", "detail": {"person_id": "E02"}})
     sent = []
     app = create_app(db_path, Settings(sites={"BR-001": "城东支行"},
-                                       send_downlink=lambda device, kind, payload: sent.append((device, kind, payload))),
-                     auth=auth)
+                                       send_downlink=lambda *downlink: sent.append(downlink)), auth=auth)
     client = TestClient(TestServer(app))
     await client.start_server()
     client.sent = sent
