@@ -448,7 +448,8 @@ def register(subparsers) -> None:
     s.add_argument("--speak", action="store_true", help="speak alarms (Mandarin) with espeak-ng when it is installed")
     s.add_argument("--http", default=None, metavar="[HOST:]PORT",
                    help="serve the monitoring centre's page here (HOST defaults to 127.0.0.1: loopback only)")
-    s.add_argument("--sites", type=Path, default=None, help='site names, JSON: {"BR-001": "城东支行", ...}')
+    s.add_argument("--sites", type=Path, default=None,
+                   help='site names for the page and the voice, JSON: {"BR-001": "<name>", ...}')
     s.add_argument("--idle-minutes", type=float, default=15.0,
                    help="a monitoring page session nobody used for this long lapses (default 15)")
     s.add_argument("--quiet-after", type=float, default=300.0,
