@@ -58,6 +58,13 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, want)
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """What a wrong user name is checked against, so a refused login costs the same either way (made at the
+    first need: every `handover-hq` command imports this module)."""
+    return hash_password(secrets.token_hex(8))
+
+
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
@@ -80,9 +87,6 @@ class Session:
 class Auth:
     """Users, sessions and the audit trail, in head office's database. One instance per thread
     (it holds one `Database` connection)."""
-
-    # A fixed hash to check a wrong user name against, so a refused login costs the same either way.
-    _DUMMY = hash_password(secrets.token_hex(8))
 
     def __init__(self, db: Database, *, idle: timedelta = IDLE_TIMEOUT,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
@@ -115,7 +119,7 @@ class Auth:
         """(cookie token, session), or None when the name or password is wrong (audited either way;
         the password is never written anywhere)."""
         row = self.db.run(lambda cur: cur.one("SELECT role, password FROM users WHERE name = ?", (name,)))
-        ok = check_password(password[:MAX_PASSWORD], row[1] if row else self._DUMMY) and row is not None
+        ok = check_password(password[:MAX_PASSWORD], row[1] if row else _dummy_hash()) and row is not None
         if not ok:
             known = name if NAME_RE.match(name) else None     # never echo arbitrary bytes into the audit
             self.db.run(lambda cur: self.audit_in(cur, None, "login_refused", {"user": known}))
