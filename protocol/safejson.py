@@ -11,8 +11,12 @@ import json
 import re
 from typing import Any
 
-# Strings (with their escapes) are matched whole so brackets inside them do not count.
-_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+# Strings (with their escapes) are removed whole so brackets inside them do not count; what is left of the
+# brackets is walked. (Unrolled: `"[^"\\]*(?:\\.[^"\\]*)*"` is the same language as `"(?:[^"\\]|\\.)*"` at a
+# tenth of the cost, and the walk sees a few brackets an entry instead of every token: head office's hot path.)
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_OPEN = frozenset(b"[{")
 
 
 class JsonRefused(ValueError):
@@ -22,12 +26,11 @@ class JsonRefused(ValueError):
 def depth(raw: bytes) -> int:
     """The deepest nesting of arrays/objects in raw (assuming JSON; unbalanced input still terminates)."""
     level = deepest = 0
-    for m in _TOKENS.finditer(raw):
-        c = m.group()[:1]
-        if c in b"[{":
+    for c in _STRINGS.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        if c in _OPEN:
             level += 1
             deepest = max(deepest, level)
-        elif c in b"]}":
+        else:
             level -= 1
     return deepest
 
