@@ -110,6 +110,8 @@ def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: lis
     return out
 
 
+_ENTRY_TYPES = ("text", "bigint", "text", "text", "text", "text", "text", "text", "text")
+
 # What a lost or restarting database raises: retried. Anything else is a bug or bad data and propagates.
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError)
 
@@ -160,6 +162,17 @@ class Cursor:
         else:
             self._raw.executemany(sql, rows)
 
+    def insert_rows(self, sql: str, types: tuple[str, ...], rows: list[tuple], tail: str = "") -> None:
+        """`sql` is "INSERT INTO t (columns) VALUES": on PostgreSQL the rows go as one array per column in
+        one statement (unnest), not one Execute a row; SQLite runs in-process, so executemany is as cheap."""
+        if self._pg:
+            arrays = ", ".join(f"%s::{t}[]" for t in types)
+            self._raw.execute(sql.removesuffix(" VALUES") + f" SELECT * FROM unnest({arrays}){tail}",
+                             [list(column) for column in zip(*rows)])
+        else:
+            marks = ", ".join("?" * len(types))
+            self._raw.executemany(f"{sql} ({marks}){tail}", rows)
+
     def all(self, sql: str, params: tuple = ()) -> list[tuple]:
         return list(self._raw.execute(self._sql(sql), params).fetchall())
 
@@ -200,7 +213,9 @@ class Database:
         if self._conn is None:
             self._conn = self._connect()
         if self.postgres:
-            with self._conn.transaction(), self._conn.cursor() as raw:
+            # Pipelined: statements whose results are not read go out together with the COMMIT, so a batch's
+            # transaction is two round trips (lock and read the devices' rows; write and commit), not six.
+            with self._conn.pipeline(), self._conn.transaction(), self._conn.cursor() as raw:
                 yield Cursor(raw, True)
         else:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -253,39 +268,53 @@ class Database:
 
     def _apply_many(self, cur: Cursor, batches: list[tuple[str, list[dict]]]) -> list[Applied]:
         devices = sorted({device for device, _ in batches})
-        cur.executemany("INSERT INTO devices (device, last_hash) VALUES (?, ?) ON CONFLICT (device) DO NOTHING",
-                        [(d, GENESIS_HASH) for d in devices])
-        marks = ", ".join("?" * len(devices))
-        lock = " FOR UPDATE" if self.postgres else ""
-        state = {d: [last_seq, last_hash, newest] for d, last_seq, last_hash, newest in cur.all(
-            f"SELECT device, last_seq, last_hash, newest_seen FROM devices WHERE device IN ({marks}) "
-            f"ORDER BY device{lock}", tuple(devices))}
+        state = self._lock_devices(cur, devices)
+        if len(state) < len(devices):   # a device heard of for the first time: its row, then lock again
+            cur.insert_rows("INSERT INTO devices (device, last_hash) VALUES", ("text", "text"),
+                            [(d, GENESIS_HASH) for d in devices if d not in state],
+                            tail=" ON CONFLICT (device) DO NOTHING")
+            state = self._lock_devices(cur, devices)
         results, rows, alarms, set_aside = [], [], [], []
         for device, entries in batches:
             out = _walk(device, entries, state[device], rows, alarms, set_aside)
             results.append(out)
         if rows:
-            cur.executemany("INSERT INTO entries (device, seq, id, ts, kind, task_id, body, prev_hash, hash) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            cur.insert_rows("INSERT INTO entries (device, seq, id, ts, kind, task_id, body, prev_hash, hash) VALUES",
+                            _ENTRY_TYPES, rows)
         if set_aside:
             cur.executemany("INSERT INTO quarantine (device, seq, reason, received) VALUES (?, ?, ?, ?)", set_aside)
         for out, (device, entry) in alarms:
             if self._record_alarm(cur, device, entry):
                 out.new_alarms.append(entry)
         now = _now()
-        cur.executemany("UPDATE devices SET last_seq = ?, last_hash = ?, newest_seen = ?, updated = ? WHERE device = ?",
-                        [(*state[d], now, d) for d in devices])
+        if self.postgres:   # one statement for all the devices, not one a device
+            cur.execute("UPDATE devices d SET last_seq = u.last_seq, last_hash = u.last_hash, "
+                        "newest_seen = u.newest_seen, updated = ? FROM unnest(?::text[], ?::bigint[], ?::text[], "
+                        "?::bigint[]) AS u(device, last_seq, last_hash, newest_seen) WHERE d.device = u.device",
+                        (now, devices, *(list(c) for c in zip(*(state[d] for d in devices)))))
+        else:
+            cur.executemany("UPDATE devices SET last_seq = ?, last_hash = ?, newest_seen = ?, updated = ? "
+                            "WHERE device = ?", [(*state[d], now, d) for d in devices])
         return results
+
+    def _lock_devices(self, cur: Cursor, devices: list[str]) -> dict[str, list]:
+        """[last_seq, last_hash, newest_seen] of each known device, its row locked (in device order, the
+        same in every worker, so two workers' transactions never deadlock)."""
+        marks = ", ".join("?" * len(devices))
+        lock = " FOR UPDATE" if self.postgres else ""
+        return {d: [last_seq, last_hash, newest] for d, last_seq, last_hash, newest in cur.all(
+            f"SELECT device, last_seq, last_hash, newest_seen FROM devices WHERE device IN ({marks}) "
+            f"ORDER BY device{lock}", tuple(devices))}
 
     def _record_alarm(self, cur: Cursor, device: str, entry: dict) -> bool:
         """True if this alarm is new here (so it is pushed once, whichever path brought it first)."""
-        added = cur.execute("INSERT INTO alarms (device, entry_id, seq, ts, body, received) VALUES (?, ?, ?, ?, ?, ?) "
-                            "ON CONFLICT (device, entry_id) DO NOTHING",
-                            (device, entry["id"], entry["seq"], entry["ts"], _json(entry["body"]), _now()))
+        added = cur.one("INSERT INTO alarms (device, entry_id, seq, ts, body, received) VALUES (?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (device, entry_id) DO NOTHING RETURNING 1",
+                        (device, entry["id"], entry["seq"], entry["ts"], _json(entry["body"]), _now())) is not None
         if added and self.postgres:     # the monitoring board LISTENs: told at the commit, not by polling
             note = {"device": device, "id": entry["id"], "seq": entry["seq"], "body": entry["body"]}
             cur.execute("SELECT pg_notify(?, ?)", (ALARM_CHANNEL, _json(note)))
-        return added == 1
+        return added
 
     def urgent(self, device: str, entry: dict) -> bool:
         """An entry from the urgent topic: an alarm is committed now (True if new). The hash is checked
