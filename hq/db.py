@@ -139,6 +139,7 @@ class Applied:
     problems: list[str] = field(default_factory=list)       # chain breaks: nothing after them is applied
     new_alarms: list[dict] = field(default_factory=list)    # committed now and not before (push these)
     quarantined: list[dict] = field(default_factory=list)
+    busy: bool = False                  # another worker held the device's row: nothing was done (skip_busy)
 
 
 class Cursor:
@@ -255,24 +256,32 @@ class Database:
         """Apply one journal batch of `device` in one transaction: in sequence, chain verified, once."""
         return self.apply_many([(device, entries)])[0]
 
-    def apply_many(self, batches: list[tuple[str, list[dict]]]) -> list[Applied]:
+    def apply_many(self, batches: list[tuple[str, list[dict]]], *, skip_busy: bool = False) -> list[Applied]:
         """Several journal batches (of any devices, each device's in their order) in one transaction, with
         a handful of statements whatever their number: the devices' rows are locked in one statement (in
         device order, the same in every worker, so two workers' transactions never deadlock), the entries
         inserted in one executemany and the rows updated in another."""
-        return self.run(lambda cur: self._apply_many(cur, batches))
+        return self.run(lambda cur: self._apply_many(cur, batches, skip_busy))
 
-    def _apply_many(self, cur: Cursor, batches: list[tuple[str, list[dict]]]) -> list[Applied]:
+    def _apply_many(self, cur: Cursor, batches: list[tuple[str, list[dict]]], skip_busy: bool) -> list[Applied]:
         devices = sorted({device for device, _ in batches})
-        state = self._lock_devices(cur, devices)
-        if len(state) < len(devices):   # a device heard of for the first time: its row, then lock again
+        state = self._lock_devices(cur, devices, skip_busy)
+        if len(state) < len(devices):
+            # A device heard of for the first time: its row, then lock again. (With skip_busy, also a device
+            # another worker holds: its row exists, nothing is inserted.)
             cur.executemany("INSERT INTO devices (device, last_hash) VALUES (?, ?) ON CONFLICT (device) DO NOTHING",
                             [(d, GENESIS_HASH) for d in devices if d not in state])
-            state = self._lock_devices(cur, devices)
+            state = self._lock_devices(cur, devices, skip_busy)
         results, rows, alarms, set_aside = [], [], [], []
         for device, entries in batches:
+            if device not in state:
+                results.append(Applied(busy=True))
+                continue
             out = _walk(device, entries, state[device], rows, alarms, set_aside)
             results.append(out)
+        devices = [d for d in devices if d in state]
+        if not devices:
+            return results
         if rows:
             cur.copy_rows("entries", ("device", "seq", "id", "ts", "kind", "task_id", "body", "prev_hash", "hash"),
                           rows)
@@ -292,11 +301,12 @@ class Database:
                             "WHERE device = ?", [(*state[d], now, d) for d in devices])
         return results
 
-    def _lock_devices(self, cur: Cursor, devices: list[str]) -> dict[str, list]:
+    def _lock_devices(self, cur: Cursor, devices: list[str], skip_busy: bool = False) -> dict[str, list]:
         """[last_seq, last_hash, newest_seen] of each known device, its row locked (in device order, the
-        same in every worker, so two workers' transactions never deadlock)."""
+        same in every worker, so two workers' transactions never deadlock). With skip_busy (PostgreSQL), a
+        row another transaction holds is left out rather than waited for."""
         marks = ", ".join("?" * len(devices))
-        lock = " FOR UPDATE" if self.postgres else ""
+        lock = (" FOR UPDATE SKIP LOCKED" if skip_busy else " FOR UPDATE") if self.postgres else ""
         return {d: [last_seq, last_hash, newest] for d, last_seq, last_hash, newest in cur.all(
             f"SELECT device, last_seq, last_hash, newest_seen FROM devices WHERE device IN ({marks}) "
             f"ORDER BY device{lock}", tuple(devices))}

@@ -240,13 +240,21 @@ class Server:
         self._last_write = time.monotonic()
         batches.sort(key=lambda b: b.device)
         try:
-            results = db.apply_many([(b.device, b.entries) for b in batches])
+            # Shared with peers: a device whose row a peer holds is parked, not waited for (a wait would make
+            # the workers take turns, each holding up the other's whole transaction).
+            results = db.apply_many([(b.device, b.entries) for b in batches], skip_busy=bool(self._group))
         except Exception:
             if self._stop.is_set():
                 return      # not committed, not acknowledged: the broker hands them out again
             results = [self._apply_alone(db, b) for b in batches]   # one bad batch must not hold up the rest
         for batch, result in zip(batches, results):
-            if result is not None:
+            if result is not None and result.busy:
+                if len(self._parked) >= MAX_PARKED:
+                    self._queue.put(batch)      # not acknowledged: tried again after what is queued now
+                    continue
+                with self._parked_lock:
+                    self._parked.append(_Parked(batch.client, batch.device, batch.entries, time.monotonic()))
+            elif result is not None:
                 self._applied(batch.device, result)
                 if result.gap and self._group and len(self._parked) < MAX_PARKED:
                     # Shared by several workers: the batch before this one is most likely on its way through
@@ -309,13 +317,16 @@ class Server:
             waiting = [p for p in parked if p.device not in ready]
             parked = [p for p in parked if p.device in ready]
             # one transaction for all: a run of parked batches of one device goes in at once
-            results = db.apply_many([(p.device, p.entries) for p in parked]) if parked else []
+            results = db.apply_many([(p.device, p.entries) for p in parked], skip_busy=True) if parked else []
         except Exception:
             with self._parked_lock:
                 self._parked[:0] = parked + waiting
             return
         keep = waiting
         for p, result in zip(parked, results):
+            if result.busy:
+                keep.append(p)
+                continue
             self._applied(p.device, result)
             if result.gap and time.monotonic() - p.since < PARK_PATIENCE:
                 keep.append(p)

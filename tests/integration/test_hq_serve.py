@@ -403,3 +403,46 @@ def test_two_workers_share_the_fleet_and_the_database_keeps_each_device_in_order
     assert sum(applied) == sum(t.journal.last_seq() for t in fleet)
     r = verify_against(db_url, fleet)
     assert r.returncode == 0, r.stderr
+
+
+def _chain(device: str, first: int, last: int, prev: str) -> list[dict]:
+    out = []
+    for seq in range(first, last + 1):
+        ts, body = "2026-06-01T08:00:00.000Z", {"box": f"B{seq}"}
+        h = entry_hash(seq, ts, "box_read", None, body, prev)
+        out.append({"id": f"{device}:{seq}", "seq": seq, "ts": ts, "kind": "box_read", "task_id": None,
+                    "body": body, "prev_hash": prev, "hash": h})
+        prev = h
+    return out
+
+
+def test_a_worker_skips_a_device_a_peer_is_writing_and_applies_the_rest(postgres):
+    """Shared workers do not queue behind each other's transactions: a device whose row a peer holds comes
+    back busy (nothing of it applied), every other device in the same transaction is committed, and once the
+    peer commits the busy batch applies in order."""
+    db_url = _fresh_database(postgres)
+    mine, peer = Database(db_url).create_schema(), Database(db_url)
+    d1, d2 = _chain("dev-1", 1, 4, GENESIS_HASH), _chain("dev-2", 1, 2, GENESIS_HASH)
+    mine.apply_many([("dev-1", d1[:2]), ("dev-2", d2[:1])])
+    holding, release = threading.Event(), threading.Event()
+
+    def peer_writes(cur) -> None:       # a peer's transaction on dev-1, held open
+        peer._lock_devices(cur, ["dev-1"])
+        holding.set()
+        release.wait(30)
+    writer = threading.Thread(target=peer.run, args=(peer_writes,))
+    writer.start()
+    try:
+        assert holding.wait(30)
+        started = time.monotonic()
+        results = mine.apply_many([("dev-1", d1[2:]), ("dev-2", d2[1:])], skip_busy=True)
+        assert time.monotonic() - started < 10, "it waited for the peer's lock"
+        assert [r.busy for r in results] == [True, False]
+        assert mine.device("dev-1")["last_seq"] == 2 and mine.device("dev-2")["last_seq"] == 2
+    finally:
+        release.set()
+        writer.join()
+    assert mine.apply_many([("dev-1", d1[2:])], skip_busy=True)[0].applied == 2
+    assert [e["seq"] for e in mine.entries("dev-1")] == [1, 2, 3, 4]
+    mine.close()
+    peer.close()
