@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import psycopg
 
 from protocol import safejson
-from protocol.chain import GENESIS_HASH, chain_problem, entry_hash
+from protocol.chain import GENESIS_HASH, checked_body, entry_hash
 from protocol.messages import MAX_ENTRY_DEPTH
 
 log = logging.getLogger("handover.hq.db")
@@ -50,7 +50,7 @@ _SCHEMA = (
         ts        TEXT NOT NULL,
         kind      TEXT NOT NULL,
         task_id   TEXT,
-        body      TEXT NOT NULL,                   -- the JSON as sent: the hash is recomputed from it
+        body      TEXT NOT NULL,                   -- canonical JSON (sorted keys): the text the hash covers
         prev_hash TEXT NOT NULL,
         hash      TEXT NOT NULL,
         PRIMARY KEY (device, seq))""",
@@ -95,12 +95,12 @@ def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: lis
             out.quarantined.append({"seq": seq, "reason": reason})
             last_seq, last_hash = seq, entry["hash"]
             continue
-        problem = chain_problem(entry, last_hash)
+        problem, body = checked_body(entry, last_hash)
         if problem:
             out.problems.append(problem)
             break
-        rows.append((device, seq, entry["id"], entry["ts"], entry["kind"], entry["task_id"],
-                     _json(entry["body"]), entry["prev_hash"], entry["hash"]))
+        rows.append((device, seq, entry["id"], entry["ts"], entry["kind"], entry["task_id"], body,
+                     entry["prev_hash"], entry["hash"]))
         out.applied += 1
         if entry["kind"] == "alarm":
             alarms.append((out, (device, entry)))

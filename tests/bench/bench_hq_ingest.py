@@ -12,7 +12,8 @@ and the drain is timed. Per database and worker count, in one run:
 4. the workers started; timed from when they are subscribed until the database holds every entry; CPU seconds
    of each worker, of mosquitto and of PostgreSQL (postmaster and backends) over the drain.
 Baseline, same run, same rows in the same batches: one transaction per batch, executemany (psycopg 3 sends it
-pipelined), nothing checked, no MQTT — into the same kind of database. Ratios: ingest / raw (entries/s), 2 workers
+pipelined), nothing checked, no MQTT — into the same kind of database; on PostgreSQL also by COPY (what serve
+itself uses, so the strictest baseline). Ratios: ingest / raw (entries/s), 2 workers
 / 1, and cpu_vs_raw: the raw insert's CPU seconds over head office's (workers + mosquitto + PostgreSQL) for the
 same rows — on a machine shared with other work the wall-clock ratio moves with the neighbours, this one less.
 
@@ -89,9 +90,10 @@ def rows_of(message: bytes) -> list[tuple]:
 INSERT = "INSERT INTO entries (device, seq, id, ts, kind, task_id, body, prev_hash, hash) VALUES "
 
 
-def raw_rate(kind: str, url: str, batches: list[list[tuple]], pg: Postgres | None) -> tuple[float, float]:
-    """Rows/s of a plain batched insert of the same rows (a transaction per batch, executemany), and the CPU
-    seconds it took (this process and PostgreSQL's)."""
+def raw_rate(kind: str, url: str, batches: list[list[tuple]], pg: Postgres | None,
+             copy: bool = False) -> tuple[float, float]:
+    """Rows/s of a plain batched insert of the same rows (a transaction per batch, executemany; or COPY), and
+    the CPU seconds it took (this process and PostgreSQL's)."""
     Database(url).create_schema().close()
     cpu0 = time.process_time() + postgres_cpu(pg)
     started = time.perf_counter()
@@ -99,7 +101,13 @@ def raw_rate(kind: str, url: str, batches: list[list[tuple]], pg: Postgres | Non
         with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
             for rows in batches:
                 with conn.transaction():
-                    cur.executemany(INSERT + "(%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+                    if copy:
+                        with cur.copy("COPY entries (device, seq, id, ts, kind, task_id, body, prev_hash, hash) "
+                                      "FROM STDIN") as stream:
+                            for row in rows:
+                                stream.write_row(row)
+                    else:
+                        cur.executemany(INSERT + "(%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
     else:
         conn = sqlite3.connect(url, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -205,12 +213,18 @@ def main() -> int:
         for kind in args.db:
             raw, raw_cpu = raw_rate(kind, fresh_db(kind, pg, folder, f"raw_{kind}"), batches, pg if kind == "postgresql"
                                     else None)
-            print(json.dumps({"db": kind, "raw_rows_per_s": round(raw), "raw_cpu_s": round(raw_cpu, 1)}), flush=True)
+            line = {"db": kind, "raw_rows_per_s": round(raw), "raw_cpu_s": round(raw_cpu, 1)}
+            if kind == "postgresql":    # serve writes by COPY: the strictest raw baseline is COPY too
+                copy, copy_cpu = raw_rate(kind, fresh_db(kind, pg, folder, "raw_copy"), batches, pg, copy=True)
+                line.update(raw_copy_rows_per_s=round(copy), raw_copy_cpu_s=round(copy_cpu, 1))
+            print(json.dumps(line), flush=True)
             rates = {}
             for workers in args.workers:
                 result = drain(kind, workers, devices, payloads, total, pki, pg, folder)
                 rates[workers] = result["rate"]
                 result["vs_raw"] = round(result["rate"] / raw, 2)
+                if kind == "postgresql":
+                    result["vs_raw_copy"] = round(result["rate"] / copy, 2)
                 # The same comparison in CPU seconds (what a busy machine's share does not distort): all of
                 # head office's (workers, broker, database) against all of the raw insert's.
                 used = sum(result["cpu_s_workers"]) + result["cpu_s_mosquitto"] + result["cpu_s_postgres"]
