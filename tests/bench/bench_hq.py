@@ -215,6 +215,11 @@ def alarm_hops(db_url: str, published: dict[str, float], at_broker: dict[str, fl
     return out
 
 
+def verified(db_url: str) -> str:
+    return subprocess.run([sys.executable, "-m", "hq.cli", "verify-against", "--db", db_url], cwd=ROOT,
+                          env=env_with_repo(), capture_output=True, text=True).stdout.strip()
+
+
 def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
 
@@ -263,6 +268,9 @@ def _run(kind: str, terminals: int, args, broker, pki, pg, folder: Path) -> dict
                    broker_rss_mib=round(peak_rss_mib(broker.proc.pid)), serve_rss_mib=round(serve.rss()),
                    kib_per_terminal=round(sum(r["rss_kib"] for r in results) / terminals))
         serve.stop()
+        if args.live_only:
+            out["verified"] = verified(db_url)
+            return out
         # 2. and 3. an outage: the fleet's next day queues at the broker; then 1 worker, then 2, catch up
         for workers, round_ in ((1, 1), (2, 2)):
             # The workers' sessions and (shared) subscriptions exist before the outage, as in production:
@@ -292,9 +300,7 @@ def _run(kind: str, terminals: int, args, broker, pki, pg, folder: Path) -> dict
             out[f"catchup_{workers}w_s"] = round(seconds, 1)
             out[f"ingest_{workers}w_rate"] = round(queued / seconds)
         out["workers_2_vs_1"] = round(out["ingest_2w_rate"] / out["ingest_1w_rate"], 2)
-        verify = subprocess.run([sys.executable, "-m", "hq.cli", "verify-against", "--db", db_url], cwd=ROOT,
-                                env=env_with_repo(), capture_output=True, text=True)
-        out["verified"] = verify.stdout.strip()
+        out["verified"] = verified(db_url)
     finally:
         shutil.rmtree(state, ignore_errors=True)
     return out
@@ -307,6 +313,8 @@ def main() -> int:
     p.add_argument("--day-seconds", type=float, default=60.0)
     p.add_argument("--handovers", type=int, default=6)
     p.add_argument("--raw-rows", type=int, default=20000)
+    p.add_argument("--live-only", action="store_true", help="the live day only (alarm latency), no outage runs "
+                                                            "(bench_hq_ingest.py measures ingest on a backlog)")
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-hq-"))
     pki = Pki(folder / "pki")
@@ -318,7 +326,7 @@ def main() -> int:
         for kind in args.db:
             for n in args.terminals:
                 result = run(kind, n, args, pki, pg, folder)
-                for w in (1, 2):
+                for w in (1, 2) if not args.live_only else ():
                     result[f"ingest_{w}w_vs_raw"] = round(result[f"ingest_{w}w_rate"] / raw[kind], 2)
                 print(json.dumps(result, ensure_ascii=False), flush=True)
     finally:
