@@ -329,11 +329,17 @@ class Database:
             raise ValueError(f"urgent entry {entry['id']} does not match its hash")
 
         def work(cur: Cursor) -> bool:
+            added = entry["kind"] == "alarm" and self._record_alarm(cur, device, entry)
             cur.execute("INSERT INTO devices (device, last_hash) VALUES (?, ?) ON CONFLICT (device) DO NOTHING",
                         (device, GENESIS_HASH))
-            cur.execute("UPDATE devices SET newest_seen = ? WHERE device = ? AND newest_seen < ?",
-                        (entry["seq"], device, entry["seq"]))
-            return entry["kind"] == "alarm" and self._record_alarm(cur, device, entry)
+            # newest_seen is only the gap watcher's hint, and the stream's writer may hold this device's row
+            # in a transaction of up to 100 messages: an alarm does not wait for it (the writer sets the hint
+            # itself from the same entry in the stream). At 500 terminals that wait was most of an alarm's
+            # time to commit.
+            skip = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
+            cur.execute(f"UPDATE devices SET newest_seen = ? WHERE device IN (SELECT device FROM devices "
+                        f"WHERE device = ? AND newest_seen < ?{skip})", (entry["seq"], device, entry["seq"]))
+            return added
         return self.run(work)
 
     def status(self, device: str, site_id: str, state: str) -> None:

@@ -446,3 +446,33 @@ def test_a_worker_skips_a_device_a_peer_is_writing_and_applies_the_rest(postgres
     assert [e["seq"] for e in mine.entries("dev-1")] == [1, 2, 3, 4]
     mine.close()
     peer.close()
+
+
+def test_an_urgent_alarm_is_committed_while_the_stream_writer_holds_its_device(postgres):
+    """The alarm's urgent copy does not wait for the stream's transaction on the same device (up to 100
+    messages long): the monitoring board sees it committed while that transaction is still open."""
+    db_url = _fresh_database(postgres)
+    urgent, writer_db, board = Database(db_url).create_schema(), Database(db_url), Database(db_url)
+    entries = _chain("dev-1", 1, 3, GENESIS_HASH)
+    urgent.apply("dev-1", entries[:1])
+    alarm = {**entries[1], "kind": "alarm", "body": {"alarm": "wrong_box"}}
+    alarm["hash"] = entry_hash(2, alarm["ts"], "alarm", None, alarm["body"], alarm["prev_hash"])
+    holding, release = threading.Event(), threading.Event()
+
+    def stream_writes(cur) -> None:
+        writer_db._lock_devices(cur, ["dev-1"])
+        holding.set()
+        release.wait(30)
+    writer = threading.Thread(target=writer_db.run, args=(stream_writes,))
+    writer.start()
+    try:
+        assert holding.wait(30)
+        started = time.monotonic()
+        assert urgent.urgent("dev-1", alarm) is True
+        assert time.monotonic() - started < 10, "the alarm waited for the stream's transaction"
+        assert [a["id"] for a in board.alarms("dev-1")] == ["dev-1:2"]
+    finally:
+        release.set()
+        writer.join()
+    for db in (urgent, writer_db, board):
+        db.close()
