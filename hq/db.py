@@ -323,24 +323,37 @@ class Database:
 
     def urgent(self, device: str, entry: dict) -> bool:
         """An entry from the urgent topic: an alarm is committed now (True if new). The hash is checked
-        first; its place in the chain is checked when it comes through the ordered stream."""
-        if entry_hash(entry["seq"], entry["ts"], entry["kind"], entry["task_id"], entry["body"],
-                      entry["prev_hash"]) != entry["hash"]:
+        first (ValueError if it does not match); its place in the chain is checked when it comes through
+        the ordered stream."""
+        added = self.urgent_many([(device, entry)])[0]
+        if added is None:
             raise ValueError(f"urgent entry {entry['id']} does not match its hash")
+        return added
 
-        def work(cur: Cursor) -> bool:
-            added = entry["kind"] == "alarm" and self._record_alarm(cur, device, entry)
-            cur.execute("INSERT INTO devices (device, last_hash) VALUES (?, ?) ON CONFLICT (device) DO NOTHING",
-                        (device, GENESIS_HASH))
-            # newest_seen is only the gap watcher's hint, and the stream's writer may hold this device's row
-            # in a transaction of up to 100 messages: an alarm does not wait for it (the writer sets the hint
-            # itself from the same entry in the stream). At 500 terminals that wait was most of an alarm's
-            # time to commit.
-            skip = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
-            cur.execute(f"UPDATE devices SET newest_seen = ? WHERE device IN (SELECT device FROM devices "
-                        f"WHERE device = ? AND newest_seen < ?{skip})", (entry["seq"], device, entry["seq"]))
-            return added
-        return self.run(work)
+    def urgent_many(self, items: list[tuple[str, dict]]) -> list[bool | None]:
+        """Several urgent entries in one transaction (one commit, however many arrived meanwhile): for each,
+        True if it is an alarm new here, False if not, None if refused (its hash does not match: nothing of
+        it written)."""
+        checked = [entry_hash(e["seq"], e["ts"], e["kind"], e["task_id"], e["body"], e["prev_hash"]) == e["hash"]
+                   for _, e in items]
+
+        def work(cur: Cursor) -> list[bool | None]:
+            out: list[bool | None] = []
+            for (device, entry), ok in zip(items, checked):
+                if not ok:
+                    out.append(None)
+                    continue
+                out.append(entry["kind"] == "alarm" and self._record_alarm(cur, device, entry))
+                cur.execute("INSERT INTO devices (device, last_hash) VALUES (?, ?) ON CONFLICT (device) DO NOTHING",
+                            (device, GENESIS_HASH))
+                # newest_seen is only the gap watcher's hint, and the stream's writer may hold this device's
+                # row in a transaction of up to 100 messages: an alarm does not wait for it (the writer sets
+                # the hint itself from the same entry in the stream).
+                skip = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
+                cur.execute(f"UPDATE devices SET newest_seen = ? WHERE device IN (SELECT device FROM devices "
+                            f"WHERE device = ? AND newest_seen < ?{skip})", (entry["seq"], device, entry["seq"]))
+            return out
+        return self.run(work) if any(checked) else [None] * len(items)
 
     def status(self, device: str, site_id: str, state: str) -> None:
         self.run(lambda cur: cur.execute(
