@@ -100,6 +100,7 @@ class Server:
         self._parked: list[_Parked] = []
         self._parked_lock = threading.Lock()
         self._queue: queue.Queue[_Batch] = queue.Queue()
+        self._busy: list[_Batch] = []     # held up by a peer's open transaction: retried first, unacknowledged
         self._urgent: queue.Queue[_Batch] = queue.Queue()      # urgent copies: their own writer, never behind the stream
         self._last_write = 0.0
         # One database connection per thread that writes: each session's network thread and the gap watcher.
@@ -270,10 +271,15 @@ class Server:
     def write_queued(self, db: Database, timeout: float = 0.0) -> None:
         """Apply what the readers queued (waiting up to `timeout` for the first), up to GROUP_MAX messages in
         one transaction; each message is acknowledged after that commit."""
-        try:
-            batches = [self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()]
-        except queue.Empty:
-            return
+        # Batches a peer's open transaction held up last time go first: they are the oldest of their devices.
+        batches, self._busy = self._busy, []
+        if batches:
+            time.sleep(0.005)       # the peer's transaction is about to commit
+        else:
+            try:
+                batches = [self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()]
+            except queue.Empty:
+                return
         while len(batches) < GROUP_MAX:
             try:
                 batches.append(self._queue.get_nowait())
@@ -293,11 +299,11 @@ class Server:
             results = [self._apply_alone(db, b) for b in batches]   # one bad batch must not hold up the rest
         for batch, result in zip(batches, results):
             if result is not None and result.busy:
-                if len(self._parked) >= MAX_PARKED:
-                    self._queue.put(batch)      # not acknowledged: tried again after what is queued now
-                    continue
-                with self._parked_lock:
-                    self._parked.append(_Parked(batch.client, batch.device, batch.entries, time.monotonic()))
+                # Not acknowledged and not parked: tried again first thing in the next transaction (a peer
+                # is committing this device now, which takes milliseconds). Killed meanwhile, the broker
+                # hands it out again.
+                self._busy.append(batch)
+                continue
             elif result is not None:
                 self._applied(batch.device, result)
                 if result.gap and self._group and len(self._parked) < MAX_PARKED:
