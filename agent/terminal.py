@@ -140,6 +140,7 @@ class Terminal:
             devices.cards.meta_read_keys = self.store.box_meta_read_keys
         self.lang = config.screen.language
         self.active: Handover | None = None
+        self.schedule_updated_at: datetime | None = None     # when head office last sent a schedule version
         self.outcomes: dict[str, str] = {}             # task id -> outcome, today
         self.last_report: HandoverReport | None = None
         self.last_report_printed = True
@@ -602,7 +603,8 @@ class Terminal:
         loop = asyncio.get_running_loop()
         self.sync = Sync(self.config, self.journal, self.store, urgent_kinds=self.URGENT_KINDS,
                          complaints=self.complaints,
-                         on_downlink=lambda kind, payload: loop.call_soon_threadsafe(self._downlink_applied, kind),
+                         on_downlink=lambda kind, payload: loop.call_soon_threadsafe(self._downlink_applied, kind,
+                                                                                     payload),
                          health=lambda: {name: {"state": h.state, "error": h.last_error}
                                          for name, h in self.health.items()},
                          modules=list(self.devices.fingerprints.values()), loop=loop,
@@ -610,14 +612,27 @@ class Terminal:
                              "head_office", "connected" if up else "missing", error)))
         self.sync.start()
 
-    def _downlink_applied(self, kind: str) -> None:
+    def _downlink_applied(self, kind: str, payload: dict | None = None) -> None:
         """Head office changed tasks, people or settings: show the new state."""
+        if kind == "tasks" and payload is not None:
+            self._schedule_changed(payload["tasks"])
         if kind == "config" and self.sync is not None:
             self.reconfigure(self.sync.downlink.config)
         self.reload_people()
         if kind == "route_progress":
             self._spawn(self._route_news())
         self._changed()
+
+    def _schedule_changed(self, tasks: list[dict]) -> None:
+        """A new schedule version: the idle screen says so. A handover running on a task that changed
+        finishes on the version it started with (its escorts are at the door, its boxes counted);
+        the new version applies from the next arrival, and head office is told by the journal."""
+        self.schedule_updated_at = self.clock()
+        running = self.active.task if self.active else None
+        for t in tasks:
+            if running is not None and t["task_id"] == running.task_id and t.get("version", 1) > running.version:
+                self.journal.append("task_change_deferred", {"task_id": running.task_id, "running_version":
+                                    running.version, "new_version": t["version"]}, task_id=running.task_id)
 
     def reconfigure(self, config: Config) -> None:
         """Settings head office changed (agent.config.apply_settings). A running handover keeps the

@@ -72,6 +72,47 @@ _SCHEMA = (
         msg_id   TEXT,
         payload  TEXT NOT NULL,
         received TEXT NOT NULL)""",
+    # The day's schedule (hq/schedule.py): sites, each site's copy of the day's tasks with its version,
+    # what was sent where (MQTT msg_id or USB bundle seq: "published" is not "applied"; replies and
+    # the terminal's import entries tell that), and the people head office imported.
+    """CREATE TABLE IF NOT EXISTS schedule_sites (
+        site_id TEXT PRIMARY KEY,
+        name    TEXT NOT NULL,
+        type    TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS schedule_tasks (
+        day     TEXT NOT NULL,
+        site_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        digest  TEXT NOT NULL,
+        body    TEXT NOT NULL,                     -- the task as the terminal gets it, with its version
+        PRIMARY KEY (day, site_id, task_id))""",
+    """CREATE TABLE IF NOT EXISTS schedule_versions (
+        day      TEXT NOT NULL,
+        site_id  TEXT NOT NULL,
+        version  BIGINT NOT NULL,
+        imported TEXT NOT NULL,
+        tasks    TEXT NOT NULL,                    -- the task ids of this version (JSON list)
+        PRIMARY KEY (day, site_id, version))""",
+    """CREATE TABLE IF NOT EXISTS schedule_sends (
+        day        TEXT NOT NULL,
+        site_id    TEXT NOT NULL,
+        version    BIGINT NOT NULL,
+        device     TEXT NOT NULL,
+        what       TEXT NOT NULL,                  -- tasks | personnel
+        channel    TEXT NOT NULL,                  -- mqtt | usb
+        msg_id     TEXT,
+        bundle_seq BIGINT,
+        sent       TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS bundle_seqs (
+        device TEXT NOT NULL,
+        kind   TEXT NOT NULL,
+        seq    BIGINT NOT NULL,
+        PRIMARY KEY (device, kind))""",
+    """CREATE TABLE IF NOT EXISTS hq_people (
+        person_id TEXT PRIMARY KEY,
+        body      TEXT NOT NULL,                   -- the person as imported: photo and templates (base64)
+        imported  TEXT NOT NULL)""",
 )
 
 def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: list, set_aside: list) -> Applied:
