@@ -322,6 +322,7 @@ def parse_dispatch(data: bytes, filename: str, *, sites: Iterable[str], people: 
     known_sites, known_people = set(sites), set(people) if people is not None else None
     problems: list[RowProblem] = []
     stops: list[Stop] = []
+    boxed: list[tuple[int, date, tuple[tuple[str, str], ...]]] = []     # also from rows bad elsewhere
     for n, values in body:
         row = _Row(n, names, values, problems)
         day, route, site = row.day(), row.ident("route"), row.ident("site")
@@ -350,10 +351,12 @@ def parse_dispatch(data: bytes, filename: str, *, sites: Iterable[str], people: 
                 unknown = [p for p in who or () if p not in known_people]
                 if unknown:
                     row.problem(column, f"{', '.join(unknown)} not in the personnel head office imported")
+        if day is not None and boxes:
+            boxed.append((n, day, boxes))
         if not row.bad:
             stops.append(Stop(n, day, route, int(number), site, kind, datetime.combine(day, start, zone),
                               datetime.combine(day, end, zone), plate, beacon, escorts, boxes, confirmers or ()))
-    problems += _cross_check(stops)
+    problems += _cross_check(stops) + _boxes_once(boxed)
     if problems:
         problems.sort(key=lambda p: (p.row, p.column))
         raise ScheduleRejected(problems[:MAX_PROBLEMS], max(0, len(problems) - MAX_PROBLEMS))
@@ -361,14 +364,11 @@ def parse_dispatch(data: bytes, filename: str, *, sites: Iterable[str], people: 
 
 
 def _cross_check(stops: list[Stop]) -> list[RowProblem]:
-    """What only the rows together show: a route whose rows disagree, a stop or site given twice in a
-    route, a box tag or number twice in a day."""
+    """What only the rows together show: a route whose rows disagree, a stop or site given twice in a route."""
     problems = []
     first: dict[tuple[date, str], Stop] = {}
     seen_stop: dict[tuple[date, str, int], int] = {}
     seen_site: dict[tuple[date, str, str], int] = {}
-    tags: dict[tuple[date, str], int] = {}
-    numbers: dict[tuple[date, str], int] = {}
     for s in stops:
         lead = first.setdefault((s.day, s.route), s)
         for column, mine, theirs in (("kind", s.kind, lead.kind), ("plate", s.plate, lead.plate),
@@ -379,13 +379,20 @@ def _cross_check(stops: list[Stop]) -> list[RowProblem]:
             problems.append(RowProblem(s.row, "stop", f"stop {s.stop} of route {s.route} is also on row {other}"))
         if (other := seen_site.setdefault((s.day, s.route, s.site), s.row)) != s.row:
             problems.append(RowProblem(s.row, "site", f"route {s.route} stops at {s.site} again (row {other})"))
-        for number, tag in s.boxes:
-            if (other := tags.setdefault((s.day, tag), s.row)) != s.row or \
-                    sum(t == tag for _, t in s.boxes) > 1:
-                problems.append(RowProblem(s.row, "boxes", f"box tag {tag} is also on row {other} the same day"))
-            if (other := numbers.setdefault((s.day, number), s.row)) != s.row or \
-                    sum(b == number for b, _ in s.boxes) > 1:
-                problems.append(RowProblem(s.row, "boxes", f"box {number} is also on row {other} the same day"))
+    return problems
+
+
+def _boxes_once(boxed: list[tuple[int, date, tuple[tuple[str, str], ...]]]) -> list[RowProblem]:
+    """A box tag or box number twice in a day (on two rows, or twice on one)."""
+    problems = []
+    tags: dict[tuple[date, str], int] = {}
+    numbers: dict[tuple[date, str], int] = {}
+    for n, day, boxes in boxed:
+        for i, (number, tag) in enumerate(boxes):
+            if (other := tags.setdefault((day, tag), n)) != n or any(t == tag for _, t in boxes[:i]):
+                problems.append(RowProblem(n, "boxes", f"box tag {tag} is also on row {other} the same day"))
+            if (other := numbers.setdefault((day, number), n)) != n or any(b == number for b, _ in boxes[:i]):
+                problems.append(RowProblem(n, "boxes", f"box {number} is also on row {other} the same day"))
     return problems
 
 

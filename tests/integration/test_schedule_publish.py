@@ -33,7 +33,7 @@ from broker import Broker, Pki, mqtt_config  # noqa: E402
 pytestmark = pytest.mark.mqtt
 
 ZONE = ZoneInfo("Asia/Shanghai")        # the agent's default time zone, and head office's default
-BEACON = "ibeacon:e2c56db5-dffb-48d2-b060-d0f5a71096e0:100:1"
+BEACON = "ibeacon:e2c56db5-dffb-48d2-b060-d0f5a71096e0:100:7"     # not a sample truck's
 SITES = "site_id,name,type\nVLT-01,中心金库,vault\nBR-050,城南支行,branch\nBR-051,城中支行,branch\n"
 
 
@@ -43,7 +43,7 @@ def dispatch(day, start, escorts: str) -> bytes:
         return (start + timedelta(minutes=minutes)).strftime("%H:%M")
     rows = ["date,route,stop,site,kind,window_start,window_end,plate,beacon,escorts,boxes,confirmers",
             f"{day},R07,1,VLT-01,delivery,{w(-30)},{w(-10)},沪A·S0707,{BEACON},{escorts},,",
-            f"{day},R07,2,BR-050,delivery,{w(0)},{w(40)},沪A·S0707,{BEACON},{escorts},"
+            f"{day},R07,2,BR-050,delivery,{w(0)},{w(45)},沪A·S0707,{BEACON},{escorts},"
             f"S1:04AA000000000001;S2:04AA000000000002,O01;O02",
             f"{day},R08,1,VLT-01,delivery,{w(-30)},{w(-10)},沪A·S0808,{BEACON[:-1]}2,E05;E06,,",
             f"{day},R08,2,BR-051,delivery,{w(0)},{w(50)},沪A·S0808,{BEACON[:-1]}2,E05;E06,S3:04AA000000000003,O01"]
@@ -85,7 +85,7 @@ def test_a_dispatch_becomes_the_terminals_task_list_and_a_late_change_shows_ther
     db.status("dev-sch-2", "BR-051", "offline")             # BR-051's terminal: its last will said offline
 
     now = datetime.now(ZONE).replace(second=0, microsecond=0)
-    start = now + timedelta(minutes=10)
+    start = now - timedelta(minutes=5)                       # the truck may arrive now
     if start.date() != now.date() or (start + timedelta(minutes=50)).date() != now.date() or now.hour == 0:
         start = now.replace(hour=12, minute=0)               # near midnight: a window today all the same
     day = start.date().isoformat()
@@ -129,8 +129,22 @@ def test_a_dispatch_becomes_the_terminals_task_list_and_a_late_change_shows_ther
     assert public["schedule_notice"].startswith("排班已更新") and public["tasks"] == [], \
         "the public face says that the schedule changed, and nothing of it"
 
+    # the truck arrives; while its handover runs, head office swaps an escort again: the handover finishes
+    # on the version it started with, the terminal keeps the new one for later and tells head office
+    agent.post("api/sim/beacon", {"beacon": BEACON})
+    v = agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "escort_verification", timeout=20)
+    assert v["handover"]["task_id"] == tid and [e["person_id"] for e in v["handover"]["escorts"]] == ["E01", "E03"]
+    third = import_schedule(db, dispatch(day, start, "E01;E04"), "dispatch.csv")
+    assert third.changed == {day: {"BR-050": 3, "VLT-01": 3}}
+    with Publisher("127.0.0.1", broker.port, ca_file=ca, cert_file=cert, key_file=key) as publisher:
+        lines = publish(db, day, publisher=publisher, kit=kit, timeout=30)
+    assert any("BR-050 dev-sch-1: tasks applied" in line for line in lines), lines
+    wait(lambda: any(r.get("deferred") == [tid] for r in status(db, day)), what="the deferral at head office")
+    v = agent.view()
+    assert [e["person_id"] for e in v["handover"]["escorts"]] == ["E01", "E03"], "the running handover is not yanked"
+
     by_site = {(r["site"], r["device"]): r for r in status(db, day)}
-    assert by_site[("BR-050", "dev-sch-1")]["sent"] == 2
+    assert by_site[("BR-050", "dev-sch-1")]["sent"] == 3
     assert by_site[("BR-050", "dev-sch-1")]["state"] == "applied"
     assert by_site[("BR-051", "dev-sch-2")]["state"] == "bundle packed, not yet imported"
     assert by_site[("VLT-01", None)]["state"] == "not sent"
