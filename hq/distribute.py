@@ -270,6 +270,7 @@ class _Recipient:
 def hq_bundle_key(keys_dir: Path) -> X25519PrivateKey:
     path = keys_dir / HQ_BUNDLE_KEY
     if not path.exists():
+        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = X25519PrivateKey.generate()
         write_private(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                               serialization.NoEncryption()))
