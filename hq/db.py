@@ -113,6 +113,13 @@ _SCHEMA = (
         person_id TEXT PRIMARY KEY,
         body      TEXT NOT NULL,                   -- the person as imported: photo and templates (base64)
         imported  TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS schedule_enrolments (
+        device    TEXT NOT NULL,                   -- a finger_enrolled entry taken into hq_people (or not: why)
+        seq       BIGINT NOT NULL,
+        person_id TEXT,
+        outcome   TEXT NOT NULL,
+        taken     TEXT NOT NULL,
+        PRIMARY KEY (device, seq))""",
 )
 
 def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: list, set_aside: list) -> Applied:

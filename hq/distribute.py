@@ -13,6 +13,7 @@ export, a personnel bundle encrypted to head office's own bundle key (`personnel
 """
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import sys
@@ -30,9 +31,12 @@ from hq import schedule
 from hq.db import Cursor, Database
 from protocol import messages
 from protocol.bundle import open_bundle, pack_bundle, read_bundle_file
+from protocol.enrolment import EnrolmentError, open_at_hq
 from protocol.keys import HqKeys, load_public, load_signers, public_pem, write_private
 
 HQ_BUNDLE_KEY = "hq_bundle_x25519.pem"      # in the keys dir: what the escort company encrypts exports to
+HQ_ENROLMENT_KEY = "hq_enrolment_x25519.pem"  # in the keys dir: what terminals seal branch-enrolled templates to
+PEOPLE_PER_MESSAGE_BYTES = 768 * 1024       # a personnel downlink stays well under messages.MAX_DOWNLINK_BYTES
 BUNDLE_DAYS = 3                             # a schedule bundle expires after this many days
 
 
@@ -157,8 +161,8 @@ def publish(db: Database, day: str, *, publisher: Publisher | None, kit: BundleK
                 lines.append(f"{site} {device}: version {version} already sent")
                 continue
             if publisher is not None and state == "online" and not usb_only:
-                if people:
-                    pid = publisher.send(device, "personnel", {"site_id": site, "people": people})
+                for group in _chunks(people):
+                    pid = publisher.send(device, "personnel", {"site_id": site, "people": group})
                     _record(db, day, site, version, device, "personnel", "mqtt", pid, None, now)
                     waiting[pid] = (site, device, "personnel")
                 mid = publisher.send(device, "tasks", payload)
@@ -192,9 +196,10 @@ def _pack(db, kit: BundleKit, day, site, version, device, payload, people, now) 
     folder.mkdir(parents=True, exist_ok=True)
     expires = now + timedelta(days=BUNDLE_DAYS)
     out = []
-    for what, body in (("personnel", {"people": people}), ("tasks", {k: payload[k] for k in ("tasks", "sites")})):
-        if what == "personnel" and not people:
-            continue
+    parts = [("personnel", {"people": people})] if people else []
+    if payload is not None:
+        parts.append(("tasks", {k: payload[k] for k in ("tasks", "sites")}))
+    for what, body in parts:
         seq = db.run(lambda cur: _next_seq(cur, device, what, now))
         data = pack_bundle(what, body, device, key, kit.keys.signing, seq, expires, now)
         path = folder / f"{what}-{site}-{day}-v{version}.htb"
@@ -267,8 +272,31 @@ class _Recipient:
     bundle_key: X25519PrivateKey
 
 
+def _chunks(people: list[dict]) -> list[list[dict]]:
+    """People in groups whose downlink stays under PEOPLE_PER_MESSAGE_BYTES (photos make them large)."""
+    out: list[list[dict]] = []
+    size = PEOPLE_PER_MESSAGE_BYTES
+    for p in people:
+        n = len(json.dumps(p, ensure_ascii=False).encode())
+        if size + n > PEOPLE_PER_MESSAGE_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(p)
+        size += n
+    return out
+
+
 def hq_bundle_key(keys_dir: Path) -> X25519PrivateKey:
-    path = keys_dir / HQ_BUNDLE_KEY
+    return _x25519(keys_dir / HQ_BUNDLE_KEY)
+
+
+def hq_enrolment_key(keys_dir: Path) -> X25519PrivateKey:
+    return _x25519(keys_dir / HQ_ENROLMENT_KEY)
+
+
+def _x25519(path: Path) -> X25519PrivateKey:
+    """Head office's X25519 key at `path`, made on first use."""
+    keys_dir = path.parent
     if not path.exists():
         keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = X25519PrivateKey.generate()
@@ -309,6 +337,88 @@ def import_personnel(db: Database, data: bytes, *, key: X25519PrivateKey, signer
                     "ON CONFLICT (device, kind) DO UPDATE SET seq = excluded.seq", (bundle.header.seq,))
     db.run(work)
     return len(rows)
+
+
+def take_enrolments(db: Database, key: X25519PrivateKey, now: datetime | None = None) -> dict[str, str]:
+    """Templates enrolled at branches (the `finger_enrolled` entries `serve` received) into head office's
+    people, each entry once; {person_id: enrolling device} of the people updated."""
+    stamp = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+
+    def work(cur: Cursor) -> dict[str, str]:
+        updated = {}
+        for device, seq, raw in cur.all(
+                "SELECT device, seq, body FROM entries e WHERE kind = 'finger_enrolled' AND NOT EXISTS "
+                "(SELECT 1 FROM schedule_enrolments s WHERE s.device = e.device AND s.seq = e.seq) ORDER BY device, seq"):
+            body = json.loads(raw)
+            person_id = body.get("person_id")
+            row = cur.one("SELECT body FROM hq_people WHERE person_id = ?", (person_id,))
+            if body.get("template_for_hq") is None:
+                outcome = "no template: the device has no head-office enrolment key"
+            elif row is None:
+                outcome = "person not in head office's personnel"
+            else:
+                try:
+                    template = open_at_hq(body, key, device)
+                except EnrolmentError as exc:
+                    outcome = str(exc)
+                else:
+                    person = json.loads(row[0])
+                    person["templates"] = [t for t in person.get("templates", []) if t.get("finger") != body["finger"]]
+                    person["templates"].append({"finger": body["finger"], "duress": False,
+                                                "data": base64.b64encode(template).decode()})
+                    cur.execute("UPDATE hq_people SET body = ?, imported = ? WHERE person_id = ?",
+                                (json.dumps(person, ensure_ascii=False), stamp, person_id))
+                    updated[person_id] = device
+                    outcome = "taken"
+            cur.execute("INSERT INTO schedule_enrolments (device, seq, person_id, outcome, taken) VALUES (?, ?, ?, ?, ?)",
+                        (device, seq, person_id, outcome, stamp))
+        return updated
+    return db.run(work)
+
+
+def redistribute(db: Database, key: X25519PrivateKey, day: str, *, publisher: Publisher | None,
+                 kit: BundleKit | None, timeout: float = 30.0, now: datetime | None = None) -> list[str]:
+    """Take the templates enrolled at branches, and send the people they belong to wherever `day`'s tasks
+    need them (not back to the terminal that enrolled them)."""
+    now = now or datetime.now(timezone.utc)
+    updated = take_enrolments(db, key, now)
+    lines, waiting = [], {}
+    if not updated:
+        return ["no new template enrolled at a branch"]
+    sites = db.run(lambda cur: cur.all("SELECT site_id, body FROM schedule_tasks WHERE day = ? ORDER BY site_id",
+                                       (day,)))
+    needs: dict[str, set[str]] = {}
+    for site, body in sites:
+        needs.setdefault(site, set()).update(set(people_needed([json.loads(body)])) & set(updated))
+    for site, who in sorted(needs.items()):
+        if not who:
+            continue
+        version, _ = schedule.tasks_payload(db, day, site)
+        people = _people_payload(db, sorted(who))
+        for device, state in devices_at(db, site):
+            mine = [p for p in people if updated[p["person_id"]] != device]
+            if not mine:
+                continue
+            if publisher is not None and state == "online":
+                for group in _chunks(mine):
+                    mid = publisher.send(device, "personnel", {"site_id": site, "people": group})
+                    _record(db, day, site, version, device, "personnel", "mqtt", mid, None, now)
+                    waiting[mid] = (site, device)
+                lines.append(f"{site} {device}: {', '.join(p['person_id'] for p in mine)} sent over MQTT")
+            elif kit is not None:
+                lines += _pack(db, kit, day, site, version, device, None, mine, now)
+            else:
+                lines.append(f"{site} {device}: offline; {', '.join(p['person_id'] for p in mine)} not sent "
+                             f"(give --usb DIR --keys K --identities D for a USB bundle)")
+    if publisher is not None and waiting:
+        got = publisher.wait(set(waiting), timeout)
+        for msg_id, (site, device) in waiting.items():
+            reply = got.get(msg_id)
+            if reply is not None:
+                db.reply(reply["device"], reply)
+            lines.append(f"{site} {device}: personnel " + ("no reply yet" if reply is None else
+                         "applied" if reply["ok"] else f"refused: {reply.get('error')}"))
+    return lines
 
 
 def _people_payload(db: Database, ids: list[str]) -> list[dict]:
@@ -361,6 +471,24 @@ def register(subparsers) -> None:
     key = psub.add_parser("key", help="create (once) and print head office's public key the export is encrypted to")
     key.add_argument("--keys", type=Path, required=True)
     key.set_defaults(func=_cmd_personnel_key)
+    ekey = psub.add_parser("enrolment-key", help="create (once) and print head office's enrolment public key "
+                                                 "(install on terminals as keys/hq_enrolment.pem)")
+    ekey.add_argument("--keys", type=Path, required=True)
+    ekey.set_defaults(func=_cmd_enrolment_key)
+    red = psub.add_parser("redistribute", help="take templates enrolled at branches and send them where the "
+                                               "day's tasks need their people")
+    red.add_argument("--db", default="hq.db")
+    red.add_argument("--day", required=True)
+    red.add_argument("--keys", type=Path, required=True)
+    for name in ("--usb", "--identities"):
+        red.add_argument(name, type=Path)
+    for name in ("--host", "--ca", "--cert", "--key"):
+        red.add_argument(name)
+    red.add_argument("--port", type=int, default=8883)
+    red.add_argument("--client-id", default="hq-schedule")
+    red.add_argument("--prefix", default="ht/v1")
+    red.add_argument("--timeout", type=float, default=30.0)
+    red.set_defaults(func=_cmd_redistribute)
     pimp = psub.add_parser("import", help="import an export bundle (encrypted to head office, signed by the company)")
     pimp.add_argument("bundle", type=Path)
     pimp.add_argument("--db", default="hq.db")
@@ -454,4 +582,28 @@ def _cmd_personnel_import(args) -> int:
     finally:
         db.close()
     print(f"imported {n} person(s)")
+    return 0
+
+
+def _cmd_enrolment_key(args) -> int:
+    print(public_pem(hq_enrolment_key(args.keys).public_key()).decode(), end="")
+    return 0
+
+
+def _cmd_redistribute(args) -> int:
+    db = Database(args.db, retry_for=0).create_schema()
+    kit = BundleKit(HqKeys.load(args.keys), args.identities, args.usb) if args.usb and args.identities else None
+    try:
+        key = hq_enrolment_key(args.keys)
+        if args.host:
+            if not (args.ca and args.cert and args.key):
+                raise ValueError("publishing over MQTT needs --ca, --cert and --key")
+            with Publisher(args.host, args.port, ca_file=args.ca, cert_file=args.cert, key_file=args.key,
+                           client_id=args.client_id, prefix=args.prefix) as publisher:
+                lines = redistribute(db, key, args.day, publisher=publisher, kit=kit, timeout=args.timeout)
+        else:
+            lines = redistribute(db, key, args.day, publisher=None, kit=kit)
+    finally:
+        db.close()
+    print("\n".join(lines))
     return 0

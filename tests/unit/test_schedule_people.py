@@ -1,10 +1,12 @@
 """People at head office (hq/distribute.py): the escort company's encrypted export imported (a replay or a
 bad person refused, nothing stored), and each offline site's USB bundles carrying only the people its tasks
-name — which the terminal's own USB import then takes, people first, tasks after. The CLI names bad rows."""
+name — which the terminal's own USB import then takes, people first, tasks after; a template enrolled at a
+branch taken in and sent where its person is needed. The CLI names bad rows."""
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,11 +19,13 @@ from agent.sealing import Sealer
 from agent.store import Store
 from hq.cli import main
 from hq.db import Database
-from hq.distribute import BundleKit, hq_bundle_key, import_personnel, publish, status
+from hq.distribute import BundleKit, hq_bundle_key, hq_enrolment_key, import_personnel, publish, redistribute, status
 from hq.schedule import import_schedule, import_sites
 from offline.importers import import_bundle_file
 from offline.provisioning import identity_document
 from protocol.bundle import BundleRefused, open_bundle, pack_bundle
+from protocol.chain import GENESIS_HASH, entry_hash
+from protocol.enrolment import seal_for_hq
 from protocol.keys import DeviceKeys, HqKeys
 
 from test_schedule_import import GOOD, SITES, csv_of
@@ -120,3 +124,40 @@ def test_the_cli_names_bad_rows_and_stores_nothing(tmp_path, capsys):
     assert "BR-001: new version 1" in capsys.readouterr().out
     assert main(["schedule", "status", "--db", db, "--day", "2026-11-30"]) == 0
     assert "BR-001  latest v1  not sent" in capsys.readouterr().out
+
+
+def test_a_template_enrolled_at_a_branch_goes_where_its_person_is_needed(office, tmp_path):
+    db, export, key, signer = office
+    import_personnel(db, export([person(p) for p in PEOPLE], 1), key=key, signers=[signer], now=NOW)
+    import_schedule(db, csv_of(GOOD), "d.csv")
+    enrolment_key = hq_enrolment_key(tmp_path / "hq-keys")
+    hq_keys = HqKeys.create(tmp_path / "signing")
+    ids = tmp_path / "ids"
+    ids.mkdir()
+    vault = DeviceKeys.load_or_create(tmp_path / "dev-v-keys", "dev-v")
+    (ids / "identity-dev-v.json").write_text(json.dumps(identity_document(vault, NOW)))
+    for device, site in (("dev-a", "BR-001"), ("dev-b", "BR-002"), ("dev-v", "VLT-01")):
+        db.status(device, site, "offline")
+    # E01 (R07: the vault and BR-001) enrols a thumb at BR-001's terminal; the entry arrives as serve applies it
+    template = bytes(range(200)) * 2
+    body = {"person_id": "E01", "finger": "right_thumb", "slot": 40, "station": "counter", "officer_id": "O01",
+            "method": "finger", "template_sha256": hashlib.sha256(template).hexdigest(), "template_bytes": 400,
+            "not_stored": []}
+    body["template_for_hq"] = seal_for_hq(template, enrolment_key.public_key(), "dev-a", body)
+    ts = NOW.isoformat()
+    entry = {"id": "dev-a:1", "seq": 1, "ts": ts, "kind": "finger_enrolled", "task_id": None, "body": body,
+             "prev_hash": GENESIS_HASH, "hash": entry_hash(1, ts, "finger_enrolled", None, body, GENESIS_HASH)}
+    assert db.apply("dev-a", [entry]).applied == 1
+
+    lines = redistribute(db, enrolment_key, "2026-11-30", publisher=None, kit=BundleKit(hq_keys, ids, tmp_path / "usb"),
+                         now=NOW)
+    assert [p.name for p in (tmp_path / "usb").rglob("*.htb")] == ["personnel-VLT-01-2026-11-30-v1.htb"], \
+        "to the vault, where E01 is needed; not to BR-002, nor back to the terminal that enrolled it"
+    assert any("VLT-01 dev-v: personnel" in line for line in lines), lines
+    people = open_bundle(next((tmp_path / "usb").rglob("*.htb")).read_bytes(), vault,
+                         [hq_keys.signing.public_key()], NOW, 0).payload["people"]
+    assert [p["person_id"] for p in people] == ["E01"]
+    thumb = next(t for t in people[0]["templates"] if t["finger"] == "right_thumb")
+    assert base64.b64decode(thumb["data"]) == template and len(people[0]["templates"]) == 2
+    assert redistribute(db, enrolment_key, "2026-11-30", publisher=None, kit=None) == \
+        ["no new template enrolled at a branch"], "each enrolment is taken once"
