@@ -9,6 +9,7 @@ import asyncio
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -58,6 +59,12 @@ def wait(predicate, timeout=30.0, what="it"):
     return value
 
 
+def apart(coroutine):
+    """Run the terminal's USB import on its own loop: the browser's sync API holds this thread's."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def slot_of(view: dict, person_id: str) -> int:
     return next(p["slot"] for p in view["sim"]["people"] if p["person_id"] == person_id)
 
@@ -77,7 +84,8 @@ def office(tmp_path):
     broker.stop()
 
 
-def test_a_dispatch_becomes_the_terminals_task_list_and_a_late_change_shows_there(agent, office, tmp_path):
+def test_a_dispatch_becomes_the_terminals_task_list_and_a_late_change_shows_there(agent, office, tmp_path, browser,
+                                                                                   artifacts):
     broker, db, (ca, cert, key) = office
     mqtt_config(broker, "dev-sch-1", "BR-050", agent.state_dir)
     agent.start("--config", str(agent.state_dir / "agent.toml"))
@@ -128,6 +136,13 @@ def test_a_dispatch_becomes_the_terminals_task_list_and_a_late_change_shows_ther
     public = agent.wait_for(lambda v: not v["staff"])
     assert public["schedule_notice"].startswith("排班已更新") and public["tasks"] == [], \
         "the public face says that the schedule changed, and nothing of it"
+    page = browser.new_page(viewport={"width": 800, "height": 480})
+    page.goto(agent.url)
+    notice = page.get_by_test_id("schedule-notice")
+    notice.wait_for(timeout=15000)
+    assert notice.inner_text() == public["schedule_notice"]
+    page.screenshot(path=str(artifacts("e2e/schedule-01-idle-notice.png")))
+    page.close()
 
     # the truck arrives; while its handover runs, head office swaps an escort again: the handover finishes
     # on the version it started with, the terminal keeps the new one for later and tells head office
@@ -154,14 +169,14 @@ def test_a_dispatch_becomes_the_terminals_task_list_and_a_late_change_shows_ther
     (tmp_path / "dev2").mkdir()
     journal = Journal(tmp_path / "dev2" / "journal.db")
     store = Store(journal.db, Sealer(tmp_path / "dev2" / "device.key"), tmp_path / "dev2" / "photos")
-    outcome = asyncio.run(import_bundle_file(bundle, journal=journal, store=store, device_keys=device_keys,
+    outcome = apart(import_bundle_file(bundle, journal=journal, store=store, device_keys=device_keys,
                                              trusted_signers=[hq_keys.signing.public_key()],
                                              fingerprint_modules=[], now=datetime.now(ZONE),
                                              state_dir=tmp_path / "dev2"))
     assert outcome.ok, outcome.message
     task = store.task(f"R08-{start:%Y%m%d}")
     assert task.escorts == ("E05", "E06") and [b.box_id for b in task.boxes_for("BR-051", SiteType.BRANCH)] == ["S3"]
-    again = asyncio.run(import_bundle_file(bundle, journal=journal, store=store, device_keys=device_keys,
+    again = apart(import_bundle_file(bundle, journal=journal, store=store, device_keys=device_keys,
                                            trusted_signers=[hq_keys.signing.public_key()],
                                            fingerprint_modules=[], now=datetime.now(ZONE),
                                            state_dir=tmp_path / "dev2"))
