@@ -531,5 +531,6 @@ def tasks_payload(db: Database, day: str, site: str) -> tuple[int, dict]:
         sites = {s for b in bodies for s in b["route"]}
         names = dict(cur.all("SELECT site_id, name FROM schedule_sites")) if sites else {}
         return last[0] or 0, {"site_id": site, "tasks": bodies,
-                              "sites": {s: names[s] for s in sorted(sites) if s in names}}
+                              "sites": {s: names[s] for s in sorted(sites) if s in names},
+                              "schedule": {"day": day, "version": last[0] or 1}}
     return db.run(work)

@@ -38,8 +38,9 @@ BEACON = "ibeacon:e2c56db5-dffb-48d2-b060-d0f5a71096e0:100:7"     # not a sample
 SITES = "site_id,name,type\nVLT-01,中心金库,vault\nBR-050,城南支行,branch\nBR-051,城中支行,branch\n"
 
 
-def dispatch(day, start, escorts: str) -> bytes:
-    """Two runs: R07 (vault, BR-050) and R08 (vault, BR-051); `escorts` are R07's."""
+def dispatch(day, start, escorts: str, r09: bool = False) -> bytes:
+    """Two runs: R07 (vault, BR-050) and R08 (vault, BR-051); `escorts` are R07's. With r09, a later run
+    R09 (vault, BR-050) too."""
     def w(minutes):
         return (start + timedelta(minutes=minutes)).strftime("%H:%M")
     rows = ["date,route,stop,site,kind,window_start,window_end,plate,beacon,escorts,boxes,confirmers",
@@ -48,6 +49,9 @@ def dispatch(day, start, escorts: str) -> bytes:
             f"S1:04AA000000000001;S2:04AA000000000002,O01;O02",
             f"{day},R08,1,VLT-01,delivery,{w(-30)},{w(-10)},沪A·S0808,{BEACON[:-1]}2,E05;E06,,",
             f"{day},R08,2,BR-051,delivery,{w(0)},{w(50)},沪A·S0808,{BEACON[:-1]}2,E05;E06,S3:04AA000000000003,O01"]
+    if r09:
+        rows += [f"{day},R09,1,VLT-01,collection,{w(60)},{w(70)},沪A·S0909,{BEACON[:-1]}9,E05;E06,,",
+                 f"{day},R09,2,BR-050,collection,{w(80)},{w(90)},沪A·S0909,{BEACON[:-1]}9,E05;E06,,"]
     return ("\n".join(rows) + "\n").encode()
 
 
@@ -98,7 +102,7 @@ def test_a_dispatch_becomes_the_terminals_task_list_and_a_late_change_shows_ther
         start = now.replace(hour=12, minute=0)               # near midnight: a window today all the same
     day = start.date().isoformat()
     import_sites(db, SITES.encode())
-    first = import_schedule(db, dispatch(day, start, "E01;E02"), "dispatch.csv")
+    first = import_schedule(db, dispatch(day, start, "E01;E02", r09=True), "dispatch.csv")
     assert first.changed == {day: {"BR-050": 1, "BR-051": 1, "VLT-01": 1}}
 
     device_keys = DeviceKeys.load_or_create(tmp_path / "dev2-keys", "dev-sch-2")
@@ -121,8 +125,9 @@ def test_a_dispatch_becomes_the_terminals_task_list_and_a_late_change_shows_ther
     shown = row(agent.wait_for(lambda v: v["staff"] and row(v) is not None, timeout=20))
     assert shown["plate"] == "沪A·S0707" and shown["escorts"] == ["王强", "李军"] and shown["boxes"] == 2
     assert shown["window_start"] == start.strftime("%H:%M")
+    assert row(v := agent.view()) is not None and any(t["task_id"] == f"R09-{start:%Y%m%d}" for t in v["tasks"])
 
-    # late change: R07's second escort swapped; only R07's sites get a new version
+    # late change: R07's second escort swapped and R09 called off; only their sites get a new version
     second = import_schedule(db, dispatch(day, start, "E01;E03"), "dispatch.csv")
     assert second.changed == {day: {"BR-050": 2, "VLT-01": 2}} and second.unchanged == {day: ["BR-051"]}
     with Publisher("127.0.0.1", broker.port, ca_file=ca, cert_file=cert, key_file=key) as publisher:
@@ -130,6 +135,7 @@ def test_a_dispatch_becomes_the_terminals_task_list_and_a_late_change_shows_ther
     assert any("BR-050 dev-sch-1: tasks applied" in line for line in lines), lines
     assert any("BR-051 dev-sch-2: version 1 already sent" in line for line in lines), lines
     v = agent.wait_for(lambda v: row(v) is not None and row(v)["escorts"] == ["王强", "张伟"], timeout=20)
+    assert not any(t["task_id"] == f"R09-{start:%Y%m%d}" for t in v["tasks"]), "the called-off run is gone"
     assert v["schedule_notice"].startswith("排班已更新 ") and len(v["schedule_notice"]) == len("排班已更新 HH:MM")
     assert agent.view("en")["schedule_notice"].startswith("Schedule updated ")
     agent.post("api/staff/logout", {})
