@@ -238,7 +238,9 @@ class _Row:
         if s is None:
             return None
         try:
-            return date.fromisoformat(s) if len(s) == 10 else _no_date()
+            if len(s) != 10:            # fromisoformat also takes 20261130 and week dates: not what people type
+                raise ValueError
+            return date.fromisoformat(s)
         except ValueError:
             self.problem("date", f"{s[:40]!r} is not a date like 2026-11-30")
             return None
@@ -274,10 +276,6 @@ class _Row:
             self.problem(column, "an id is given twice")
             return None
         return out
-
-
-def _no_date() -> date:
-    raise ValueError
 
 
 def _boxes(row: _Row) -> tuple[tuple[str, str], ...] | None:
