@@ -32,7 +32,6 @@ import hashlib
 import io
 import json
 import re
-import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Iterable, Iterator
@@ -128,7 +127,7 @@ def read_rows(data: bytes, filename: str) -> tuple[list[str], list[tuple[int, li
         rows = _csv_rows(data)
     else:
         raise ScheduleRejected([RowProblem(0, "file", f"{filename!r} is neither .csv nor .xlsx")])
-    numbered = [(n, r) for n, r in rows if any(_blank(v) is False for v in r)]     # blank lines are skipped
+    numbered = [(n, r) for n, r in rows if not all(_blank(v) for v in r)]     # blank lines are skipped
     if not numbered:
         raise ScheduleRejected([RowProblem(0, "file", "no header row: the file is empty")])
     (_, header), body = numbered[0], numbered[1:]
@@ -167,22 +166,25 @@ def _csv_rows(data: bytes) -> list[tuple[int, list]]:
 
 
 def _xlsx_rows(data: bytes) -> list[tuple[int, list]]:
+    # openpyxl reports a damaged workbook with many exception types (zip, XML, its own, ValueError...):
+    # whichever it is, the file is refused by name and nothing is stored.
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError, IndexError, AttributeError) as exc:
+    except Exception as exc:
         raise ScheduleRejected([RowProblem(0, "file", f"not a readable XLSX workbook ({type(exc).__name__})")]) \
             from None
     try:
-        sheet = book.worksheets[0] if book.worksheets else None
-        if sheet is None:
+        if not book.worksheets:
             raise ScheduleRejected([RowProblem(0, "file", "the workbook has no sheet")])
         out = []
-        for n, values in enumerate(sheet.iter_rows(values_only=True), 1):
+        for n, values in enumerate(book.worksheets[0].iter_rows(values_only=True), 1):
             if n > MAX_ROWS + 1 + 1000:       # blank rows included: stop reading a sheet of a million rows
                 raise ScheduleRejected([RowProblem(0, "file", f"more than {MAX_ROWS} rows")])
             out.append((n, list(values)))
         return out
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError, IndexError, AttributeError) as exc:
+    except ScheduleRejected:
+        raise
+    except Exception as exc:
         raise ScheduleRejected([RowProblem(0, "file", f"not a readable XLSX workbook ({type(exc).__name__})")]) \
             from None
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from datetime import date, datetime, time
 
 import openpyxl
@@ -213,3 +214,23 @@ def test_fuzz_typed_xlsx_cells(db, cells):
     except (ValueError, TypeError, openpyxl.utils.exceptions.IllegalCharacterError):
         return
     _check_outcome(db, data, "d.xlsx", 1)
+
+
+SHEET = "xl/worksheets/sheet1.xml"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(at=st.integers(0, 10_000), cut=st.integers(0, 40), insert=st.binary(max_size=40))
+def test_fuzz_damaged_sheet_xml(db, at, cut, insert):
+    """A workbook whose sheet XML is damaged (a valid zip around it): refused by name, nothing stored."""
+    good = xlsx_of(GOOD)
+    with zipfile.ZipFile(io.BytesIO(good)) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    xml = parts[SHEET]
+    i = at % len(xml)
+    parts[SHEET] = xml[:i] + insert + xml[i + cut:]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for n, b in parts.items():
+            z.writestr(n, b)
+    _check_outcome(db, buf.getvalue(), "d.xlsx", len(GOOD))
