@@ -19,6 +19,7 @@ import pytest
 from agent.journal import Journal
 from agent.sealing import Sealer
 from agent.store import Store
+from hq.cli import main
 from hq.db import Database
 from hq.distribute import BundleKit, Publisher, publish, status
 from hq.schedule import import_schedule, import_sites
@@ -89,7 +90,7 @@ def office(tmp_path):
 
 
 def test_a_dispatch_becomes_the_terminals_task_list_and_a_late_change_shows_there(agent, office, tmp_path, browser,
-                                                                                   artifacts):
+                                                                                   artifacts, capsys):
     broker, db, (ca, cert, key) = office
     mqtt_config(broker, "dev-sch-1", "BR-050", agent.state_dir)
     agent.start("--config", str(agent.state_dir / "agent.toml"))
@@ -126,6 +127,11 @@ def test_a_dispatch_becomes_the_terminals_task_list_and_a_late_change_shows_ther
     assert shown["plate"] == "沪A·S0707" and shown["escorts"] == ["王强", "李军"] and shown["boxes"] == 2
     assert shown["window_start"] == start.strftime("%H:%M")
     assert row(v := agent.view()) is not None and any(t["task_id"] == f"R09-{start:%Y%m%d}" for t in v["tasks"])
+    page = browser.new_page(viewport={"width": 800, "height": 480})
+    page.goto(agent.url)
+    page.get_by_text("沪A·S0707").wait_for(timeout=15000)           # the staff face's row of the run
+    page.screenshot(path=str(artifacts("e2e/schedule-00-staff-tasks.png")))
+    page.close()
 
     # late change: R07's second escort swapped and R09 called off; only their sites get a new version
     second = import_schedule(db, dispatch(day, start, "E01;E03"), "dispatch.csv")
@@ -155,12 +161,20 @@ def test_a_dispatch_becomes_the_terminals_task_list_and_a_late_change_shows_ther
     agent.post("api/sim/beacon", {"beacon": BEACON})
     v = agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "escort_verification", timeout=20)
     assert v["handover"]["task_id"] == tid and [e["person_id"] for e in v["handover"]["escorts"]] == ["E01", "E03"]
-    third = import_schedule(db, dispatch(day, start, "E01;E04"), "dispatch.csv")
-    assert third.changed == {day: {"BR-050": 3, "VLT-01": 3}}
-    with Publisher("127.0.0.1", broker.port, ca_file=ca, cert_file=cert, key_file=key) as publisher:
-        lines = publish(db, day, publisher=publisher, kit=kit, timeout=30)
-    assert any("BR-050 dev-sch-1: tasks applied" in line for line in lines), lines
+    # (this time through the commands a head-office operator types)
+    (tmp_path / "third.csv").write_bytes(dispatch(day, start, "E01;E04"))
+    capsys.readouterr()
+    assert main(["schedule", "import", str(tmp_path / "third.csv"), "--db", db.url]) == 0
+    out = capsys.readouterr().out
+    assert f"{day} BR-050: new version 3" in out and f"{day} VLT-01: new version 3" in out and "BR-051: new" not in out
+    assert main(["schedule", "publish", "--db", db.url, "--day", day, "--host", "127.0.0.1", "--port",
+                 str(broker.port), "--ca", str(ca), "--cert", str(cert), "--key", str(key), "--usb",
+                 str(tmp_path / "usb"), "--keys", str(tmp_path / "hq-keys"), "--identities", str(tmp_path / "ids")]) == 0
+    assert "BR-050 dev-sch-1: tasks applied" in capsys.readouterr().out
     wait(lambda: any(r.get("deferred") == [tid] for r in status(db, day)), what="the deferral at head office")
+    assert main(["schedule", "status", "--db", db.url, "--day", day]) == 0
+    out = capsys.readouterr().out
+    assert f"BR-050  dev-sch-1  v3 via mqtt" in out and f"applied; ran on its old version: {tid}" in out, out
     v = agent.view()
     assert [e["person_id"] for e in v["handover"]["escorts"]] == ["E01", "E03"], "the running handover is not yanked"
 
