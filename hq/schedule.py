@@ -37,8 +37,6 @@ from datetime import date, datetime, time
 from typing import Iterable, Iterator
 from zoneinfo import ZoneInfo
 
-import openpyxl
-
 from hq.db import Cursor, Database
 from protocol import messages
 
@@ -168,6 +166,9 @@ def _csv_rows(data: bytes) -> list[tuple[int, list]]:
 def _xlsx_rows(data: bytes) -> list[tuple[int, list]]:
     # openpyxl reports a damaged workbook with many exception types (zip, XML, its own, ValueError...):
     # whichever it is, the file is refused by name and nothing is stored.
+    # Imported here, not at the top: every `handover-hq` command (a restarting `serve` worker above all)
+    # would otherwise load the XLSX reader it never uses, ~0.5 s on a busy machine.
+    import openpyxl
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:
