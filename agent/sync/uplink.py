@@ -38,14 +38,19 @@ class _Batch:
 _json_string = json.encoder.encode_basestring     # json.dumps of a str with ensure_ascii=False
 
 
-def encode_stored(device: str, row: tuple) -> bytes:
+def stored_encoder(device: str) -> Callable[[tuple], bytes]:
     """messages.encode_entry of a stored row (Journal.stored_rows), byte for byte: the body goes out as
-    the canonical JSON text the journal keeps (keys sorted, as encode_entry's parse-and-dump gives)."""
-    seq, ts, kind, task_id, body, prev_hash, hash_ = row
-    task = "null" if task_id is None else _json_string(task_id)
-    return (f'{{"id":{_json_string(messages.entry_id(device, seq))},"seq":{seq},"ts":{_json_string(ts)},'
-            f'"kind":{_json_string(kind)},"task_id":{task},"body":{body},"prev_hash":{_json_string(prev_hash)},'
-            f'"hash":{_json_string(hash_)}}}').encode("utf-8")
+    the canonical JSON text the journal keeps (keys sorted, as encode_entry's parse-and-dump gives). The
+    id's device part is quoted once (":" and digits never need escaping); a drain encodes every entry."""
+    id_prefix = '{"id":' + _json_string(device)[:-1] + ":"
+
+    def encode(row: tuple) -> bytes:
+        seq, ts, kind, task_id, body, prev_hash, hash_ = row
+        task = "null" if task_id is None else _json_string(task_id)
+        return (f'{id_prefix}{seq}","seq":{seq},"ts":{_json_string(ts)},"kind":{_json_string(kind)},'
+                f'"task_id":{task},"body":{body},"prev_hash":{_json_string(prev_hash)},'
+                f'"hash":{_json_string(hash_)}}}').encode("utf-8")
+    return encode
 
 
 # publish(topic, payload) -> the QoS 1 message id, or None when it could not be queued now
@@ -70,6 +75,7 @@ class Outbox:
         self._persist_due = 0.0
         self._next_seq = self.acked_seq + 1
         self._device_json = messages.encode(device)
+        self._encode = stored_encoder(device)
         # Entries read and encoded but not sent yet, (seq, wire bytes), from _next_seq on: a batch cut by the
         # byte cap leaves the rest for the next one instead of reading and encoding them again.
         self._ahead: collections.deque[tuple[int, bytes]] = collections.deque()
@@ -195,5 +201,6 @@ class Outbox:
 
     def _read_ahead(self, after_seq: int) -> int:
         rows = self.journal.stored_rows(after_seq, self._fetch)
-        self._ahead.extend((row[0], encode_stored(self.device, row)) for row in rows)
+        encode = self._encode
+        self._ahead.extend((row[0], encode(row)) for row in rows)
         return len(rows)
