@@ -61,7 +61,8 @@ def build_view(t, lang: str) -> dict:
                      "at": p.at.strftime("%H:%M:%S"), "latest": p.version == t.prompts[0].version}
                     for p in t.prompts if not public or not p.params],
         "site_alarms": [{"kind": a.kind.value, "at": at.strftime("%H:%M:%S"),
-                         "text": None if public else render(f"alarm_{a.kind.value}", t.prompt_params(a.detail), lang)}
+                         "text": None if public else render(f"alarm_{a.kind.value}", t.prompt_params(a.detail), lang),
+                         "hq_seen": None if public else _hq_seen(t, a, lang)}
                         for a, at in t.site_alarms],
         "door": t.devices.door.raised,
         "pending_auth": _pending(t, lang),
@@ -223,11 +224,18 @@ def _handover(t, h: Handover, lang: str) -> dict:
         "marks": [t.name(pid) for pid in h.marks],
         "risk": h.in_risk_handling,
         "open_alarms": [{"kind": a.kind.value, "text": render(prompt_key(f"alarm_{a.kind.value}", a.detail),
-                                                              t.prompt_params(a.detail), lang)}
+                                                              t.prompt_params(a.detail), lang),
+                         "hq_seen": _hq_seen(t, a, lang)}
                         for a in h.open_alarms],
         "failures": dict(h.failures), "door": h.door_raised, "restarts": h.restarts,
         "route_unverified": list(h.route_unverified),     # earlier stops nobody has reported (offline)
     }
+
+
+def _hq_seen(t, alarm, lang: str) -> str | None:
+    """"总部已确认：<note>" once a monitor at head office acknowledged this alarm (the `alarm_seen` downlink)."""
+    note = t.hq_seen_note(alarm)
+    return None if note is None else render("alarm_hq_seen", {"note": note}, lang)
 
 
 def _report(t, lang: str) -> dict:

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from hq import serve, sync
+from hq.web import cli as users
 from hq.db import DATABASE_ERRORS
 from protocol.bundle import (KINDS, BundleRefused, key_id, pack_bundle, pack_streamed, read_bundle_file, split,
                             verify_signature)
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync.register(sub)
     serve.register(sub)
+    users.register(sub)
     return p
 
 

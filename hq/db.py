@@ -72,6 +72,31 @@ _SCHEMA = (
         msg_id   TEXT,
         payload  TEXT NOT NULL,
         received TEXT NOT NULL)""",
+    # the monitoring centre's page (hq/web): who may log in, their sessions, and what each of them did
+    """CREATE TABLE IF NOT EXISTS users (
+        name     TEXT PRIMARY KEY,
+        role     TEXT NOT NULL,
+        password TEXT NOT NULL,                    -- scrypt, with its parameters and salt (hq.web.auth)
+        created  TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS web_sessions (
+        token_hash TEXT PRIMARY KEY,               -- sha256 of the cookie: the database never holds a live token
+        name       TEXT NOT NULL,
+        csrf       TEXT NOT NULL,
+        created    TEXT NOT NULL,
+        last_seen  TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS audit (
+        at     TEXT NOT NULL,
+        name   TEXT,                               -- who (NULL: nobody logged in, e.g. a refused login)
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS alarm_acks (
+        device   TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        name     TEXT NOT NULL,
+        note     TEXT NOT NULL,
+        at       TEXT NOT NULL,
+        msg_id   TEXT,                             -- the downlink sent to the terminal (NULL: silent, never sent)
+        PRIMARY KEY (device, entry_id))""",
 )
 
 def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: list, set_aside: list) -> Applied:

@@ -154,7 +154,19 @@ class Downlink:
         return {"ref": payload["ref"], "action": payload["action"], "status": t.after.value}
 
     def _apply_command(self, payload: dict) -> dict:
+        if payload["command"] == "alarm_seen":
+            return self._alarm_seen(payload)
         return {k: payload[k] for k in ("command", "seq") if k in payload}
+
+    def _alarm_seen(self, payload: dict) -> dict:
+        """Head office acknowledged one of this device's alarms: it must name an alarm entry of ours.
+        A silent (duress) alarm is recorded but never shown (head office never sends one; if it did,
+        the screen must still look normal)."""
+        entry = next(iter(self.journal.entries(after_seq=payload["seq"] - 1, limit=1)), None)
+        if entry is None or entry.seq != payload["seq"] or entry.kind != "alarm":
+            raise ValueError(f"alarm_seen names entry {payload['seq']}, which is not an alarm of this device")
+        return {"command": "alarm_seen", "seq": entry.seq, "entry_id": payload["entry_id"],
+                "note": payload["note"], "shown": not entry.body.get("silent")}
 
 
 def _msg_id_of(raw: bytes) -> str | None:

@@ -113,7 +113,8 @@ function renderHandover(v) {
 
 function openAlarms(h) {
   return el("div", { class: "open-alarms" }, ...h.open_alarms.map((a) =>
-    el("div", { class: "alarm", "data-testid": `open-alarm-${a.kind}`, text: a.text })));
+    el("div", { class: "alarm", "data-testid": `open-alarm-${a.kind}` }, a.text,
+      a.hq_seen ? el("div", { class: "hq-seen", "data-testid": `hq-seen-${a.kind}`, text: a.hq_seen }) : null)));
 }
 
 // Risk handling (风险处置): the officer picks a disposition that fits the alarm, writes a note, decides;
@@ -217,7 +218,8 @@ function renderAlarms(v) {
   const detail = !!(v.staff || v.handover);
   root.append(el("div", { class: "alarmbar" },
     el("div", { class: "alarmtexts" }, ...(detail
-      ? v.site_alarms.slice(0, 2).map((a) => el("div", { class: "alarm", "data-testid": `alarm-${a.kind}`, text: `${a.at.slice(0, 5)} ${a.text}` }))
+      ? v.site_alarms.slice(0, 2).map((a) => el("div", { class: "alarm", "data-testid": `alarm-${a.kind}` }, `${a.at.slice(0, 5)} ${a.text}`,
+          a.hq_seen ? el("div", { class: "hq-seen", "data-testid": `hq-seen-${a.kind}`, text: a.hq_seen }) : null))
       : [el("div", { class: "alarm", "data-testid": "alarm-attention", text: t("alarm.attention") })])),
     v.handover && !v.staff ? null : actionButton({ class: "touch", "data-testid": "alarm-ack", text: t("alarm.ack") },
       async (rid) => (await post("/api/alarms/ack", {}, rid)).ok && false)));
