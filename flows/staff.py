@@ -387,7 +387,7 @@ class Staff:
         if self.pending is None:
             return []                     # a second tap on cancel: already nothing waits
         pending, self.pending = self.pending, None
-        return [PendingCleared(pending.purpose, "cancelled")]
+        return [PendingCleared(pending.purpose, "cancelled"), Prompt("staff_action_cancelled")]
 
     def _enter_kiosk(self, ev: EnterKiosk, now: datetime) -> list[StaffDecision]:
         if ev.handover_running:

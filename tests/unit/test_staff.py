@@ -247,3 +247,11 @@ def test_signing_in_and_out_of_the_staff_view_replaces_the_request_on_the_feedba
     assert ds[-1] == Prompt("staff_signed_in", {"person_id": "O2"}) and Prompt("officer_auth_needed") not in ds
     assert s.handle(fs.EndSession(), T0) == [fs.SessionEnded("logout"), Prompt("staff_signed_out")]
     assert s.handle(fs.EndSession(), T0) == []           # nobody signed in: nothing said
+
+
+def test_cancelling_a_pending_action_replaces_the_request_on_the_feedback_line():
+    s = fs.Staff(fs.Mode.KIOSK)
+    s.handle(fs.Request(fs.Purpose.KIOSK_EXIT, {}, IDLE), T0)
+    assert s.handle(fs.Cancel(), T0) == [fs.PendingCleared(fs.Purpose.KIOSK_EXIT, "cancelled"),
+                                         Prompt("staff_action_cancelled")]
+    assert s.handle(fs.Cancel(), T0) == []              # a second tap: nothing waits, nothing said
