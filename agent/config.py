@@ -114,6 +114,11 @@ class PathsConfig:
     def keys_dir(self) -> Path:
         return self.state_dir / "keys"
 
+    @property
+    def cache_dir(self) -> Path:
+        """What a library may keep between starts (python-escpos' printer database), never /tmp."""
+        return self.state_dir / "cache"
+
 
 @dataclass(frozen=True)
 class ScreenConfig:

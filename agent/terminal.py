@@ -573,7 +573,7 @@ class Terminal:
         self.active = None
         await self._staff(fs.HandoverFinished())     # the kiosk gets its screen back
         self._write_report(report)
-        title, lines = report_lines(report, self.people, "zh-CN")
+        title, lines = report_lines(report, self.people, "zh-CN", self.site_name())
         error = None
         try:
             await self.devices.printer.print_lines(title, lines)
@@ -758,6 +758,11 @@ class Terminal:
             log.warning("voice failed: %s", exc)
 
     # --- what the screen reads ---
+    def site_name(self) -> str:
+        """This site as people know it: its configured name, else the one head office sent with the
+        tasks (or the demo's); its code where none is known."""
+        return self.config.site.name or self.store.site_names().get(self.site.site_id) or self.site.site_id
+
     def name(self, person_id: str | None) -> str:
         p = self.people.get(person_id or "")
         return p.name if p else (person_id or "—")

@@ -245,7 +245,7 @@ def _hq_seen(t, alarm, lang: str) -> str | None:
 
 def _report(t, lang: str) -> dict:
     from agent.report_text import report_lines
-    title, lines = report_lines(t.last_report, t.people, lang)
+    title, lines = report_lines(t.last_report, t.people, lang, t.site_name())
     return {"title": title, "lines": lines, "outcome": t.last_report.outcome, "task_id": t.last_report.task_id,
             "printed": t.last_report_printed}
 
