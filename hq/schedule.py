@@ -153,13 +153,15 @@ def _csv_rows(data: bytes) -> list[tuple[int, list]]:
             from None
     if "\x00" in text:
         raise ScheduleRejected([RowProblem(0, "file", "contains NUL bytes: not a CSV text file")])
+    # Rows are numbered as a spreadsheet shows them (header = 1), not by text line: a cell holding a line
+    # break is still one row to the dispatcher who opens the file in Excel/WPS.
     reader = csv.reader(io.StringIO(text, newline=""))
     out = []
     try:
-        for fields in reader:
-            out.append((reader.line_num, fields))
+        for number, fields in enumerate(reader, 1):
+            out.append((number, fields))
     except csv.Error as exc:
-        raise ScheduleRejected([RowProblem(reader.line_num, "file", f"not valid CSV: {exc}")]) from None
+        raise ScheduleRejected([RowProblem(len(out) + 1, "file", f"not valid CSV: {exc}")]) from None
     return out
 
 

@@ -4,6 +4,7 @@ and XLSX read alike; fuzzed with hypothesis (whatever the bytes or cells, a clea
 nothing, or tasks every terminal's schema accepts)."""
 from __future__ import annotations
 
+import csv
 import io
 import json
 import zipfile
@@ -34,8 +35,12 @@ TABLES = ("schedule_tasks", "schedule_versions")
 
 
 def csv_of(rows: list[list[str]], header: str = HEADER) -> bytes:
-    lines = [header] + [",".join(f'"{c}"' if "," in c else c for c in r) for r in rows]
-    return ("\n".join(lines) + "\n").encode()
+    """The CSV a spreadsheet saves: cells with commas, quotes or line breaks quoted."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header.split(","))
+    writer.writerows(rows)
+    return out.getvalue().encode()
 
 
 def xlsx_of(rows: list[list], header: str = HEADER) -> bytes:
@@ -136,6 +141,15 @@ def test_a_route_whose_rows_disagree_is_refused(db):
     bad[3][2] = "1"
     problems = refused(db, csv_of(bad))
     assert {(p.row, p.column) for p in problems} == {(3, "plate"), (5, "stop")}
+
+
+def test_rows_are_numbered_as_the_spreadsheet_shows_them_even_with_a_line_break_in_a_cell(db):
+    bad = [list(r) for r in GOOD]
+    bad[1][7] = "沪A·C1234\n(备用)"           # a plate cell with a line break: still row 3 to the dispatcher
+    bad[3][4] = "pickup"                         # row 5: an unknown kind
+    problems = refused(db, csv_of(bad))
+    assert (5, "kind") in {(p.row, p.column) for p in problems}
+    assert all(p.row <= len(GOOD) + 1 for p in problems)
 
 
 def test_header_and_file_problems_are_named(db):
