@@ -613,7 +613,7 @@ def _complaints(t: _Table, base_dir: Path) -> ComplaintsConfig:
     return _read(ComplaintsConfig, t, deadlines=dict(deadlines.data), holidays=dates("holidays"),
                  workdays=dates("workdays"), hours=rules("hours", HourRules),
                  escalation=rules("escalation", EscalationRules),
-                 hq_key=None if hq_key is None or hq_key.is_absolute() else base_dir / hq_key)
+                 hq_key=hq_key if hq_key is None or hq_key.is_absolute() else base_dir / hq_key)
 
 
 def _beacon_patterns(items: Any) -> tuple[BeaconPatternConfig, ...]:
