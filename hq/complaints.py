@@ -23,6 +23,7 @@ import ssl
 import sys
 import threading
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -113,11 +114,23 @@ def _store(cur: Cursor, device: str, seq: int, kind: str, body: dict) -> None:
 
 
 def _problem(kind: str, body) -> str | None:
-    """What is wrong with a complaint entry's body (by its schema), or None."""
+    """What is wrong with a complaint entry's body (by its schema and its dates), or None."""
     try:
         messages.check(kind, body)
     except messages.MessageError as exc:
         return str(exc)
+    # the schema's date formats are not enforced by jsonschema without extra packages: parse them here
+    times = {"complaint_registered": ("received_at",), "complaint_transition": ("at",), "complaint_due": ("at",)}
+    for key in times[kind]:
+        try:
+            datetime.fromisoformat(body[key])
+        except ValueError:
+            return f"{key} is not an ISO date-time"
+    for key, value in body.get("deadlines", {}).items():
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return f"deadlines.{key} is not an ISO date"
     return None
 
 
@@ -311,9 +324,7 @@ class ComplaintDesk:
             raise ComplaintDeskError("the report's causes and remedies need head office's complaint key")
         inside = lambda iso: start <= datetime.fromisoformat(iso).date() <= end      # noqa: E731
         summaries = self.list(today)
-        received = {c: 0 for c in CATEGORIES}
-        resolved = dict(received)
-        overdue = dict(received)
+        received, resolved, overdue = Counter(), Counter(), Counter()
         replied = {(d, r) for d, r, at in self.db.run(lambda cur: cur.all(
             "SELECT device, ref, at FROM hq_complaint_steps WHERE action = 'reply'")) if inside(at)}
         handled = self.db.run(lambda cur: cur.all(
@@ -322,23 +333,25 @@ class ComplaintDesk:
         causes = []
         for s in summaries:
             if inside(s.received_at):
-                received[s.category] = received.get(s.category, 0) + 1
-                overdue[s.category] = overdue.get(s.category, 0) + s.overdue
+                received[s.category] += 1
+                overdue[s.category] += s.overdue
             if (s.device, s.ref) in replied and s.status in RESOLVED:
-                resolved[s.category] = resolved.get(s.category, 0) + 1
+                resolved[s.category] += 1
         for device, ref, sealed in handled:
             s = by_key.get((device, ref))
             texts = self._open(ref, "handle", sealed) if s is not None and inside(s.received_at) else None
             if texts and (texts.get("cause") or texts.get("remedy")):
                 causes.append({"ref": ref, "site_id": s.site_id, "category": s.category,
                                "cause": texts.get("cause", ""), "remedy": texts.get("remedy", "")})
-        ranked = sorted((c for c in received if received[c]), key=lambda c: (-received[c], c))
+        # the terminal's categories in their order, then any a newer terminal sent
+        order = [*CATEGORIES, *sorted((set(received) | set(resolved)) - set(CATEGORIES))]
+        ranked = sorted((c for c in order if received[c]), key=lambda c: -received[c])
         return {
             "period": {"start": start.isoformat(), "end": end.isoformat()},
             "received": sum(received.values()), "resolved": sum(resolved.values()),
             "overdue": sum(overdue.values()),
             "by_category": {c: {"received": received[c], "resolved": resolved[c], "overdue": overdue[c]}
-                            for c in received if received[c] or resolved[c]},
+                            for c in order if received[c] or resolved[c]},
             "main_issues": [{"category": c, "count": received[c]} for c in ranked[:3]],
             "causes_and_remedies": causes,
         }
