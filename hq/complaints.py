@@ -102,11 +102,14 @@ def _store(cur: Cursor, device: str, seq: int, kind: str, body: dict) -> None:
                     "ON CONFLICT (device, seq) DO NOTHING",
                     (device, seq, body["ref"], body["action"], body["before"], body["after"], body["actor"],
                      body["source"], body["at"], _json(body["params"]), body.get("sealed")))
-        escalations = body["params"].get("triggers") if body["action"] == "escalate" else None
-        cur.execute("UPDATE hq_complaints SET status = ?, deadlines = ?, updated = ?"
-                    + (", escalations = ?" if escalations is not None else "") + " WHERE device = ? AND ref = ?",
-                    (body["after"], _json(body["deadlines"]), body["at"],
-                     *([_json(escalations)] if escalations is not None else []), device, body["ref"]))
+        cur.execute("UPDATE hq_complaints SET status = ?, deadlines = ?, updated = ? WHERE device = ? AND ref = ?",
+                    (body["after"], _json(body["deadlines"]), body["at"], device, body["ref"]))
+        new = body["params"].get("triggers") if body["action"] == "escalate" else None
+        row = cur.one("SELECT escalations FROM hq_complaints WHERE device = ? AND ref = ?", (device, body["ref"]))
+        if isinstance(new, list) and row is not None:      # the step names the new triggers: add them
+            have = json.loads(row[0])
+            cur.execute("UPDATE hq_complaints SET escalations = ? WHERE device = ? AND ref = ?",
+                        (_json(have + [t for t in new if t not in have]), device, body["ref"]))
     else:
         cur.execute("INSERT INTO hq_complaint_due (device, seq, ref, lim, due, state, at) VALUES (?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (device, seq) DO NOTHING",

@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -21,7 +22,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from agent.calendar_data import build_calendar
+from agent.complaints import ComplaintBook
 from agent.journal import Journal
+from agent.sealing import Sealer
+from flows.workdays import DeadlineRules
 from hq.complaints import ComplaintDesk, create_key, deliver, load_key
 from hq.db import Database
 from hq.serve import Server
@@ -299,3 +304,48 @@ def test_the_half_year_report_is_a_file_from_the_command_line(agent, broker, off
     r = subprocess.run([*cli, "report", "--db", db_url, "--keys", str(keys), "--due", "2026-07-01",
                         "--out", str(out)], cwd=ROOT, env=env_with_repo(), capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "15 June and 15 December" in r.stderr
+
+
+def test_every_complaint_entry_a_terminal_writes_is_read_by_head_office(tmp_path):
+    """Both sides agree (protocol/schemas/complaint_*.json): every kind of step a terminal's book records,
+    escalations and time limits included, is read at head office and none is set aside."""
+    keys = tmp_path / "hq-keys"
+    public = create_key(keys)
+    journal = Journal(tmp_path / "journal.db")
+    book = ComplaintBook(journal, Sealer(tmp_path / "data.key"), build_calendar(), DeadlineRules(), site_id="BR-070",
+                         hq_key=public)
+    monday = datetime(2024, 2, 5, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    a = book.register({**FORM, "escalation": {"people": 5}}, monday).ref
+    b = book.register({**FORM, "name": "", "contact": ""}, monday).ref
+    c = book.register(FORM, monday).ref
+    book.check_due(monday + timedelta(days=3))                  # overdue limits, one entry each
+    for action, params in [("classify", {"complexity": "complex", "validity": "special"}), ("transfer", {"to": "消保部"}),
+                           ("investigate", {}), ("escalate", {"media": True}),
+                           ("handle", {"notes": NOTES, "cause": CAUSE, "remedy": REMEDY, "handler_phone": "021-1"}),
+                           ("reply", {"reply": REPLY}), ("satisfaction", {"satisfied": False})]:
+        book.act(a, action, params, "O01", monday + timedelta(days=1))
+    book.act(b, "not_accept", {"approver": "M01", "reason": "非本行业务"}, "O01", monday)
+    book.act(c, "withdraw", {"reason": "客户撤回", "voluntary": True}, "O01", monday)
+    entries = [{"id": f"dev-70:{e.seq}", "seq": e.seq, "ts": e.ts, "kind": e.kind, "task_id": e.task_id,
+                "body": e.body, "prev_hash": e.prev_hash, "hash": e.hash} for e in journal.entries()]
+    journal.close()
+    kinds = {e["kind"] for e in entries}
+    assert {"complaint_registered", "complaint_transition", "complaint_due"} <= kinds
+
+    db = Database(tmp_path / "hq.db").create_schema()
+    assert db.apply("dev-70", entries).applied == len(entries)
+    desk = ComplaintDesk(db, load_key(keys))
+    desk.sync()
+    assert db.count("quarantine") == 0
+    listed = {s.ref: s for s in desk.list(date(2024, 2, 5))}
+    assert set(listed) == {a, b, c}
+    assert listed[a].status == "investigating" and listed[a].escalations == ["group", "media"]
+    assert (listed[b].status, listed[b].anonymous, listed[c].status) == ("not_accepted", True, "withdrawn")
+    assert {d["limit"] for d in listed[a].due} >= {"pass_on", "start_handling"}
+    opened = desk.open(a, date(2024, 2, 5))
+    assert opened["details"]["name"] == NAME
+    texts = {s["action"]: s["texts"] for s in opened["steps"]}
+    assert texts["handle"]["handler_phone"] == "021-1" and texts["reply"] == {"reply": REPLY}
+    assert texts["classify"] is None                           # no free text in it: nothing sealed
+    assert desk.open(b, date(2024, 2, 5))["steps"][0]["texts"] == {"reason": "非本行业务"}
+    db.close()
