@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import ssl
 import sys
 import threading
@@ -383,7 +382,8 @@ def deliver(host: str, port: int, tls: tuple, device: str, payload: dict, *, pre
             got.update(reply)
             answered.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{client_id}-{os.getpid()}",
+    # a client id of its own per call: several officers' steps may be on their way at once
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{client_id}-{uuid.uuid4().hex[:12]}",
                          protocol=mqtt.MQTTv5)
     client.tls_set(ca_certs=str(tls[0]), certfile=str(tls[1]), keyfile=str(tls[2]), cert_reqs=ssl.CERT_REQUIRED)
     client.on_connect = on_connect
