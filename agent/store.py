@@ -115,6 +115,14 @@ class Store:
         self.tasks_version += 1
         return stored
 
+    def withdraw_tasks(self, task_ids: list[str]) -> None:
+        """Remove tasks head office took out of the schedule (the caller checked none has started)."""
+        ids = [(t,) for t in task_ids]
+        for table in ("tasks", "task_stops", "task_boxes"):
+            self.db.executemany(f"DELETE FROM {table} WHERE task_id=?", ids)
+        if ids:
+            self.tasks_version += 1
+
     def task(self, task_id: str) -> Task | None:
         row = self.db.execute("SELECT body FROM tasks WHERE task_id=?", (task_id,)).fetchone()
         return Task.from_dict(json.loads(row[0])) if row else None
