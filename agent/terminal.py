@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from agent.calendar_data import build_calendar
 from agent.codec import alarm_body, decode_event, encode
 from agent.complaints import ComplaintBook
-from agent.config import Config, check_files
+from agent.config import Config, ConfigError, check_files, load_complaint_key
 from agent.devices import Devices
 from agent.enrolment import BranchEnrolment, load_hq_key
 from agent.i18n import render
@@ -138,7 +138,7 @@ class Terminal:
             build_calendar({"holidays": list(config.complaints.holidays), "workdays": list(config.complaints.workdays)}),
             DeadlineRules.from_dict(config.complaints.deadlines), site_id=config.site.id,
             hours=HourRules.from_dict(config.complaints.hours),
-            escalation=EscalationRules.from_dict(config.complaints.escalation))
+            escalation=EscalationRules.from_dict(config.complaints.escalation), hq_key=self._complaint_key())
         if hasattr(devices.cards, "verifier"):   # a PC/SC reader checks anti-clone tags with the box registry
             devices.cards.sun_keys = self.store.box_keys
             devices.cards.verifier.counters = self.store.tag_counters(self.journal)
@@ -596,6 +596,20 @@ class Terminal:
         os.replace(tmp, path)
         return path
 
+    def _complaint_key(self):
+        """Head office's complaint public key, or None: then complaint details stay on this terminal, and
+        head office's health view says so (self.complaint_sealing)."""
+        path = self.config.complaints.hq_key
+        try:
+            key = load_complaint_key(path) if path is not None else None
+        except ConfigError as e:
+            log.error("complaint details will not go to head office: %s", e)
+            self.complaint_sealing = {"state": "missing", "error": str(e)}
+            return None
+        self.complaint_sealing = {"state": "connected", "error": None} if key else {
+            "state": "missing", "error": "no complaints.hq_key: complaint details stay on this terminal"}
+        return key
+
     # --- head office (SPEC §4): the journal is the outbox; task progress and alarms go out at once ---
     URGENT_KINDS = ("alarm", "handover_started", "arrival", "finger_attempt", "box_read", "disposition",
                     "handover_ended", "route_unverified")
@@ -611,8 +625,9 @@ class Terminal:
                          complaints=self.complaints,
                          on_downlink=lambda kind, payload: loop.call_soon_threadsafe(self._downlink_applied, kind,
                                                                                      payload),
-                         health=lambda: {name: {"state": h.state, "error": h.last_error}
-                                         for name, h in self.health.items()},
+                         health=lambda: {**{name: {"state": h.state, "error": h.last_error}
+                                            for name, h in self.health.items()},
+                                         "complaint_sealing": self.complaint_sealing},
                          modules=list(self.devices.fingerprints.values()), loop=loop,
                          on_link=lambda up, error: loop.call_soon_threadsafe(self._on_health, DeviceHealth(
                              "head_office", "connected" if up else "missing", error)))

@@ -145,6 +145,55 @@ _SCHEMA = (
         outcome   TEXT NOT NULL,
         taken     TEXT NOT NULL,
         PRIMARY KEY (device, seq))""",
+    # complaints handled at head office (hq/complaints.py): read from the entries above. Personal details
+    # stay sealed to head office's complaint key (`sealed`), opened only when an officer reads them.
+    """CREATE TABLE IF NOT EXISTS hq_complaints (
+        device      TEXT NOT NULL,
+        ref         TEXT NOT NULL,
+        site_id     TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        channel     TEXT NOT NULL,
+        category    TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        anonymous   BOOLEAN NOT NULL,
+        deadlines   TEXT NOT NULL,                 -- JSON: acknowledge_by, reply_by, outer_limit (working days)
+        escalations TEXT NOT NULL,                 -- JSON list of triggers
+        updated     TEXT NOT NULL,
+        sealed      TEXT,                          -- the customer's details, sealed; NULL: the terminal had no key
+        PRIMARY KEY (device, ref))""",
+    """CREATE TABLE IF NOT EXISTS hq_complaint_steps (
+        device        TEXT NOT NULL,
+        seq           BIGINT NOT NULL,             -- the journal entry that recorded the step
+        ref           TEXT NOT NULL,
+        action        TEXT NOT NULL,
+        before_status TEXT NOT NULL,
+        after_status  TEXT NOT NULL,
+        actor         TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        at            TEXT NOT NULL,
+        params        TEXT NOT NULL,               -- JSON: the step's non-personal parameters
+        sealed        TEXT,                        -- its free texts, sealed
+        PRIMARY KEY (device, seq))""",
+    """CREATE TABLE IF NOT EXISTS hq_complaint_due (
+        device TEXT NOT NULL,
+        seq    BIGINT NOT NULL,
+        ref    TEXT NOT NULL,
+        lim    TEXT NOT NULL,
+        due    TEXT NOT NULL,
+        state  TEXT NOT NULL,
+        at     TEXT NOT NULL,
+        PRIMARY KEY (device, seq))""",
+    """CREATE TABLE IF NOT EXISTS hq_complaint_sent (
+        msg_id  TEXT PRIMARY KEY,
+        device  TEXT NOT NULL,
+        ref     TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        officer TEXT NOT NULL,
+        at      TEXT NOT NULL,
+        sealed  TEXT NOT NULL)                     -- the parameters as sent, sealed to the complaint key""",
+    """CREATE TABLE IF NOT EXISTS hq_complaint_cursor (
+        device   TEXT PRIMARY KEY,
+        last_seq BIGINT NOT NULL)""",
 )
 
 def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: list, set_aside: list) -> Applied:
