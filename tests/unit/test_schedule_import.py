@@ -37,7 +37,7 @@ TABLES = ("schedule_tasks", "schedule_versions")
 def csv_of(rows: list[list[str]], header: str = HEADER) -> bytes:
     """The CSV a spreadsheet saves: cells with commas, quotes or line breaks quoted."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\r\n")  # as Excel saves it; cells with CR or LF quoted
     writer.writerow(header.split(","))
     writer.writerows(rows)
     return out.getvalue().encode()
