@@ -32,6 +32,8 @@ PASSWORD_ALWAYS = tuple(p.value for p, rule in PURPOSES.items() if rule.password
 DUE_SHOWN = 5
 FINISHED_SHOWN = 1
 LATE_SHOWN = timedelta(hours=1)
+# How long the idle screen says "schedule updated HH:MM" after head office sent a new version.
+NOTICE_SHOWN = timedelta(hours=2)
 
 
 def staff_active(t) -> bool:
@@ -61,7 +63,8 @@ def build_view(t, lang: str) -> dict:
                      "at": p.at.strftime("%H:%M:%S"), "latest": p.version == t.prompts[0].version}
                     for p in t.prompts if not public or not p.params],
         "site_alarms": [{"kind": a.kind.value, "at": at.strftime("%H:%M:%S"),
-                         "text": None if public else render(f"alarm_{a.kind.value}", t.prompt_params(a.detail), lang)}
+                         "text": None if public else render(f"alarm_{a.kind.value}", t.prompt_params(a.detail), lang),
+                         "hq_seen": None if public else _hq_seen(t, a, lang)}
                         for a, at in t.site_alarms],
         "door": t.devices.door.raised,
         "pending_auth": _pending(t, lang),
@@ -78,6 +81,9 @@ def build_view(t, lang: str) -> dict:
                     else None} for h in t.health.values()],
         "settings": settings_view(t.config),     # what head office may change, as now in effect
         "complaints_due": _complaints_due(t) if staff else None,    # the staff indicator: never the public's
+        # that the schedule changed, and when: no task, plate or name, so the public face may show it too
+        "schedule_notice": render("schedule_updated", {"time": t.schedule_updated_at.strftime("%H:%M")}, lang)
+                           if t.schedule_updated_at and t.clock() - t.schedule_updated_at <= NOTICE_SHOWN else None,
     }
 
 
@@ -223,16 +229,23 @@ def _handover(t, h: Handover, lang: str) -> dict:
         "marks": [t.name(pid) for pid in h.marks],
         "risk": h.in_risk_handling,
         "open_alarms": [{"kind": a.kind.value, "text": render(prompt_key(f"alarm_{a.kind.value}", a.detail),
-                                                              t.prompt_params(a.detail), lang)}
+                                                              t.prompt_params(a.detail), lang),
+                         "hq_seen": _hq_seen(t, a, lang)}
                         for a in h.open_alarms],
         "failures": dict(h.failures), "door": h.door_raised, "restarts": h.restarts,
         "route_unverified": list(h.route_unverified),     # earlier stops nobody has reported (offline)
     }
 
 
+def _hq_seen(t, alarm, lang: str) -> str | None:
+    """"总部已确认：<note>" once a monitor at head office acknowledged this alarm (the `alarm_seen` downlink)."""
+    note = t.hq_seen_note(alarm)
+    return None if note is None else render("alarm_hq_seen", {"note": note}, lang)
+
+
 def _report(t, lang: str) -> dict:
     from agent.report_text import report_lines
-    title, lines = report_lines(t.last_report, t.people, lang)
+    title, lines = report_lines(t.last_report, t.people, lang, t.site_name())
     return {"title": title, "lines": lines, "outcome": t.last_report.outcome, "task_id": t.last_report.task_id,
             "printed": t.last_report_printed}
 

@@ -72,6 +72,128 @@ _SCHEMA = (
         msg_id   TEXT,
         payload  TEXT NOT NULL,
         received TEXT NOT NULL)""",
+    # the monitoring centre's page (hq/web): who may log in, their sessions, and what each of them did
+    """CREATE TABLE IF NOT EXISTS users (
+        name     TEXT PRIMARY KEY,
+        role     TEXT NOT NULL,
+        password TEXT NOT NULL,                    -- scrypt, with its parameters and salt (hq.web.auth)
+        created  TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS web_sessions (
+        token_hash TEXT PRIMARY KEY,               -- sha256 of the cookie: the database never holds a live token
+        name       TEXT NOT NULL,
+        csrf       TEXT NOT NULL,
+        created    TEXT NOT NULL,
+        last_seen  TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS audit (
+        at     TEXT NOT NULL,
+        name   TEXT,                               -- who (NULL: nobody logged in, e.g. a refused login)
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS alarm_acks (
+        device   TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        name     TEXT NOT NULL,
+        note     TEXT NOT NULL,
+        at       TEXT NOT NULL,
+        msg_id   TEXT,                             -- the downlink sent to the terminal (NULL: silent, never sent)
+        PRIMARY KEY (device, entry_id))""",
+    # The day's schedule (hq/schedule.py): sites, each site's copy of the day's tasks with its version,
+    # what was sent where (MQTT msg_id or USB bundle seq: "published" is not "applied"; replies and
+    # the terminal's import entries tell that), and the people head office imported.
+    """CREATE TABLE IF NOT EXISTS schedule_sites (
+        site_id TEXT PRIMARY KEY,
+        name    TEXT NOT NULL,
+        type    TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS schedule_tasks (
+        day     TEXT NOT NULL,
+        site_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        digest  TEXT NOT NULL,
+        body    TEXT NOT NULL,                     -- the task as the terminal gets it, with its version
+        PRIMARY KEY (day, site_id, task_id))""",
+    """CREATE TABLE IF NOT EXISTS schedule_versions (
+        day      TEXT NOT NULL,
+        site_id  TEXT NOT NULL,
+        version  BIGINT NOT NULL,
+        imported TEXT NOT NULL,
+        tasks    TEXT NOT NULL,                    -- the task ids of this version (JSON list)
+        PRIMARY KEY (day, site_id, version))""",
+    """CREATE TABLE IF NOT EXISTS schedule_sends (
+        day        TEXT NOT NULL,
+        site_id    TEXT NOT NULL,
+        version    BIGINT NOT NULL,
+        device     TEXT NOT NULL,
+        what       TEXT NOT NULL,                  -- tasks | personnel
+        channel    TEXT NOT NULL,                  -- mqtt | usb
+        msg_id     TEXT,
+        bundle_seq BIGINT,
+        sent       TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS bundle_seqs (
+        device TEXT NOT NULL,
+        kind   TEXT NOT NULL,
+        seq    BIGINT NOT NULL,
+        PRIMARY KEY (device, kind))""",
+    """CREATE TABLE IF NOT EXISTS hq_people (
+        person_id TEXT PRIMARY KEY,
+        body      TEXT NOT NULL,                   -- the person as imported: photo and templates (base64)
+        imported  TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS schedule_enrolments (
+        device    TEXT NOT NULL,                   -- a finger_enrolled entry taken into hq_people (or not: why)
+        seq       BIGINT NOT NULL,
+        person_id TEXT,
+        outcome   TEXT NOT NULL,
+        taken     TEXT NOT NULL,
+        PRIMARY KEY (device, seq))""",
+    # complaints handled at head office (hq/complaints.py): read from the entries above. Personal details
+    # stay sealed to head office's complaint key (`sealed`), opened only when an officer reads them.
+    """CREATE TABLE IF NOT EXISTS hq_complaints (
+        device      TEXT NOT NULL,
+        ref         TEXT NOT NULL,
+        site_id     TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        channel     TEXT NOT NULL,
+        category    TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        anonymous   BOOLEAN NOT NULL,
+        deadlines   TEXT NOT NULL,                 -- JSON: acknowledge_by, reply_by, outer_limit (working days)
+        escalations TEXT NOT NULL,                 -- JSON list of triggers
+        updated     TEXT NOT NULL,
+        sealed      TEXT,                          -- the customer's details, sealed; NULL: the terminal had no key
+        PRIMARY KEY (device, ref))""",
+    """CREATE TABLE IF NOT EXISTS hq_complaint_steps (
+        device        TEXT NOT NULL,
+        seq           BIGINT NOT NULL,             -- the journal entry that recorded the step
+        ref           TEXT NOT NULL,
+        action        TEXT NOT NULL,
+        before_status TEXT NOT NULL,
+        after_status  TEXT NOT NULL,
+        actor         TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        at            TEXT NOT NULL,
+        params        TEXT NOT NULL,               -- JSON: the step's non-personal parameters
+        sealed        TEXT,                        -- its free texts, sealed
+        PRIMARY KEY (device, seq))""",
+    """CREATE TABLE IF NOT EXISTS hq_complaint_due (
+        device TEXT NOT NULL,
+        seq    BIGINT NOT NULL,
+        ref    TEXT NOT NULL,
+        lim    TEXT NOT NULL,
+        due    TEXT NOT NULL,
+        state  TEXT NOT NULL,
+        at     TEXT NOT NULL,
+        PRIMARY KEY (device, seq))""",
+    """CREATE TABLE IF NOT EXISTS hq_complaint_sent (
+        msg_id  TEXT PRIMARY KEY,
+        device  TEXT NOT NULL,
+        ref     TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        officer TEXT NOT NULL,
+        at      TEXT NOT NULL,
+        sealed  TEXT NOT NULL)                     -- the parameters as sent, sealed to the complaint key""",
+    """CREATE TABLE IF NOT EXISTS hq_complaint_cursor (
+        device   TEXT PRIMARY KEY,
+        last_seq BIGINT NOT NULL)""",
 )
 
 def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: list, set_aside: list) -> Applied:

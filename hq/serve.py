@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -36,6 +37,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hq.db import Applied, Database, is_postgres
+from hq.web.app import Settings, WebBoard
+from hq.web.board import speech_of
+from hq.web.sites import parse_sites
+from hq.web.voice import VOICE
 from protocol import messages
 from protocol.chain import GENESIS_HASH, chain_problem
 
@@ -82,7 +87,8 @@ class Counters:
 class Server:
     def __init__(self, db_url: str, host: str, port: int, *, ca_file, cert_file, key_file, client_id: str = "hq",
                  prefix: str = "ht/v1", group: str | None = None, resend_after: float = 2.0,
-                 on_alarm: Callable[[str, dict], None] | None = None, speak: bool = False):
+                 on_alarm: Callable[[str, dict], None] | None = None, speak: bool = False,
+                 sites: dict[str, str] | None = None):
         self.prefix = prefix
         self.counters = Counters()
         self._host, self._port = host, port
@@ -91,6 +97,7 @@ class Server:
         self._resend_after = resend_after
         self._on_alarm = on_alarm
         self._speak = speak and shutil.which("espeak-ng") is not None
+        self._sites = sites or {}
         self._stop = threading.Event()
         self._db_url = db_url
         Database(db_url, stop=self._stop).create_schema().close()
@@ -390,10 +397,14 @@ class Server:
         self.counters.alarms += 1
         if self._on_alarm:
             self._on_alarm(device, entry)
-        if self._speak:
-            what = entry["body"].get("alarm") or entry["body"].get("type") or "alarm"
-            subprocess.Popen(["espeak-ng", f"Alarm: {what}, device {device}"],
+        if self._speak:     # the catalog's Mandarin sentence, e.g. "城东支行，错箱报警，10:05"
+            subprocess.Popen(["espeak-ng", "-v", VOICE, speech_of(entry["body"], device, entry["ts"], self._sites)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def send_downlink(self, device: str, kind: str, payload: dict) -> None:
+        """Publish a downlink to one terminal (QoS 1 on the persistent session: queued while the link is down)."""
+        messages.check(kind, payload)
+        self.stream.publish(messages.Topics(self.prefix, device).down(kind), messages.encode(payload), qos=1)
 
     def _ask_resend(self, client, device: str, last_seq: int, site_id: str | None, state: str | None) -> None:
         now = time.monotonic()
@@ -497,7 +508,15 @@ def register(subparsers) -> None:
     s.add_argument("--db", default="hq.db", help="SQLite file (default hq.db) or postgresql://user@host:port/db")
     s.add_argument("--group", default=None,
                    help="share the fleet with other workers of this group (MQTT v5 shared subscriptions)")
-    s.add_argument("--speak", action="store_true", help="speak alarms with espeak-ng when it is installed")
+    s.add_argument("--speak", action="store_true", help="speak alarms (Mandarin) with espeak-ng when it is installed")
+    s.add_argument("--http", default=None, metavar="[HOST:]PORT",
+                   help="serve the monitoring centre's page here (HOST defaults to 127.0.0.1: loopback only)")
+    s.add_argument("--sites", type=Path, default=None,
+                   help='site names for the page and the voice, JSON: {"BR-001": "<name>", ...}')
+    s.add_argument("--idle-minutes", type=float, default=15.0,
+                   help="a monitoring page session nobody used for this long lapses (default 15)")
+    s.add_argument("--quiet-after", type=float, default=300.0,
+                   help="seconds without a word from a terminal before the devices board flags it (default 300)")
     s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     s.set_defaults(func=_cmd_serve)
 
@@ -509,22 +528,44 @@ def register(subparsers) -> None:
     v.set_defaults(func=_cmd_verify_against)
 
 
+def _http_address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--http {value!r}: give [HOST:]PORT, e.g. 127.0.0.1:8443")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def _cmd_serve(args) -> int:
+    sites = parse_sites(args.sites.read_bytes()) if args.sites else {}
+    web = None
+    if args.http:
+        host, port = _http_address(args.http)
+        web = WebBoard(args.db, host, port, Settings(sites=sites, quiet_after=timedelta(seconds=args.quiet_after),
+                                                     idle=timedelta(minutes=args.idle_minutes)))
+
     def alarm(device: str, entry: dict) -> None:
         print(f"ALARM {device} #{entry['seq']} {json.dumps(entry['body'], ensure_ascii=False)}", flush=True)
+        if web is not None:
+            web.alarm(device, entry)
 
     server = Server(args.db, args.host, args.port, ca_file=args.ca, cert_file=args.cert, key_file=args.key,
                     client_id=args.client_id, prefix=args.prefix, group=args.group, on_alarm=alarm,
-                    speak=args.speak)
+                    speak=args.speak, sites=sites)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     server.start()
     print(f"serving {args.prefix}/+/... into {_safe_url(args.db)}", flush=True)
+    if web is not None:
+        web.settings.send_downlink = server.send_downlink
+        web.start()
+        print(f"monitoring centre at http://{web.host}:{web.port}/", flush=True)
     try:
         stopping.wait(args.duration)
     except KeyboardInterrupt:
         pass
     finally:
+        if web is not None:
+            web.stop()
         server.stop()
     c = server.counters
     print(f"applied {c.entries} entries in {c.batches} batches ({c.duplicates} duplicates, {c.alarms} alarms, "

@@ -23,7 +23,8 @@ from protocol import messages
 from protocol.chain import GENESIS_HASH, entry_hash
 
 sys.path.insert(0, str(Path(__file__).parent))
-from broker import HQ_IDENTITY, Broker, Pki, env_with_repo, mqtt_config, open_device  # noqa: E402
+from broker import HQ_IDENTITY, env_with_repo, mqtt_config, open_device  # noqa: E402
+from mqtt_fixtures import broker, hq_cert, wait_until  # noqa: E402,F401 (fixtures)
 from postgres import Postgres  # noqa: E402
 
 pytestmark = pytest.mark.mqtt
@@ -50,19 +51,6 @@ def _fresh_database(pg: Postgres) -> str:
     with psycopg.connect(pg.url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return pg.url.rsplit("/", 1)[0] + "/" + name
-
-
-@pytest.fixture
-def broker(tmp_path):
-    (tmp_path / "broker").mkdir()
-    b = Broker(tmp_path / "broker", Pki(tmp_path / "pki")).start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def hq_cert(broker):
-    return broker.pki.issue(HQ_IDENTITY)
 
 
 def start_server(broker, hq_cert, db_url, **kw) -> Server:
@@ -111,15 +99,6 @@ def day_of_handovers(journal, tasks: int = 3, tag: str = "") -> None:
                 journal.append("box_read", {"box": f"B{t}-{box}"}, task_id=task_id)
         journal.append("alarm", {"alarm": "wrong_box", "box": f"X{tag}{t}"}, task_id=task_id)
         journal.append("handover_completed", {"exceptions": 1}, task_id=task_id)
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def caught_up(db_url: str, terminals: list[Terminal]) -> bool:

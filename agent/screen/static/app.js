@@ -113,7 +113,8 @@ function renderHandover(v) {
 
 function openAlarms(h) {
   return el("div", { class: "open-alarms" }, ...h.open_alarms.map((a) =>
-    el("div", { class: "alarm", "data-testid": `open-alarm-${a.kind}`, text: a.text })));
+    el("div", { class: "alarm", "data-testid": `open-alarm-${a.kind}` }, a.text,
+      a.hq_seen ? el("div", { class: "hq-seen", "data-testid": `hq-seen-${a.kind}`, text: a.hq_seen }) : null)));
 }
 
 // Risk handling (风险处置): the officer picks a disposition that fits the alarm, writes a note, decides;
@@ -217,7 +218,8 @@ function renderAlarms(v) {
   const detail = !!(v.staff || v.handover);
   root.append(el("div", { class: "alarmbar" },
     el("div", { class: "alarmtexts" }, ...(detail
-      ? v.site_alarms.slice(0, 2).map((a) => el("div", { class: "alarm", "data-testid": `alarm-${a.kind}`, text: `${a.at.slice(0, 5)} ${a.text}` }))
+      ? v.site_alarms.slice(0, 2).map((a) => el("div", { class: "alarm", "data-testid": `alarm-${a.kind}` }, `${a.at.slice(0, 5)} ${a.text}`,
+          a.hq_seen ? el("div", { class: "hq-seen", "data-testid": `hq-seen-${a.kind}`, text: a.hq_seen }) : null))
       : [el("div", { class: "alarm", "data-testid": "alarm-attention", text: t("alarm.attention") })])),
     v.handover && !v.staff ? null : actionButton({ class: "touch", "data-testid": "alarm-ack", text: t("alarm.ack") },
       async (rid) => (await post("/api/alarms/ack", {}, rid)).ok && false)));
@@ -231,11 +233,12 @@ function renderPublic(v) {
   const kiosk = actionButton({ class: "touch big", "data-testid": "kiosk-enter", text: v.staff ? t("kiosk.enter") : t("kiosk_customer") },
     async (rid) => (await post("/api/kiosk/enter", {}, rid)).ok && false);
   const due = v.complaints_due;     // the background check's complaint reminders: staff only
-  if (v.staff) { root.append(el("div", { class: "staffbar" }, el("span", { text: `${t("staff_by")}: ${v.staff}` }),
+  const notice = v.schedule_notice ? el("span", { class: "badge", "data-testid": "schedule-notice", text: v.schedule_notice }) : null;
+  if (v.staff) { root.append(el("div", { class: "staffbar" }, el("span", { text: `${t("staff_by")}: ${v.staff}` }), notice,
     due && (due.near || due.overdue) ? el("span", { class: "badge warn", "data-testid": "due-summary", text: t("kiosk.due_summary", due) }) : null,
     kiosk)); return; }
   root.append(el("div", { class: "welcome" }, el("div", { class: "hello", text: t("public_welcome") }),
-    el("div", { class: "site", text: v.site.name }), el("p", { text: t("public_hint") }), kiosk));
+    el("div", { class: "site", text: v.site.name }), notice, el("p", { text: t("public_hint") }), kiosk));
 }
 
 // The day's schedule as a window (the next due and the last finished) under the day's counts: a vault's
