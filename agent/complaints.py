@@ -3,8 +3,10 @@ SQLite file so each change commits with the journal entry that records it.
 
 The customer's name, contact, description and request, the counter named, and every free text staff
 record (notes, causes, remedies, replies, reasons) are sealed at rest with the device data key
-(agent.sealing); journal entries carry only what is not personal (reference, channel, category,
-states, staff ids, deadlines), so nothing personal reaches the journal, the logs or the wire.
+(agent.sealing); journal entries carry in clear only what is not personal (reference, channel, category,
+states, staff ids, deadlines). With head office's complaint public key configured, each entry that records
+personal text also carries it sealed to that key (protocol.complaint, field `sealed`): head office can work
+the complaint, and nothing this terminal holds can open that copy. Without the key the details stay here.
 """
 from __future__ import annotations
 
@@ -14,12 +16,15 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
 from agent.journal import Journal
 from agent.sealing import Sealer
 from flows import complaint as fc
 from flows.complaint import Complaint, Status, Transition, TransitionRefused
 from flows.complaint_rules import Due, EscalationRules, Facts, HourRules, LookupGuard, escalations, hour_limits
 from flows.workdays import DeadlineRules, WorkCalendar
+from protocol.complaint import REGISTER_STEP, key_id, seal_details
 
 # what a customer may type, and how much (characters)
 FORM_LIMITS = {"name": 50, "contact": 100, "description": 2000, "request": 1000, "counter": 100}
@@ -139,8 +144,9 @@ def check_draft(draft) -> None:
 class ComplaintBook:
     def __init__(self, journal: Journal, sealer: Sealer, calendar: WorkCalendar,
                  rules: DeadlineRules = DeadlineRules(), *, site_id: str = "", hours: HourRules = HourRules(),
-                 escalation: EscalationRules = EscalationRules()):
+                 escalation: EscalationRules = EscalationRules(), hq_key: X25519PublicKey | None = None):
         self.journal = journal
+        self.hq_key = hq_key                 # head office's complaint public key: None keeps details here
         self.hours = hours
         self.escalation = escalation
         self.lookups = LookupGuard()
@@ -165,6 +171,13 @@ class ComplaintBook:
     def _open(self, ref: str, blob: bytes) -> dict:
         return json.loads(self._sealer.open(blob, ref.encode()))
 
+    def _for_head_office(self, body: dict, ref: str, step: str, details: dict) -> dict:
+        """The entry body with `details` sealed to head office's complaint key, when there is one."""
+        if self.hq_key is not None:
+            body["sealed"] = seal_details(self.hq_key, ref, step, details)
+            body["sealed_to"] = key_id(self.hq_key)
+        return body
+
     # --- registration ---
     def register(self, form: dict, now: datetime) -> Receipt:
         """A new complaint from the kiosk form (or staff on the customer's behalf)."""
@@ -184,12 +197,12 @@ class ComplaintBook:
             self._conn.execute("INSERT INTO complaints (ref, received_at, status, state, sealed) VALUES (?,?,?,?,?)",
                                (ref, c.received_at.isoformat(), c.status.value, json.dumps(c.to_dict()),
                                 self._seal(ref, personal)))
-            self.journal.append("complaint_registered", {
+            self.journal.append("complaint_registered", self._for_head_office({
                 "ref": ref, "site_id": self.site_id, "received_at": c.received_at.isoformat(),
                 "channel": c.channel, "category": c.category, "staff_concerned": list(c.staff_concerned),
                 "first_responder": c.first_responder, "anonymous": not personal["name"].strip(),
                 "deadlines": c.to_dict()["deadlines"], "status": c.status.value,
-                "escalations": list(c.escalations)})
+                "escalations": list(c.escalations)}, ref, REGISTER_STEP, fields.personal))
             if c.escalations:
                 self._escalated(c, c.escalations, now, "registration")
         return Receipt(ref, c.received_at, c.promised_reply, c.deadlines.acknowledge_by)
@@ -259,10 +272,11 @@ class ComplaintBook:
             clear = {k: v for k, v in vars(event).items() if k not in fc.TEXT_FIELDS and k != "actor"}
             if "original_status" in clear:
                 clear["original_status"] = clear["original_status"].value
-            self.journal.append("complaint_transition", {
-                "ref": ref, "site_id": self.site_id, "action": action, "before": t.before.value,
-                "after": t.after.value, "actor": actor, "source": source, "at": now.isoformat(),
-                "params": clear, "reopened": t.reopened, "deadlines": c.to_dict()["deadlines"]})
+            body = {"ref": ref, "site_id": self.site_id, "action": action, "before": t.before.value,
+                    "after": t.after.value, "actor": actor, "source": source, "at": now.isoformat(),
+                    "params": clear, "reopened": t.reopened, "deadlines": c.to_dict()["deadlines"]}
+            self.journal.append("complaint_transition",
+                                self._for_head_office(body, ref, action, texts) if texts else body)
         return t
 
     def apply_downlink(self, ref: str, action: str, params: dict, now: datetime) -> Transition:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from flows.model import SiteType
 from flows.complaint_rules import EscalationRules, HourRules
@@ -113,6 +114,11 @@ class PathsConfig:
     @property
     def keys_dir(self) -> Path:
         return self.state_dir / "keys"
+
+    @property
+    def cache_dir(self) -> Path:
+        """What a library may keep between starts (python-escpos' printer database), never /tmp."""
+        return self.state_dir / "cache"
 
 
 @dataclass(frozen=True)
@@ -250,6 +256,8 @@ class ComplaintsConfig:
     hotline: str = setting("", "text", remote="now")
     supervision_phone: str = setting("", "text", remote="now")
     appeal_body: str = setting("", "text", remote="now")
+    # head office's complaint PUBLIC key (PEM, X25519): each complaint's details go up sealed to it
+    hq_key: Path | None = setting(None, "path")
 
 
 @dataclass(frozen=True)
@@ -542,7 +550,8 @@ def _build(data: dict[str, Any], source: Path | None, base_dir: Path) -> Config:
         mqtt=_mqtt(_Table(root.table("mqtt"), "mqtt", _keys(MqttConfig)), base_dir),
         backup=_read(BackupConfig, _Table(root.table("backup"), "backup", _keys(BackupConfig))),
         complaints=_complaints(_Table(root.table("complaints"), "complaints",
-                                      _keys(ComplaintsConfig, "deadlines", "calendar", "hours", "escalation"))),
+                                      _keys(ComplaintsConfig, "deadlines", "calendar", "hours", "escalation")),
+                               base_dir),
         source=source,
     )
 
@@ -580,7 +589,7 @@ def _is_address(v: Any) -> bool:
     return _is_int(v) and 0 <= v <= 0xFFFFFFFF
 
 
-def _complaints(t: _Table) -> ComplaintsConfig:
+def _complaints(t: _Table, base_dir: Path) -> ComplaintsConfig:
     deadlines = _Table(t.table("deadlines"), "complaints.deadlines",
                        [f.name for f in dataclasses.fields(DeadlineRules)])
     try:
@@ -605,9 +614,11 @@ def _complaints(t: _Table) -> ComplaintsConfig:
         except ValueError as e:
             raise ConfigError(f"complaints.{key}: {e}") from None
         return dict(table.data)
+    hq_key = t.path("hq_key")
     return _read(ComplaintsConfig, t, deadlines=dict(deadlines.data), holidays=dates("holidays"),
                  workdays=dates("workdays"), hours=rules("hours", HourRules),
-                 escalation=rules("escalation", EscalationRules))
+                 escalation=rules("escalation", EscalationRules),
+                 hq_key=hq_key if hq_key is None or hq_key.is_absolute() else base_dir / hq_key)
 
 
 def _beacon_patterns(items: Any) -> tuple[BeaconPatternConfig, ...]:
@@ -836,7 +847,26 @@ def check_files(config: Config) -> list[str]:
             except (ValueError, TypeError):
                 what = "a private key" if key == "key_file" else "a certificate"
                 problems.append(f"mqtt.{key}: {str(path)!r} is not {what} in PEM form")
+    if config.complaints.hq_key is not None:
+        try:
+            load_complaint_key(config.complaints.hq_key)
+        except ConfigError as e:
+            problems.append(str(e))
     return problems
+
+
+def load_complaint_key(path: Path) -> X25519PublicKey:
+    """Head office's complaint public key from `complaints.hq_key`; ConfigError names what is wrong."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as e:
+        raise ConfigError(f"complaints.hq_key: {str(path)!r} cannot be read ({e.strerror})") from None
+    except (ValueError, TypeError):
+        raise ConfigError(f"complaints.hq_key: {str(path)!r} is not a public key in PEM form") from None
+    if not isinstance(key, X25519PublicKey):
+        raise ConfigError(f"complaints.hq_key: {str(path)!r} is not an X25519 key "
+                          "(make one with `handover-hq complaints key create`)")
+    return key
 
 
 def _main(argv: list[str]) -> int:

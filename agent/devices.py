@@ -120,7 +120,7 @@ def _printer(config: Config) -> Printer:
         from drivers.printer.escpos import EscposPrinter
         params = {"file": {"path": str(p.path)}, "serial": {"port": p.port, "baudrate": p.baudrate},
                   "usb": {"vendor_id": p.vendor_id, "product_id": p.product_id}}[p.driver]
-        return EscposPrinter(kind=p.driver, **params)
+        return EscposPrinter(kind=p.driver, cache_dir=config.paths.cache_dir, **params)
     from drivers.printer.sim import SimulatedPrinter
     return SimulatedPrinter()
 

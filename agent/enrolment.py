@@ -13,16 +13,13 @@ loop keeps serving the door while a person presses their finger.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from cryptography.hazmat.primitives import hpke
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from agent.devices import enrol_finger
 from agent.journal import Journal
@@ -30,6 +27,7 @@ from agent.store import Store, Template
 from drivers.base import FingerprintModule
 from drivers.fingerprint.uart import DuplicateFinger
 from flows.decisions import Prompt
+from protocol.enrolment import seal_for_hq
 from protocol.keys import KeyFileError, load_public
 
 log = logging.getLogger("handover.enrolment")
@@ -42,12 +40,6 @@ STAGE_PROMPTS = {"press": "enrol_press_finger", "press_again": "enrol_press_agai
 FINISHED = frozenset({"done", "duplicate", "failed", "cancelled"})
 
 HQ_KEY_FILE = "hq_enrolment.pem"     # in the keys directory, installed with the device like hq_signers/
-_HPKE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
-_INFO = b"HTB1 enrolment\x00"
-
-
-class EnrolmentError(ValueError):
-    """An enrolled template head office cannot accept; the message names what is wrong."""
 
 
 def load_hq_key(keys_dir: str | Path) -> X25519PublicKey | None:
@@ -65,29 +57,6 @@ def load_hq_key(keys_dir: str | Path) -> X25519PublicKey | None:
         log.error("%s: head office's enrolment key must be X25519; enrolled templates will not travel", path)
         return None
     return key
-
-
-def _binding(device_id: str, body: dict) -> bytes:
-    """What the sealed template belongs to: a blob moved to another entry does not open."""
-    return _INFO + "/".join((device_id, body["person_id"], body["finger"], body["template_sha256"])).encode()
-
-
-def seal_for_hq(template: bytes, hq_key: X25519PublicKey, device_id: str, body: dict) -> str:
-    return base64.b64encode(_HPKE.encrypt(template, hq_key, info=_binding(device_id, body))).decode()
-
-
-def open_at_hq(body: dict, hq_private: X25519PrivateKey, device_id: str) -> bytes:
-    """Head office: the template of a synced `finger_enrolled` entry, checked against its hash."""
-    try:
-        sealed = base64.b64decode(body["template_for_hq"], validate=True)
-        template = _HPKE.decrypt(sealed, hq_private, info=_binding(device_id, body))
-    except (KeyError, TypeError, AttributeError, binascii.Error) as exc:
-        raise EnrolmentError(f"finger_enrolled entry: template_for_hq missing or malformed ({exc!r})") from None
-    except Exception:                 # InvalidTag and friends: another key, device or entry
-        raise EnrolmentError("finger_enrolled entry: template_for_hq does not open for this device and entry") from None
-    if hashlib.sha256(template).hexdigest() != body["template_sha256"]:
-        raise EnrolmentError("finger_enrolled entry: the template does not match template_sha256")
-    return template
 
 
 @dataclass

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from agent.calendar_data import build_calendar
 from agent.codec import alarm_body, decode_event, encode
 from agent.complaints import ComplaintBook
-from agent.config import Config, check_files
+from agent.config import Config, ConfigError, check_files, load_complaint_key
 from agent.devices import Devices
 from agent.enrolment import BranchEnrolment, load_hq_key
 from agent.i18n import render
@@ -138,13 +138,14 @@ class Terminal:
             build_calendar({"holidays": list(config.complaints.holidays), "workdays": list(config.complaints.workdays)}),
             DeadlineRules.from_dict(config.complaints.deadlines), site_id=config.site.id,
             hours=HourRules.from_dict(config.complaints.hours),
-            escalation=EscalationRules.from_dict(config.complaints.escalation))
+            escalation=EscalationRules.from_dict(config.complaints.escalation), hq_key=self._complaint_key())
         if hasattr(devices.cards, "verifier"):   # a PC/SC reader checks anti-clone tags with the box registry
             devices.cards.sun_keys = self.store.box_keys
             devices.cards.verifier.counters = self.store.tag_counters(self.journal)
             devices.cards.meta_read_keys = self.store.box_meta_read_keys
         self.lang = config.screen.language
         self.active: Handover | None = None
+        self.schedule_updated_at: datetime | None = None     # when head office last sent a schedule version
         self.outcomes: dict[str, str] = {}             # task id -> outcome, today
         self.last_report: HandoverReport | None = None
         self.last_report_printed = True
@@ -575,7 +576,7 @@ class Terminal:
         self.active = None
         await self._staff(fs.HandoverFinished())     # the kiosk gets its screen back
         self._write_report(report)
-        title, lines = report_lines(report, self.people, "zh-CN")
+        title, lines = report_lines(report, self.people, "zh-CN", self.site_name())
         error = None
         try:
             await self.devices.printer.print_lines(title, lines)
@@ -598,6 +599,20 @@ class Terminal:
         os.replace(tmp, path)
         return path
 
+    def _complaint_key(self):
+        """Head office's complaint public key, or None: then complaint details stay on this terminal, and
+        head office's health view says so (self.complaint_sealing)."""
+        path = self.config.complaints.hq_key
+        try:
+            key = load_complaint_key(path) if path is not None else None
+        except ConfigError as e:
+            log.error("complaint details will not go to head office: %s", e)
+            self.complaint_sealing = {"state": "missing", "error": str(e)}
+            return None
+        self.complaint_sealing = {"state": "connected", "error": None} if key else {
+            "state": "missing", "error": "no complaints.hq_key: complaint details stay on this terminal"}
+        return key
+
     # --- head office (SPEC §4): the journal is the outbox; task progress and alarms go out at once ---
     URGENT_KINDS = ("alarm", "handover_started", "arrival", "finger_attempt", "box_read", "disposition",
                     "handover_ended", "route_unverified")
@@ -613,8 +628,9 @@ class Terminal:
                          complaints=self.complaints,
                          on_downlink=lambda kind, payload: loop.call_soon_threadsafe(self._downlink_applied, kind,
                                                                                      payload),
-                         health=lambda: {name: {"state": h.state, "error": h.last_error}
-                                         for name, h in self.health.items()},
+                         health=lambda: {**{name: {"state": h.state, "error": h.last_error}
+                                            for name, h in self.health.items()},
+                                         "complaint_sealing": self.complaint_sealing},
                          modules=list(self.devices.fingerprints.values()), loop=loop,
                          on_link=lambda up, error: loop.call_soon_threadsafe(self._on_health, DeviceHealth(
                              "head_office", "connected" if up else "missing", error)))
@@ -622,6 +638,8 @@ class Terminal:
 
     def _downlink_applied(self, kind: str, payload: dict | None = None) -> None:
         """Head office changed tasks, people or settings: show the new state."""
+        if kind == "tasks" and payload is not None:
+            self._schedule_changed(payload["tasks"])
         if kind == "command" and payload and payload["command"] == "alarm_seen":
             return self._alarm_seen(payload)
         if kind == "config" and self.sync is not None:
@@ -631,6 +649,16 @@ class Terminal:
             self._spawn(self._route_news())
         self._changed()
 
+    def _schedule_changed(self, tasks: list[dict]) -> None:
+        """A new schedule version: the idle screen says so. A handover running on a task that changed
+        finishes on the version it started with (its escorts are at the door, its boxes counted);
+        the new version applies from the next arrival, and head office is told by the journal."""
+        self.schedule_updated_at = self.clock()
+        running = self.active.task if self.active else None
+        for t in tasks:
+            if running is not None and t["task_id"] == running.task_id and t.get("version", 1) > running.version:
+                self.journal.append("task_change_deferred", {"task_id": running.task_id, "running_version":
+                                    running.version, "new_version": t["version"]}, task_id=running.task_id)
     def _alarm_seen(self, payload: dict) -> None:
         """A monitor at head office acknowledged an alarm (journaled by the downlink): the screen says so on it."""
         entry = next(iter(self.journal.entries(after_seq=payload["seq"] - 1, limit=1)), None)
@@ -748,6 +776,11 @@ class Terminal:
             log.warning("voice failed: %s", exc)
 
     # --- what the screen reads ---
+    def site_name(self) -> str:
+        """This site as people know it: its configured name, else the one head office sent with the
+        tasks (or the demo's); its code where none is known."""
+        return self.config.site.name or self.store.site_names().get(self.site.site_id) or self.site.site_id
+
     def name(self, person_id: str | None) -> str:
         p = self.people.get(person_id or "")
         return p.name if p else (person_id or "—")

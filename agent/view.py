@@ -32,6 +32,8 @@ PASSWORD_ALWAYS = tuple(p.value for p, rule in PURPOSES.items() if rule.password
 DUE_SHOWN = 5
 FINISHED_SHOWN = 1
 LATE_SHOWN = timedelta(hours=1)
+# How long the idle screen says "schedule updated HH:MM" after head office sent a new version.
+NOTICE_SHOWN = timedelta(hours=2)
 
 
 def staff_active(t) -> bool:
@@ -79,6 +81,9 @@ def build_view(t, lang: str) -> dict:
                     else None} for h in t.health.values()],
         "settings": settings_view(t.config),     # what head office may change, as now in effect
         "complaints_due": _complaints_due(t) if staff else None,    # the staff indicator: never the public's
+        # that the schedule changed, and when: no task, plate or name, so the public face may show it too
+        "schedule_notice": render("schedule_updated", {"time": t.schedule_updated_at.strftime("%H:%M")}, lang)
+                           if t.schedule_updated_at and t.clock() - t.schedule_updated_at <= NOTICE_SHOWN else None,
     }
 
 
@@ -240,7 +245,7 @@ def _hq_seen(t, alarm, lang: str) -> str | None:
 
 def _report(t, lang: str) -> dict:
     from agent.report_text import report_lines
-    title, lines = report_lines(t.last_report, t.people, lang)
+    title, lines = report_lines(t.last_report, t.people, lang, t.site_name())
     return {"title": title, "lines": lines, "outcome": t.last_report.outcome, "task_id": t.last_report.task_id,
             "printed": t.last_report_printed}
 

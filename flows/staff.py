@@ -367,7 +367,9 @@ class Staff:
             out += self._leave_kiosk(officer_id, method)
         elif pending.purpose is Purpose.STAFF_VIEW:
             self.session = Session(officer_id, now + STAFF_SESSION)
-            out.append(SessionOpened(officer_id, method, self.session.expires))
+            # the feedback line still asked for the officer's credential after it was given
+            out += [SessionOpened(officer_id, method, self.session.expires),
+                    Prompt("staff_signed_in", {"person_id": officer_id})]
         return out
 
     def _leave_kiosk(self, by: str | None, method: str | None) -> list[StaffDecision]:
@@ -385,7 +387,7 @@ class Staff:
         if self.pending is None:
             return []                     # a second tap on cancel: already nothing waits
         pending, self.pending = self.pending, None
-        return [PendingCleared(pending.purpose, "cancelled")]
+        return [PendingCleared(pending.purpose, "cancelled"), Prompt("staff_action_cancelled")]
 
     def _enter_kiosk(self, ev: EnterKiosk, now: datetime) -> list[StaffDecision]:
         if ev.handover_running:
@@ -425,7 +427,9 @@ class Staff:
         return out
 
     def _logout(self, ev: EndSession, now: datetime) -> list[StaffDecision]:
-        return self._end_session("logout")
+        ended = self._end_session("logout")
+        # the public face hides prompts that name anyone: without this it showed the old request again
+        return ended + [Prompt("staff_signed_out")] if ended else ended
 
     def _restarted(self, ev: Restarted, now: datetime) -> list[StaffDecision]:
         out: list[StaffDecision] = []

@@ -11,6 +11,8 @@
 
   handover-hq publish|watch|export ...   (hq/sync.py)
   handover-hq serve|verify-against ...   (hq/serve.py: the fleet's journals in a database)
+  handover-hq schedule import|sites|publish|status, personnel key|import   (hq/schedule.py, hq/distribute.py)
+  handover-hq complaints key|list|show|act|report ...   (hq/complaints.py: complaints handled at head office)
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from hq import serve, sync
+from hq import complaints, distribute, serve, sync
 from hq.web import cli as users
 from hq.db import DATABASE_ERRORS
 from protocol.bundle import (KINDS, BundleRefused, key_id, pack_bundle, pack_streamed, read_bundle_file, split,
@@ -93,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.register(sub)
     serve.register(sub)
     users.register(sub)
+    distribute.register(sub)
+    complaints.register(sub)
     return p
 
 

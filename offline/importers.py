@@ -258,18 +258,20 @@ async def apply_personnel(journal, store: Store, people: Iterable[dict], modules
             parsed.append(new)
         photos = writer.digests()
         removals = [_person_id(r, f"remove[{i}]") for i, r in enumerate(remove or [])]
-        to_load: list[tuple[int, bytes]] = []
         cleared: list[int] = []
         with journal.transaction():
             for person_id in removals:
                 cleared += store.remove_person(person_id)
+            kept = []
             for p in parsed:
                 photo = photos.get(p.person.person_id)
                 if photo is None:  # no new photo: keep the enrolled one
                     old = store.person(p.person.person_id)
                     photo = old.photo if old else None
-                store.upsert_person(dataclasses.replace(p.person, photo=photo))
-                to_load += [(store.put_template(t), t.template) for t in p.templates]
+                kept.append(dataclasses.replace(p.person, photo=photo))
+            store.upsert_people(kept)
+            templates = [t for p in parsed for t in p.templates]
+            to_load = list(zip(store.put_templates(templates), (t.template for t in templates)))
             summary = {"people": len(parsed), "removed": len(removals), "photos": len(photos),
                        "templates": len(to_load)}
             _finish(journal, store, "personnel", source, bundle_seq,
@@ -280,9 +282,9 @@ async def apply_personnel(journal, store: Store, people: Iterable[dict], modules
 
 
 class _PhotoWriter:
-    """Photos written as their people are read: content-addressed and fsynced before the transaction,
-    in threads (each waits on its own fsync; hashing and sealing are there too), at most 8 in flight so
-    a stream stays small. The files this import added are removed again unless it commits: a refused
+    """Photos written as their people are read: content-addressed and fsynced before the transaction
+    (their names with one directory fsync for all, in digests), in threads (each waits on its own fsync;
+    hashing and sealing are there too), at most 8 in flight so a stream stays small. The files this import added are removed again unless it commits: a refused
     import leaves nothing behind."""
 
     def __init__(self, store: Store):
@@ -296,14 +298,19 @@ class _PhotoWriter:
         return self
 
     def put(self, person_id: str, photo: bytes) -> None:
-        future = self.pool.submit(self.store.write_photo, photo)
+        future = self.pool.submit(self.store.write_photo, photo, sync_name=False)
         self.writing[person_id] = future
         self.in_flight = [f for f in self.in_flight if not f.done()] + [future]
         if len(self.in_flight) >= 8:
             wait(self.in_flight, return_when=FIRST_COMPLETED)
 
     def digests(self) -> dict[str, str]:
-        return {person_id: f.result()[0] for person_id, f in self.writing.items()}
+        """Once every photo is written: their names made durable with one directory fsync, before the
+        transaction that refers to them."""
+        out = {person_id: f.result()[0] for person_id, f in self.writing.items()}
+        if out:
+            self.store.sync_photo_names()
+        return out
 
     def committed(self) -> None:
         self.done = True

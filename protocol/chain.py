@@ -22,10 +22,18 @@ def entry_hash(seq: int, ts: str, kind: str, task_id: str | None, body: dict, pr
 
 def chain_problem(entry: dict, prev_hash: str) -> str | None:
     """Why a wire entry (schemas/entry.json) does not follow the entry whose hash is prev_hash; None if it does."""
+    return checked_body(entry, prev_hash)[0]
+
+
+def checked_body(entry: dict, prev_hash: str) -> tuple[str | None, str]:
+    """(chain_problem, the body's canonical JSON): head office stores the body as the text it hashed, so
+    each entry's body is encoded once. The text is entry_hash's, built around the encoded body (keys in
+    sorted order: body, kind, prev_hash, seq, task_id, ts; tests/unit/test_chain_fuzz.py holds them equal)."""
+    body = canonical(entry["body"])
     if entry["prev_hash"] != prev_hash:
-        return f"entry {entry['id']} does not link to the entry before it (prev_hash differs)"
-    recomputed = entry_hash(entry["seq"], entry["ts"], entry["kind"], entry["task_id"], entry["body"],
-                            entry["prev_hash"])
-    if recomputed != entry["hash"]:
-        return f"entry {entry['id']} does not match its hash: its content was altered"
-    return None
+        return f"entry {entry['id']} does not link to the entry before it (prev_hash differs)", body
+    text = (f'{{"body":{body},"kind":{canonical(entry["kind"])},"prev_hash":{canonical(entry["prev_hash"])},'
+            f'"seq":{canonical(entry["seq"])},"task_id":{canonical(entry["task_id"])},"ts":{canonical(entry["ts"])}}}')
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != entry["hash"]:
+        return f"entry {entry['id']} does not match its hash: its content was altered", body
+    return None, body

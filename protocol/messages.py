@@ -6,6 +6,7 @@ exactly what the schemas in protocol/schemas/ say.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -78,10 +79,59 @@ def check(name: str, payload: object) -> None:
     The text names the path and the rule, never the value: jsonschema's own message quotes the
     instance, which for personnel is people's names and ends up in logs and replies.
     """
+    accept = _PLAIN_ACCEPT.get(name)
+    if accept is not None and accept(payload):
+        return      # certainly valid; anything else (even valid but unusual) goes through the full validator
     error = jsonschema.exceptions.best_match(validator(name).iter_errors(payload))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise MessageError(f"does not match the {name} schema at {where}: {_rule(error)}")
+
+
+@cache
+def _entry_patterns() -> tuple:
+    """The entry schema's own patterns, so the plain check below cannot drift from it."""
+    props = _registry().contents("entry.json")["properties"]
+    return tuple(re.compile(props[f]["pattern"]) for f in ("id", "ts", "prev_hash", "hash"))
+
+
+_ENTRY_KEYS = frozenset(("id", "seq", "ts", "kind", "task_id", "body", "prev_hash", "hash"))
+
+
+def _plain_entry(e: object) -> bool:
+    """True only if e certainly matches schemas/entry.json (stricter than the schema: exact types)."""
+    if type(e) is not dict or e.keys() != _ENTRY_KEYS:
+        return False
+    id_, ts, prev, hash_ = _entry_patterns()
+    seq, kind, task = e["seq"], e["kind"], e["task_id"]
+    return (type(seq) is int and seq >= 1 and type(kind) is str and len(kind) >= 1
+            and (task is None or type(task) is str) and type(e["body"]) is dict
+            and _matches(id_, e["id"]) and _matches(ts, e["ts"])
+            and _matches(prev, e["prev_hash"]) and _matches(hash_, e["hash"]))
+
+
+def _matches(pattern: re.Pattern, value: object) -> bool:
+    return type(value) is str and pattern.search(value) is not None    # search, as jsonschema's `pattern`
+
+
+def _plain_uplink(payload: object, keys: frozenset) -> bool:
+    return (type(payload) is dict and payload.keys() == keys and type(payload["v"]) is int and payload["v"] == 1
+            and type(payload["device"]) is str and len(payload["device"]) >= 1)
+
+
+def _plain_journal(payload: object) -> bool:
+    return (_plain_uplink(payload, frozenset(("v", "device", "entries"))) and type(payload["entries"]) is list
+            and len(payload["entries"]) >= 1 and all(map(_plain_entry, payload["entries"])))
+
+
+def _plain_urgent(payload: object) -> bool:
+    return _plain_uplink(payload, frozenset(("v", "device", "entry"))) and _plain_entry(payload["entry"])
+
+
+# The journal stream is head office's hot path (the full validator took ~45 us an entry, most of serve's
+# cost). These accept only what the schema certainly accepts; whatever they do not accept is judged by the
+# full validator, so every refusal and its wording stay the schema's (tests/unit/test_messages_plain_fuzz.py).
+_PLAIN_ACCEPT = {"journal": _plain_journal, "urgent": _plain_urgent}
 
 
 def _rule(error: jsonschema.ValidationError) -> str:

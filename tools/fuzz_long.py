@@ -63,7 +63,8 @@ def rand_json(r: random.Random, depth: int = 0):
     pick = r.random()
     if depth > 4 or pick < 0.5:
         return r.choice([None, True, False, r.randint(-10**20, 10**20), r.random() * 1e6, "",
-                         "".join(chr(r.randint(0, 0x2FFF)) for _ in range(r.randint(0, 12)))])
+                         "".join(chr(r.randint(0xD7F0, 0xE010) if r.random() < 0.05 else r.randint(0, 0x2FFF))
+                                 for _ in range(r.randint(0, 12)))])
     if pick < 0.75:
         return [rand_json(r, depth + 1) for _ in range(r.randint(0, 4))]
     return {rand_text(r): rand_json(r, depth + 1) for _ in range(r.randint(0, 4))}
@@ -73,7 +74,8 @@ def rand_text(r: random.Random) -> str:
     return r.choice(["task_id", "escorts", "route", "vehicle", "boxes", "box_keys", "min_escorts", "settings",
                      "site.min_escorts", "screen.language", "person_id", "people", "msg_id", "v", "site_id",
                      "seq", "kind", "device", "#", "a/b", ""]) if r.random() < 0.7 else \
-        "".join(chr(r.randint(32, 0x4E00)) for _ in range(r.randint(0, 8)))
+        "".join(chr(r.randint(0xD7F0, 0xE010) if r.random() < 0.1 else r.randint(32, 0x4E00))   # lone surrogates too
+                for _ in range(r.randint(0, 8)))
 
 
 def mutate(r: random.Random, data: bytes) -> bytes:

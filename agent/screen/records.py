@@ -112,7 +112,7 @@ async def detail(request: web.Request) -> web.Response:
     _staff(request)
     t, lang = request.app[TERMINAL], _lang(request)
     r = _record(request)
-    title, lines = report_lines(r.report, t.people, lang)
+    title, lines = report_lines(r.report, t.people, lang, t.site_name())
     timeline = [{"at": _when(t, e), "kind": e.kind, "text": text}
                 for e in request.app[RECORDS].timeline(r.report.task_id)
                 if (text := _event_text(t, e, lang)) is not None]
@@ -122,7 +122,7 @@ async def detail(request: web.Request) -> web.Response:
 
 def copy_lines(t: Terminal, r: Record, copy: int, by: str, at: datetime, lang: str) -> tuple[str, list[str]]:
     """The report as first printed, marked as a copy on its title and first line."""
-    title, lines = report_lines(r.report, t.people, lang)
+    title, lines = report_lines(r.report, t.people, lang, t.site_name())
     mark = catalog(lang)["prompts"]["report_copy_mark"].format(copy=copy, at=at.strftime("%Y-%m-%d %H:%M"),
                                                                name=t.name(by))
     return catalog(lang)["prompts"]["report_copy_title"].format(title=title), [mark, *lines]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Callable
 
 from agent.config import apply_settings, save_remote_settings, settings_view
@@ -22,6 +22,7 @@ from offline.importers import apply_personnel, apply_tasks, check_route_progress
 log = logging.getLogger(__name__)
 
 _SEEN = "sync_downlinks"
+_SCHEDULES = "sync_schedules"     # the last whole-day schedule version applied, per day (hq/schedule.py)
 
 
 class Downlink:
@@ -44,6 +45,7 @@ class Downlink:
         self.config = config          # the agent's Config; the `config` downlink replaces it
         journal.db.execute(
             f"CREATE TABLE IF NOT EXISTS {_SEEN} (msg_id TEXT PRIMARY KEY, kind TEXT NOT NULL, seq INTEGER NOT NULL)")
+        journal.db.execute(f"CREATE TABLE IF NOT EXISTS {_SCHEDULES} (day TEXT PRIMARY KEY, version INTEGER NOT NULL)")
 
     @property
     def store(self):
@@ -118,8 +120,26 @@ class Downlink:
         return entry.seq
 
     def _apply_tasks(self, payload: dict) -> dict:
-        return apply_tasks(self.journal, self.store, payload["tasks"], source=f"mqtt:{payload['msg_id']}",
-                           sites=payload.get("sites"))
+        whole = payload.get("schedule")
+        if whole is not None:
+            day = _day(whole["day"])
+            row = self.journal.db.execute(f"SELECT version FROM {_SCHEDULES} WHERE day = ?", (whole["day"],)).fetchone()
+            if row and row[0] > whole["version"]:
+                raise ValueError(f"schedule version {whole['version']} of {whole['day']} is older than version "
+                                 f"{row[0]} applied here")
+        result = apply_tasks(self.journal, self.store, payload["tasks"], source=f"mqtt:{payload['msg_id']}",
+                             sites=payload.get("sites"))
+        if whole is not None:
+            # the site's whole day: what head office took out goes, unless its handover has started
+            keep = {t["task_id"] for t in payload["tasks"]}
+            gone = [t.task_id for t in self.store.tasks_on(day, self.site_id) if t.day == day and
+                    t.task_id not in keep and not any(e.kind == "handover_started"
+                                                      for e in self.journal.entries_for_task(t.task_id))]
+            self.store.withdraw_tasks(gone)
+            self.journal.db.execute(f"INSERT OR REPLACE INTO {_SCHEDULES} (day, version) VALUES (?, ?)",
+                                    (whole["day"], whole["version"]))
+            result.update(schedule=whole, withdrawn=gone)
+        return result
 
     def _apply_personnel(self, payload: dict) -> dict:
         work = apply_personnel(self.journal, self.store, payload["people"], list(self.modules),
@@ -167,6 +187,13 @@ class Downlink:
             raise ValueError(f"alarm_seen names entry {payload['seq']}, which is not an alarm of this device")
         return {"command": "alarm_seen", "seq": entry.seq, "entry_id": payload["entry_id"],
                 "note": payload["note"], "shown": not entry.body.get("silent")}
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"schedule.day: {text!r} is not a date") from None
 
 
 def _msg_id_of(raw: bytes) -> str | None:

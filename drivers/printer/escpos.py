@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 import subprocess
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,9 +60,45 @@ def find_cjk_font() -> FontChoice:
     return FontChoice(None)
 
 
+_IMPORT = threading.Lock()
+
+
+def escpos_printers(cache_dir: Path | None):
+    """python-escpos' printer module, imported without its side effects: at import it calls
+    logging.basicConfig() (a stderr handler on the root logger of a program that has not set up its
+    logging yet, whose own set-up then does nothing) and mkdtemp() for its capabilities pickle (a new
+    /tmp dir per start, even when ESCPOS_CAPABILITIES_PICKLE_DIR is set: the default is evaluated
+    anyway). The pickle goes to cache_dir, so later starts skip the YAML parse; without one it goes
+    away with the scratch dir. tempfile's default dir points at the scratch dir only while importing."""
+    with _IMPORT:
+        if "escpos.printer" in sys.modules:
+            return sys.modules["escpos.printer"]
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        base = Path(cache_dir) if cache_dir is not None else None
+        if base is not None:
+            base.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="escpos-import-", dir=base))
+        saved_env, saved_tempdir = os.environ.get("ESCPOS_CAPABILITIES_PICKLE_DIR"), tempfile.tempdir
+        os.environ["ESCPOS_CAPABILITIES_PICKLE_DIR"] = str(base or scratch)
+        tempfile.tempdir = str(scratch)          # where its eager mkdtemp() lands, removed below
+        try:
+            from escpos import printer
+        finally:
+            tempfile.tempdir = saved_tempdir
+            if saved_env is None:
+                os.environ.pop("ESCPOS_CAPABILITIES_PICKLE_DIR", None)
+            else:
+                os.environ["ESCPOS_CAPABILITIES_PICKLE_DIR"] = saved_env
+            root.handlers[:] = handlers
+            root.setLevel(level)
+            shutil.rmtree(scratch, ignore_errors=True)
+        return printer
+
+
 class EscposPrinter(HealthMixin):
     def __init__(self, kind: str = "file", name: str = "printer", width: int = 384,
-                 font: FontChoice | None = None, **params):
+                 font: FontChoice | None = None, cache_dir: Path | None = None, **params):
         if kind not in KINDS:
             raise ValueError(f"printer kind must be one of {sorted(KINDS)}, got {kind!r}")
         if width not in PAPER_DOTS:
@@ -73,6 +114,7 @@ class EscposPrinter(HealthMixin):
         self.width = width
         self.params = {PARAMS[kind][k]: v for k, v in params.items()}
         self.font = font or find_cjk_font()
+        self.cache_dir = cache_dir            # python-escpos' capabilities pickle (see escpos_printers)
         if not self.font.is_cjk:
             log.warning("%s: no CJK font found (install fonts-noto-cjk): Chinese will print as boxes", name)
             self._set_health("degraded", "no CJK font: install fonts-noto-cjk")
@@ -119,9 +161,8 @@ class EscposPrinter(HealthMixin):
     def _print(self, title: str, lines: list[str]) -> None:
         image = self.render(title, lines)
         # imported here, in the print thread, not at start: python-escpos parses its YAML printer
-        # database on every import (~0.2 s here, ~0.7 s on a Pi-class core) before READY otherwise
-        from escpos import printer as escpos_printer
-        device = getattr(escpos_printer, KINDS[self.kind])(**self.params)
+        # database on a first import (~0.2 s here, ~0.7 s on a Pi-class core) before READY otherwise
+        device = getattr(escpos_printers(self.cache_dir), KINDS[self.kind])(**self.params)
         media = device.profile.profile_data["media"]
         if media["width"]["pixels"] == "Unknown":
             # the default profile knows no paper width and python-escpos then prints a notice on

@@ -23,8 +23,9 @@ import tty
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
 
+from agent_setup import real_driver_config  # noqa: E402
 from conftest import free_port  # noqa: E402
 
 from drivers.fingerprint.emulator import ModuleEmulator  # noqa: E402
@@ -63,37 +64,13 @@ def real_drivers_config(tmp: Path, serial_only: bool = False, touch_pin: int | N
     drain = threading.Thread(target=_drain_forever, args=(master, stop), daemon=True)
     drain.start()
     face_video(tmp / "door-camera.avi")
-    cfg = tmp / (f"handover-serial{touch_pin or ''}.toml" if serial_only else "handover.toml")
-    wires = (f"touch_pin = {touch_pin}\n", f"touch_pin = {touch_pin + 1}\n") if touch_pin is not None else ("", "")
     cards, ble, camera = ("simulator",) * 3 if serial_only else ("pcsc", "bleak", "opencv")
-    cfg.write_text(f"""
-[site]
-id = "BR-100"
-type = "branch"
-[device]
-id = "dev-bench-1"
-[devices.fingerprint_door]
-driver = "uart"
-port = "{door_path}"
-{wires[0]}[devices.fingerprint_counter]
-driver = "uart"
-port = "{counter_path}"
-{wires[1]}[devices.cards]
-driver = "{cards}"
-[devices.ble]
-driver = "{ble}"
-[devices.camera]
-driver = "{camera}"
-source = "{tmp / 'door-camera.avi'}"
-[devices.voice]
-driver = "text"
-[devices.printer]
-driver = "file"
-path = "{tmp / 'receipt.bin'}"
-[devices.door]
-driver = "serial-relay"
-port = "{os.ttyname(slave)}"
-""", encoding="utf-8")
+    name = f"handover-serial{touch_pin or ''}.toml" if serial_only else "handover.toml"
+    cfg = real_driver_config(tmp / name, door=door_path,
+                             counter=counter_path, device="dev-bench-1", cards=cards, ble=ble, camera=camera,
+                             camera_source=tmp / "door-camera.avi", printer_file=tmp / "receipt.bin",
+                             relay_port=os.ttyname(slave),
+                             touch_pins=(touch_pin, touch_pin + 1) if touch_pin is not None else None)
     try:
         yield cfg
     finally:

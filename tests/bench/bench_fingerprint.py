@@ -28,26 +28,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
 
 import serial  # noqa: E402
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 from gpiozero.pins.mock import MockFactory  # noqa: E402
 
+from agent_setup import inbox_bundles, real_driver_config  # noqa: E402
 from drivers.events import FingerRead  # noqa: E402
 from drivers.fingerprint.emulator import ModuleEmulator, finger_template  # noqa: E402
 from drivers.fingerprint.library import LibraryRecord, template_hash  # noqa: E402
 from drivers.fingerprint.protocol import Decoder, Instruction, command  # noqa: E402
 from drivers.fingerprint.uart import UartFingerprint  # noqa: E402
-from protocol.bundle import pack_bundle  # noqa: E402
-from protocol.keys import DeviceKeys  # noqa: E402
 
 LIBRARY = 1000
 
@@ -155,44 +152,11 @@ async def driver_rounds(module: ModuleEmulator, wanted: dict[int, bytes], driver
 
 
 def write_state(state: Path, people: int, device: str, site: str) -> None:
-    now = datetime.now(ZoneInfo("Asia/Shanghai"))
-    keys = DeviceKeys.load_or_create(state / "keys", device)
-    hq = Ed25519PrivateKey.generate()
-    (state / "keys" / "hq_signers").mkdir(parents=True)
-    (state / "keys" / "hq_signers" / "hq.pem").write_bytes(hq.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     body = {"people": [{"person_id": f"P{i:04d}", "name": f"押运员{i}", "role": "escort", "company": "押运一队",
                         "templates": [{"finger": "right_index",
                                        "data": base64.b64encode(finger_template(f"P{i}", 512)).decode()}]}
                        for i in range(people)]}
-    (state / "inbox").mkdir(parents=True)
-    (state / "inbox" / "personnel-000001.htb").write_bytes(
-        pack_bundle("personnel", body, device, keys.bundle_public, hq, 1, now + timedelta(days=1), now))
-
-
-def config(path: Path, door: str, counter: str, site: str, device: str) -> Path:
-    path.write_text(f"""
-[site]
-id = "{site}"
-type = "branch"
-[device]
-id = "{device}"
-[devices.fingerprint_door]
-driver = "uart"
-port = "{door}"
-[devices.fingerprint_counter]
-driver = "uart"
-port = "{counter}"
-[devices.cards]
-driver = "simulator"
-[devices.ble]
-driver = "simulator"
-[devices.camera]
-driver = "none"
-[devices.voice]
-driver = "text"
-""", encoding="utf-8")
-    return path
+    inbox_bundles(state, device, datetime.now(ZoneInfo("Asia/Shanghai")), [("personnel", body)])
 
 
 def run_until_ready(cfg: Path, state: Path) -> float:
@@ -228,9 +192,10 @@ def ready_time() -> None:
         state = tmp / f"state-{people}"
         write_state(state, people, device, site)
         # the import (an earlier day's work) with no module present
-        run_until_ready(config(tmp / "import.toml", gone + "-a", gone + "-b", site, device), state)
+        run_until_ready(real_driver_config(tmp / "import.toml", door=gone + "-a", counter=gone + "-b", site=site,
+                                           device=device), state)
         door = ModuleEmulator(capacity=LIBRARY, real_timing=True)
-        cfg = config(tmp / "run.toml", door.plug(), gone, site, device)
+        cfg = real_driver_config(tmp / "run.toml", door=door.plug(), counter=gone, site=site, device=device)
         results[people] = [run_until_ready(cfg, state) for _ in range(3)]
         door.stop()
     base, big = statistics.median(results[0]), statistics.median(results[LIBRARY])

@@ -5,8 +5,10 @@
 For each database and fleet size, against one local mosquitto (mutual TLS + ACL, as in the tests) and, for
 PostgreSQL, a throwaway cluster:
 1. live day — `tools/fleet.py`'s compressed day with one `serve` worker up: p50/p99 from an alarm's journal
-   timestamp on the terminal to its commit at head office (alarms.received); entries/s committed; CPU
-   seconds and peak RSS of mosquitto and serve; RSS per simulated terminal.
+   timestamp on the terminal to its commit at head office (alarms.received), and per hop (decision -> handed
+   to the terminal's MQTT client -> handed on by the broker, seen by a probe session -> committed), so the
+   simulated fleet's own lag shows apart from head office's; entries/s committed; how long the fleet's day
+   took against --day-seconds and its CPU; CPU seconds and peak RSS of mosquitto and serve; RSS per terminal.
 2. outage, 1 worker — serve stopped, the fleet runs another day (the broker queues it), serve starts: the time
    to catch up and the ingest rate (entries/s committed);
 3. outage, 2 workers — the same with two workers sharing the fleet (`--group`): the rate and its ratio to one.
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -33,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration"), str(ROOT / "tools")]
 
+import paho.mqtt.client as mqtt  # noqa: E402
 import psycopg  # noqa: E402
 
 from broker import HQ_IDENTITY, Broker, Pki, env_with_repo  # noqa: E402
@@ -160,6 +164,62 @@ def alarm_latencies(db_url: str) -> list[float]:
         db.close()
 
 
+class AlarmProbe:
+    """An extra head-office session on the urgent topic (not shared, so it gets every copy): when the broker
+    handed each alarm on, the hop between the terminal's publish and serve's commit."""
+
+    def __init__(self, broker, cert, key):
+        self.seen: dict[str, float] = {}
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hq-probe", protocol=mqtt.MQTTv5)
+        self.client.tls_set(ca_certs=str(broker.pki.ca_file), certfile=str(cert), keyfile=str(key),
+                            cert_reqs=ssl.CERT_REQUIRED)
+        subscribed = threading.Event()
+        self.client.on_connect = lambda c, *_: c.subscribe("ht/v1/+/urgent", qos=0)
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        subscribed.wait(30)
+
+    def _on_message(self, client, userdata, message) -> None:
+        if b'"kind":"alarm"' in message.payload:
+            self.seen.setdefault(json.loads(message.payload)["entry"]["id"], time.time())
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def alarm_hops(db_url: str, published: dict[str, float], at_broker: dict[str, float]) -> dict:
+    """p50/p99 ms of each hop of each alarm: the terminal's decision (its journal timestamp) -> handed to its
+    MQTT client -> handed on by the broker -> committed at head office (alarms.received)."""
+    db = Database(db_url)
+    try:
+        hops: dict[str, list[float]] = {"decision_to_published": [], "published_to_broker": [],
+                                        "broker_to_committed": []}
+        for a in db.alarms():
+            made = datetime.fromisoformat(a["ts"].replace("Z", "+00:00")).timestamp()
+            done = datetime.fromisoformat(a["received"]).timestamp()
+            sent, relayed = published.get(a["id"]), at_broker.get(a["id"])
+            if sent is None or relayed is None:
+                continue        # its urgent copy was not sent (offline then): it came through the stream
+            hops["decision_to_published"].append(sent - made)
+            hops["published_to_broker"].append(relayed - sent)
+            hops["broker_to_committed"].append(done - relayed)
+    finally:
+        db.close()
+    out = {}
+    for name, values in hops.items():
+        values.sort()
+        out[f"{name}_p50_p99_ms"] = [round(pct(values, 50) * 1000), round(pct(values, 99) * 1000)]
+    return out
+
+
+def verified(db_url: str) -> str:
+    return subprocess.run([sys.executable, "-m", "hq.cli", "verify-against", "--db", db_url], cwd=ROOT,
+                          env=env_with_repo(), capture_output=True, text=True).stdout.strip()
+
+
 def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
 
@@ -190,12 +250,17 @@ def _run(kind: str, terminals: int, args, broker, pki, pg, folder: Path) -> dict
         # 1. a live day
         serve = Serve(broker, cert, key, db_url, folder, 1)
         time.sleep(2)
+        probe = AlarmProbe(broker, cert, key)
         b0, s0, t0 = cpu_seconds(broker.proc.pid), serve.cpu(), time.monotonic()
         results = run_fleet(**fleet_args, round_=0)
+        fleet_seconds = time.monotonic() - t0
         total = sum(r["entries"] for r in results)
         wait_committed(db_url, total)
         elapsed = time.monotonic() - t0
+        probe.stop()
         lat = alarm_latencies(db_url)
+        out.update(alarm_hops(db_url, dict(a for r in results for a in r["alarms_published"]), probe.seen))
+        out.update(fleet_day_s=round(fleet_seconds, 1), fleet_cpu_s=round(sum(r["cpu_s"] for r in results), 1))
         out.update(day_entries=total, day_seconds=round(elapsed, 1), day_rate=round(total / elapsed),
                    alarms=len(lat), alarm_p50_ms=round(pct(lat, 50) * 1000), alarm_p99_ms=round(pct(lat, 99) * 1000),
                    alarm_max_ms=round(pct(lat, 100) * 1000),
@@ -203,6 +268,9 @@ def _run(kind: str, terminals: int, args, broker, pki, pg, folder: Path) -> dict
                    broker_rss_mib=round(peak_rss_mib(broker.proc.pid)), serve_rss_mib=round(serve.rss()),
                    kib_per_terminal=round(sum(r["rss_kib"] for r in results) / terminals))
         serve.stop()
+        if args.live_only:
+            out["verified"] = verified(db_url)
+            return out
         # 2. and 3. an outage: the fleet's next day queues at the broker; then 1 worker, then 2, catch up
         for workers, round_ in ((1, 1), (2, 2)):
             # The workers' sessions and (shared) subscriptions exist before the outage, as in production:
@@ -232,9 +300,7 @@ def _run(kind: str, terminals: int, args, broker, pki, pg, folder: Path) -> dict
             out[f"catchup_{workers}w_s"] = round(seconds, 1)
             out[f"ingest_{workers}w_rate"] = round(queued / seconds)
         out["workers_2_vs_1"] = round(out["ingest_2w_rate"] / out["ingest_1w_rate"], 2)
-        verify = subprocess.run([sys.executable, "-m", "hq.cli", "verify-against", "--db", db_url], cwd=ROOT,
-                                env=env_with_repo(), capture_output=True, text=True)
-        out["verified"] = verify.stdout.strip()
+        out["verified"] = verified(db_url)
     finally:
         shutil.rmtree(state, ignore_errors=True)
     return out
@@ -247,6 +313,8 @@ def main() -> int:
     p.add_argument("--day-seconds", type=float, default=60.0)
     p.add_argument("--handovers", type=int, default=6)
     p.add_argument("--raw-rows", type=int, default=20000)
+    p.add_argument("--live-only", action="store_true", help="the live day only (alarm latency), no outage runs "
+                                                            "(bench_hq_ingest.py measures ingest on a backlog)")
     args = p.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-hq-"))
     pki = Pki(folder / "pki")
@@ -258,7 +326,7 @@ def main() -> int:
         for kind in args.db:
             for n in args.terminals:
                 result = run(kind, n, args, pki, pg, folder)
-                for w in (1, 2):
+                for w in (1, 2) if not args.live_only else ():
                     result[f"ingest_{w}w_vs_raw"] = round(result[f"ingest_{w}w_rate"] / raw[kind], 2)
                 print(json.dumps(result, ensure_ascii=False), flush=True)
     finally:

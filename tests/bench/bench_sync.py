@@ -6,7 +6,8 @@ Prints, from one run against one broker (mutual TLS + ACL, as in the tests), at 
 - to the last PUBACK, before head office subscribes (the broker routes to nobody): the agent's publish
   path (journal read, batching, publish, acknowledgements, cursor) against raw paho QoS 1 sending the
   SAME batches the agent sends (same entry encoding, same 200-entry / 32 KiB cap, same window of 10),
-  prepared before the clock starts (goal: agent >= 0.3x raw); and raw paho sending one entry per message,
+  prepared before the clock starts (goal: agent >= 0.3x raw), with the CPU seconds each side spent (on a
+  busy machine the rates swing with the load, the CPU much less); and raw paho sending one entry per message,
   window 100 (the old baseline);
 - counted at head office as entries are applied (in order, chain verified): the agent's drain and raw
   paho's same batches (both are limited by head office and the broker here);
@@ -74,8 +75,9 @@ def one_per_message(db: Path, count: int, device: str) -> list[bytes]:
     return payloads
 
 
-def raw_publish(broker, device: str, payloads: list[bytes], window: int) -> float:
-    """Publish prepared payloads with paho, QoS 1, at most `window` unacknowledged; seconds to the last PUBACK."""
+def raw_publish(broker, device: str, payloads: list[bytes], window: int) -> tuple[float, float]:
+    """Publish prepared payloads with paho, QoS 1, at most `window` unacknowledged: seconds to the last PUBACK,
+    and the CPU seconds this process (its thread and paho's) spent meanwhile."""
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
     cert, key = broker.pki.issue(device)
@@ -97,15 +99,15 @@ def raw_publish(broker, device: str, payloads: list[bytes], window: int) -> floa
     client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
     client.loop_start()
     topic = f"ht/v1/{device}/journal"
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for payload in payloads:
         slots.acquire()
         client.publish(topic, payload, qos=1)
     acked.wait()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     client.disconnect()
     client.loop_stop()
-    return elapsed
+    return elapsed, cpu
 
 
 def peak_rss_kb() -> int:
@@ -136,13 +138,14 @@ def agent(conf: str, db: str, backlog: int, alarms: int) -> None:
     while not sync.status()["connected"]:
         time.sleep(0.005)
     print(json.dumps({"connected_at": time.time()}), flush=True)
+    cpu = time.process_time()
     for n in range(alarms):
         journal.append("alarm", {"alarm": "wrong_box", "n": n, "appended_at": time.time()}, task_id="T-alarm")
         time.sleep(0.001)
     while sync.status()["backlog"]:
         time.sleep(0.01)
     handed.sort()
-    print(json.dumps({"drained_at": time.time(), "peak_rss_mb": peak_rss_kb() / 1024,
+    print(json.dumps({"drained_at": time.time(), "cpu_s": time.process_time() - cpu, "peak_rss_mb": peak_rss_kb() / 1024,
                       "handed_p99_ms": handed[int(0.99 * (len(handed) - 1))] * 1000 if handed else None}),
           flush=True)
     sync.stop()
@@ -182,11 +185,13 @@ def run(broker, tmp: Path, count: int, alarm_count: int) -> None:
     shutil.copyfile(db, tmp / "ack" / "journal.db")
 
     # -- to the last PUBACK, nobody subscribed yet ---------------------------------------------------
-    raw_one = count / raw_publish(broker, "bench-raw1", one_per_message(db, count, "bench-raw1"), window=100)
+    raw_one = count / raw_publish(broker, "bench-raw1", one_per_message(db, count, "bench-raw1"), window=100)[0]
     batches = same_batches(db, count, "bench-rawb")
-    raw_batched = count / raw_publish(broker, "bench-rawb", batches, window=10)
+    raw_took, raw_cpu = raw_publish(broker, "bench-rawb", batches, window=10)
+    raw_batched = count / raw_took
     proc, started = agent_drain(acked_config, tmp / "ack" / "journal.db", count, 0)
-    agent_acked = count / (json.loads(proc.stdout.readline())["drained_at"] - started)
+    drained = json.loads(proc.stdout.readline())
+    agent_acked, agent_cpu = count / (drained["drained_at"] - started), drained["cpu_s"]
     proc.wait(30)
 
     # -- counted at head office ------------------------------------------------------------------------
@@ -238,6 +243,8 @@ def run(broker, tmp: Path, count: int, alarm_count: int) -> None:
     print(f"  agent publish path (journal -> batches -> PUBACK -> cursor): {agent_acked:9,.0f} entries/s")
     print(f"  raw paho, the same batches prepared beforehand, window 10:  {raw_batched:9,.0f} entries/s")
     print(f"  ratio agent / raw same batches: {agent_acked / raw_batched:.2f}  (goal >= 0.3)")
+    print(f"  CPU seconds (all threads, less sensitive to a busy machine than the rates): agent {agent_cpu:.3f}, "
+          f"raw {raw_cpu:.3f}; ratio raw / agent {raw_cpu / agent_cpu:.2f}")
     print(f"  raw paho, one entry per message, window 100:                {raw_one:9,.0f} entries/s")
     print("counted at head office (applied in order, chain verified):")
     print(f"  agent drain:                {drain_rate:9,.0f} entries/s")

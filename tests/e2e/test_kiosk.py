@@ -175,6 +175,7 @@ def test_leaving_the_kiosk_and_the_staff_view_need_a_credential(agent, browser, 
     assert agent.view()["mode"] == "kiosk"
     page.get_by_test_id("pending-cancel").click()
     expect(page.get_by_test_id("pending-auth")).to_have_count(0)
+    assert agent.view()["prompts"][0]["key"] == "staff_action_cancelled"     # not the request any more
 
     # staff view: O02 is concerned by the complaint and must recuse; O01 handles it
     page.get_by_test_id("kiosk-staff").click()

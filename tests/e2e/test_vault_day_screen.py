@@ -94,6 +94,17 @@ def test_a_vault_day_of_1000_tasks_on_the_wall_screen(agent, browser, artifacts,
         in_view(page, page.get_by_test_id(testid))
     for row in rows.all():
         in_view(page, row)
+    # each row's manual-arrival button lies inside the card's content box (it ran past it at 800×480)
+    buttons = page.locator("[data-testid^='manual-arrival-']")
+    assert buttons.count() == rows.count()
+    card = page.get_by_test_id("task-summary").locator("xpath=ancestor::div[contains(@class, 'card')]")
+    inner = card.evaluate("""c => { const r = c.getBoundingClientRect(), s = getComputedStyle(c);
+        return [r.left + parseFloat(s.paddingLeft), r.right - parseFloat(s.paddingRight)]; }""")
+    for button in buttons.all():
+        in_view(page, button)
+        box = button.bounding_box()
+        assert inner[0] - 0.5 <= box["x"] and box["x"] + box["width"] <= inner[1] + 0.5, \
+            f"a manual-arrival button runs past its card: {box} in {inner}"
     expect(page.get_by_test_id("sim-toggle")).to_have_text("⚙ 模拟器")
 
     # the simulator's drawer, on its own stream, plays any of the day's trucks: one due now arrives

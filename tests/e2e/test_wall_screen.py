@@ -88,6 +88,24 @@ class Wall:
                 assert box["x"] + box["width"] <= self.w + 0.5 and box["y"] + box["height"] <= self.h + 0.5, \
                     f"{testid} is below the fold or cut at {self.w}×{self.h}: {box}"
 
+    def inside_card(self, selector: str) -> int:
+        """Each matching element lies inside its card's content box (where its table's scroller clips it)
+        and inside the viewport; how many there are."""
+        boxes = self.page.eval_on_selector_all(selector, """els => els.map(e => {
+            const card = e.closest('.card'), r = e.getBoundingClientRect(), c = card.getBoundingClientRect();
+            const pad = getComputedStyle(card), px = (k) => parseFloat(pad[k]) || 0;
+            return {id: e.dataset.testid, el: [r.left, r.top, r.right, r.bottom],
+                    card: [c.left + px('paddingLeft'), c.top + px('paddingTop'),
+                           c.right - px('paddingRight'), c.bottom - px('paddingBottom')]};
+        })""")
+        for b in boxes:
+            (left, top, right, bottom), (cl, ct, cr, cb) = b["el"], b["card"]
+            assert cl - 0.5 <= left and right <= cr + 0.5 and ct - 0.5 <= top and bottom <= cb + 0.5, \
+                f"{b['id']} runs past its card at {self.w}×{self.h}: {b['el']} in {b['card']}"
+            assert left >= -0.5 and top >= -0.5 and right <= self.w + 0.5 and bottom <= self.h + 0.5, \
+                f"{b['id']} is off the {self.w}×{self.h} screen: {b['el']}"
+        return len(boxes)
+
     def shot(self, step: str) -> None:
         self.n += 1
         if self.w == 800:
@@ -306,6 +324,10 @@ def test_arrival_and_person_alarms(agent, browser, artifacts, size):
     s.finger("counter", "O01")
     s.wait(lambda v: v["staff"])
     s.in_view("alarm-unknown_vehicle", "alarm-ack")
+    # the request for a credential is answered: the feedback line says who signed in, not the request
+    expect(page.get_by_test_id("prompt-text")).to_have_text("周敏已登录工作人员界面")
+    # the schedule's manual-arrival buttons stay inside their card (one ran past its right edge at 800×480)
+    assert s.inside_card("[data-testid^='manual-arrival-']") == len(s.v0["sim"]["tasks"])
     s.shot("unknown-vehicle-staff")
     page.get_by_test_id("alarm-ack").click()
     s.wait(lambda v: not v["site_alarms"])

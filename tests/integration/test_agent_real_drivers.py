@@ -9,7 +9,6 @@ the inbox, imported at start, templates loaded into both modules.
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import pty
@@ -18,21 +17,18 @@ import subprocess
 import sys
 import time
 import tty
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import cv2
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from agent_setup import crew_people, delivery_task, inbox_bundles, real_driver_config
 from pcsc_fixtures import cards, pcscd, wait_reader_empty  # noqa: F401 (fixtures)
 from skimage import data as skdata
 
 from agent.journal import Journal
 from drivers.door.relay import LCUS1_OFF, LCUS1_ON
 from drivers.fingerprint.emulator import ModuleEmulator
-from protocol.bundle import pack_bundle
-from protocol.keys import DeviceKeys
 
 pytestmark = pytest.mark.pcsc
 
@@ -51,24 +47,9 @@ def face_video(path) -> None:
 
 
 def bundles(state, now: datetime) -> None:
-    keys = DeviceKeys.load_or_create(state / "keys", DEVICE)
-    hq = Ed25519PrivateKey.generate()
-    (state / "keys" / "hq_signers").mkdir(parents=True)
-    (state / "keys" / "hq_signers" / "hq.pem").write_bytes(hq.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    task = {"task_id": "T-REAL-1", "version": 1, "kind": "delivery",
-            "window_start": (now - timedelta(hours=1)).isoformat(), "window_end": (now + timedelta(hours=1)).isoformat(),
-            "route": [SITE], "vehicle": {"vehicle_id": "V9", "plate": "沪A·R0001", "beacon": "ibeacon:x:1:1"},
-            "escorts": ["E1", "E2"], "boxes": [{"box_id": "RB-01", "tag": BOX_TAG, "destination": SITE}],
-            "confirmers": ["O1"], "box_keys": {BOX_TAG: {"meta": SUN_KEYS[0].hex(), "file": SUN_KEYS[1].hex()}}}
-    people = [{"person_id": pid, "name": name, "role": role, "company": "押运一队",
-               "templates": [{"finger": "right_index", "data": base64.b64encode(TEMPLATES[pid]).decode()}]}
-              for pid, name, role in (("E1", "赵一", "escort"), ("E2", "钱二", "escort"), ("O1", "孙三", "officer"))]
-    inbox = state / "inbox"
-    inbox.mkdir()
-    for seq, (kind, payload) in enumerate((("personnel", {"people": people}), ("tasks", {"tasks": [task]})), 1):
-        (inbox / f"{kind}-{seq:06d}.htb").write_bytes(pack_bundle(
-            kind, payload, DEVICE, keys.bundle_public, hq, seq, now + timedelta(days=1), now))
+    task = delivery_task("T-REAL-1", SITE, "沪A·R0001", BOX_TAG, now,
+                         box_keys={BOX_TAG: {"meta": SUN_KEYS[0].hex(), "file": SUN_KEYS[1].hex()}})
+    inbox_bundles(state, DEVICE, now, [("personnel", {"people": crew_people(TEMPLATES)}), ("tasks", {"tasks": [task]})])
 
 
 def relay_pty():
@@ -97,35 +78,9 @@ def test_agent_runs_a_handover_on_real_drivers(agent, tmp_path, pcscd, cards):  
             emu.add_finger(pid, template)
     relay_master, relay_slave, relay_path = relay_pty()
     receipt = tmp_path / "receipt.bin"
-    cfg = tmp_path / "handover.toml"
-    cfg.write_text(f"""
-[site]
-id = "{SITE}"
-type = "branch"
-[device]
-id = "{DEVICE}"
-[devices.fingerprint_door]
-driver = "uart"
-port = "{door_path}"
-[devices.fingerprint_counter]
-driver = "uart"
-port = "{counter_path}"
-[devices.cards]
-driver = "pcsc"
-[devices.ble]
-driver = "simulator"
-[devices.camera]
-driver = "opencv"
-source = "{tmp_path / 'door-camera.avi'}"
-[devices.voice]
-driver = "text"
-[devices.printer]
-driver = "file"
-path = "{receipt}"
-[devices.door]
-driver = "serial-relay"
-port = "{relay_path}"
-""", encoding="utf-8")
+    cfg = real_driver_config(tmp_path / "handover.toml", door=door_path, counter=counter_path, site=SITE, device=DEVICE,
+                             cards="pcsc", camera="opencv", camera_source=tmp_path / "door-camera.avi",
+                             printer_file=receipt, relay_port=relay_path)
     try:
         agent.start("--config", str(cfg), simulate=False)
         agent.post("api/staff/open", {})            # the day's schedule is shown to staff only

@@ -5,24 +5,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
-from broker import Broker, Pki, mqtt_config  # noqa: F401
+from broker import mqtt_config
+from mqtt_fixtures import broker, hq  # noqa: F401 (fixtures: a TLS mosquitto with the device ACL, head office on it)
 from agent.sample import STRANGER_BEACON, TRUCKS
-from hq.sync import HeadOffice
-
-
-@pytest.fixture
-def hq(tmp_path):
-    """A TLS mosquitto with the device ACL, and head office's companion watching it."""
-    (tmp_path / "broker").mkdir()
-    broker = Broker(tmp_path / "broker", Pki(tmp_path / "pki")).start()
-    cert, key = broker.pki.issue("hq")
-    office = HeadOffice("127.0.0.1", broker.port, ca_file=broker.pki.ca_file, cert_file=cert, key_file=key,
-                        client_id="hq", resend_after=1.0).start()
-    office.broker = broker
-    yield office
-    office.stop()
-    broker.stop()
 
 
 def wait(predicate, timeout=20.0):

@@ -11,10 +11,11 @@ import urllib.request
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from agent.enrolment import HQ_KEY_FILE, open_at_hq
+from agent.enrolment import HQ_KEY_FILE
 from agent.journal import Journal
 from agent.sample import DEMO_PASSWORD, TRUCKS
 from drivers.fingerprint.emulator import finger_template
+from protocol.enrolment import open_at_hq
 from protocol.keys import public_pem
 
 SITE_TOML = """

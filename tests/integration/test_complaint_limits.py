@@ -14,7 +14,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from broker import Broker, Pki, mqtt_config
+from broker import mqtt_config
+from mqtt_fixtures import broker  # noqa: F401 (a fixture)
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -123,14 +124,6 @@ def test_progress_lookup_needs_the_reference_and_the_contacts_last_four_digits(b
 
 
 # --- the running agent and head office ---
-@pytest.fixture
-def broker(tmp_path):
-    (tmp_path / "broker").mkdir()
-    b = Broker(tmp_path / "broker", Pki(tmp_path / "pki")).start()
-    yield b
-    b.stop()
-
-
 def urgent_witness(broker) -> tuple[mqtt.Client, list]:
     """A head-office session on the urgent lane only: what arrives there came at once, not with the stream."""
     cert, key = broker.pki.issue("hq")

@@ -6,21 +6,17 @@ modules' state; under every fault of the matrix, the person at the door sees eit
 """
 from __future__ import annotations
 
-import base64
-import os
 import json
+import os
 import sqlite3
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from agent_setup import crew_people, delivery_task, inbox_bundles, real_driver_config
 
 from drivers.fingerprint.emulator import ModuleEmulator
 from drivers.fingerprint.protocol import Instruction
-from protocol.bundle import pack_bundle
-from protocol.keys import DeviceKeys
 
 SITE, DEVICE = "BR-100", "dev-fp-1"
 PASSWORD = 0x0BADF00D
@@ -32,52 +28,13 @@ FAULTS = [("late", S, 3.5), ("lost", T, 0), ("lost", S, 0), ("corrupt", T, 0), (
 
 
 def write_state(state, now: datetime) -> None:
-    keys = DeviceKeys.load_or_create(state / "keys", DEVICE)
-    hq = Ed25519PrivateKey.generate()
-    (state / "keys" / "hq_signers").mkdir(parents=True)
-    (state / "keys" / "hq_signers" / "hq.pem").write_bytes(hq.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    task = {"task_id": "T-FP-1", "version": 1, "kind": "delivery",
-            "window_start": (now - timedelta(hours=1)).isoformat(), "window_end": (now + timedelta(hours=1)).isoformat(),
-            "route": [SITE], "vehicle": {"vehicle_id": "V9", "plate": "沪A·F0001", "beacon": "ibeacon:x:1:1"},
-            "escorts": ["E1", "E2"], "boxes": [{"box_id": "RB-01", "tag": "04A1B2C3D4E5F6", "destination": SITE}],
-            "confirmers": ["O1"]}
-    people = [{"person_id": pid, "name": name, "role": role, "company": "押运一队",
-               "templates": [{"finger": "right_index", "data": base64.b64encode(TEMPLATES[pid]).decode()}]}
-              for pid, name, role in (("E1", "赵一", "escort"), ("E2", "钱二", "escort"), ("O1", "孙三", "officer"))]
-    inbox = state / "inbox"
-    inbox.mkdir()
-    for seq, (kind, payload) in enumerate((("personnel", {"people": people}), ("tasks", {"tasks": [task]})), 1):
-        (inbox / f"{kind}-{seq:06d}.htb").write_bytes(pack_bundle(
-            kind, payload, DEVICE, keys.bundle_public, hq, seq, now + timedelta(days=1), now))
+    task = delivery_task("T-FP-1", SITE, "沪A·F0001", "04A1B2C3D4E5F6", now)
+    inbox_bundles(state, DEVICE, now, [("personnel", {"people": crew_people(TEMPLATES)}), ("tasks", {"tasks": [task]})])
 
 
 def config(path, door: str, counter: str, door_password: int = PASSWORD) -> str:
-    path.write_text(f"""
-[site]
-id = "{SITE}"
-type = "branch"
-[device]
-id = "{DEVICE}"
-[devices.fingerprint_door]
-driver = "uart"
-port = "{door}"
-password = {door_password}
-[devices.fingerprint_counter]
-driver = "uart"
-port = "{counter}"
-[devices.cards]
-driver = "simulator"
-[devices.ble]
-driver = "simulator"
-[devices.camera]
-driver = "none"
-[devices.voice]
-driver = "text"
-[devices.door]
-driver = "simulator"
-""", encoding="utf-8")
-    return str(path)
+    return str(real_driver_config(path, door=door, counter=counter, site=SITE, device=DEVICE,
+                                  door_password=door_password))
 
 
 def attempts(state) -> list[dict]:

@@ -23,7 +23,8 @@ from protocol import messages
 from protocol.chain import GENESIS_HASH, entry_hash
 
 sys.path.insert(0, str(Path(__file__).parent))
-from broker import HQ_IDENTITY, Broker, Pki, env_with_repo, mqtt_config, open_device  # noqa: E402
+from broker import HQ_IDENTITY, env_with_repo, mqtt_config, open_device  # noqa: E402
+from mqtt_fixtures import broker, hq_cert, wait_until  # noqa: E402,F401 (fixtures)
 from postgres import Postgres  # noqa: E402
 
 pytestmark = pytest.mark.mqtt
@@ -50,19 +51,6 @@ def _fresh_database(pg: Postgres) -> str:
     with psycopg.connect(pg.url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return pg.url.rsplit("/", 1)[0] + "/" + name
-
-
-@pytest.fixture
-def broker(tmp_path):
-    (tmp_path / "broker").mkdir()
-    b = Broker(tmp_path / "broker", Pki(tmp_path / "pki")).start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def hq_cert(broker):
-    return broker.pki.issue(HQ_IDENTITY)
 
 
 def start_server(broker, hq_cert, db_url, **kw) -> Server:
@@ -111,15 +99,6 @@ def day_of_handovers(journal, tasks: int = 3, tag: str = "") -> None:
                 journal.append("box_read", {"box": f"B{t}-{box}"}, task_id=task_id)
         journal.append("alarm", {"alarm": "wrong_box", "box": f"X{tag}{t}"}, task_id=task_id)
         journal.append("handover_completed", {"exceptions": 1}, task_id=task_id)
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def caught_up(db_url: str, terminals: list[Terminal]) -> bool:
@@ -370,7 +349,17 @@ def test_kill_9_of_serve_mosquitto_and_postgresql_loses_nothing(broker, hq_cert,
     finally:
         appender.finish()
     try:
-        wait_until(lambda: caught_up(db_url, fleet), 120, "head office to catch up after the kills")
+        # Caught up and staying so: a resend_from asked during the kills (or still queued at the broker)
+        # makes a terminal journal its acceptance, one more entry, seconds later on a busy machine.
+        steady = {"since": None}
+
+        def caught_up_steadily() -> bool:
+            if not caught_up(db_url, fleet):
+                steady["since"] = None
+                return False
+            steady["since"] = steady["since"] or time.monotonic()
+            return time.monotonic() - steady["since"] > 6.0
+        wait_until(caught_up_steadily, 120, "head office to catch up after the kills")
     finally:
         serve.stop()
     assert sum(t.journal.last_seq() for t in fleet) > 100, "the terminals worked during the kills"
@@ -403,3 +392,76 @@ def test_two_workers_share_the_fleet_and_the_database_keeps_each_device_in_order
     assert sum(applied) == sum(t.journal.last_seq() for t in fleet)
     r = verify_against(db_url, fleet)
     assert r.returncode == 0, r.stderr
+
+
+def _chain(device: str, first: int, last: int, prev: str) -> list[dict]:
+    out = []
+    for seq in range(first, last + 1):
+        ts, body = "2026-06-01T08:00:00.000Z", {"box": f"B{seq}"}
+        h = entry_hash(seq, ts, "box_read", None, body, prev)
+        out.append({"id": f"{device}:{seq}", "seq": seq, "ts": ts, "kind": "box_read", "task_id": None,
+                    "body": body, "prev_hash": prev, "hash": h})
+        prev = h
+    return out
+
+
+def test_a_worker_skips_a_device_a_peer_is_writing_and_applies_the_rest(postgres):
+    """Shared workers do not queue behind each other's transactions: a device whose row a peer holds comes
+    back busy (nothing of it applied), every other device in the same transaction is committed, and once the
+    peer commits the busy batch applies in order."""
+    db_url = _fresh_database(postgres)
+    mine, peer = Database(db_url).create_schema(), Database(db_url)
+    d1, d2 = _chain("dev-1", 1, 4, GENESIS_HASH), _chain("dev-2", 1, 2, GENESIS_HASH)
+    mine.apply_many([("dev-1", d1[:2]), ("dev-2", d2[:1])])
+    holding, release = threading.Event(), threading.Event()
+
+    def peer_writes(cur) -> None:       # a peer's transaction on dev-1, held open
+        peer._lock_devices(cur, ["dev-1"])
+        holding.set()
+        release.wait(30)
+    writer = threading.Thread(target=peer.run, args=(peer_writes,))
+    writer.start()
+    try:
+        assert holding.wait(30)
+        started = time.monotonic()
+        results = mine.apply_many([("dev-1", d1[2:]), ("dev-2", d2[1:])], skip_busy=True)
+        assert time.monotonic() - started < 10, "it waited for the peer's lock"
+        assert [r.busy for r in results] == [True, False]
+        assert mine.device("dev-1")["last_seq"] == 2 and mine.device("dev-2")["last_seq"] == 2
+    finally:
+        release.set()
+        writer.join()
+    assert mine.apply_many([("dev-1", d1[2:])], skip_busy=True)[0].applied == 2
+    assert [e["seq"] for e in mine.entries("dev-1")] == [1, 2, 3, 4]
+    mine.close()
+    peer.close()
+
+
+def test_an_urgent_alarm_is_committed_while_the_stream_writer_holds_its_device(postgres):
+    """The alarm's urgent copy does not wait for the stream's transaction on the same device (up to 100
+    messages long): the monitoring board sees it committed while that transaction is still open."""
+    db_url = _fresh_database(postgres)
+    urgent, writer_db, board = Database(db_url).create_schema(), Database(db_url), Database(db_url)
+    entries = _chain("dev-1", 1, 3, GENESIS_HASH)
+    urgent.apply("dev-1", entries[:1])
+    alarm = {**entries[1], "kind": "alarm", "body": {"alarm": "wrong_box"}}
+    alarm["hash"] = entry_hash(2, alarm["ts"], "alarm", None, alarm["body"], alarm["prev_hash"])
+    holding, release = threading.Event(), threading.Event()
+
+    def stream_writes(cur) -> None:
+        writer_db._lock_devices(cur, ["dev-1"])
+        holding.set()
+        release.wait(30)
+    writer = threading.Thread(target=writer_db.run, args=(stream_writes,))
+    writer.start()
+    try:
+        assert holding.wait(30)
+        started = time.monotonic()
+        assert urgent.urgent("dev-1", alarm) is True
+        assert time.monotonic() - started < 10, "the alarm waited for the stream's transaction"
+        assert [a["id"] for a in board.alarms("dev-1")] == ["dev-1:2"]
+    finally:
+        release.set()
+        writer.join()
+    for db in (urgent, writer_db, board):
+        db.close()

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.journal import Journal, JournalError, verify_file
-from agent.sync.uplink import encode_stored
+from agent.sync.uplink import stored_encoder
 from protocol import messages
 from protocol.chain import GENESIS_HASH, entry_hash
 
@@ -434,7 +434,7 @@ def test_sync_sends_a_stored_row_exactly_as_the_entry_would_encode(tmp_path_fact
     try:
         j.append(kind, body, task_id=task_id)
         (entry,), (row,) = list(j.entries()), j.stored_rows(0, 10)
-        wire = encode_stored(device, row)
+        wire = stored_encoder(device)(row)
         assert wire == messages.encode_entry(device, entry)
         sent = json.loads(wire)
         assert sent["body"] == body and entry_hash(sent["seq"], sent["ts"], sent["kind"], sent["task_id"],

@@ -1,10 +1,17 @@
 """The receipt printer through python-escpos' File printer: what reaches the device is checked byte by byte."""
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageFont
 
 from drivers.printer.escpos import EscposPrinter, FontChoice, find_cjk_font
 
+ROOT = Path(__file__).resolve().parents[2]
 TITLE = "押运交接报告"
 LINES = ["任务: T20261122-01 派送", "车辆: 沪A12345", "押运员: 张伟, 李强", "款箱: 12 个 (计划 12)", "异常: 无"]
 
@@ -91,3 +98,40 @@ def test_device_parameters_are_checked_by_name():
         EscposPrinter("serial", baudrate=19200)
     with pytest.raises(ValueError, match="'product_id'"):
         EscposPrinter("usb", vendor_id=0x0416)
+
+
+PRINT_IN_A_FRESH_PROCESS = """
+import asyncio, logging, sys
+from pathlib import Path
+root = logging.getLogger()
+before = (list(root.handlers), root.level)
+from drivers.printer.escpos import EscposPrinter, escpos_printers
+escpos_printers(Path(sys.argv[2]))               # python-escpos imported, as the first print does
+import escpos.capabilities                        # the module that calls basicConfig and mkdtemp
+assert (list(root.handlers), root.level) == before, f"root logger changed: {root.handlers} level {root.level}"
+logging.basicConfig(level=logging.INFO)          # as the agent's CLI does
+configured = list(root.handlers)
+printer = EscposPrinter("file", path=sys.argv[1], cache_dir=Path(sys.argv[2]))
+asyncio.run(printer.print_lines("T", ["x"]))
+assert printer.health().state == "connected", printer.health()
+assert root.handlers == configured, f"root logger changed: {root.handlers}"
+print("printed")
+"""
+
+
+def test_printing_leaves_the_root_logger_and_tmp_alone_and_caches_in_the_state_dir(tmp_path):
+    """python-escpos calls logging.basicConfig() and mkdtemp() when imported: the agent's log lines were
+    printed twice (its own handler and escpos' one) and each start left a dir in /tmp."""
+    tmp, cache = tmp_path / "tmp", tmp_path / "state" / "cache"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
+    env.pop("ESCPOS_CAPABILITIES_PICKLE_DIR", None)
+    for run in range(2):                    # the second start reads the pickle the first one left
+        out = subprocess.run([sys.executable, "-c", PRINT_IN_A_FRESH_PROCESS, str(tmp_path / f"lp{run}"),
+                              str(cache)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout == "printed\n", out.stderr
+        logged = out.stderr.splitlines()
+        assert len(logged) == len(set(logged)) and "WARNING" not in out.stderr, "each line once, through one handler"
+        assert list(tmp.iterdir()) == [], "no temporary dir left behind"
+        assert [p.name for p in cache.iterdir()] == [f"{platform.python_version()}.capabilities.pickle"]
+        assert (tmp_path / f"lp{run}").read_bytes().endswith(b"\x1dV\x00")

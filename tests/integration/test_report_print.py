@@ -39,7 +39,7 @@ def finished_handover() -> Handover:
 
 async def test_report_with_chinese_names_prints_as_escpos_and_renders(tmp_path, artifacts):
     report = build_report(finished_handover())
-    title, lines = report_lines(report, PEOPLE, "zh-CN")
+    title, lines = report_lines(report, PEOPLE, "zh-CN", "城东支行")
     text = "\n".join(lines)
     for expected in ("押运组长 欧阳志远 (E01)", "营业专员 周敏 (O01)", "车牌: 沪A·C1234", "款箱: 计划 2 / 清点 2",
                      "结果: 已完成（有异常）", "错箱 04AA09 XB-09 BR-002", "款箱隔离，继续交接 / 处置后继续交接", "错箱已退回押运车"):

@@ -3,11 +3,13 @@ on the screen then name the branch, and fall back to the code where no name is k
 `sites` is refused by name and changes nothing."""
 from __future__ import annotations
 
+import json
 import sqlite3
+import urllib.request
 
 import pytest
 
-from agent.sample import TRUCKS, tag_for
+from agent.sample import DEMO_SITE_NAME, TRUCKS, tag_for
 from test_import import dev, task  # noqa: F401  (the importer's device fixture: real journal and store)
 from offline.importers import apply_tasks
 
@@ -58,3 +60,36 @@ def test_a_wrongly_typed_sites_map_is_refused_by_name_and_changes_nothing(dev, s
     with pytest.raises(ValueError, match=named):
         apply_tasks(dev.journal, dev.store, [task()], "test", sites=sites)
     assert dev.snapshot() == before and dev.store.site_names() == {}
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "unnamed"])
+def test_the_printed_report_names_the_site(agent, named):
+    """The receipt said "网点: BR-001": the site's code, where the officer and the escort read its name."""
+    agent.start()
+    v = agent.view()
+    site_id = v["site"]["id"]
+    if not named:
+        db = sqlite3.connect(agent.state_dir / "journal.db", timeout=10)
+        with db:
+            db.execute("DELETE FROM site_names")
+        db.close()
+    agent.post("api/sim/beacon", {"beacon": TRUCKS[0].beacon})
+    for pid in ("E01", "E02"):
+        agent.post("api/sim/finger", {"station": "door", "slot": slot(v, pid)})
+    agent.wait_for(lambda v: v["handover"] and v["handover"]["step"] == "box_handover")
+    for box in ("XB1-01", "XB1-02", "XB1-03"):
+        agent.post("api/sim/tag", {"tag": tag_for(box)})
+    agent.wait_for(lambda v: v["handover"]["step"] == "officer_confirmation")
+    agent.post("api/sim/finger", {"station": "counter", "slot": slot(v, "O01")})
+    agent.wait_for(lambda v: v["handover"]["step"] == "sign_off")
+    agent.post("api/sim/finger", {"station": "door", "slot": slot(v, "E01")})
+    agent.wait_for(lambda v: len(v["handover"]["marks"]) == 1)
+    agent.post("api/sim/finger", {"station": "counter", "slot": slot(v, "O01")})
+    agent.wait_for(lambda v: v["handover"] is None and v["report"] and v["report"]["printed"])
+    with urllib.request.urlopen(agent.url + "api/sim/printed", timeout=10) as r:
+        title, lines = (lambda p: (p["title"], p["lines"]))(json.load(r)["printed"][-1])
+    assert title == "款箱交接报告"
+    site_line = next(line for line in lines if line.startswith("网点: "))
+    assert site_line == ("网点: " + DEMO_SITE_NAME if named else f"网点: {site_id}")
+    assert "任务编号: " in lines[0] and any(line.startswith("人员") for line in lines)
+    assert agent.stop() == 0

@@ -149,3 +149,37 @@ def test_a_batch_of_tasks_is_stored_as_one_at_a_time_would_be(store):
     assert s.box_for_tag("04A1", day) is None and s.box_for_tag("0400", day) is None
     assert s.box_for_tag("04A2", day).box_id == "X-04A2" and s.box_for_tag("0404", day).box_id == "X-0404"
     assert s.task_count() == 3 and s.upsert_tasks(batch) == []
+
+
+def test_a_batch_of_templates_gets_the_slots_one_at_a_time_would(store, tmp_path):
+    """put_templates (a personnel import in one statement) against put_template one by one on a second
+    store: the same slots (holes first, a re-enrolled finger keeps its slot, a finger given twice in the
+    batch takes one slot and the later template) and the same templates stored."""
+    s, j, _ = store
+    j2 = Journal(tmp_path / "other.db")
+    one = Store(j2.db, Sealer(tmp_path / "keys" / "data.key"), tmp_path / "photos")
+    before = [Template(f"P{i}", "right_index", bytes([i]) * 512) for i in range(5)]
+    batch = [Template("P9", "right_index", b"\x09" * 512), Template("P2", "right_index", b"\x22" * 512),
+             Template("P8", "left_index", b"\x08" * 512, duress=True), Template("P7", "right_index", b"\x07" * 512),
+             Template("P9", "right_index", b"\x99" * 512), Template("P6", "right_index", b"\x06" * 512)]
+    for st, jr in ((s, j), (one, j2)):
+        with jr.transaction():
+            st.put_templates(before)
+            st.remove_person("P1")
+            st.remove_person("P3")
+    with j.transaction():
+        slots = s.put_templates(batch)
+    with j2.transaction():
+        assert slots == [one.put_template(t) for t in batch] == [1, 2, 3, 5, 1, 6]
+    assert s.slots() == one.slots() and s.templates() == one.templates()
+    assert dict(s.templates())[1].template == b"\x99" * 512 and s.slot_owner(3).duress is True
+    j2.close()
+
+
+def test_a_person_is_stored_with_every_field(store):
+    s, j, _ = store
+    p = Person("E9", "欧阳志远", Role.OFFICER, company="押运一队", valid_from=datetime(2026, 1, 1).date(),
+               valid_until=datetime(2026, 12, 31).date(), photo="ab" * 32)
+    with j.transaction():
+        s.upsert_people([p, Person("E8", "李四", Role.ESCORT)])
+    assert s.person("E9") == p and s.person("E8") == Person("E8", "李四", Role.ESCORT)

@@ -22,28 +22,12 @@ from protocol import messages
 from hq.sync import HeadOffice
 
 sys.path.insert(0, str(Path(__file__).parent))
-from broker import HQ_IDENTITY, Broker, Pki, SlowLink, env_with_repo, mqtt_config, open_device  # noqa: E402
+from broker import HQ_IDENTITY, SlowLink, env_with_repo, mqtt_config, open_device  # noqa: E402
+from mqtt_fixtures import broker, hq, wait_until  # noqa: E402,F401 (fixtures; test_sync_poison imports them from here)
 
 pytestmark = pytest.mark.mqtt
 SITE = "branch-0101"
 BACKLOG = 40000
-
-
-@pytest.fixture
-def broker(tmp_path):
-    (tmp_path / "broker").mkdir()
-    b = Broker(tmp_path / "broker", Pki(tmp_path / "pki")).start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def hq(broker):
-    cert, key = broker.pki.issue(HQ_IDENTITY)
-    office = HeadOffice("127.0.0.1", broker.port, ca_file=broker.pki.ca_file, cert_file=cert, key_file=key,
-                        client_id=HQ_IDENTITY, resend_after=1.0).start()
-    yield office
-    office.stop()
 
 
 @pytest.fixture
@@ -60,15 +44,6 @@ def start_sync(device, **kw) -> Sync:
     sync = Sync(config, journal, store, backoff=(0.05, 0.5), **kw)
     sync.start()
     return sync
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def assert_same_journal(hq: HeadOffice, device_id: str, journal_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The enrolled template's way to head office (agent.enrolment): HPKE-sealed to head office's key and bound
+"""The enrolled template's way to head office (agent.enrolment seals, protocol.enrolment opens): HPKE-sealed to head office's key and bound
 to device, person, finger and hash; whatever a synced entry holds, opening it either gives the very template
 or a clear error naming what is wrong."""
 from __future__ import annotations
@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.enrolment import EnrolmentError, HQ_KEY_FILE, load_hq_key, open_at_hq, seal_for_hq
+from agent.enrolment import HQ_KEY_FILE, load_hq_key
+from protocol.enrolment import EnrolmentError, open_at_hq, seal_for_hq
 from protocol.keys import public_pem
 
 HQ = X25519PrivateKey.generate()

@@ -58,6 +58,7 @@ class Office:
         client = self.server.live if leaf == "urgent" else self.server.stream
         self.server._on_message(client, client.user_data_get(), message)      # must not raise
         self.server.write_queued(self.db)      # what the writer thread does: apply and commit the queued batch
+        self.server.write_urgent(self.db)      # and the urgent writer, the urgent copy
 
     def next_good_batch(self) -> None:
         batch = self.good[self.sent:self.sent + 2]

@@ -237,3 +237,21 @@ def test_a_disposition_signed_here_is_one_the_handover_accepts():
 def test_restore_refuses_a_state_that_does_not_parse():
     with pytest.raises(ValueError, match="staff state"):
         fs.Staff.restore({"mode": "cinema"})
+
+
+def test_signing_in_and_out_of_the_staff_view_replaces_the_request_on_the_feedback_line():
+    """The feedback line kept "请营业专员认证以确认此操作" after the officer had signed in."""
+    s = fs.Staff(fs.Mode.KIOSK)
+    assert Prompt("officer_auth_needed") in s.handle(fs.Request(fs.Purpose.STAFF_VIEW, {}, IDLE), T0)
+    ds = s.handle(officer_finger("O2"), T0)
+    assert ds[-1] == Prompt("staff_signed_in", {"person_id": "O2"}) and Prompt("officer_auth_needed") not in ds
+    assert s.handle(fs.EndSession(), T0) == [fs.SessionEnded("logout"), Prompt("staff_signed_out")]
+    assert s.handle(fs.EndSession(), T0) == []           # nobody signed in: nothing said
+
+
+def test_cancelling_a_pending_action_replaces_the_request_on_the_feedback_line():
+    s = fs.Staff(fs.Mode.KIOSK)
+    s.handle(fs.Request(fs.Purpose.KIOSK_EXIT, {}, IDLE), T0)
+    assert s.handle(fs.Cancel(), T0) == [fs.PendingCleared(fs.Purpose.KIOSK_EXIT, "cancelled"),
+                                         Prompt("staff_action_cancelled")]
+    assert s.handle(fs.Cancel(), T0) == []              # a second tap: nothing waits, nothing said

@@ -233,11 +233,12 @@ function renderPublic(v) {
   const kiosk = actionButton({ class: "touch big", "data-testid": "kiosk-enter", text: v.staff ? t("kiosk.enter") : t("kiosk_customer") },
     async (rid) => (await post("/api/kiosk/enter", {}, rid)).ok && false);
   const due = v.complaints_due;     // the background check's complaint reminders: staff only
-  if (v.staff) { root.append(el("div", { class: "staffbar" }, el("span", { text: `${t("staff_by")}: ${v.staff}` }),
+  const notice = v.schedule_notice ? el("span", { class: "badge", "data-testid": "schedule-notice", text: v.schedule_notice }) : null;
+  if (v.staff) { root.append(el("div", { class: "staffbar" }, el("span", { text: `${t("staff_by")}: ${v.staff}` }), notice,
     due && (due.near || due.overdue) ? el("span", { class: "badge warn", "data-testid": "due-summary", text: t("kiosk.due_summary", due) }) : null,
     kiosk)); return; }
   root.append(el("div", { class: "welcome" }, el("div", { class: "hello", text: t("public_welcome") }),
-    el("div", { class: "site", text: v.site.name }), el("p", { text: t("public_hint") }), kiosk));
+    el("div", { class: "site", text: v.site.name }), notice, el("p", { text: t("public_hint") }), kiosk));
 }
 
 // The day's schedule as a window (the next due and the last finished) under the day's counts: a vault's
