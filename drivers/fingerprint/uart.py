@@ -479,6 +479,8 @@ class UartFingerprint(HealthMixin):
                 continue
             started = time.monotonic()
             look = self._look()
+            if not job:
+                job = self._waiting_job()
             if job:
                 self._run(job)
             elif self._check_due and self._wanted is not None:
@@ -506,6 +508,20 @@ class UartFingerprint(HealthMixin):
                            self._since(max(self._touched_at, self._looked_at), self.touch_probe))
         self._drop_link()
         self._fail_pending()
+
+    def _waiting_job(self) -> _Job | None:
+        """A job already asked for, taken after the wire was read: the wire's wakes queue up behind a long job
+        (an enrolment's edges), and a poll woken by one of them would take the finger meant for the job asked
+        for before it landed (the next enrolment). The wakes are dropped: every turn looks at the wire anyway."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return None
+            if job is None:
+                return None         # stop: the loop ends at its next turn
+            if job is not _WAKE and job.future.set_running_or_notify_cancel():
+                return job
 
     def _run(self, job: _Job) -> None:
         self._current = job

@@ -139,3 +139,36 @@ async def test_quick_taps_with_the_wire_are_each_an_attempt():
     finally:
         await driver.stop()
         module.stop()
+
+
+async def test_with_the_wire_a_tap_right_after_a_cancelled_enrolment_goes_to_the_next_enrolment_not_the_door():
+    """The wire's edges during a capture were left queued behind it: after a cancel, one of them woke a poll
+    while the next enrolment waited, and that poll read the next enrolment's finger as a door attempt."""
+    factory = MockFactory()
+    module = wired_module(factory)
+    # a slow line pace holds the cancelled capture asleep between two images while the next one is asked for
+    driver = UartFingerprint("door", module.plug(), touch_pin=PIN, pin_factory=factory,
+                             **{**FAST, "poll_interval": 1.0})
+    recorder = Recorder()
+    try:
+        await started(driver, recorder)
+        cancelled = asyncio.create_task(driver.enrol(5))
+        await recorder.until(lambda: driver.enrolling)
+        module.tap("new-E5")                              # the first capture; its edges reach the worker
+        await recorder.until(lambda: driver.enrol_captures == 1)
+        await asyncio.sleep(0.1)                          # lifted: the cancelled capture waits for a second image
+        cancelled.cancel()
+        again = asyncio.create_task(driver.enrol(5))      # the officer starts over at once
+        await asyncio.sleep(0)
+        module.tap("new-E5")                              # and the person presses straight away
+        await recorder.until(lambda: not module.taps_waiting(), timeout=20)
+        await asyncio.sleep(0.2)                          # a door attempt would be on its way by now
+        assert recorder.reads() == [], "the next enrolment's finger was taken as a door attempt"
+        await recorder.until(lambda: driver.enrol_captures == 1 and driver.enrolling, timeout=20)
+        module.tap("new-E5")
+        assert await asyncio.wait_for(again, 30) == module.library[5]
+        assert recorder.reads() == []
+        assert cancelled.cancelled()
+    finally:
+        await driver.stop()
+        module.stop()
