@@ -52,10 +52,10 @@ def _fingerprint(config: Config, station: str, fc) -> FingerprintModule:
                                library_file=config.paths.state_dir / f"fingerprint-{station}-library.json",
                                touch_pin=fc.touch_pin, touch_active_high=fc.touch_active_high)
     # simulation runs the real protocol against the module emulator on a pty (issue 4), its touch output
-    # wired as configured. Not wired by default yet (issue 20): with the wire, a tap meant for an enrolment
-    # right after a cancelled one is sometimes read as a door attempt (test_branch_enrolment, 2 in 10)
+    # always wired: polling two idle modules every 50 ms was the demo's only busy loop (issue 20); the
+    # polling path has its own tests on the emulator (test_fingerprint_faults, bench_fingerprint)
     from drivers.fingerprint.emulated import EmulatedFingerprint
-    return EmulatedFingerprint(station, touch=fc.touch_pin is not None)
+    return EmulatedFingerprint(station, touch=True)
 
 
 def _cards(config: Config) -> InputDevice:
