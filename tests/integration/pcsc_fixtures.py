@@ -63,6 +63,25 @@ class Pcscd:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
+        # vpcd listens on fixed TCP ports (35963...), inside the kernel's ephemeral range: on a busy machine a
+        # client connection (a browser, an MQTT session) may hold one as its local port, TIME_WAIT included,
+        # and vpcd's bind then fails. That clears within a minute, so a failed start is stopped (never left
+        # running to block every later PC/SC test) and tried again for up to 90 s.
+        give_up = time.monotonic() + 90
+        while True:
+            try:
+                self._start_once()
+                return
+            except RuntimeError:
+                self.kill()
+                if time.monotonic() > give_up or "Address already in use" not in self._log_tail():
+                    raise
+                time.sleep(2)
+
+    def _log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+
+    def _start_once(self) -> None:
         deadline = time.monotonic() + 10
         while _pcscd_running():     # a previous pcscd (ours, killed) may still be exiting
             if time.monotonic() > deadline:
@@ -74,8 +93,7 @@ class Pcscd:
         deadline = time.monotonic() + 10
         while VPCD_READER not in _readers():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pcscd did not offer the vpcd readers; see {self.log_path}:\n"
-                                   + self.log_path.read_text(errors="replace")[-2000:])
+                raise RuntimeError(f"pcscd did not offer the vpcd readers; see {self.log_path}:\n" + self._log_tail())
             time.sleep(0.01)
 
     def kill(self) -> None:
