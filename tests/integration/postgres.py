@@ -4,6 +4,7 @@ postmaster (its backends follow it out), `start()` again recovers from the WAL."
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -11,6 +12,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import psycopg
+import pytest
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -88,3 +92,28 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+# Fixtures for head office's tests, imported by name (`from postgres import db_url, postgres`), as
+# pcsc_fixtures' and mqtt_fixtures' are.
+
+@pytest.fixture(scope="module")
+def postgres():
+    pg = Postgres().start()
+    yield pg
+    pg.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """Head office's database on both engines: a SQLite file, or a fresh database in the module's cluster."""
+    if request.param == "sqlite":
+        return str(tmp_path / "hq.db")
+    return fresh_database(request.getfixturevalue("postgres"))
+
+
+def fresh_database(pg: Postgres) -> str:
+    name = f"hq_{random.getrandbits(40):x}"
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return pg.url.rsplit("/", 1)[0] + "/" + name

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import subprocess
 import sys
 import time
@@ -34,8 +33,9 @@ from protocol.complaint import SealedDetailsError, open_details
 from protocol.keys import public_pem
 
 sys.path.insert(0, str(Path(__file__).parent))
-from broker import HQ_IDENTITY, Broker, Pki, env_with_repo, mqtt_config  # noqa: E402
-from postgres import Postgres  # noqa: E402
+from broker import HQ_IDENTITY, env_with_repo, mqtt_config  # noqa: E402
+from mqtt_fixtures import broker  # noqa: E402,F401 (fixture)
+from postgres import db_url, postgres  # noqa: E402,F401 (fixtures)
 
 pytestmark = pytest.mark.mqtt
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,32 +47,6 @@ REPLY = "已电话告知客户并退还二十元"
 SECRETS = (NAME, PHONE, DESCRIPTION, REQUEST, NOTES, CAUSE, REMEDY, REPLY)
 FORM = {"channel": "walk_in", "category": "irregular_fees", "description": DESCRIPTION, "request": REQUEST,
         "name": NAME, "contact": PHONE, "counter": "2号窗口"}
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    pg = Postgres().start()
-    yield pg
-    pg.remove()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return str(tmp_path / "hq.db")
-    pg = request.getfixturevalue("postgres")
-    name = f"hq_{random.getrandbits(40):x}"
-    with psycopg.connect(pg.url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return pg.url.rsplit("/", 1)[0] + "/" + name
-
-
-@pytest.fixture
-def broker(tmp_path):
-    (tmp_path / "broker").mkdir()
-    b = Broker(tmp_path / "broker", Pki(tmp_path / "pki")).start()
-    yield b
-    b.stop()
 
 
 @pytest.fixture

@@ -25,32 +25,10 @@ from protocol.chain import GENESIS_HASH, entry_hash
 sys.path.insert(0, str(Path(__file__).parent))
 from broker import HQ_IDENTITY, env_with_repo, mqtt_config, open_device  # noqa: E402
 from mqtt_fixtures import broker, hq_cert, wait_until  # noqa: E402,F401 (fixtures)
-from postgres import Postgres  # noqa: E402
+from postgres import db_url, fresh_database, postgres  # noqa: E402,F401 (fixtures)
 
 pytestmark = pytest.mark.mqtt
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    pg = Postgres().start()
-    yield pg
-    pg.remove()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return str(tmp_path / "hq.db")
-    pg = request.getfixturevalue("postgres")
-    return _fresh_database(pg)
-
-
-def _fresh_database(pg: Postgres) -> str:
-    name = f"hq_{random.getrandbits(40):x}"
-    with psycopg.connect(pg.url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return pg.url.rsplit("/", 1)[0] + "/" + name
 
 
 def start_server(broker, hq_cert, db_url, **kw) -> Server:
@@ -243,7 +221,7 @@ def test_an_altered_entry_is_not_applied_and_nothing_after_it(broker, hq_cert, d
 
 def test_an_alarm_is_notified_to_the_monitoring_board_at_its_commit(broker, hq_cert, postgres, terminals):
     """PostgreSQL: a board LISTENing on the alarm channel hears the alarm the moment it is committed."""
-    db_url = _fresh_database(postgres)
+    db_url = fresh_database(postgres)
     server = start_server(broker, hq_cert, db_url)
     board = psycopg.connect(db_url, autocommit=True)
     try:
@@ -322,7 +300,7 @@ def test_kill_9_of_serve_mosquitto_and_postgresql_loses_nothing(broker, hq_cert,
                                                                request):
     if "postgresql" in victims:
         pg = request.getfixturevalue("postgres")
-        db_url = _fresh_database(pg)
+        db_url = fresh_database(pg)
     else:
         pg, db_url = None, str(tmp_path / "hq.db")
     serve = ServeProcess(broker, hq_cert, db_url, tmp_path).start()
@@ -374,7 +352,7 @@ def test_two_workers_share_the_fleet_and_the_database_keeps_each_device_in_order
                                                                                   terminals, tmp_path):
     """MQTT v5 shared subscriptions spread the messages over both workers; whichever gets a device's batch
     out of turn applies nothing of it, and the device's journal still arrives whole, in order, once."""
-    db_url = _fresh_database(postgres)
+    db_url = fresh_database(postgres)
     workers = [ServeProcess(broker, hq_cert, db_url, tmp_path, client_id=f"hq-w{i}", group="hq").start()
                for i in (1, 2)]
     fleet = terminals(4)
@@ -409,7 +387,7 @@ def test_a_worker_skips_a_device_a_peer_is_writing_and_applies_the_rest(postgres
     """Shared workers do not queue behind each other's transactions: a device whose row a peer holds comes
     back busy (nothing of it applied), every other device in the same transaction is committed, and once the
     peer commits the busy batch applies in order."""
-    db_url = _fresh_database(postgres)
+    db_url = fresh_database(postgres)
     mine, peer = Database(db_url).create_schema(), Database(db_url)
     d1, d2 = _chain("dev-1", 1, 4, GENESIS_HASH), _chain("dev-2", 1, 2, GENESIS_HASH)
     mine.apply_many([("dev-1", d1[:2]), ("dev-2", d2[:1])])
@@ -440,7 +418,7 @@ def test_a_worker_skips_a_device_a_peer_is_writing_and_applies_the_rest(postgres
 def test_an_urgent_alarm_is_committed_while_the_stream_writer_holds_its_device(postgres):
     """The alarm's urgent copy does not wait for the stream's transaction on the same device (up to 100
     messages long): the monitoring board sees it committed while that transaction is still open."""
-    db_url = _fresh_database(postgres)
+    db_url = fresh_database(postgres)
     urgent, writer_db, board = Database(db_url).create_schema(), Database(db_url), Database(db_url)
     entries = _chain("dev-1", 1, 3, GENESIS_HASH)
     urgent.apply("dev-1", entries[:1])
