@@ -71,9 +71,15 @@ const FORMS = {
   archive: [],
 };
 
+// the step that usually comes next in each state (the terminal's lifecycle table decides what is allowed)
+const NEXT = { registered: "classify", classified: "transfer", transferred: "investigate", investigating: "handle",
+               handled: "reply", replied: "satisfaction", satisfied: "archive", not_accepted: "archive",
+               withdrawn: "archive", repeat: "archive" };
+
 function actionForm(c) {
   const select = el("select", { "data-testid": "complaint-action", id: "action" },
     ...Object.keys(FORMS).map((a) => el("option", { value: a, text: word("complaints_action_", a) })));
+  select.value = NEXT[c.status] || "classify";
   const fields = el("div", { class: "act-fields" });
   const note = el("textarea", { "data-testid": "complaint-note", id: "note", rows: 3, maxlength: 2000 });
   const noteLabel = el("label", { class: "note-label" }, el("span", { id: "note-label" }), note);
@@ -122,7 +128,7 @@ function timeline(c) {
     el("span", { class: "at", text: when(s.at) }),
     el("b", { text: ` ${word("complaints_action_", s.action)} ` }),
     el("span", { text: `${word("complaints_status_", s.before)} → ${word("complaints_status_", s.after)} · ${s.source === "head_office" ? T("complaints_by_hq") : s.actor}` }),
-    ...Object.entries(s.texts || {}).map(([k, v]) => el("div", { class: "text", text: `${T("complaints_p_" + k)}：${v}` }))));
+    ...Object.entries(s.texts || {}).map(([k, v]) => el("div", { class: "text", text: T("complaints_text_line", { label: T("complaints_p_" + k), text: v }) }))));
   const pending = c.sent.filter((s) => s.answer !== "ok").map((s) => el("li", { class: s.answer ? "refused" : "pending",
     "data-testid": "complaint-sent", text: `${when(s.at)} ${word("complaints_action_", s.action)} · ${s.officer} · ` +
       (s.answer ? T("complaints_refused", { why: s.answer }) : T("complaints_waiting")) }));
@@ -151,9 +157,10 @@ function drawDetail(c) {
         field(T("complaints_description"), d.description, "complaint-description"),
         field(T("complaints_request"), d.request, "complaint-request"),
         field(T("complaints_counter"), d.counter, "complaint-counter"),
-        field(T("complaints_deadlines"), Object.entries(c.deadlines).map(([k, v]) => `${word("complaints_deadline_", k)} ${v}`).join("；"), "complaint-deadlines")),
+        field(T("complaints_deadlines"), ["acknowledge_by", "reply_by", "outer_limit"].filter((k) => c.deadlines[k])
+          .map((k) => `${word("complaints_deadline_", k)} ${c.deadlines[k]}`).join("；"), "complaint-deadlines")),
       el("div", {}, el("h3", { text: T("complaints_timeline") }), timeline(c))),
-    el("h3", { text: T("complaints_act") }), actionForm(c));
+    ...(c.status === "archived" ? [] : [el("h3", { text: T("complaints_act") }), actionForm(c)]));
 }
 
 async function openOne(ref) {
@@ -213,14 +220,16 @@ async function start() {
   me = await api("/api/complaints/me");
   document.querySelector("[data-testid=who]").textContent = `${me.name} · ${me.role_text}`;
   document.getElementById("no-key").hidden = me.key;
-  const now = new Date();
-  document.getElementById("year").value = now.getFullYear();
-  document.getElementById("half").value = now.getMonth() < 6 ? "1" : "2";
+  // the report due next: December to May is reported on 15 June, June to November on 15 December
+  const [year, month] = me.today.split("-").map(Number);      // the bank's day, not this browser's
+  document.getElementById("year").value = year + (month === 12 ? 1 : 0);
+  document.getElementById("half").value = (month === 12 || month < 6) ? "1" : "2";
   document.getElementById("report-form").addEventListener("submit", showReport);
   document.getElementById("logout").addEventListener("click", async () => {
     await api("/logout", {}); location.href = "/login";
   });
   await loadList();
+  document.body.dataset.ready = "true";
   setInterval(() => { loadList().catch(() => {}); poll().catch(() => {}); }, 2000);
 }
 
