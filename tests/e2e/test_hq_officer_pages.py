@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,21 +30,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from broker import mqtt_config  # noqa: E402
 from test_hq_board import PASSWORD, VIEWPORT, HeadOffice, broker, login  # noqa: E402,F401 (fixture)
-from test_schedule_publish import SITES, dispatch  # noqa: E402
+from test_schedule_publish import SITES, dispatch, wait  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.mqtt]
 ZONE = ZoneInfo("Asia/Shanghai")
 NAME, PHONE, TEXT = "欧阳娜娜", "13712345678", "办理跨行汇款时被多收了二十元手续费"
 FORM = {"channel": "walk_in", "category": "irregular_fees", "description": TEXT, "request": "退还多收的手续费",
         "name": NAME, "contact": PHONE, "counter": "2号窗口"}
-
-
-def wait(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"never saw {what}"
-        time.sleep(0.2)
-    return value
 
 
 def state_of(db_file: Path, device: str) -> str | None:
@@ -86,7 +77,7 @@ def test_an_admin_uploads_the_dispatch_and_it_is_published_or_packed_for_usb(age
     try:
         mqtt_config(broker, "dev-on", "BR-050", agent.state_dir)
         agent.start("--config", str(agent.state_dir / "agent.toml"))
-        wait(lambda: state_of(office.db, "dev-on") == "online", "the terminal online at head office")
+        wait(lambda: state_of(office.db, "dev-on") == "online", what="the terminal online at head office")
 
         now = datetime.now(ZONE).replace(second=0, microsecond=0)
         start = now - timedelta(minutes=5)
@@ -142,7 +133,7 @@ def test_an_admin_uploads_the_dispatch_and_it_is_published_or_packed_for_usb(age
         hq_db = Database(str(office.db))
         try:
             rows = wait(lambda: [r for r in distribute.status(hq_db, day) if r["device"] == "dev-on"
-                                 and r["state"] == "applied"], "the terminal's reply")
+                                 and r["state"] == "applied"], what="the terminal's reply")
         finally:
             hq_db.close()
         assert rows[0]["sent"] == 1 and rows[0]["channel"] == "mqtt"
