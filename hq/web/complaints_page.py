@@ -64,7 +64,7 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({"name": s.name, "role": s.role, "csrf": s.csrf, "lang": language,
                               "role_text": i18n.render(f"role_{s.role}", lang=language),
                               "text": i18n.catalog(language), "actions": list(ACTIONS),
-                              "today": _today().isoformat(),
+                              "today": _today().isoformat(), "sites": request.app[SETTINGS].sites,
                               "key": request.app[SETTINGS].complaint_key is not None})
 
 

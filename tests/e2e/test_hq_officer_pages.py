@@ -191,6 +191,7 @@ def test_a_complaint_officer_works_a_complaint_to_archive_and_reports_it(agent, 
         row = page.locator(f"[data-testid=complaint-row][data-ref='{ref}']")
         expect(row).to_have_count(1, timeout=30000)
         expect(row).to_contain_text("违规收费")
+        expect(row).to_contain_text("城东支行")            # serve --sites names the site
         expect(row).to_have_attribute("data-status", "registered")
         page.screenshot(path=str(artifacts("e2e/hq-complaints-01-list.png")))
 

@@ -26,9 +26,9 @@ from tests.conftest import free_port
 PASSWORD = "fuzzing password"
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 ROLES = ("monitor", "vault_manager", "admin", "complaint_officer")
-REF = "BR-001-TS20261201-001"
+REF, LATE = "BR-001-TS20261201-001", "BR-001-TS20200101-001"
 BOUNDARY = "fuzzboundary7MA4YWxkTrZu0gW"
-DEADLINES = {"acknowledge_by": "2026-12-01", "reply_by": "2026-12-02", "outer_limit": "2027-03-01"}
+DEADLINES = {"acknowledge_by": "2099-12-01", "reply_by": "2099-12-02", "outer_limit": "2099-12-31"}   # never overdue
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -56,6 +56,12 @@ def site(tmp_path_factory):
         "deadlines, escalations, updated, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ("dev-1", REF, "BR-001", "2026-12-01T06:26:00+08:00", "walk_in", "irregular_fees", "registered", 1,
          json.dumps(DEADLINES), "[]", "2026-12-01T06:26:00+08:00", None)))
+    late = {k: "2020-01-02" for k in DEADLINES}         # long past its reply date, and still not replied
+    db.run(lambda cur: cur.execute(
+        "INSERT INTO hq_complaints (device, ref, site_id, received_at, channel, category, status, anonymous, "
+        "deadlines, escalations, updated, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ("dev-1", LATE, "BR-001", "2020-01-01T10:00:00+08:00", "phone", "business_error", "investigating", 1,
+         json.dumps(late), "[]", "2020-01-01T10:00:00+08:00", None)))
     db.close()
     port = free_port()
     web = WebBoard(db_url, "127.0.0.1", port, Settings(complaint_key=X25519PrivateKey.generate())).start()
@@ -183,7 +189,10 @@ def test_complaint_routes_are_for_complaint_officers_only_and_each_refusal_is_au
         after = rows(db_url, f"SELECT count(*) FROM audit WHERE action = 'refused' AND name = '{role}'")[0][0]
         assert after == before + len(gets) + 1
     status, body = call(opener, base + "/api/complaints", headers=sessions["complaint_officer"])
-    assert status == 200 and [c["ref"] for c in json.loads(body)] == [REF]
+    assert status == 200
+    # oldest first, each with its working-day deadlines and overdue flag
+    assert [(c["ref"], c["overdue"], c["deadlines"]["reply_by"]) for c in json.loads(body)] == [
+        (LATE, True, "2020-01-02"), (REF, False, "2099-12-02")]
     # opening one is audited with its reference only
     status, body = call(opener, f"{base}/api/complaints/{REF}", headers=sessions["complaint_officer"])
     assert status == 200 and json.loads(body)["anonymous"] is True

@@ -45,7 +45,7 @@ async function loadList() {
                       "data-testid": "complaint-row", "data-ref": c.ref, "data-status": c.status,
                       "data-overdue": late ? "true" : "false", tabindex: 0,
                       onclick: () => openOne(c.ref), onkeydown: (e) => { if (e.key === "Enter") openOne(c.ref); } },
-      el("td", { class: "ref", text: c.ref }), el("td", { text: me.sites?.[c.site_id] || c.site_id }),
+      el("td", { class: "ref", text: c.ref }), el("td", { text: me.sites[c.site_id] || c.site_id }),
       el("td", { text: when(c.received_at) }), el("td", { text: word("complaints_category_", c.category) }),
       el("td", { text: word("complaints_status_", c.status) }),
       el("td", {}, el("span", { text: c.deadlines.reply_by }), ...flags));
@@ -148,7 +148,7 @@ function drawDetail(c) {
       lateText ? el("span", { class: "flag overdue", text: lateText }) : null),
     el("div", { class: "detail-grid" },
       el("dl", {},
-        field(T("complaints_col_site"), c.site_id, "complaint-site"),
+        field(T("complaints_col_site"), me.sites[c.site_id] ? `${me.sites[c.site_id]} (${c.site_id})` : c.site_id, "complaint-site"),
         field(T("complaints_col_received"), when(c.received_at), "complaint-received"),
         field(T("complaints_channel"), word("complaints_channel_", c.channel), "complaint-channel"),
         field(T("complaints_col_category"), word("complaints_category_", c.category), "complaint-category"),
