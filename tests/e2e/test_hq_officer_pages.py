@@ -203,7 +203,14 @@ def test_a_complaint_officer_works_a_complaint_to_archive_and_reports_it(agent, 
         expect(page.get_by_test_id("complaint-status")).to_have_text("已登记")
         page.screenshot(path=str(artifacts("e2e/hq-complaints-02-detail.png")))
 
-        steps = [("classify", None, {}, "classified"), ("transfer", "总行消保部", {}, "transferred"),
+        # a step the terminal's lifecycle refuses: its reason on the page, the complaint as it was
+        detail.get_by_test_id("complaint-action").select_option("archive")
+        detail.get_by_test_id("complaint-submit").click()
+        expect(detail.get_by_test_id("complaint-sent")).to_contain_text("终端拒绝", timeout=30000)
+        expect(page.get_by_test_id("complaint-status")).to_have_attribute("data-status", "registered")
+        page.screenshot(path=str(artifacts("e2e/hq-complaints-02b-refused.png")))
+
+        steps = [("classify", "客户情绪激动，按一般投诉先行处理", {}, "classified"), ("transfer", "总行消保部", {}, "transferred"),
                  ("investigate", None, {}, "investigating"),
                  ("handle", "调取流水核实多收属实，已退还", {"cause": "柜员未按规定公示收费标准",
                                                    "remedy": "全辖张贴收费标准并培训"}, "handled"),
@@ -221,6 +228,9 @@ def test_a_complaint_officer_works_a_complaint_to_archive_and_reports_it(agent, 
                 page.screenshot(path=str(artifacts("e2e/hq-complaints-03-handled.png")))
         expect(detail.get_by_test_id("complaint-step")).to_have_count(7)
         expect(detail).to_contain_text("柜员未按规定公示收费标准")
+        # a step with no text of its own keeps the officer's note at head office, shown on its line
+        expect(detail.locator("[data-testid=complaint-step][data-action=classify]")).to_contain_text(
+            "备注（总部留存）：客户情绪激动，按一般投诉先行处理")
         expect(row).to_have_attribute("data-status", "archived")
 
         received = datetime.fromisoformat(json.loads(page.request.get(office.url + f"api/complaints/{ref}").text())
@@ -250,7 +260,7 @@ def test_a_complaint_officer_works_a_complaint_to_archive_and_reports_it(agent, 
         # every act audited at head office (the reference and action, never the content)
         audit = sqlite3.connect(office.db).execute(
             "SELECT name, detail FROM audit WHERE action = 'complaint_act' ORDER BY at").fetchall()
-        assert [json.loads(d)["action"] for _, d in audit] == [s[0] for s in steps]
+        assert [json.loads(d)["action"] for _, d in audit] == ["archive"] + [s[0] for s in steps]
         assert {n for n, _ in audit} == {"li"} and not any(NAME in d or "柜员" in d for _, d in audit)
         page.close()
     finally:

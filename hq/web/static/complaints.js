@@ -86,8 +86,8 @@ function actionForm(c) {
   const drawn = () => {
     const spec = FORMS[select.value];
     const main = spec.find(([, , kind]) => kind === "note");
-    noteLabel.hidden = !main;
-    if (main) document.getElementById("note-label").textContent = T(main[1]);
+    // a step without a text of its own still takes a note: head office keeps it (sealed with what was sent)
+    noteLabel.querySelector("#note-label").textContent = T(main ? main[1] : "complaints_p_hq_note");
     fields.replaceChildren(...spec.filter(([, , kind]) => kind !== "note").map(([name, label, kind]) => {
       const input = Array.isArray(kind)
         ? el("select", { name }, ...kind.map((v) => el("option", { value: v, text: v === "" ? "—" : word("complaints_v_", v) })))
@@ -103,6 +103,7 @@ function actionForm(c) {
     const params = {};
     const main = FORMS[action].find(([, , kind]) => kind === "note");
     if (main) params[main[0]] = note.value;
+    else if (note.value.trim()) params.notes = note.value;
     for (const input of fields.querySelectorAll("[name]")) {
       if (input.value === "") continue;
       params[input.name] = (input.value === "true" || input.value === "false") ? input.value === "true" : input.value;
@@ -124,11 +125,16 @@ function actionForm(c) {
 }
 
 function timeline(c) {
+  const notes = {};        // head office's notes on steps that carry no text of their own, in order
+  for (const s of c.sent) if (s.answer === "ok" && s.params?.notes) (notes[s.action] ||= []).push(s.params.notes);
   const items = c.steps.map((s) => el("li", { "data-testid": "complaint-step", "data-action": s.action },
     el("span", { class: "at", text: when(s.at) }),
     el("b", { text: ` ${word("complaints_action_", s.action)} ` }),
     el("span", { text: `${word("complaints_status_", s.before)} → ${word("complaints_status_", s.after)} · ${s.source === "head_office" ? T("complaints_by_hq") : s.actor}` }),
-    ...Object.entries(s.texts || {}).map(([k, v]) => el("div", { class: "text", text: T("complaints_text_line", { label: T("complaints_p_" + k), text: v }) }))));
+    ...Object.entries(s.texts || {}).map(([k, v]) => el("div", { class: "text", text: T("complaints_text_line", { label: T("complaints_p_" + k), text: v }) })),
+    !s.texts && s.source === "head_office" && notes[s.action]?.length
+      ? el("div", { class: "text", text: T("complaints_text_line", { label: T("complaints_p_hq_note"), text: notes[s.action].shift() }) })
+      : null));
   const pending = c.sent.filter((s) => s.answer !== "ok").map((s) => el("li", { class: s.answer ? "refused" : "pending",
     "data-testid": "complaint-sent", text: `${when(s.at)} ${word("complaints_action_", s.action)} · ${s.officer} · ` +
       (s.answer ? T("complaints_refused", { why: s.answer }) : T("complaints_waiting")) }));
