@@ -113,7 +113,7 @@ async def upload(request: web.Request) -> web.Response:
     try:
         found = await in_db(app, _import_and_publish, app, data, filename)
     except schedule.ScheduleRejected as exc:
-        errors = [{"row": p.row, "message": str(p)} for p in exc.problems]
+        errors = [{"row": p.row, "column": p.column, "why": p.why, "message": str(p)} for p in exc.problems]
         last = str(exc).splitlines()[-1]
         if last.startswith("... and"):         # beyond MAX_PROBLEMS the rest are counted, not named
             errors.append({"row": 0, "message": last.lstrip(". ")})

@@ -104,8 +104,8 @@ def test_an_admin_uploads_the_dispatch_and_it_is_published_or_packed_for_usb(age
         expect(result).to_have_attribute("data-state", "refused")
         expect(result).to_contain_text("未做任何更改")
         errors = page.get_by_test_id("schedule-error")
-        expect(errors.filter(has_text="row 3, boxes")).to_have_count(1)
-        expect(errors.filter(has_text="row 5, site")).to_have_count(1)
+        expect(errors.filter(has_text="第 3 行，boxes：")).to_have_count(1)
+        expect(errors.filter(has_text="第 5 行，site：unknown site 'BR-999'")).to_have_count(1)
         page.screenshot(path=str(artifacts("e2e/hq-schedule-01-refused.png")))
         assert count(office.db, "schedule_versions") == 0 and count(office.db, "schedule_tasks") == 0
 

@@ -22,6 +22,7 @@ from hq.web.app import WebBoard
 from hq.web.auth import CSRF_HEADER, Auth
 from hq.web.page import Settings
 from tests.conftest import free_port
+from tests.unit.test_schedule_import import GOOD, SITES, xlsx_of
 
 PASSWORD = "fuzzing password"
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -50,7 +51,7 @@ def site(tmp_path_factory):
     db = Database(db_url).create_schema()
     for role in ROLES:
         Auth(db).add_user(role, role, PASSWORD)
-    import_sites(db, "site_id,name,type\nBR-001,城东支行,branch\n".encode())
+    import_sites(db, SITES.encode())
     db.run(lambda cur: cur.execute(
         "INSERT INTO hq_complaints (device, ref, site_id, received_at, channel, category, status, anonymous, "
         "deadlines, escalations, updated, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -116,19 +117,33 @@ def refusals(db_url: str) -> int:
        st.sampled_from(["file", "upload"]))
 def test_any_upload_is_refused_with_its_problems_named_and_nothing_imported(site, data, filename, field):
     db_url = site[3]
-    before = refusals(db_url)
+    before, stored = refusals(db_url), imported(db_url)
     status, answer = upload(site, multipart(field, filename, data))
     assert status == 400, (status, answer)
     assert answer["errors"] and all(isinstance(e["row"], int) and e["message"] for e in answer["errors"])
     assert answer["version"] is None and answer["published"] == answer["bundles"] == []
-    assert imported(db_url) == 0
+    assert imported(db_url) == stored
     assert refusals(db_url) == before + 1, "every upload is audited"
 
 
 def test_an_upload_over_the_cap_is_refused_saying_the_limit(site):
+    stored = imported(site[3])
     status, answer = upload(site, multipart("file", "big.csv", b"date,route\n" + b"x" * (MAX_FILE_SIZE + 10)))
     assert status == 413 and "20 MiB" in answer["errors"][0]["message"]
-    assert imported(site[3]) == 0
+    assert imported(site[3]) == stored
+
+
+def test_a_good_xlsx_is_stored_once_and_says_which_sites_no_terminal_reported(site):
+    db_url = site[3]
+    status, answer = upload(site, multipart("file", "排班.xlsx", xlsx_of(GOOD)))
+    assert status == 200 and answer["errors"] == [], answer
+    assert answer["versions"] == {"2026-11-30": {"BR-001": 1, "BR-002": 1, "VLT-01": 1}} and answer["version"] == 1
+    assert answer["no_terminal"] == ["BR-001", "BR-002", "VLT-01"] and answer["published"] == answer["bundles"] == []
+    assert (answer["rows"], answer["tasks"]) == (4, 2)
+    again = upload(site, multipart("file", "排班.xlsx", xlsx_of(GOOD)))[1]
+    assert again["versions"] == {} and again["unchanged"] == {"2026-11-30": ["BR-001", "BR-002", "VLT-01"]}
+    audit = rows(db_url, "SELECT name, detail FROM audit WHERE action = 'schedule_imported'")
+    assert [json.loads(d)["file"] for _, d in audit][-2:] == ["排班.xlsx", "排班.xlsx"] and audit[-1][0] == "admin"
 
 
 @pytest.mark.parametrize("body, content_type", [

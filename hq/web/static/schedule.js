@@ -22,7 +22,8 @@ function show(status, answer) {
     box.dataset.state = "refused";
     box.append(el("h2", { class: "bad", text: T("schedule_refused", { n: answer.errors.length }) }),
       el("ul", { class: "problems" }, ...answer.errors.map((e) =>
-        el("li", { "data-testid": "schedule-error", "data-row": e.row, text: e.message }))));
+        el("li", { "data-testid": "schedule-error", "data-row": e.row,
+                   text: e.row ? T("schedule_row_problem", { row: e.row, column: e.column, why: e.why }) : e.message }))));
     return;
   }
   box.dataset.state = "imported";
@@ -112,6 +113,11 @@ async function start() {
   const r = await fetch("/api/me", { credentials: "same-origin" });
   if (r.status === 401) { location.href = "/login"; return; }
   me = await r.json();
+  document.querySelector("[data-testid=who]").textContent = `${me.name} · ${me.role_text}`;
+  document.getElementById("logout").addEventListener("click", async () => {
+    await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": me.csrf } });
+    location.href = "/login";
+  });
   document.getElementById("upload").addEventListener("submit", submit);
   document.body.dataset.ready = "true";
 }
