@@ -45,29 +45,23 @@ def call(opener, url: str, data: bytes | None = None, headers: dict | None = Non
         return exc.code, exc.read()
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    db_url = str(tmp_path_factory.mktemp("hqofficer") / "hq.db")
-    db = Database(db_url).create_schema()
+def seed(db: Database) -> None:
+    """The users of every role, the schedule's sites, and two complaints (one long overdue) as if synced."""
     for role in ROLES:
         Auth(db).add_user(role, role, PASSWORD)
     import_sites(db, SITES.encode())
-    db.run(lambda cur: cur.execute(
-        "INSERT INTO hq_complaints (device, ref, site_id, received_at, channel, category, status, anonymous, "
-        "deadlines, escalations, updated, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ("dev-1", REF, "BR-001", "2026-12-01T06:26:00+08:00", "walk_in", "irregular_fees", "registered", 1,
-         json.dumps(DEADLINES), "[]", "2026-12-01T06:26:00+08:00", None)))
     late = {k: "2020-01-02" for k in DEADLINES}         # long past its reply date, and still not replied
-    db.run(lambda cur: cur.execute(
-        "INSERT INTO hq_complaints (device, ref, site_id, received_at, channel, category, status, anonymous, "
-        "deadlines, escalations, updated, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ("dev-1", LATE, "BR-001", "2020-01-01T10:00:00+08:00", "phone", "business_error", "investigating", 1,
-         json.dumps(late), "[]", "2020-01-01T10:00:00+08:00", None)))
-    db.close()
-    port = free_port()
-    web = WebBoard(db_url, "127.0.0.1", port, Settings(complaint_key=X25519PrivateKey.generate())).start()
-    base = f"http://127.0.0.1:{port}"
-    opener = urllib.request.build_opener(NoRedirect)
+    for ref, received, status, deadlines in ((REF, "2026-12-01T06:26:00+08:00", "registered", DEADLINES),
+                                             (LATE, "2020-01-01T10:00:00+08:00", "investigating", late)):
+        db.run(lambda cur: cur.execute(
+            "INSERT INTO hq_complaints (device, ref, site_id, received_at, channel, category, status, anonymous, "
+            "deadlines, escalations, updated, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ("dev-1", ref, "BR-001", received, "walk_in", "irregular_fees", status, True, json.dumps(deadlines), "[]",
+             received, None)))
+
+
+def log_in(base: str, opener) -> dict[str, dict]:
+    """Each role's session headers (cookie and CSRF token)."""
     sessions = {}
     for role in ROLES:
         try:
@@ -78,7 +72,20 @@ def site(tmp_path_factory):
         me = "/api/complaints/me" if role == "complaint_officer" else "/api/me"
         _, body = call(opener, base + me, headers={"Cookie": cookie})
         sessions[role] = {"Cookie": cookie, CSRF_HEADER: json.loads(body)["csrf"]}
-    yield base, opener, sessions, db_url
+    return sessions
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    db_url = str(tmp_path_factory.mktemp("hqofficer") / "hq.db")
+    db = Database(db_url).create_schema()
+    seed(db)
+    db.close()
+    port = free_port()
+    web = WebBoard(db_url, "127.0.0.1", port, Settings(complaint_key=X25519PrivateKey.generate())).start()
+    base = f"http://127.0.0.1:{port}"
+    opener = urllib.request.build_opener(NoRedirect)
+    yield base, opener, log_in(base, opener), db_url
     web.stop()
 
 
