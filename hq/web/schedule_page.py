@@ -19,6 +19,7 @@ from hq import distribute, schedule
 from hq.db import Cursor
 from hq.web.auth import AUTH, SESSION, in_db, require_role
 from hq.web.page import DB, SETTINGS, lang, page
+from protocol import messages
 
 MAX_UPLOAD = schedule.MAX_FILE_SIZE
 MAX_NAME = 200
@@ -43,7 +44,7 @@ class _Downlinks:
         self._send = send
 
     def send(self, device: str, kind: str, payload: dict) -> str:
-        payload = {"v": 1, "msg_id": uuid.uuid4().hex, **payload}
+        payload = {"v": messages.VERSION, "msg_id": uuid.uuid4().hex, **payload}
         self._send(device, kind, payload)
         return payload["msg_id"]
 

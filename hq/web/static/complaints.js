@@ -3,33 +3,9 @@
 // half-year report. Every text is set with textContent: complaint details are customers' own words.
 "use strict";
 
-let me = null;
 let current = null;          // the ref opened
 let waiting = null;          // {ref, steps, msg_id}: a step sent, its journal entry not back yet
-const T = (k, params = {}) => (me.text[k] || k).replace(/\{(\w+)\}/g, (_, p) => params[p] ?? "");
 const word = (prefix, v) => (v === null || v === undefined || v === "") ? "" : (me.text[`${prefix}${v}`] || v);
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== false && v !== null && v !== undefined) node.setAttribute(k, v === true ? "" : v);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined && c !== false));
-  return node;
-}
-
-async function api(path, body) {
-  const init = body === undefined ? {} : {
-    method: "POST", body: JSON.stringify(body),
-    headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf },
-  };
-  const r = await fetch(path, { credentials: "same-origin", ...init });
-  if (r.status === 401) { location.href = "/login"; throw new Error("login required"); }
-  if (!r.ok) throw new Error(await r.text());
-  return r.json();
-}
 
 const when = (iso) => iso ? iso.replace("T", " ").slice(0, 16) : "";
 
@@ -224,16 +200,13 @@ async function showReport(e) {
 
 async function start() {
   me = await api("/api/complaints/me");
-  document.querySelector("[data-testid=who]").textContent = `${me.name} · ${me.role_text}`;
+  header();
   document.getElementById("no-key").hidden = me.key;
   // the report due next: December to May is reported on 15 June, June to November on 15 December
   const [year, month] = me.today.split("-").map(Number);      // the bank's day, not this browser's
   document.getElementById("year").value = year + (month === 12 ? 1 : 0);
   document.getElementById("half").value = (month === 12 || month < 6) ? "1" : "2";
   document.getElementById("report-form").addEventListener("submit", showReport);
-  document.getElementById("logout").addEventListener("click", async () => {
-    await api("/logout", {}); location.href = "/login";
-  });
   await loadList();
   document.body.dataset.ready = "true";
   setInterval(() => { loadList().catch(() => {}); poll().catch(() => {}); }, 2000);
