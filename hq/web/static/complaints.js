@@ -167,6 +167,7 @@ async function poll() {
 
 async function showReport(e) {
   e.preventDefault();
+  if (!me) return;                   // still loading: the next press goes through
   const year = document.getElementById("year").value, half = document.getElementById("half").value;
   const q = `year=${encodeURIComponent(year)}&half=${encodeURIComponent(half)}`;
   const box = document.getElementById("report");
@@ -206,10 +207,11 @@ async function start() {
   const [year, month] = me.today.split("-").map(Number);      // the bank's day, not this browser's
   document.getElementById("year").value = year + (month === 12 ? 1 : 0);
   document.getElementById("half").value = (month === 12 || month < 6) ? "1" : "2";
-  document.getElementById("report-form").addEventListener("submit", showReport);
   await loadList();
   document.body.dataset.ready = "true";
   setInterval(() => { loadList().catch(() => {}); poll().catch(() => {}); }, 2000);
 }
 
+// at once, not after /api/complaints/me: a press before it answers must not fall through to a native GET
+document.getElementById("report-form").addEventListener("submit", showReport);
 start();

@@ -78,6 +78,7 @@ function follow(days) {
 
 async function submit(e) {
   e.preventDefault();
+  if (!me) return;                   // still loading: the next press goes through
   const input = document.getElementById("file");
   if (!input.files.length) return;
   const form = new FormData();
@@ -99,8 +100,9 @@ async function submit(e) {
 async function start() {
   me = await api("/api/me");
   header();
-  document.getElementById("upload").addEventListener("submit", submit);
   document.body.dataset.ready = "true";
 }
 
+// at once, not after /api/me: a press before it answers must not fall through to the browser's own GET submit
+document.getElementById("upload").addEventListener("submit", submit);
 start();
