@@ -155,12 +155,11 @@ async function openOne(ref) {
 // after a step is sent: poll until the terminal's journal entry (or its refusal) is back at head office
 async function poll() {
   if (waiting && waiting.ref === current) {
-    const c = await api(`/api/complaints/${encodeURIComponent(current)}`);
-    const answered = c.sent.find((s) => s.msg_id === waiting.msg_id)?.answer;
-    if (c.steps.length > waiting.steps || (answered && answered !== "ok")) {
+    const p = await api(`/api/complaints/${encodeURIComponent(current)}?progress=1`);
+    const answered = p.answers[waiting.msg_id];
+    if (p.steps > waiting.steps || (answered && answered !== "ok")) {
       waiting = null;
-      drawDetail(c);
-      loadList();
+      await openOne(current);          // opened again in full (audited) only now that it changed
     }
   }
 }
