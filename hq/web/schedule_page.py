@@ -140,11 +140,14 @@ def _import_and_publish(app: web.Application, data: bytes, filename: str) -> dic
         # what the page shows by itself (a bundle's line also names the server's folder) is left out
         notes += [line for line in lines if not any(said in line for said in _SHOWN)]
     published, bundles, downloads, silent = set(), set(), [], set()
+    reported = {site for (site,) in db.run(lambda cur: cur.all(
+        "SELECT DISTINCT site_id FROM devices WHERE site_id IS NOT NULL"))}
     for day, sites in result.changed.items():
+        sends = db.run(lambda cur: _sends(cur, day))       # one read per day, not one per site
         for site, version in sites.items():
-            if not distribute.devices_at(db, site):
+            if site not in reported:
                 silent.add(site)
-            for device, channel, what in db.run(lambda cur: _sends(cur, day, site, version)):
+            for device, channel, what in sends.get((site, version), ()):
                 if channel == "mqtt" and what == "tasks":
                     published.add(site)
                 elif channel == "usb":
@@ -159,9 +162,14 @@ def _import_and_publish(app: web.Application, data: bytes, filename: str) -> dic
             "no_terminal": sorted(silent), "downloads": downloads, "notes": notes}
 
 
-def _sends(cur: Cursor, day: str, site: str, version: int) -> list[tuple]:
-    return cur.all("SELECT DISTINCT device, channel, what FROM schedule_sends WHERE day = ? AND site_id = ? "
-                   "AND version = ? ORDER BY device, what", (day, site, version))
+def _sends(cur: Cursor, day: str) -> dict[tuple[str, int], list[tuple[str, str, str]]]:
+    """(site, version) -> its sends (device, channel, what) of the day."""
+    out: dict[tuple[str, int], list[tuple[str, str, str]]] = {}
+    for site, version, device, channel, what in cur.all(
+            "SELECT DISTINCT site_id, version, device, channel, what FROM schedule_sends WHERE day = ? "
+            "ORDER BY site_id, version, device, what", (day,)):
+        out.setdefault((site, version), []).append((device, channel, what))
+    return out
 
 
 @require_role("admin", renew=False)      # polled by the page after an upload
