@@ -35,6 +35,10 @@ _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 class UploadRefused(ValueError):
     """The upload itself is unusable (no file, too big); nothing was read into the schedule."""
 
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
 
 class _Downlinks:
     """hq.distribute.Publisher's shape over serve's own MQTT session: each downlink goes on the persistent
@@ -91,7 +95,8 @@ async def _read_file(request: web.Request) -> tuple[str, bytes]:
                 break
             data += chunk
             if len(data) > MAX_UPLOAD:
-                raise UploadRefused(f"the file is larger than {MAX_UPLOAD // (1024 * 1024)} MiB, the upload limit")
+                raise UploadRefused(f"the file is larger than {MAX_UPLOAD // (1024 * 1024)} MiB, the upload limit",
+                                    status=413)
         return name, bytes(data)
 
 
@@ -109,7 +114,7 @@ async def upload(request: web.Request) -> web.Response:
         filename, data = await _read_file(request)
     except UploadRefused as exc:
         await in_db(app, audit, who, "schedule_refused", {"why": str(exc)})
-        return _answer([{"row": 0, "message": str(exc)}], status=413 if "limit" in str(exc) else 400)
+        return _answer([{"row": 0, "message": str(exc)}], status=exc.status)
     safe_name = filename[:100] if filename.isprintable() else None      # never arbitrary bytes into the audit
     try:
         found = await in_db(app, _import_and_publish, app, data, filename)
