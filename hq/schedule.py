@@ -330,7 +330,7 @@ def parse_dispatch(data: bytes, filename: str, *, sites: Iterable[str], people: 
         row = _Row(n, names, values, problems)
         day, route, site = row.day(), row.ident("route"), row.ident("site")
         number = row.text("stop")
-        if number is not None and not (number.isdigit() and 1 <= int(number) <= 999):
+        if number is not None and not (number.isascii() and number.isdigit() and 1 <= int(number) <= 999):
             row.problem("stop", f"{number[:20]!r} is not a stop number (1 to 999)")
         kind = row.text("kind")
         if kind is not None and kind not in KINDS:

@@ -22,7 +22,7 @@ from hq.web.app import WebBoard
 from hq.web.auth import CSRF_HEADER, Auth
 from hq.web.page import Settings
 from tests.conftest import free_port
-from tests.unit.test_schedule_import import GOOD, SITES, xlsx_of
+from tests.unit.test_schedule_import import GOOD, SITES, csv_of, xlsx_of
 
 PASSWORD = "fuzzing password"
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -137,6 +137,17 @@ def test_an_upload_over_the_cap_is_refused_saying_the_limit(site):
     stored = imported(site[3])
     status, answer = upload(site, multipart("file", "big.csv", b"date,route\n" + b"x" * (MAX_FILE_SIZE + 10)))
     assert status == 413 and "20 MiB" in answer["errors"][0]["message"]
+    assert imported(site[3]) == stored
+
+
+@pytest.mark.parametrize("stop", ["²", "١", "0", "1000"])
+def test_a_stop_that_is_not_an_ascii_number_is_its_rows_problem_not_a_server_error(site, stop):
+    # '²' passes str.isdigit() but not int(): it was a 500 here (and a crash of `schedule import`)
+    rows = [list(r) for r in GOOD]
+    rows[1][2] = stop
+    stored = imported(site[3])
+    status, answer = upload(site, multipart("file", "d.csv", csv_of(rows)))
+    assert status == 400 and [(e["row"], e["column"]) for e in answer["errors"]] == [(3, "stop")], answer
     assert imported(site[3]) == stored
 
 
