@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from openpyxl.utils.exceptions import IllegalCharacterError
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -138,6 +139,23 @@ def test_an_upload_over_the_cap_is_refused_saying_the_limit(site):
     status, answer = upload(site, multipart("file", "big.csv", b"date,route\n" + b"x" * (MAX_FILE_SIZE + 10)))
     assert status == 413 and "20 MiB" in answer["errors"][0]["message"]
     assert imported(site[3]) == stored
+
+
+@FUZZ
+@given(st.integers(0, len(GOOD) - 1), st.integers(0, len(GOOD[0]) - 1), st.text(max_size=40), st.booleans())
+def test_a_dispatch_with_any_one_cell_changed_is_taken_or_refused_by_row_never_an_error(site, row, column, value,
+                                                                                         as_xlsx):
+    rows = [["2026-10-01", *r[1:]] for r in GOOD]      # a day of its own: the other tests' day stays untouched
+    rows[row][column] = value
+    try:
+        data, name = (xlsx_of(rows), "d.xlsx") if as_xlsx else (csv_of(rows), "d.csv")
+    except (ValueError, IllegalCharacterError):     # a cell openpyxl itself cannot write: no such file exists
+        return
+    stored = imported(site[3])
+    status, answer = upload(site, multipart("file", name, data))
+    assert status in (200, 400), (status, answer)
+    if status == 400:
+        assert answer["errors"] and imported(site[3]) == stored
 
 
 @pytest.mark.parametrize("stop", ["²", "١", "0", "1000"])
