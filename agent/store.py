@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from agent.sealing import Sealer
-from flows.model import Box, Person, Task
+from flows.model import Box, Person, Task, TaskRow
 from protocol.keys import fsync_dir
 
 
@@ -85,33 +85,40 @@ class Store:
     def upsert_tasks(self, tasks: list[Task]) -> list[Task]:
         """upsert_task for many (a day's schedule): a few statements for all, not five per task.
         Returns the tasks stored; of one id given twice, the later wins when its version is higher."""
+        return [tasks[i] for i in self._upsert_rows([t.to_row() for t in tasks])]
+
+    def upsert_task_rows(self, rows: list[TaskRow]) -> list[TaskRow]:
+        """upsert_tasks for tasks as Task.row_from_dict gives them (an import: no Task built)."""
+        return [rows[i] for i in self._upsert_rows(rows)]
+
+    def _upsert_rows(self, rows: list[TaskRow]) -> list[int]:
+        """The indexes of the rows stored."""
         have: dict[str, int] = {}
-        ids = [t.task_id for t in tasks]
+        ids = [r.task_id for r in rows]
         for i in range(0, len(ids), 500):           # older SQLite builds allow 999 bound parameters
             chunk = ids[i:i + 500]
             have.update(self.db.execute(f"SELECT task_id, version FROM tasks WHERE task_id IN "
                                         f"({','.join('?' * len(chunk))})", chunk))
         existed = set(have)
-        stored: list[Task] = []
-        for task in tasks:
-            if have.get(task.task_id, 0) < task.version:
-                have[task.task_id] = task.version
-                stored.append(task)
+        stored: list[int] = []
+        for i, r in enumerate(rows):
+            if have.get(r.task_id, 0) < r.version:
+                have[r.task_id] = r.version
+                stored.append(i)
         if not stored:
             return stored
-        latest = list({t.task_id: t for t in stored}.values())     # of two versions in one batch, the newer
+        latest = list({rows[i].task_id: rows[i] for i in stored}.values())   # of two versions in one batch, the newer
         c = self.db
         c.executemany("INSERT OR REPLACE INTO tasks (task_id, version, day, beacon, body) VALUES (?,?,?,?,?)",
-                      [(t.task_id, t.version, t.day.isoformat(), t.vehicle.beacon,
-                        json.dumps(t.to_dict(), ensure_ascii=False)) for t in latest])
-        replaced = [(t.task_id,) for t in latest if t.task_id in existed]   # a newer version: its stops and
+                      [(r.task_id, r.version, r.day, r.beacon, json.dumps(r.body, ensure_ascii=False))
+                       for r in latest])
+        replaced = [(r.task_id,) for r in latest if r.task_id in existed]   # a newer version: its stops and
         c.executemany("DELETE FROM task_stops WHERE task_id=?", replaced)      # boxes replace the old
         c.executemany("DELETE FROM task_boxes WHERE task_id=?", replaced)
         c.executemany("INSERT OR IGNORE INTO task_stops (site_id, task_id) VALUES (?,?)",
-                      [(site, t.task_id) for t in latest for site in t.route])
+                      [(site, r.task_id) for r in latest for site in r.route])
         c.executemany("INSERT OR REPLACE INTO task_boxes (tag, task_id, box_id, destination, origin)"
-                      " VALUES (?,?,?,?,?)", [(b.tag, t.task_id, b.box_id, b.destination, b.origin)
-                                              for t in latest for b in t.boxes])
+                      " VALUES (?,?,?,?,?)", [box for r in latest for box in r.boxes])
         self.tasks_version += 1
         return stored
 
