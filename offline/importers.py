@@ -20,7 +20,7 @@ import dataclasses
 import gc
 import logging
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -321,25 +321,28 @@ async def apply_personnel(journal, store: Store, people: Iterable[dict], modules
 class _PhotoWriter:
     """Photos written as their people are read: content-addressed and fsynced before the transaction
     (their names with one directory fsync for all, in digests), in threads (each waits on its own fsync;
-    hashing and sealing are there too), at most 8 in flight so a stream stays small. The files this import added are removed again unless it commits: a refused
-    import leaves nothing behind."""
+    hashing and sealing are there too), at most 8 in flight so a stream stays small. The files this
+    import added are removed again unless it commits: a refused import leaves nothing behind."""
 
     def __init__(self, store: Store):
         self.store = store
         self.pool = ThreadPoolExecutor(max_workers=8)
         self.writing: dict[str, Future] = {}
-        self.in_flight: list[Future] = []
+        self.slots = threading.Semaphore(8)
         self.done = False
 
     def __enter__(self) -> "_PhotoWriter":
         return self
 
     def put(self, person_id: str, photo: bytes) -> None:
-        future = self.pool.submit(self.store.write_photo, photo, sync_name=False)
-        self.writing[person_id] = future
-        self.in_flight = [f for f in self.in_flight if not f.done()] + [future]
-        if len(self.in_flight) >= 8:
-            wait(self.in_flight, return_when=FIRST_COMPLETED)
+        self.slots.acquire()
+        self.writing[person_id] = self.pool.submit(self._write, photo)
+
+    def _write(self, photo: bytes) -> tuple[str, bool]:
+        try:
+            return self.store.write_photo(photo, sync_name=False)
+        finally:
+            self.slots.release()
 
     def digests(self) -> dict[str, str]:
         """Once every photo is written: their names made durable with one directory fsync, before the
