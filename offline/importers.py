@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_PHOTO_SIZE = 2 * 1024 * 1024
 MAX_TEMPLATE_SIZE = 4096
+PHOTOS_IN_FLIGHT = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -321,28 +322,34 @@ async def apply_personnel(journal, store: Store, people: Iterable[dict], modules
 class _PhotoWriter:
     """Photos written as their people are read: content-addressed and fsynced before the transaction
     (their names with one directory fsync for all, in digests), in threads (each waits on its own fsync;
-    hashing and sealing are there too), at most 8 in flight so a stream stays small. The files this
+    hashing and sealing are there too). At most PHOTOS_IN_FLIGHT bytes wait for them, so a stream stays
+    small, yet the threads always have the next photos at hand on a busy machine. The files this
     import added are removed again unless it commits: a refused import leaves nothing behind."""
 
     def __init__(self, store: Store):
         self.store = store
         self.pool = ThreadPoolExecutor(max_workers=8)
         self.writing: dict[str, Future] = {}
-        self.slots = threading.Semaphore(8)
+        self.room = threading.Condition()
+        self.queued = 0             # bytes of photos handed to the threads and not yet written
         self.done = False
 
     def __enter__(self) -> "_PhotoWriter":
         return self
 
     def put(self, person_id: str, photo: bytes) -> None:
-        self.slots.acquire()
+        with self.room:
+            self.room.wait_for(lambda: not self.queued or self.queued + len(photo) <= PHOTOS_IN_FLIGHT)
+            self.queued += len(photo)
         self.writing[person_id] = self.pool.submit(self._write, photo)
 
     def _write(self, photo: bytes) -> tuple[str, bool]:
         try:
             return self.store.write_photo(photo, sync_name=False)
         finally:
-            self.slots.release()
+            with self.room:
+                self.queued -= len(photo)
+                self.room.notify()
 
     def digests(self) -> dict[str, str]:
         """Once every photo is written: their names made durable with one directory fsync, before the
