@@ -185,6 +185,28 @@ def test_a_batch_of_tasks_is_stored_as_one_at_a_time_would_be(store):
     assert s.task_count() == 3 and s.upsert_tasks(batch) == []
 
 
+def test_a_store_from_before_keeps_one_index_for_arrivals(tmp_path):
+    """A device's file from before has an index on day and one on beacon; opened now it has the one on
+    (beacon, day) the arrival lookup uses, and finds the truck's task of the day through it."""
+    j = Journal(tmp_path / "journal.db")
+    j.db.execute("CREATE TABLE tasks (task_id TEXT PRIMARY KEY, version INTEGER NOT NULL, day TEXT NOT NULL,"
+                 " beacon TEXT NOT NULL, body TEXT NOT NULL)")
+    j.db.execute("CREATE INDEX tasks_day ON tasks(day)")
+    j.db.execute("CREATE INDEX tasks_beacon ON tasks(beacon)")
+    s = Store(j.db, Sealer(tmp_path / "data.key"), tmp_path / "photos")
+    t0 = datetime(2026, 11, 22, 9, tzinfo=timezone.utc)
+    with j.transaction():
+        s.upsert_task(Task("T1", 1, TaskKind.DELIVERY, t0, t0 + timedelta(hours=1), ("B1",), Vehicle("V", "沪A", "b1"),
+                           ("E1", "E2"), (), ("O1",)))
+    indexes = {r[0] for r in j.db.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='tasks'"
+                                          " AND sql IS NOT NULL")}
+    plan = " ".join(r[3] for r in j.db.execute("EXPLAIN QUERY PLAN SELECT body FROM tasks WHERE day BETWEEN ? AND ?"
+                                                " AND beacon=?", ("2026-11-21", "2026-11-22", "b1")))
+    assert indexes == {"tasks_beacon_day"} and "tasks_beacon_day" in plan
+    assert [t.task_id for t in s.tasks_on(t0.date(), beacon="b1")] == ["T1"]
+    j.close()
+
+
 def test_a_batch_of_templates_gets_the_slots_one_at_a_time_would(store, tmp_path):
     """put_templates (a personnel import in one statement) against put_template one by one on a second
     store: the same slots (holes first, a re-enrolled finger keeps its slot, a finger given twice in the
