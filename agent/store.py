@@ -119,7 +119,8 @@ class Store:
         latest = list({rows[i].task_id: rows[i] for i in stored}.values())   # of two versions in one batch, the newer
         c = self.db
         c.executemany("INSERT OR REPLACE INTO tasks (task_id, version, day, beacon, body) VALUES (?,?,?,?,?)",
-                      [(r.task_id, r.version, r.day, r.beacon, _body_json(r.body)) for r in latest])
+                      [(r.task_id, r.version, r.day, r.beacon,
+                        r.body if type(r.body) is str else _body_json(r.body)) for r in latest])
         replaced = [(r.task_id,) for r in latest if r.task_id in existed]   # a newer version: its stops and
         c.executemany("DELETE FROM task_stops WHERE task_id=?", replaced)      # boxes replace the old
         c.executemany("DELETE FROM task_boxes WHERE task_id=?", replaced)

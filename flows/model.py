@@ -264,14 +264,15 @@ def _plain_fields(d: dict) -> tuple | None:
 
 class TaskRow(NamedTuple):
     """What the store keeps of a task: its lookup columns, stops, boxes (tag, task_id, box_id, destination,
-    origin: the store's rows as they are) and a body Task.from_dict reads back to the task."""
+    origin: the store's rows as they are) and a body Task.from_dict reads back to the task, as a dict or
+    as its JSON text."""
     task_id: str
     version: int
     day: str                    # ISO date of window_start
     beacon: str
     route: list[str]
     boxes: list[tuple[str, str, str, str, str | None]]
-    body: dict
+    body: dict | str
 
 
 @dataclass(frozen=True)
@@ -336,15 +337,16 @@ class Task:
                    tuple(confirmers), min_escorts)
 
     @classmethod
-    def row_from_dict(cls, d: dict) -> "TaskRow":
+    def row_from_dict(cls, d: dict, text: str | None = None) -> "TaskRow":
         """What the store keeps of Task.from_dict(d), with the same errors. The plain shape is taken
         without building the Task, and its dict is the stored body as the sender wrote it (from_dict
-        reads it back to the same task): a day's schedule is 10,000 tasks."""
+        reads it back to the same task): a day's schedule is 10,000 tasks. `text`, d's JSON as it
+        came, is that body already written, when d holds nothing but a task's fields."""
         fields = _plain_fields(d) if type(d) is dict else None
         if fields is None:
             return cls._checked(d).to_row()
         task_id, version, _, start, _, route, vehicle, _, boxes, _, _, only_known = fields
-        body = d
+        body = d if text is None else text
         if not only_known:     # what no field of a task holds (box keys above all: sealed apart) is not stored
             if not (vehicle.keys() <= _VEHICLE_FIELDS and all([b.keys() <= _BOX_FIELDS for b in boxes])):
                 return cls._plain(d).to_row()

@@ -65,11 +65,12 @@ async def import_bundle(data: bytes, *, journal, store: Store, device_keys, trus
         # The signature is checked before the header is read; the header's kind then picks which
         # sequence to compare.
         with collector_paused():
-            bundle = open_bundle(data, device_keys, trusted_signers, now, store.last_bundle_seq)
+            bundle = open_bundle(data, device_keys, trusted_signers, now, store.last_bundle_seq, item_texts="tasks")
         kind, seq, body = bundle.header.kind, bundle.header.seq, bundle.payload
         if kind == "tasks":
             summary = apply_tasks(journal, store, _list(body, "tasks"), "usb", bundle_seq=seq,
-                                  progress=_list(body, "route_progress", required=False), sites=body.get("sites"))
+                                  progress=_list(body, "route_progress", required=False), sites=body.get("sites"),
+                                  texts=bundle.item_texts)
         elif kind == "personnel":
             summary = await apply_personnel(journal, store, _list(body, "people"), fingerprint_modules, "usb",
                                             remove=_list(body, "remove", required=False), bundle_seq=seq)
@@ -166,19 +167,20 @@ def _people_and_removals(records: Iterable[dict], removals: list) -> Iterator[di
 # --- tasks ----------------------------------------------------------------------------------
 
 def apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, *, bundle_seq: int | None = None,
-                progress: Iterable[dict] = (), sites=None) -> dict:
+                progress: Iterable[dict] = (), sites=None, texts: list[str] | None = None) -> dict:
     """Merge tasks (same id: the higher version wins) and journal what changed. ValueError names a bad field.
     `progress`: route progress carried beside the tasks (a bundle for an offline site), applied with them.
-    `sites` is the payload's optional {site_id: name} map, shown where a site code would mean little."""
+    `sites` is the payload's optional {site_id: name} map, shown where a site code would mean little.
+    `texts`: each task's JSON as the bundle holds it (protocol.bundle.loads_keeping_texts), stored as is."""
     with collector_paused():
-        return _apply_tasks(journal, store, tasks, source, bundle_seq, progress, sites)
+        return _apply_tasks(journal, store, tasks, source, bundle_seq, progress, sites, texts)
 
 
 def _apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, bundle_seq: int | None,
-                 progress: Iterable[dict], sites) -> dict:
+                 progress: Iterable[dict], sites, texts: list[str] | None) -> dict:
     parsed, keys = [], []
     for i, t in enumerate(tasks):      # one pass: `tasks` may be a stream of records
-        parsed.append(Task.row_from_dict(_obj(t, f"tasks[{i}]")))
+        parsed.append(Task.row_from_dict(_obj(t, f"tasks[{i}]"), texts[i] if texts else None))
         keys += _box_keys(t, i)
     stops = check_route_progress(list(progress), "route_progress")
     names = site_names(sites) if sites is not None else {}     # after the stream: it may fill `sites`
