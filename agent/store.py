@@ -64,13 +64,15 @@ class Store:
         c.execute("DROP INDEX IF EXISTS tasks_day")
         c.execute("DROP INDEX IF EXISTS tasks_beacon")
         c.execute("CREATE INDEX IF NOT EXISTS tasks_beacon_day ON tasks(beacon, day)")
-        # a day can hold thousands of tasks across all sites: look up by stop and by tag, never by scanning
+        # a day can hold thousands of tasks across all sites: look up by stop and by tag, never by scanning.
+        # A task's own stops and boxes are deleted by these keys, read from its body, not through an index
+        # by task: only a re-planned or withdrawn task needs them, and every import paid for two more indexes
         c.execute("CREATE TABLE IF NOT EXISTS task_stops (site_id TEXT NOT NULL, task_id TEXT NOT NULL,"
                   " PRIMARY KEY (site_id, task_id))")
         c.execute("CREATE TABLE IF NOT EXISTS task_boxes (tag TEXT NOT NULL, task_id TEXT NOT NULL,"
                   " box_id TEXT NOT NULL, destination TEXT NOT NULL, origin TEXT, PRIMARY KEY (tag, task_id))")
-        c.execute("CREATE INDEX IF NOT EXISTS task_stops_task ON task_stops(task_id)")
-        c.execute("CREATE INDEX IF NOT EXISTS task_boxes_task ON task_boxes(task_id)")
+        c.execute("DROP INDEX IF EXISTS task_stops_task")
+        c.execute("DROP INDEX IF EXISTS task_boxes_task")
         c.execute("CREATE TABLE IF NOT EXISTS people (person_id TEXT PRIMARY KEY, role TEXT NOT NULL,"
                   " sealed BLOB NOT NULL)")
         c.execute("CREATE TABLE IF NOT EXISTS templates (slot INTEGER PRIMARY KEY, person_id TEXT NOT NULL,"
@@ -117,13 +119,12 @@ class Store:
         if not stored:
             return stored
         latest = list({rows[i].task_id: rows[i] for i in stored}.values())   # of two versions in one batch, the newer
+        # a newer version: its stops and boxes replace the old version's (read before its body goes)
+        self._delete_stops_and_boxes([r.task_id for r in latest if r.task_id in existed])
         c = self.db
         c.executemany("INSERT OR REPLACE INTO tasks (task_id, version, day, beacon, body) VALUES (?,?,?,?,?)",
                       [(r.task_id, r.version, r.day, r.beacon,
                         r.body if type(r.body) is str else _body_json(r.body)) for r in latest])
-        replaced = [(r.task_id,) for r in latest if r.task_id in existed]   # a newer version: its stops and
-        c.executemany("DELETE FROM task_stops WHERE task_id=?", replaced)      # boxes replace the old
-        c.executemany("DELETE FROM task_boxes WHERE task_id=?", replaced)
         c.executemany("INSERT OR IGNORE INTO task_stops (site_id, task_id) VALUES (?,?)",
                       [(site, r.task_id) for r in latest for site in r.route])
         c.executemany("INSERT OR REPLACE INTO task_boxes (tag, task_id, box_id, destination, origin)"
@@ -133,11 +134,23 @@ class Store:
 
     def withdraw_tasks(self, task_ids: list[str]) -> None:
         """Remove tasks head office took out of the schedule (the caller checked none has started)."""
-        ids = [(t,) for t in task_ids]
-        for table in ("tasks", "task_stops", "task_boxes"):
-            self.db.executemany(f"DELETE FROM {table} WHERE task_id=?", ids)
-        if ids:
+        self._delete_stops_and_boxes(task_ids)
+        self.db.executemany("DELETE FROM tasks WHERE task_id=?", [(t,) for t in task_ids])
+        if task_ids:
             self.tasks_version += 1
+
+    def _delete_stops_and_boxes(self, task_ids: list[str]) -> None:
+        """Delete the stored tasks' stop and box rows by their keys, as their bodies name them."""
+        stops, boxes = [], []
+        for i in range(0, len(task_ids), 500):
+            chunk = task_ids[i:i + 500]
+            for (body,) in self.db.execute(f"SELECT body FROM tasks WHERE task_id IN ({','.join('?' * len(chunk))})",
+                                           chunk):
+                row = Task.row_from_dict(json.loads(body))
+                stops += [(site, row.task_id) for site in row.route]
+                boxes += [(box[0], row.task_id) for box in row.boxes]
+        self.db.executemany("DELETE FROM task_stops WHERE site_id=? AND task_id=?", stops)
+        self.db.executemany("DELETE FROM task_boxes WHERE tag=? AND task_id=?", boxes)
 
     def task(self, task_id: str) -> Task | None:
         row = self.db.execute("SELECT body FROM tasks WHERE task_id=?", (task_id,)).fetchone()

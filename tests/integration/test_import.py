@@ -105,6 +105,25 @@ async def test_a_task_is_stored_as_sent_without_its_box_keys_or_unknown_fields(d
     assert json.loads(body) == task("T1") and meta.hex() not in body and "秘密备注" not in body
 
 
+async def test_a_replanned_task_leaves_nothing_of_its_old_stops_and_boxes(dev):
+    """Stored as sent (a lower-case tag in its body), then re-planned to another branch with another box:
+    the old stop and box go, found from the old body's keys; then withdrawn, nothing of it is left."""
+    day = datetime(2026, 11, 22).date()
+    assert (await dev.load(dev.pack("tasks", {"tasks": [task("T1"), task("T2")]}, seq=1))).ok
+    assert dev.store.box_for_tag("04A1", day).box_id == "B1"
+    moved = task("T1", 2, route=["branch-02"], boxes=[{"box_id": "B9", "tag": "04b9", "destination": "branch-02"}])
+    assert (await dev.load(dev.pack("tasks", {"tasks": [moved]}, seq=2))).ok
+    assert [t.task_id for t in dev.store.tasks_on(day, "branch-01")] == ["T2"]
+    assert [t.task_id for t in dev.store.tasks_on(day, "branch-02")] == ["T1"]
+    assert dev.store.box_for_tag("04B9", day).box_id == "B9"
+    rows = lambda table: dev.journal.db.execute(f"SELECT * FROM {table} WHERE task_id='T1'").fetchall()  # noqa: E731
+    assert rows("task_stops") == [("branch-02", "T1")] and [r[0] for r in rows("task_boxes")] == ["04B9"]
+    with dev.journal.transaction():
+        dev.store.withdraw_tasks(["T1"])
+    assert rows("tasks") == rows("task_stops") == rows("task_boxes") == []
+    assert dev.store.task("T2") is not None and dev.store.box_for_tag("04A1", day).box_id == "B1"
+
+
 async def test_an_import_leaves_the_cycle_collector_as_it_found_it(dev):
     """The collector is held off while a bundle is parsed and its tasks applied, and back on after,
     whether the bundle was imported or refused; one that was off before stays off."""
