@@ -291,14 +291,15 @@ class Store:
         refers to it: an import of a thousand photos then pays one directory fsync, not a thousand."""
         digest = hashlib.sha256(data).hexdigest()
         path = self._photos / f"{digest}.sealed"
-        # written in place, not renamed into place (a rename per photo is a quarter of a personnel
-        # import's photo time): the seal tells a whole file from one a power cut left torn
-        if path.exists() and self._photo_opens(path, digest):
-            return digest, False
         sealed = self._sealer.seal(data, digest.encode())
         try:
+            # written in place, not renamed into place (a rename per photo is a quarter of a personnel
+            # import's photo time; a look for the name first, another fifth): the seal tells a whole
+            # file from one a power cut left torn
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
+            if self._photo_opens(path, digest):
+                return digest, False
             # torn, or still being written by another thread: a whole copy replaces it at once
             fd, tmp = None, path.with_suffix(f".{threading.get_ident()}.tmp")
         with open(tmp if fd is None else fd, "wb") as f:
