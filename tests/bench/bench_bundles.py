@@ -6,13 +6,15 @@ AES-256-GCM decrypt of the same number of bytes.
 
 The raw parse-and-insert is what any importer pays at the least: json.loads of the same payload bytes
 (UTF-8, as the bundle holds them), base64 of photos and templates decoded, each photo written to its own
-file and fsynced in 8 threads as the agent does (a person's photo must survive a power cut as the rows do), the same rows (tasks, stops, boxes; people, templates)
-inserted with executemany in one transaction on a WAL database with synchronous=FULL. It skips what the
-agent adds: signature and decryption, checking every field, sealing personal data, journaling.
-The agent holds Python's cycle collector off while it parses and applies a bundle, so the raw import
-holds it off too for the ratio's goal (else the collector's passes over this script's large heap, which
-the agent skips, would flatter the agent); the ratio against the raw import as a plain script runs it,
-collector on, is printed beside it.
+file and fsynced in 8 threads as the agent does (a person's photo must survive a power cut as the rows
+do), the same rows (tasks, stops, boxes; people, templates) inserted with executemany in one transaction
+on a WAL database with synchronous=FULL, and what it parsed freed before its time is taken (the agent's
+time includes that too). It skips what the agent adds: signature and decryption, checking every field,
+sealing personal data, journaling.
+The agent holds Python's cycle collector off while it opens a bundle and applies tasks, so the raw import
+holds it off throughout for the ratio's goal (else the collector's passes over this script's large heap,
+which the agent skips, would flatter the agent); the ratio against the raw import as a plain script runs
+it, collector on, is printed beside it.
 
     python tests/bench/bench_bundles.py [--rounds 3]
 """
