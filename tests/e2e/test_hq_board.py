@@ -86,12 +86,13 @@ def head_office(broker, tmp_path):
     office.stop()
 
 
-def login(browser, office: HeadOffice, name: str):
+def login(browser, office: HeadOffice, name: str, password: str = PASSWORD):
+    """A new page at `office.url`, logged in as `name`."""
     page = browser.new_page(viewport=VIEWPORT)
     page.goto(office.url)
     expect(page.get_by_test_id("login-form")).to_contain_text("监控中心登录")
     page.get_by_test_id("login-name").fill(name)
-    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-password").fill(password)
     page.get_by_test_id("login-submit").click()
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     return page
