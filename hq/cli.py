@@ -7,7 +7,8 @@
   handover-hq issue-broker-cert --keys DIR --host 127.0.0.1 [--host NAME ...] --out broker.crt --key-out broker.key
   handover-hq pack tasks|personnel --keys DIR --device-pub identity.json --seq N --in payload.json --out x.htb
   handover-hq pack provisioning --keys DIR --device-pub identity.json --seq N --site-id S --site-type branch
-              --broker-host H [--broker-port 8883] --cert device.crt [--rotate-signer new.pub.pem] --out p.htb
+              --broker-host H [--broker-port 8883] --cert device.crt [--rotate-signer new.pub.pem]
+              [--complaint-key complaint.pub.pem] --out p.htb
   handover-hq inspect x.htb [--signer signing.pub.pem]
 
   handover-hq publish|watch|export ...   (hq/sync.py)
@@ -32,6 +33,7 @@ from hq.web import cli as users
 from hq.db import DATABASE_ERRORS
 from protocol.bundle import (KINDS, BundleRefused, key_id, pack_bundle, pack_streamed, read_bundle_file, split,
                             verify_signature)
+from protocol.complaint import ComplaintKeyError, public_key_from_pem
 from protocol.keys import (HQ_IDENTITY, HqKeys, KeyFileError, add_device, known_devices, load_public, load_signers,
                           write_private)
 
@@ -94,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--cert", type=Path, help="the device certificate from issue-cert")
     pack.add_argument("--rotate-signer", type=Path, action="append", default=[],
                       help="new head-office signing public key(s) the device trusts from now on")
+    pack.add_argument("--complaint-key", type=Path,
+                      help="provisioning: head office's complaint PUBLIC key (complaint.pub.pem); the terminal "
+                           "installs it as [complaints] hq_key")
     pack.add_argument("--out", type=Path, required=True)
     pack.set_defaults(func=_pack)
 
@@ -191,7 +196,17 @@ def _pack(args) -> int:
                    "signers": [(k.public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
                                for k in load_signers(args.rotate_signer)]}
+        if args.complaint_key is not None:
+            # checked here too: a private key must never be packed, even into an encrypted bundle
+            pem = args.complaint_key.read_bytes()
+            try:
+                public_key_from_pem(pem)
+            except ComplaintKeyError as exc:
+                raise ValueError(f"--complaint-key {args.complaint_key}: {exc}") from None
+            payload["complaint_key"] = pem.decode("ascii")
     else:
+        if args.complaint_key is not None:
+            raise ValueError("--complaint-key travels in a provisioning bundle only")
         if args.input is None:
             raise ValueError(f"pack {args.kind} needs --in payload.json (or payload.jsonl for a streamed bundle)")
         if args.input.suffix == ".jsonl":     # one record a line: a streamed (format 2) bundle of any size

@@ -1,0 +1,86 @@
+// The schedule upload page: one dispatch file in, and what became of it: the version published to which
+// sites (over MQTT, or as USB bundles to download for offline sites), or every bad row with nothing applied.
+"use strict";
+
+let me = null;
+const T = (k, params = {}) => (me.text[k] || k).replace(/\{(\w+)\}/g, (_, p) => params[p] ?? "");
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "text") node.textContent = v;
+    else if (v !== false && v !== null && v !== undefined) node.setAttribute(k, v === true ? "" : v);
+  }
+  node.append(...children.filter(Boolean));
+  return node;
+}
+
+function show(status, answer) {
+  const box = document.getElementById("result");
+  box.replaceChildren();
+  if (answer.errors.length) {
+    box.dataset.state = "refused";
+    box.append(el("h2", { class: "bad", text: T("schedule_refused", { n: answer.errors.length }) }),
+      el("ul", { class: "problems" }, ...answer.errors.map((e) =>
+        el("li", { "data-testid": "schedule-error", "data-row": e.row, text: e.message }))));
+    return;
+  }
+  box.dataset.state = "imported";
+  box.append(el("h2", { class: "good", text: T("schedule_imported", { rows: answer.rows, tasks: answer.tasks }) }));
+  const rows = [];
+  for (const [day, sites] of Object.entries(answer.versions)) {
+    for (const [site, version] of Object.entries(sites)) {
+      const how = answer.published.includes(site) ? T("schedule_via_mqtt")
+        : answer.bundles.includes(site) ? T("schedule_via_usb") : T("schedule_not_sent");
+      rows.push(el("tr", { "data-testid": "schedule-site", "data-site": site },
+        el("td", { text: day }), el("td", { text: site }), el("td", { "data-testid": "schedule-version", text: `v${version}` }),
+        el("td", { text: how })));
+    }
+  }
+  if (rows.length) {
+    box.append(el("table", {},
+      el("thead", {}, el("tr", {}, ...["schedule_col_day", "schedule_col_site", "schedule_col_version",
+                                       "schedule_col_sent"].map((k) => el("th", { text: T(k) })))),
+      el("tbody", {}, ...rows)));
+  } else {
+    box.append(el("p", { class: "empty", text: T("schedule_unchanged") }));
+  }
+  if (answer.downloads.length) {
+    box.append(el("h3", { text: T("schedule_bundles") }),
+      el("ul", {}, ...answer.downloads.map((d) => el("li", {},
+        el("a", { href: d.url, download: d.name, "data-testid": "schedule-bundle", "data-site": d.site,
+                  text: `${d.site} · ${d.device} · ${d.name}` })))));
+  }
+  if (answer.notes.length) {
+    box.append(el("ul", { class: "notes" }, ...answer.notes.map((n) => el("li", { class: "note", text: n }))));
+  }
+}
+
+async function submit(e) {
+  e.preventDefault();
+  const input = document.getElementById("file");
+  if (!input.files.length) return;
+  const form = new FormData();
+  form.append("file", input.files[0]);
+  const button = e.submitter || document.querySelector("[data-testid=schedule-submit]");
+  button.disabled = true;
+  try {
+    const r = await fetch("/api/schedule", { method: "POST", body: form, credentials: "same-origin",
+                                            headers: { "X-CSRF-Token": me.csrf } });
+    if (r.status === 401) { location.href = "/login"; return; }
+    let answer;
+    try { answer = await r.json(); } catch { answer = { errors: [{ row: 0, message: `HTTP ${r.status}` }] }; }
+    show(r.status, answer);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function start() {
+  const r = await fetch("/api/me", { credentials: "same-origin" });
+  if (r.status === 401) { location.href = "/login"; return; }
+  me = await r.json();
+  document.getElementById("upload").addEventListener("submit", submit);
+}
+
+start();
