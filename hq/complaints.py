@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import serialization
@@ -36,6 +37,8 @@ from protocol import messages
 from protocol.complaint import (ACTIONS, AWAITING_REPLY, CATEGORIES, REGISTER_STEP, RESOLVED, SealedDetailsError,
                                 key_id, open_details, seal_details)
 from protocol.keys import KeyFileError, public_pem, write_private
+
+BANK_TZ = ZoneInfo("Asia/Shanghai")     # where the bank's days and report periods are counted
 
 log = logging.getLogger("handover.hq.complaints")
 
@@ -172,6 +175,13 @@ def half_year(due: date) -> tuple[date, date]:
     if due.month == 6:
         return date(due.year - 1, 12, 1), date(due.year, 5, 31)
     return date(due.year, 6, 1), date(due.year, 11, 30)
+
+
+def _local_day(iso: str) -> date:
+    """The bank's day of a moment: a step recorded at 22:31 UTC was taken on the next day in Shanghai, and
+    a report period's edges are the bank's days."""
+    moment = datetime.fromisoformat(iso)
+    return (moment.astimezone(BANK_TZ) if moment.tzinfo else moment).date()
 
 
 class ComplaintDesk:
@@ -324,7 +334,7 @@ class ComplaintDesk:
             raise ComplaintDeskError("the report period ends before it starts")
         if self.key is None:
             raise ComplaintDeskError("the report's causes and remedies need head office's complaint key")
-        inside = lambda iso: start <= datetime.fromisoformat(iso).date() <= end      # noqa: E731
+        inside = lambda iso: start <= _local_day(iso) <= end      # noqa: E731
         summaries = self.list(today)
         received, resolved, overdue = Counter(), Counter(), Counter()
         replied = {(d, r) for d, r, at in self.db.run(lambda cur: cur.all(

@@ -58,6 +58,7 @@ function show(status, answer) {
 
 async function submit(e) {
   e.preventDefault();
+  if (!me) return;                   // still loading: the next press goes through
   const input = document.getElementById("file");
   if (!input.files.length) return;
   const form = new FormData();
@@ -80,7 +81,9 @@ async function start() {
   const r = await fetch("/api/me", { credentials: "same-origin" });
   if (r.status === 401) { location.href = "/login"; return; }
   me = await r.json();
-  document.getElementById("upload").addEventListener("submit", submit);
+  document.body.setAttribute("data-ready", "true");
 }
 
+// at once, not after /api/me: a press before it answers must not fall through to the browser's own GET submit
+document.getElementById("upload").addEventListener("submit", submit);
 start();
