@@ -30,19 +30,24 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from agent.config import DEFAULT_SITE_ID
-from agent.sample import DEMO_SITE_NAME, SITE_NAMES
+from agent.sample import DEMO_SITE_NAME, SITE_NAMES, VAULT
 from hq import cli as hq_cli
 from hq.db import Database
 from hq.web.auth import ROLES, Auth
+from offline.provisioning import identity_document
 from protocol.keys import HQ_IDENTITY, DeviceKeys
 from protocol.messages import broker_acl
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = f"{DEFAULT_SITE_ID}-terminal"      # the id a configuration without [device] gives the demo terminal
 PREFIX = "ht/v1"
+DEMO_TZ = "Asia/Shanghai"                   # the terminal's default time zone: the dispatch's times are local
+EXAMPLE_BEACON = "ibeacon:e2c56db5-dffb-48d2-b060-d0f5a71096e0:100:31"     # not a sample truck's
 START_TIMEOUT = 90.0                        # a busy laptop's first start (OpenCV, espeak) can be slow
 NO_BROKER = ("mosquitto is not installed, so head office cannot run beside the terminal: install it with\n"
              "  sudo apt-get install --no-install-recommends mosquitto\n"
@@ -146,11 +151,15 @@ def make_pki(hq_dir: Path, state: Path) -> dict[str, Path]:
     hq_command("issue-broker-cert", "--keys", keys, "--host", "127.0.0.1", "--host", "localhost",
                "--out", files["broker"], "--key-out", files["broker_key"])
     hq_command("issue-hq-cert", "--keys", keys, "--out", files["hq"], "--key-out", files["hq_key"])
-    # the terminal's own key stays in its state folder; head office signs its request
-    csr = hq_dir / "device.csr"
-    csr.write_bytes(DeviceKeys.load_or_create(state / "keys", DEVICE).csr_pem())
+    # what a new terminal writes on the provisioning stick (its private keys stay in its state folder):
+    # head office signs its request, and packs the schedule's USB bundles to its key
+    files["identities"] = hq_dir / "identities"
+    files["identities"].mkdir()
+    identity = files["identities"] / f"identity-{DEVICE}.json"
+    identity.write_text(json.dumps(identity_document(DeviceKeys.load_or_create(state / "keys", DEVICE),
+                                                     datetime.now(timezone.utc))))
     hq_command("device", "add", "--keys", keys, DEVICE)
-    hq_command("issue-cert", "--keys", keys, "--csr", csr, "--out", files["device"])
+    hq_command("issue-cert", "--keys", keys, "--csr", identity, "--out", files["device"])
     files["device_key"] = state / "keys" / "mqtt_client.pem"
     return files
 
@@ -188,6 +197,28 @@ def _toml(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value) if isinstance(value, int) else json.dumps(str(value), ensure_ascii=False)
+
+
+def schedule_files(hq_dir: Path) -> Path:
+    """Registers the sample day's sites at head office (what the schedule is checked against) and writes an
+    example dispatch for today, a run from the vault to the demo branch, for the admin to upload."""
+    sites = hq_dir / "sites.csv"
+    sites.write_text("site_id,name,type\n" + "".join(
+        f"{site},{name},{'vault' if site == VAULT else 'branch'}\n"
+        for site, name in {**SITE_NAMES, DEFAULT_SITE_ID: DEMO_SITE_NAME}.items()), "utf-8")
+    hq_command("schedule", "sites", sites, "--db", hq_dir / "hq.db")
+    now = datetime.now(ZoneInfo(DEMO_TZ)).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=5)                     # the truck may arrive now
+    if (start - timedelta(minutes=30)).date() != now.date() or (start + timedelta(minutes=60)).date() != now.date():
+        start = now.replace(hour=12, minute=0)             # near midnight: a window today all the same
+    w = lambda minutes: (start + timedelta(minutes=minutes)).strftime("%H:%M")      # noqa: E731
+    run = f"{start:%Y-%m-%d},D01,{{}},{{}},delivery,{{}},{{}},沪A·D0001,{EXAMPLE_BEACON},E03;E04,{{}}"
+    dispatch = hq_dir / "dispatch-example.csv"
+    dispatch.write_text("\r\n".join([
+        "date,route,stop,site,kind,window_start,window_end,plate,beacon,escorts,boxes,confirmers",
+        run.format(1, VAULT, w(-30), w(-10), ","),
+        run.format(2, DEFAULT_SITE_ID, w(0), w(60), "D1:04DD000000D001;D2:04DD000000D002,O01;O02"), ""]), "utf-8")
+    return dispatch
 
 
 def add_users(db_path: Path) -> dict[str, str]:
@@ -238,11 +269,14 @@ def start(args, children: list[Child]) -> None:
         sites.write_text(json.dumps({**SITE_NAMES, DEFAULT_SITE_ID: DEMO_SITE_NAME}, ensure_ascii=False), "utf-8")
         db = hq_dir / "hq.db"
         logins = add_users(db)
+        dispatch = schedule_files(hq_dir)
         hq_url = f"http://127.0.0.1:{args.hq_port}/"
         office = Child("head office", [python, "-m", "hq.cli", "serve", "--host", "127.0.0.1",
                                        "--port", str(mqtt_port), "--ca", str(pki["ca"]), "--cert", str(pki["hq"]),
                                        "--key", str(pki["hq_key"]), "--db", str(db),
-                                       "--http", f"127.0.0.1:{args.hq_port}", "--sites", str(sites)],
+                                       "--http", f"127.0.0.1:{args.hq_port}", "--sites", str(sites),
+                                       "--complaint-keys", str(pki["keys"]), "--keys", str(pki["keys"]),
+                                       "--identities", str(pki["identities"]), "--bundles", str(hq_dir / "bundles")],
                        logs / "hq.log")
         children.append(office)
         wait_until_up(office, lambda: answers(hq_url + "login"), f"login page at {hq_url}")
@@ -259,6 +293,7 @@ def start(args, children: list[Child]) -> None:
         for role, password in logins.items():
             print(f"    {role:<18} password {password}")
         print(f"MQTT broker (mosquitto, TLS):      127.0.0.1:{mqtt_port}")
+        print(f"a dispatch for today to upload as admin on {hq_url}schedule: {dispatch}")
     print(f"logs: {logs}/   Ctrl-C stops {'all three' if mosquitto else 'the terminal'}.", flush=True)
 
 

@@ -63,6 +63,17 @@ class Demo:
         return found
 
 
+def login_page(browser, url: str, name: str, password: str):
+    """Logged in as `name` (whose role may have no alarm board to land on)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(url + "login")
+    page.get_by_test_id("login-name").fill(name)
+    page.get_by_test_id("login-password").fill(password)
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_url(lambda u: "/login" not in u)
+    return page
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie waiting for a reaper that is not the demo counts as gone)."""
     try:
@@ -111,7 +122,25 @@ def test_the_demo_shows_both_sides_and_ctrl_c_leaves_nothing_running(browser, ar
         row = board.get_by_test_id(f"device-{DEVICE}")
         expect(row).to_have_attribute("data-state", "online", timeout=30000)
         board.screenshot(path=str(artifacts("e2e/demo-02-head-office-devices.png")))
-        for page in (screen, board):
+
+        # the admin uploads the example dispatch the demo wrote: published to the terminal, which says so
+        dispatch = re.search(r"^a dispatch for today to upload as admin on \S+: (\S+)$", out, re.M).group(1)
+        admin = login(browser, SimpleNamespace(url=demo.hq_url), "admin", logins["admin"])
+        admin.goto(demo.hq_url + "schedule")
+        expect(admin.locator("body")).to_have_attribute("data-ready", "true")
+        admin.get_by_test_id("schedule-file").set_input_files(dispatch)
+        admin.get_by_test_id("schedule-submit").click()
+        expect(admin.get_by_test_id("schedule-result")).to_contain_text("branch-01", timeout=30000)
+        expect(screen.get_by_test_id("schedule-notice")).to_contain_text("排班已更新", timeout=30000)
+        admin.screenshot(path=str(artifacts("e2e/demo-03-schedule.png")))
+        screen.screenshot(path=str(artifacts("e2e/demo-04-terminal-schedule-notice.png")))
+
+        # the complaint officer's page has head office's complaint key (the terminal seals to its public half)
+        officer = login_page(browser, demo.hq_url, "complaint_officer", logins["complaint_officer"])
+        officer.goto(demo.hq_url + "complaints")
+        expect(officer.get_by_test_id("who")).to_contain_text("complaint_officer")
+        expect(officer.get_by_test_id("complaints-no-key")).to_be_hidden()
+        for page in (screen, board, admin, officer):
             page.close()
 
         demo.proc.send_signal(signal.SIGINT)

@@ -25,6 +25,7 @@ from playwright.sync_api import expect
 from hq.cli import main as hq_cli
 from tests.e2e.test_hq_board import (DEVICE, PASSWORD, SITE, HeadOffice, acknowledge,  # noqa: F401 (fixture)
                                      broker, login, mqtt_config, spoken_rms)
+from tests.e2e.test_demo import login_page
 from tests.e2e.test_kiosk import fill_complaint
 
 pytestmark = [pytest.mark.browser, pytest.mark.mqtt]
@@ -167,11 +168,7 @@ def test_head_office_and_a_terminal_through_a_day(agent, browser, artifacts, bro
     ref = receipt.get_attribute("data-ref")
     screen.screenshot(path=str(artifacts("e2e/hq-e2e-07-kiosk-receipt.png")))
 
-    officer = browser.new_page(viewport={"width": 1280, "height": 800})
-    officer.goto(office.url)
-    officer.get_by_test_id("login-name").fill("li")
-    officer.get_by_test_id("login-password").fill(PASSWORD)
-    officer.get_by_test_id("login-submit").click()
+    officer = login_page(browser, office.url, "li", PASSWORD)
     officer.goto(office.url + "complaints")
     complaint = officer.locator(f"[data-testid=complaint-row][data-ref='{ref}']")
     expect(complaint).to_have_attribute("data-status", "registered", timeout=30000)
