@@ -26,7 +26,6 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import serialization
@@ -37,8 +36,6 @@ from protocol import messages
 from protocol.complaint import (ACTIONS, AWAITING_REPLY, CATEGORIES, REGISTER_STEP, RESOLVED, SealedDetailsError,
                                 key_id, open_details, seal_details)
 from protocol.keys import KeyFileError, public_pem, write_private
-
-BANK_TZ = ZoneInfo("Asia/Shanghai")     # where the bank's days and report periods are counted
 
 log = logging.getLogger("handover.hq.complaints")
 
@@ -175,13 +172,6 @@ def half_year(due: date) -> tuple[date, date]:
     if due.month == 6:
         return date(due.year - 1, 12, 1), date(due.year, 5, 31)
     return date(due.year, 6, 1), date(due.year, 11, 30)
-
-
-def _local_day(iso: str) -> date:
-    """The bank's day of a moment: a step recorded at 22:31 UTC was taken on the next day in Shanghai, and
-    a report period's edges are the bank's days."""
-    moment = datetime.fromisoformat(iso)
-    return (moment.astimezone(BANK_TZ) if moment.tzinfo else moment).date()
 
 
 class ComplaintDesk:
@@ -334,11 +324,11 @@ class ComplaintDesk:
             raise ComplaintDeskError("the report period ends before it starts")
         if self.key is None:
             raise ComplaintDeskError("the report's causes and remedies need head office's complaint key")
-        inside = lambda iso: start <= _local_day(iso) <= end      # noqa: E731
+        inside = lambda iso: start <= datetime.fromisoformat(iso).date() <= end      # noqa: E731
         summaries = self.list(today)
         received, resolved, overdue = Counter(), Counter(), Counter()
-        replied = {(d, r) for d, r, at in self.db.run(lambda cur: cur.all(
-            "SELECT device, ref, at FROM hq_complaint_steps WHERE action = 'reply'")) if inside(at)}
+        replied = {(d, r): at for d, r, at in self.db.run(lambda cur: cur.all(
+            "SELECT device, ref, at FROM hq_complaint_steps WHERE action = 'reply'"))}
         handled = self.db.run(lambda cur: cur.all(
             "SELECT device, ref, sealed FROM hq_complaint_steps WHERE action = 'handle' ORDER BY device, seq"))
         by_key = {(s.device, s.ref): s for s in summaries}
@@ -347,7 +337,11 @@ class ComplaintDesk:
             if inside(s.received_at):
                 received[s.category] += 1
                 overdue[s.category] += s.overdue
-            if (s.device, s.ref) in replied and s.status in RESOLVED:
+            # the reply's day at the complaint's site (the terminal stamps steps in UTC): a reply at 06:00 on
+            # 1 December in Shanghai is December's, not November's
+            local = datetime.fromisoformat(s.received_at).tzinfo
+            if (s.device, s.ref) in replied and s.status in RESOLVED and \
+                    start <= datetime.fromisoformat(replied[(s.device, s.ref)]).astimezone(local).date() <= end:
                 resolved[s.category] += 1
         for device, ref, sealed in handled:
             s = by_key.get((device, ref))

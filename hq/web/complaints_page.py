@@ -21,6 +21,7 @@ from hq.complaints import ComplaintDesk, ComplaintDeskError, half_year
 from hq.web import i18n
 from hq.web.auth import AUTH, SESSION, Session, in_db, require_role
 from hq.web.page import DB, SETTINGS, lang, page
+from protocol import safejson
 from protocol.complaint import ACTIONS
 
 OFFICER = "complaint_officer"
@@ -63,6 +64,7 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({"name": s.name, "role": s.role, "csrf": s.csrf, "lang": language,
                               "role_text": i18n.render(f"role_{s.role}", lang=language),
                               "text": i18n.catalog(language), "actions": list(ACTIONS),
+                              "today": _today().isoformat(), "sites": request.app[SETTINGS].sites,
                               "key": request.app[SETTINGS].complaint_key is not None})
 
 
@@ -72,9 +74,19 @@ async def listing(request: web.Request) -> web.Response:
     return web.json_response(rows)
 
 
+def _local(found: dict) -> dict:
+    """Times at the complaint's site: terminals stamp steps in UTC, its receipt carries the site's offset."""
+    site = datetime.fromisoformat(found["received_at"]).tzinfo
+    for item in (found, *found["steps"], *found["sent"]):
+        for key in ("at", "updated"):
+            if item.get(key):
+                item[key] = datetime.fromisoformat(item[key]).astimezone(site).isoformat()
+    return found
+
+
 def _open(app: web.Application, ref: str, who: str) -> dict:
     desk = _desk(app)
-    found = desk.open(ref, _today())
+    found = _local(desk.open(ref, _today()))
     # what the terminal answered to each step sent from here (a refusal says why)
     for sent in found["sent"]:
         row = app[DB].run(lambda cur: cur.one("SELECT payload FROM replies WHERE msg_id = ?", (sent["msg_id"],)))
@@ -114,19 +126,22 @@ def _act(app: web.Application, ref: str, action: str, params: dict, who: str) ->
 async def act(request: web.Request) -> web.Response:
     app, who = request.app, request[SESSION].name
     ref = request.match_info["ref"][:64]
-    if app[SETTINGS].send_downlink is None:
-        raise web.HTTPServiceUnavailable(text="head office is not connected to the broker: no step can be sent")
     raw = await request.content.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw),
                                             text=f"a step is at most {MAX_BODY} bytes")
     try:
-        action, params = _params(json.loads(raw))
+        action, params = _params(safejson.loads(raw, max_depth=8, max_bytes=MAX_BODY))
+    except ComplaintDeskError as exc:
+        raise _refused(exc)
+    except safejson.JsonRefused as exc:
+        raise web.HTTPBadRequest(text=f"the body is not usable JSON: {exc}")
+    if app[SETTINGS].send_downlink is None:
+        raise web.HTTPServiceUnavailable(text="head office is not connected to the broker: no step can be sent")
+    try:
         device, payload = await in_db(app, _act, app, ref, action, params, who)
-    except (ValueError, RecursionError) as exc:
-        if isinstance(exc, ComplaintDeskError):
-            raise _refused(exc)
-        raise web.HTTPBadRequest(text="the body is not JSON")
+    except ComplaintDeskError as exc:
+        raise _refused(exc)
     app[SETTINGS].send_downlink(device, "complaint", payload)
     return web.json_response({"ok": True, "sent": True, "device": device, "msg_id": payload["msg_id"],
                               "action": action})

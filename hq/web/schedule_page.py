@@ -5,7 +5,8 @@ MQTT session, Settings.send_downlink) and USB bundles for offline ones (Settings
 for download. Every upload, taken or refused, is audited.
 
 Routes: GET /schedule (page), POST /api/schedule (multipart field `file`) -> JSON {version, versions,
-published, bundles, downloads, notes, errors}, GET /api/schedule/bundle/{device}/{name} (a packed bundle).
+published, bundles, no_terminal, downloads, notes, errors}, GET /api/schedule/status?day= (what each
+terminal applied), GET /api/schedule/bundle/{device}/{name} (a packed bundle).
 """
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ MAX_UPLOAD = schedule.MAX_FILE_SIZE
 MAX_NAME = 200
 _BUNDLE_NAME = re.compile(r"(tasks|personnel)-[A-Za-z0-9_.\-]{1,32}-\d{4}-\d{2}-\d{2}-v\d{1,9}\.htb")
 _DEVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+
+
+# hq.distribute.publish's lines the page says in its own words
+_SHOWN = ("packed for USB", "published over MQTT", "no reply yet", "no terminal has reported")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class UploadRefused(ValueError):
@@ -48,6 +54,7 @@ class _Downlinks:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/schedule", schedule_page)
     app.router.add_post("/api/schedule", upload)
+    app.router.add_get("/api/schedule/status", status)
     app.router.add_get("/api/schedule/bundle/{device}/{name}", bundle)
 
 
@@ -106,7 +113,7 @@ async def upload(request: web.Request) -> web.Response:
     try:
         found = await in_db(app, _import_and_publish, app, data, filename)
     except schedule.ScheduleRejected as exc:
-        errors = [{"row": p.row, "message": str(p)} for p in exc.problems]
+        errors = [{"row": p.row, "column": p.column, "why": p.why, "message": str(p)} for p in exc.problems]
         last = str(exc).splitlines()[-1]
         if last.startswith("... and"):         # beyond MAX_PROBLEMS the rest are counted, not named
             errors.append({"row": 0, "message": last.lstrip(". ")})
@@ -129,11 +136,13 @@ def _import_and_publish(app: web.Application, data: bytes, filename: str) -> dic
     for day in sorted(result.changed):
         lines = distribute.publish(db, day, publisher=publisher, kit=settings.bundle_kit,
                                    sites=sorted(result.changed[day]), timeout=0)
-        # a bundle's line names the server's folder: the page offers the download instead
-        notes += [line for line in lines if "packed for USB" not in line and "published over MQTT" not in line]
-    published, bundles, downloads = set(), set(), []
+        # what the page shows by itself (a bundle's line also names the server's folder) is left out
+        notes += [line for line in lines if not any(said in line for said in _SHOWN)]
+    published, bundles, downloads, silent = set(), set(), [], set()
     for day, sites in result.changed.items():
         for site, version in sites.items():
+            if not distribute.devices_at(db, site):
+                silent.add(site)
             for device, channel, what in db.run(lambda cur: _sends(cur, day, site, version)):
                 if channel == "mqtt" and what == "tasks":
                     published.add(site)
@@ -146,12 +155,22 @@ def _import_and_publish(app: web.Application, data: bytes, filename: str) -> dic
     return {"version": max((v for sites in versions.values() for v in sites.values()), default=None),
             "versions": versions, "unchanged": result.unchanged, "dropped": result.dropped,
             "rows": result.rows, "tasks": result.tasks, "published": sorted(published), "bundles": sorted(bundles),
-            "downloads": downloads, "notes": notes}
+            "no_terminal": sorted(silent), "downloads": downloads, "notes": notes}
 
 
 def _sends(cur: Cursor, day: str, site: str, version: int) -> list[tuple]:
     return cur.all("SELECT DISTINCT device, channel, what FROM schedule_sends WHERE day = ? AND site_id = ? "
                    "AND version = ? ORDER BY device, what", (day, site, version))
+
+
+@require_role("admin", renew=False)      # polled by the page after an upload
+async def status(request: web.Request) -> web.Response:
+    """Published is not applied: per site and device, the version last sent and whether the terminal
+    applied it (its reply over MQTT, or the import of the bundle in its journal)."""
+    day = request.query.get("day", "")
+    if not _DAY.fullmatch(day):
+        raise web.HTTPBadRequest(text="give day=YYYY-MM-DD")
+    return web.json_response(await in_db(request.app, distribute.status, request.app[DB], day))
 
 
 @require_role("admin")

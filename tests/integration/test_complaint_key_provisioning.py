@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,7 +25,8 @@ from protocol.keys import HqKeys, load_public
 from offline.usb import usb_import_main
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_provisioning import Terminal, hq_cli, office, provision_bundle, terminals  # noqa: E402,F401 (fixtures)
+from test_provisioning import hq_cli, office, provision_bundle, terminals  # noqa: E402,F401 (fixtures)
+from test_schedule_publish import wait  # noqa: E402
 
 DEVICE, SITE = "term-cmp-9", "BR-090"
 FORM = {"channel": "phone", "category": "service_attitude", "description": "柜员态度冷淡，不回答问题",
@@ -51,16 +51,6 @@ def imports(state: Path) -> list[dict]:
         conn.close()
 
 
-def wait(predicate, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_the_provisioning_bundle_brings_the_complaint_key_and_the_next_complaint_is_sealed_to_it(
         agent, office, tmp_path):
     hq_cli("complaints", "key", "create", "--keys", office)
@@ -77,14 +67,15 @@ def test_the_provisioning_bundle_brings_the_complaint_key_and_the_next_complaint
     agent.start("--config", str(conf))
     agent.post("api/kiosk/enter", {})
     before = agent.post("api/kiosk/complaints", FORM)["ref"]
-    [first] = wait(lambda: registered(state), "the first complaint in the journal")
+    [first] = wait(lambda: registered(state), what="the first complaint in the journal")
     assert first["ref"] == before and "sealed" not in first, "no key yet: details stay on the terminal"
 
     # head office packs the provisioning bundle with its complaint public key; the technician's stick
     provision_bundle(office, stick, DEVICE, 1, stick / "provision.htb",
                      "--complaint-key", office / "complaint.pub.pem")
     assert usb_import_main(["--dir", str(stick), "--state-dir", str(state), "--device-id", DEVICE]) == 0
-    [done] = wait(lambda: [b for b in imports(state) if b.get("what") == "provisioning"], "the provisioning import")
+    [done] = wait(lambda: [b for b in imports(state) if b.get("what") == "provisioning"],
+                  what="the provisioning import")
     private = load_key(office)
     assert done["complaint_key"] == key_id(private.public_key())
     installed = state / "provisioning" / "complaint.pub.pem"
@@ -98,7 +89,7 @@ def test_the_provisioning_bundle_brings_the_complaint_key_and_the_next_complaint
 
     # the running terminal (still in kiosk mode) seals the next complaint to it at once
     after = agent.post("api/kiosk/complaints", FORM)["ref"]
-    entries = wait(lambda: [b for b in registered(state) if b["ref"] == after], "the second complaint")
+    entries = wait(lambda: [b for b in registered(state) if b["ref"] == after], what="the second complaint")
     [body] = entries
     assert body["sealed_to"] == key_id(private.public_key())
     assert open_details(private, after, "register", body["sealed"]) == {

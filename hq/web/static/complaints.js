@@ -45,7 +45,7 @@ async function loadList() {
                       "data-testid": "complaint-row", "data-ref": c.ref, "data-status": c.status,
                       "data-overdue": late ? "true" : "false", tabindex: 0,
                       onclick: () => openOne(c.ref), onkeydown: (e) => { if (e.key === "Enter") openOne(c.ref); } },
-      el("td", { class: "ref", text: c.ref }), el("td", { text: me.sites?.[c.site_id] || c.site_id }),
+      el("td", { class: "ref", text: c.ref }), el("td", { text: me.sites[c.site_id] || c.site_id }),
       el("td", { text: when(c.received_at) }), el("td", { text: word("complaints_category_", c.category) }),
       el("td", { text: word("complaints_status_", c.status) }),
       el("td", {}, el("span", { text: c.deadlines.reply_by }), ...flags));
@@ -71,17 +71,23 @@ const FORMS = {
   archive: [],
 };
 
+// the step that usually comes next in each state (the terminal's lifecycle table decides what is allowed)
+const NEXT = { registered: "classify", classified: "transfer", transferred: "investigate", investigating: "handle",
+               handled: "reply", replied: "satisfaction", satisfied: "archive", not_accepted: "archive",
+               withdrawn: "archive", repeat: "archive" };
+
 function actionForm(c) {
   const select = el("select", { "data-testid": "complaint-action", id: "action" },
     ...Object.keys(FORMS).map((a) => el("option", { value: a, text: word("complaints_action_", a) })));
+  select.value = NEXT[c.status] || "classify";
   const fields = el("div", { class: "act-fields" });
   const note = el("textarea", { "data-testid": "complaint-note", id: "note", rows: 3, maxlength: 2000 });
   const noteLabel = el("label", { class: "note-label" }, el("span", { id: "note-label" }), note);
   const drawn = () => {
     const spec = FORMS[select.value];
     const main = spec.find(([, , kind]) => kind === "note");
-    noteLabel.hidden = !main;
-    if (main) document.getElementById("note-label").textContent = T(main[1]);
+    // a step without a text of its own still takes a note: head office keeps it (sealed with what was sent)
+    noteLabel.querySelector("#note-label").textContent = T(main ? main[1] : "complaints_p_hq_note");
     fields.replaceChildren(...spec.filter(([, , kind]) => kind !== "note").map(([name, label, kind]) => {
       const input = Array.isArray(kind)
         ? el("select", { name }, ...kind.map((v) => el("option", { value: v, text: v === "" ? "—" : word("complaints_v_", v) })))
@@ -97,6 +103,7 @@ function actionForm(c) {
     const params = {};
     const main = FORMS[action].find(([, , kind]) => kind === "note");
     if (main) params[main[0]] = note.value;
+    else if (note.value.trim()) params.notes = note.value;
     for (const input of fields.querySelectorAll("[name]")) {
       if (input.value === "") continue;
       params[input.name] = (input.value === "true" || input.value === "false") ? input.value === "true" : input.value;
@@ -118,11 +125,16 @@ function actionForm(c) {
 }
 
 function timeline(c) {
+  const notes = {};        // head office's notes on steps that carry no text of their own, in order
+  for (const s of c.sent) if (s.answer === "ok" && s.params?.notes) (notes[s.action] ||= []).push(s.params.notes);
   const items = c.steps.map((s) => el("li", { "data-testid": "complaint-step", "data-action": s.action },
     el("span", { class: "at", text: when(s.at) }),
     el("b", { text: ` ${word("complaints_action_", s.action)} ` }),
     el("span", { text: `${word("complaints_status_", s.before)} → ${word("complaints_status_", s.after)} · ${s.source === "head_office" ? T("complaints_by_hq") : s.actor}` }),
-    ...Object.entries(s.texts || {}).map(([k, v]) => el("div", { class: "text", text: `${T("complaints_p_" + k)}：${v}` }))));
+    ...Object.entries(s.texts || {}).map(([k, v]) => el("div", { class: "text", text: T("complaints_text_line", { label: T("complaints_p_" + k), text: v }) })),
+    !s.texts && s.source === "head_office" && notes[s.action]?.length
+      ? el("div", { class: "text", text: T("complaints_text_line", { label: T("complaints_p_hq_note"), text: notes[s.action].shift() }) })
+      : null));
   const pending = c.sent.filter((s) => s.answer !== "ok").map((s) => el("li", { class: s.answer ? "refused" : "pending",
     "data-testid": "complaint-sent", text: `${when(s.at)} ${word("complaints_action_", s.action)} · ${s.officer} · ` +
       (s.answer ? T("complaints_refused", { why: s.answer }) : T("complaints_waiting")) }));
@@ -142,7 +154,7 @@ function drawDetail(c) {
       lateText ? el("span", { class: "flag overdue", text: lateText }) : null),
     el("div", { class: "detail-grid" },
       el("dl", {},
-        field(T("complaints_col_site"), c.site_id, "complaint-site"),
+        field(T("complaints_col_site"), me.sites[c.site_id] ? `${me.sites[c.site_id]} (${c.site_id})` : c.site_id, "complaint-site"),
         field(T("complaints_col_received"), when(c.received_at), "complaint-received"),
         field(T("complaints_channel"), word("complaints_channel_", c.channel), "complaint-channel"),
         field(T("complaints_col_category"), word("complaints_category_", c.category), "complaint-category"),
@@ -151,9 +163,10 @@ function drawDetail(c) {
         field(T("complaints_description"), d.description, "complaint-description"),
         field(T("complaints_request"), d.request, "complaint-request"),
         field(T("complaints_counter"), d.counter, "complaint-counter"),
-        field(T("complaints_deadlines"), Object.entries(c.deadlines).map(([k, v]) => `${word("complaints_deadline_", k)} ${v}`).join("；"), "complaint-deadlines")),
+        field(T("complaints_deadlines"), ["acknowledge_by", "reply_by", "outer_limit"].filter((k) => c.deadlines[k])
+          .map((k) => `${word("complaints_deadline_", k)} ${c.deadlines[k]}`).join("；"), "complaint-deadlines")),
       el("div", {}, el("h3", { text: T("complaints_timeline") }), timeline(c))),
-    el("h3", { text: T("complaints_act") }), actionForm(c));
+    ...(c.status === "archived" ? [] : [el("h3", { text: T("complaints_act") }), actionForm(c)]));
 }
 
 async function openOne(ref) {
@@ -213,14 +226,16 @@ async function start() {
   me = await api("/api/complaints/me");
   document.querySelector("[data-testid=who]").textContent = `${me.name} · ${me.role_text}`;
   document.getElementById("no-key").hidden = me.key;
-  const now = new Date();
-  document.getElementById("year").value = now.getFullYear();
-  document.getElementById("half").value = now.getMonth() < 6 ? "1" : "2";
+  // the report due next: December to May is reported on 15 June, June to November on 15 December
+  const [year, month] = me.today.split("-").map(Number);      // the bank's day, not this browser's
+  document.getElementById("year").value = year + (month === 12 ? 1 : 0);
+  document.getElementById("half").value = (month === 12 || month < 6) ? "1" : "2";
   document.getElementById("report-form").addEventListener("submit", showReport);
   document.getElementById("logout").addEventListener("click", async () => {
     await api("/logout", {}); location.href = "/login";
   });
   await loadList();
+  document.body.dataset.ready = "true";
   setInterval(() => { loadList().catch(() => {}); poll().catch(() => {}); }, 2000);
 }
 

@@ -22,7 +22,8 @@ function show(status, answer) {
     box.dataset.state = "refused";
     box.append(el("h2", { class: "bad", text: T("schedule_refused", { n: answer.errors.length }) }),
       el("ul", { class: "problems" }, ...answer.errors.map((e) =>
-        el("li", { "data-testid": "schedule-error", "data-row": e.row, text: e.message }))));
+        el("li", { "data-testid": "schedule-error", "data-row": e.row,
+                   text: e.row ? T("schedule_row_problem", { row: e.row, column: e.column, why: e.why }) : e.message }))));
     return;
   }
   box.dataset.state = "imported";
@@ -31,16 +32,17 @@ function show(status, answer) {
   for (const [day, sites] of Object.entries(answer.versions)) {
     for (const [site, version] of Object.entries(sites)) {
       const how = answer.published.includes(site) ? T("schedule_via_mqtt")
-        : answer.bundles.includes(site) ? T("schedule_via_usb") : T("schedule_not_sent");
-      rows.push(el("tr", { "data-testid": "schedule-site", "data-site": site },
+        : answer.bundles.includes(site) ? T("schedule_via_usb")
+        : answer.no_terminal.includes(site) ? T("schedule_no_terminal") : T("schedule_not_sent");
+      rows.push(el("tr", { "data-testid": "schedule-site", "data-site": site, "data-day": day },
         el("td", { text: day }), el("td", { text: site }), el("td", { "data-testid": "schedule-version", text: `v${version}` }),
-        el("td", { text: how })));
+        el("td", { text: how }), el("td", { "data-testid": "schedule-applied", "data-state": "" })));
     }
   }
   if (rows.length) {
     box.append(el("table", {},
       el("thead", {}, el("tr", {}, ...["schedule_col_day", "schedule_col_site", "schedule_col_version",
-                                       "schedule_col_sent"].map((k) => el("th", { text: T(k) })))),
+                                       "schedule_col_sent", "schedule_col_applied"].map((k) => el("th", { text: T(k) })))),
       el("tbody", {}, ...rows)));
   } else {
     box.append(el("p", { class: "empty", text: T("schedule_unchanged") }));
@@ -54,6 +56,37 @@ function show(status, answer) {
   if (answer.notes.length) {
     box.append(el("ul", { class: "notes" }, ...answer.notes.map((n) => el("li", { class: "note", text: n }))));
   }
+  follow(Object.keys(answer.versions));
+}
+
+// published is not applied: ask head office what each terminal did with it, for a few minutes
+let following = null;
+function follow(days) {
+  clearInterval(following);
+  const until = Date.now() + 5 * 60 * 1000;
+  const check = async () => {
+    if (Date.now() > until) { clearInterval(following); return; }
+    for (const day of days) {
+      const r = await fetch(`/api/schedule/status?day=${encodeURIComponent(day)}`, { credentials: "same-origin" });
+      if (!r.ok) continue;
+      const bySite = new Map();
+      for (const row of await r.json()) {
+        if (row.device) (bySite.get(row.site) || bySite.set(row.site, []).get(row.site)).push(row);
+      }
+      for (const tr of document.querySelectorAll(`[data-testid=schedule-site][data-day="${day}"]`)) {
+        const rows = bySite.get(tr.dataset.site) || [];
+        const cell = tr.querySelector("[data-testid=schedule-applied]");
+        const states = rows.map((x) => x.state);
+        cell.dataset.state = !rows.length ? "" : states.every((x) => x === "applied") ? "applied"
+          : states.some((x) => x.startsWith("refused")) ? "refused" : "waiting";
+        cell.textContent = rows.map((x) => `${x.device}: ${x.state === "applied" ? T("schedule_state_applied")
+          : x.state.startsWith("refused") ? T("schedule_state_refused", { why: x.state.slice(9) })
+          : x.channel === "usb" ? T("schedule_state_bundle") : T("schedule_state_waiting")}`).join("；");
+      }
+    }
+  };
+  following = setInterval(() => { check().catch(() => {}); }, 2000);
+  check().catch(() => {});
 }
 
 async function submit(e) {
@@ -81,7 +114,12 @@ async function start() {
   const r = await fetch("/api/me", { credentials: "same-origin" });
   if (r.status === 401) { location.href = "/login"; return; }
   me = await r.json();
-  document.body.setAttribute("data-ready", "true");
+  document.querySelector("[data-testid=who]").textContent = `${me.name} · ${me.role_text}`;
+  document.getElementById("logout").addEventListener("click", async () => {
+    await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": me.csrf } });
+    location.href = "/login";
+  });
+  document.body.dataset.ready = "true";
 }
 
 // at once, not after /api/me: a press before it answers must not fall through to the browser's own GET submit
