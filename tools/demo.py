@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: {exc}", file=sys.stderr)
         code = 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)       # a second Ctrl-C must not cut the clean stop short
+        for sig in (signal.SIGINT, signal.SIGTERM):        # a second Ctrl-C must not cut the clean stop short
+            signal.signal(sig, signal.SIG_IGN)
         for child in reversed(children):                   # the terminal first: head office sees it go offline
             child.stop(20 if child.name != "mosquitto" else 10)
     return code
