@@ -175,7 +175,7 @@ def broker_conf(folder: Path, port: int, pki: dict[str, Path]) -> Path:
         f"user {pwd.getpwuid(os.getuid()).pw_name}", "per_listener_settings false", "allow_anonymous false",
         "persistence true", f"persistence_location {folder / 'data'}/",
         "autosave_interval 1", "autosave_on_changes true", "max_queued_messages 0",
-        f"log_dest file {folder / 'mosquitto.log'}", "log_type error", "log_type warning", "log_type notice",
+        "log_dest stderr", "log_type error", "log_type warning", "log_type notice",      # to <state>/logs
         f"acl_file {folder / 'acl'}",
         f"listener {port} 127.0.0.1", f"cafile {pki['ca']}", f"certfile {pki['broker']}",
         f"keyfile {pki['broker_key']}", "require_certificate true", "use_identity_as_username true", ""]))
