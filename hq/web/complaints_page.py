@@ -96,10 +96,33 @@ def _open(app: web.Application, ref: str, who: str) -> dict:
     return found
 
 
-@require_role(OFFICER, renew=False)
+def _progress(app: web.Application, ref: str) -> dict:
+    """Where a complaint stands, without a word of its details (what the page polls for after a step)."""
+    found = _desk(app).list(_today())
+    mine = [s for s in found if s.ref == ref]
+    if not mine:
+        raise ComplaintDeskError(f"no complaint {ref!s:.64} at head office")
+    device = mine[0].device
+    steps, sent = app[DB].run(lambda cur: (
+        cur.one("SELECT count(*) FROM hq_complaint_steps WHERE device = ? AND ref = ?", (device, ref))[0],
+        cur.all("SELECT s.msg_id, r.payload FROM hq_complaint_sent s LEFT JOIN replies r ON r.msg_id = s.msg_id "
+                "WHERE s.ref = ? ORDER BY s.at", (ref,))))
+    answers = {}
+    for msg_id, payload in sent:
+        reply = json.loads(payload) if payload else None
+        answers[msg_id] = None if reply is None else ("ok" if reply.get("ok") else str(reply.get("error", "")))
+    return {"ref": ref, "status": mine[0].status, "steps": steps, "answers": answers}
+
+
+@require_role(OFFICER)
 async def one(request: web.Request) -> web.Response:
+    """One complaint opened (audited), or with ?progress=1 only its status, step count and the terminal's
+    answers to what was sent (nothing personal: polled by the page, not audited)."""
     ref = request.match_info["ref"][:64]
     try:
+        if request.query.get("progress"):
+            return web.json_response(await in_db(request.app, _progress, request.app, ref),
+                                     headers={"Cache-Control": "no-store"})
         found = await in_db(request.app, _open, request.app, ref, request[SESSION].name)
     except ComplaintDeskError as exc:
         raise _refused(exc)

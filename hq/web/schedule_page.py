@@ -19,6 +19,7 @@ from hq import distribute, schedule
 from hq.db import Cursor
 from hq.web.auth import AUTH, SESSION, in_db, require_role
 from hq.web.page import DB, SETTINGS, lang, page
+from protocol import messages
 
 MAX_UPLOAD = schedule.MAX_FILE_SIZE
 MAX_NAME = 200
@@ -34,6 +35,10 @@ _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 class UploadRefused(ValueError):
     """The upload itself is unusable (no file, too big); nothing was read into the schedule."""
 
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
 
 class _Downlinks:
     """hq.distribute.Publisher's shape over serve's own MQTT session: each downlink goes on the persistent
@@ -43,7 +48,7 @@ class _Downlinks:
         self._send = send
 
     def send(self, device: str, kind: str, payload: dict) -> str:
-        payload = {"v": 1, "msg_id": uuid.uuid4().hex, **payload}
+        payload = {"v": messages.VERSION, "msg_id": uuid.uuid4().hex, **payload}
         self._send(device, kind, payload)
         return payload["msg_id"]
 
@@ -90,7 +95,8 @@ async def _read_file(request: web.Request) -> tuple[str, bytes]:
                 break
             data += chunk
             if len(data) > MAX_UPLOAD:
-                raise UploadRefused(f"the file is larger than {MAX_UPLOAD // (1024 * 1024)} MiB, the upload limit")
+                raise UploadRefused(f"the file is larger than {MAX_UPLOAD // (1024 * 1024)} MiB, the upload limit",
+                                    status=413)
         return name, bytes(data)
 
 
@@ -108,7 +114,7 @@ async def upload(request: web.Request) -> web.Response:
         filename, data = await _read_file(request)
     except UploadRefused as exc:
         await in_db(app, audit, who, "schedule_refused", {"why": str(exc)})
-        return _answer([{"row": 0, "message": str(exc)}], status=413 if "limit" in str(exc) else 400)
+        return _answer([{"row": 0, "message": str(exc)}], status=exc.status)
     safe_name = filename[:100] if filename.isprintable() else None      # never arbitrary bytes into the audit
     try:
         found = await in_db(app, _import_and_publish, app, data, filename)
@@ -139,11 +145,14 @@ def _import_and_publish(app: web.Application, data: bytes, filename: str) -> dic
         # what the page shows by itself (a bundle's line also names the server's folder) is left out
         notes += [line for line in lines if not any(said in line for said in _SHOWN)]
     published, bundles, downloads, silent = set(), set(), [], set()
+    reported = {site for (site,) in db.run(lambda cur: cur.all(
+        "SELECT DISTINCT site_id FROM devices WHERE site_id IS NOT NULL"))}
     for day, sites in result.changed.items():
+        sends = db.run(lambda cur: _sends(cur, day))       # one read per day, not one per site
         for site, version in sites.items():
-            if not distribute.devices_at(db, site):
+            if site not in reported:
                 silent.add(site)
-            for device, channel, what in db.run(lambda cur: _sends(cur, day, site, version)):
+            for device, channel, what in sends.get((site, version), ()):
                 if channel == "mqtt" and what == "tasks":
                     published.add(site)
                 elif channel == "usb":
@@ -158,9 +167,14 @@ def _import_and_publish(app: web.Application, data: bytes, filename: str) -> dic
             "no_terminal": sorted(silent), "downloads": downloads, "notes": notes}
 
 
-def _sends(cur: Cursor, day: str, site: str, version: int) -> list[tuple]:
-    return cur.all("SELECT DISTINCT device, channel, what FROM schedule_sends WHERE day = ? AND site_id = ? "
-                   "AND version = ? ORDER BY device, what", (day, site, version))
+def _sends(cur: Cursor, day: str) -> dict[tuple[str, int], list[tuple[str, str, str]]]:
+    """(site, version) -> its sends (device, channel, what) of the day."""
+    out: dict[tuple[str, int], list[tuple[str, str, str]]] = {}
+    for site, version, device, channel, what in cur.all(
+            "SELECT DISTINCT site_id, version, device, channel, what FROM schedule_sends WHERE day = ? "
+            "ORDER BY site_id, version, device, what", (day,)):
+        out.setdefault((site, version), []).append((device, channel, what))
+    return out
 
 
 @require_role("admin", renew=False)      # polled by the page after an upload

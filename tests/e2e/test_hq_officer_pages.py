@@ -265,3 +265,11 @@ def test_a_complaint_officer_works_a_complaint_to_archive_and_reports_it(agent, 
         page.close()
     finally:
         office.stop()
+    # what the page showed in clear was opened for the officer only: head office's log and database files
+    # (audit, sent steps, sessions included) hold none of it
+    secrets = (NAME, PHONE, TEXT, "柜员未按规定公示收费标准", "客户情绪激动", "已电话告知客户并退还二十元")
+    logged = "".join(office.lines)
+    stored = b"".join(p.read_bytes() for p in folder.glob("hq.db*") if p.is_file())
+    assert ref.encode() in stored, "the grep can see what is stored in clear"
+    for secret in secrets:
+        assert secret not in logged and secret.encode() not in stored, secret

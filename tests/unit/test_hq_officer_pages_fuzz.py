@@ -218,7 +218,13 @@ def test_complaint_routes_are_for_complaint_officers_only_and_each_refusal_is_au
     # opening one is audited with its reference only
     status, body = call(opener, f"{base}/api/complaints/{REF}", headers=sessions["complaint_officer"])
     assert status == 200 and json.loads(body)["anonymous"] is True
-    assert rows(db_url, "SELECT detail FROM audit WHERE action = 'complaint_opened'")[-1][0] == json.dumps({"ref": REF})
+    opened = rows(db_url, "SELECT detail FROM audit WHERE action = 'complaint_opened'")
+    assert opened[-1][0] == json.dumps({"ref": REF})
+    # what the page polls after a step: where it stands, nothing personal, so not an opening
+    status, body = call(opener, f"{base}/api/complaints/{REF}?progress=1", headers=sessions["complaint_officer"])
+    assert status == 200 and json.loads(body) == {"ref": REF, "status": "registered", "steps": 0, "answers": {}}
+    assert len(rows(db_url, "SELECT detail FROM audit WHERE action = 'complaint_opened'")) == len(opened)
+    assert call(opener, f"{base}/api/complaints/nope?progress=1", headers=sessions["complaint_officer"])[0] == 404
 
 
 def test_schedule_routes_are_for_admins_only(site):

@@ -3,33 +3,9 @@
 // half-year report. Every text is set with textContent: complaint details are customers' own words.
 "use strict";
 
-let me = null;
 let current = null;          // the ref opened
 let waiting = null;          // {ref, steps, msg_id}: a step sent, its journal entry not back yet
-const T = (k, params = {}) => (me.text[k] || k).replace(/\{(\w+)\}/g, (_, p) => params[p] ?? "");
 const word = (prefix, v) => (v === null || v === undefined || v === "") ? "" : (me.text[`${prefix}${v}`] || v);
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== false && v !== null && v !== undefined) node.setAttribute(k, v === true ? "" : v);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined && c !== false));
-  return node;
-}
-
-async function api(path, body) {
-  const init = body === undefined ? {} : {
-    method: "POST", body: JSON.stringify(body),
-    headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf },
-  };
-  const r = await fetch(path, { credentials: "same-origin", ...init });
-  if (r.status === 401) { location.href = "/login"; throw new Error("login required"); }
-  if (!r.ok) throw new Error(await r.text());
-  return r.json();
-}
 
 const when = (iso) => iso ? iso.replace("T", " ").slice(0, 16) : "";
 
@@ -179,18 +155,18 @@ async function openOne(ref) {
 // after a step is sent: poll until the terminal's journal entry (or its refusal) is back at head office
 async function poll() {
   if (waiting && waiting.ref === current) {
-    const c = await api(`/api/complaints/${encodeURIComponent(current)}`);
-    const answered = c.sent.find((s) => s.msg_id === waiting.msg_id)?.answer;
-    if (c.steps.length > waiting.steps || (answered && answered !== "ok")) {
+    const p = await api(`/api/complaints/${encodeURIComponent(current)}?progress=1`);
+    const answered = p.answers[waiting.msg_id];
+    if (p.steps > waiting.steps || (answered && answered !== "ok")) {
       waiting = null;
-      drawDetail(c);
-      loadList();
+      await openOne(current);          // opened again in full (audited) only now that it changed
     }
   }
 }
 
 async function showReport(e) {
   e.preventDefault();
+  if (!me) return;                   // still loading: the next press goes through
   const year = document.getElementById("year").value, half = document.getElementById("half").value;
   const q = `year=${encodeURIComponent(year)}&half=${encodeURIComponent(half)}`;
   const box = document.getElementById("report");
@@ -224,19 +200,17 @@ async function showReport(e) {
 
 async function start() {
   me = await api("/api/complaints/me");
-  document.querySelector("[data-testid=who]").textContent = `${me.name} · ${me.role_text}`;
+  header();
   document.getElementById("no-key").hidden = me.key;
   // the report due next: December to May is reported on 15 June, June to November on 15 December
   const [year, month] = me.today.split("-").map(Number);      // the bank's day, not this browser's
   document.getElementById("year").value = year + (month === 12 ? 1 : 0);
   document.getElementById("half").value = (month === 12 || month < 6) ? "1" : "2";
-  document.getElementById("report-form").addEventListener("submit", showReport);
-  document.getElementById("logout").addEventListener("click", async () => {
-    await api("/logout", {}); location.href = "/login";
-  });
   await loadList();
   document.body.dataset.ready = "true";
   setInterval(() => { loadList().catch(() => {}); poll().catch(() => {}); }, 2000);
 }
 
+// at once, not after /api/complaints/me: a press before it answers must not fall through to a native GET
+document.getElementById("report-form").addEventListener("submit", showReport);
 start();

@@ -2,19 +2,6 @@
 // sites (over MQTT, or as USB bundles to download for offline sites), or every bad row with nothing applied.
 "use strict";
 
-let me = null;
-const T = (k, params = {}) => (me.text[k] || k).replace(/\{(\w+)\}/g, (_, p) => params[p] ?? "");
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "text") node.textContent = v;
-    else if (v !== false && v !== null && v !== undefined) node.setAttribute(k, v === true ? "" : v);
-  }
-  node.append(...children.filter(Boolean));
-  return node;
-}
-
 function show(status, answer) {
   const box = document.getElementById("result");
   box.replaceChildren();
@@ -111,14 +98,8 @@ async function submit(e) {
 }
 
 async function start() {
-  const r = await fetch("/api/me", { credentials: "same-origin" });
-  if (r.status === 401) { location.href = "/login"; return; }
-  me = await r.json();
-  document.querySelector("[data-testid=who]").textContent = `${me.name} · ${me.role_text}`;
-  document.getElementById("logout").addEventListener("click", async () => {
-    await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": me.csrf } });
-    location.href = "/login";
-  });
+  me = await api("/api/me");
+  header();
   document.body.dataset.ready = "true";
 }
 
