@@ -53,7 +53,6 @@ class ImportOutcome:
 @dataclass(frozen=True)
 class _NewPerson:
     person: Person
-    photo: bytes | None
     templates: tuple[Template, ...]
 
 
@@ -181,7 +180,8 @@ def _apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, bund
     parsed, keys = [], []
     for i, t in enumerate(tasks):      # one pass: `tasks` may be a stream of records
         parsed.append(Task.row_from_dict(_obj(t, f"tasks[{i}]"), texts[i] if texts else None))
-        keys += _box_keys(t, i)
+        if "box_keys" in t:
+            keys += _box_keys(t, i)
     stops = check_route_progress(list(progress), "route_progress")
     names = site_names(sites) if sites is not None else {}     # after the stream: it may fill `sites`
     with journal.transaction():
@@ -291,10 +291,9 @@ async def apply_personnel(journal, store: Store, people: Iterable[dict], modules
     parsed: list[_NewPerson] = []
     with _PhotoWriter(store) as writer:
         for i, p in enumerate(people):
-            new = _parse_person(_obj(p, f"people[{i}]"), i)
-            if new.photo is not None:
-                writer.put(new.person.person_id, new.photo)
-                new = dataclasses.replace(new, photo=None)
+            new, photo = _parse_person(_obj(p, f"people[{i}]"), i)
+            if photo is not None:       # kept by the writer only until it is on disk
+                writer.put(new.person.person_id, photo)
             parsed.append(new)
         photos = writer.digests()
         removals = [_person_id(r, f"remove[{i}]") for i, r in enumerate(remove or [])]
@@ -372,7 +371,7 @@ class _PhotoWriter:
                     self.store.discard_photo(f.result()[0])
 
 
-def _parse_person(d: dict, i: int) -> _NewPerson:
+def _parse_person(d: dict, i: int) -> tuple[_NewPerson, bytes | None]:
     d = dict(d)
     photo_b64 = d.pop("photo_data", None)
     raw_templates = d.pop("templates", [])
@@ -393,7 +392,7 @@ def _parse_person(d: dict, i: int) -> _NewPerson:
             raise ValueError(f"{where}.templates[{j}].duress: must be true or false")
         data = _b64(t.get("data"), f"{where}.templates[{j}].data", MAX_TEMPLATE_SIZE)
         templates.append(Template(person.person_id, finger, data, duress))
-    return _NewPerson(person, photo, tuple(templates))
+    return _NewPerson(person, tuple(templates)), photo
 
 
 async def _load_modules(modules: list, to_load: list[tuple[int, bytes]], cleared: list[int]) -> dict:
