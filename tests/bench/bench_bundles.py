@@ -193,8 +193,8 @@ async def main() -> None:
               f"ratio {total / raw_total:.2f} (goal <= 1.5; per round: {per_round})")
         plain = statistics.median(sum(r["plain"].values()) for r in rounds)
         per_round = ", ".join(f"{sum(r['ours'].values()) / sum(r['plain'].values()):.2f}" for r in rounds)
-        print(f"the same raw import as a plain script runs it, collector on throughout: {plain:.2f} s; ratio {total / plain:.2f} "
-              f"(per round: {per_round})")
+        print(f"the same raw import as a plain script runs it, collector on throughout: {plain:.2f} s; "
+              f"ratio {total / plain:.2f} (per round: {per_round})")
         cpu = lambda who: statistics.median(r["cpu"][who] for r in rounds)  # noqa: E731
         print(f"CPU seconds, all threads (steadier than the times on a busy machine; fsync waits are not in it): "
               f"agent {cpu('ours'):.2f}, raw {cpu('raw'):.2f}; ratio {cpu('ours') / cpu('raw'):.2f}")
