@@ -4,6 +4,7 @@
   handover-hq device add --keys DIR ID
   handover-hq issue-cert --keys DIR --csr identity.json|device.csr --out device.crt
   handover-hq issue-hq-cert --keys DIR [--name hq] --out hq.crt --key-out hq.key
+  handover-hq issue-broker-cert --keys DIR --host 127.0.0.1 [--host NAME ...] --out broker.crt --key-out broker.key
   handover-hq pack tasks|personnel --keys DIR --device-pub identity.json --seq N --in payload.json --out x.htb
   handover-hq pack provisioning --keys DIR --device-pub identity.json --seq N --site-id S --site-type branch
               --broker-host H [--broker-port 8883] --cert device.crt [--rotate-signer new.pub.pem]
@@ -61,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     hq_cert.add_argument("--out", type=Path, required=True)
     hq_cert.add_argument("--key-out", type=Path, required=True)
     hq_cert.set_defaults(func=_issue_hq_cert)
+
+    broker_cert = sub.add_parser("issue-broker-cert", help="issue the MQTT broker's TLS server certificate")
+    broker_cert.add_argument("--keys", type=Path, required=True)
+    broker_cert.add_argument("--host", action="append", required=True,
+                             help="a name or address clients dial (repeat for several)")
+    broker_cert.add_argument("--days", type=int, default=825)
+    broker_cert.add_argument("--out", type=Path, required=True)
+    broker_cert.add_argument("--key-out", type=Path, required=True)
+    broker_cert.set_defaults(func=_issue_broker_cert)
 
     cert = sub.add_parser("issue-cert", help="issue a device's MQTT client certificate from its CSR")
     cert.add_argument("--keys", type=Path, required=True)
@@ -138,9 +148,18 @@ def _device_add(args) -> int:
 
 
 def _issue_hq_cert(args) -> int:
+    return _issue_with_new_key(args, lambda keys, public: keys.issue_hq_cert(public, name=args.name, days=args.days))
+
+
+def _issue_broker_cert(args) -> int:
+    return _issue_with_new_key(args, lambda keys, public: keys.issue_broker_cert(public, args.host, days=args.days))
+
+
+def _issue_with_new_key(args, issue) -> int:
+    """A fresh key (written 0600 to --key-out) and its certificate from head office's CA (to --out)."""
     keys = HqKeys.load(args.keys)
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = keys.issue_hq_cert(key.public_key(), name=args.name, days=args.days)
+    cert = issue(keys, key.public_key())
     write_private(args.key_out, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                   serialization.NoEncryption()))
     args.out.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
