@@ -194,6 +194,14 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS hq_complaint_cursor (
         device   TEXT PRIMARY KEY,
         last_seq BIGINT NOT NULL)""",
+    # the route board (hq/routes.py) reads a day's handover entries by their task ids
+    "CREATE INDEX IF NOT EXISTS hq_routes_entries_task ON entries (task_id, kind)",
+    # per monitor: which announcements the board speaks besides alarms (alarms are always spoken)
+    """CREATE TABLE IF NOT EXISTS hq_routes_voice (
+        name          TEXT PRIMARY KEY,            -- the user (users.name)
+        confirmations BOOLEAN NOT NULL,            -- an officer's confirmation at a handover
+        completions   BOOLEAN NOT NULL,            -- a handover ended
+        updated       TEXT NOT NULL)""",
 )
 
 def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: list, set_aside: list) -> Applied:
@@ -224,6 +232,7 @@ def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: lis
         rows.append((device, seq, entry["id"], entry["ts"], entry["kind"], entry["task_id"], body,
                      entry["prev_hash"], entry["hash"]))
         out.applied += 1
+        out.committed.append(entry)
         if entry["kind"] == "alarm":
             alarms.append((out, (device, entry)))
         last_seq, last_hash = seq, entry["hash"]
@@ -260,6 +269,7 @@ class Applied:
     last_seq: int = 0
     problems: list[str] = field(default_factory=list)       # chain breaks: nothing after them is applied
     new_alarms: list[dict] = field(default_factory=list)    # committed now and not before (push these)
+    committed: list[dict] = field(default_factory=list)     # every entry applied now (the route board's feed)
     quarantined: list[dict] = field(default_factory=list)
     busy: bool = False                  # another worker held the device's row: nothing was done (skip_busy)
 

@@ -3,7 +3,8 @@ acknowledgements, and the devices board. `WebBoard` runs it on an event loop of 
 `hq.serve.Server`, whose MQTT threads hand it each alarm at its commit (`WebBoard.alarm`, thread-safe).
 
 Routes: GET /login, POST /login, POST /logout, GET /board (the page), GET /api/me, GET /api/alarms,
-GET /api/events (Server-Sent Events: `alarm` and `ack`), GET /api/voice?device=&id= (WAV),
+GET /api/events (Server-Sent Events: `alarm` and `ack`; `route` and `announce` from hq/web/routes.py),
+GET /api/voice?device=&id= (WAV),
 POST /api/ack, GET /api/devices, /static/*. Every page and API is behind `require_role`.
 """
 from __future__ import annotations
@@ -12,45 +13,19 @@ import asyncio
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import timedelta
-from pathlib import Path
-from typing import Callable
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from hq.db import Database
-from hq.web import board, i18n
-from hq.web.auth import AUTH, COOKIE, DB_THREAD, IDLE_TIMEOUT, ROLES, SESSION, Auth, Session, in_db, require_role
+from hq.web import board, i18n, routes
+from hq.web.auth import AUTH, COOKIE, DB_THREAD, ROLES, SESSION, Auth, Session, in_db, require_role
+from hq.web.page import DB, SETTINGS, STATIC, Settings, lang, page, same_origin
+from hq.web.stream import STREAMS, Stream as _Stream, end as _end, put as _put
 from hq.web.voice import Voice
 
-STATIC = Path(__file__).parent / "static"
 KEEP_ALIVE = 15         # seconds between keep-alives on an idle event stream
 BOARD_ROLES = ("monitor", "vault_manager", "admin")
-
-
-@dataclass
-class Settings:
-    sites: dict[str, str] = field(default_factory=dict)
-    quiet_after: timedelta = timedelta(minutes=5)
-    # (device, kind, payload) -> None: publish a downlink to a terminal (hq.serve.Server.send_downlink)
-    send_downlink: Callable[[str, str, dict], None] | None = None
-    secure_cookie: bool = False     # set behind TLS (a reverse proxy): the cookie is then never sent in clear
-    idle: timedelta = IDLE_TIMEOUT  # a session nobody used for this long lapses
-
-
-@dataclass(eq=False)      # one per open board, kept in a set by identity
-class _Stream:
-    role: str
-    lang: str
-    queue: asyncio.Queue
-
-
-SETTINGS = web.AppKey("settings", Settings)
-DB = web.AppKey("db", Database)
 VOICE = web.AppKey("voice", Voice)
-STREAMS = web.AppKey("streams", set)
 
 
 def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | None = None) -> web.Application:
@@ -74,6 +49,7 @@ def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | No
     app.router.add_get("/api/voice", voice)
     app.router.add_post("/api/ack", ack)
     app.router.add_get("/api/devices", devices)
+    routes.add_routes(app)
     app.router.add_static("/static", STATIC)
     app.on_cleanup.append(_close)
     return app
@@ -95,44 +71,19 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     response.headers.setdefault("Referrer-Policy", "same-origin")
 
 
-def _lang(request: web.Request) -> str:
-    return i18n.pick(request.query.get("lang") or request.cookies.get("hq_lang"))
-
-
-def _page(name: str, lang: str) -> web.Response:
-    """A static page with the catalog's strings filled in (`{{key}}`); its script gets the catalog from /api/me."""
-    html = (STATIC / name).read_text("utf-8")
-    for key, text in i18n.catalog(lang).items():
-        html = html.replace("{{" + key + "}}", _escape(text))
-    html = html.replace("{{lang}}", lang).replace("{{lang_next}}", "en" if lang == "zh-CN" else "zh-CN")
-    response = web.Response(text=html, content_type="text/html")
-    response.set_cookie("hq_lang", lang, httponly=True, samesite="Strict", path="/")
-    return response
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-
-
-def _same_origin(request: web.Request) -> bool:
-    """A form posted from another site (login CSRF) carries its own Origin: refused."""
-    origin = request.headers.get("Origin")
-    return origin is None or urlsplit(origin).netloc == request.host
-
-
 async def home(request: web.Request) -> web.Response:
     raise web.HTTPFound("/board")
 
 
 async def login_page(request: web.Request) -> web.Response:
-    response = _page("login.html", _lang(request))
+    response = page("login.html", lang(request))
     if request.query.get("failed"):
         response.text = response.text.replace('data-failed="false"', 'data-failed="true"')
     return response
 
 
 async def login(request: web.Request) -> web.Response:
-    if not _same_origin(request):
+    if not same_origin(request):
         raise web.HTTPForbidden(text="cross-site login refused")
     form = await request.post()
     name, password = str(form.get("name", ""))[:64], str(form.get("password", ""))
@@ -156,23 +107,23 @@ async def logout(request: web.Request) -> web.Response:
 
 @require_role(*BOARD_ROLES)
 async def board_page(request: web.Request) -> web.Response:
-    return _page("board.html", _lang(request))
+    return page("board.html", lang(request))
 
 
 @require_role(*BOARD_ROLES)
 async def me(request: web.Request) -> web.Response:
     s: Session = request[SESSION]
-    lang = _lang(request)
-    return web.json_response({"name": s.name, "role": s.role, "role_text": i18n.render(f"role_{s.role}", lang=lang),
-                              "csrf": s.csrf, "may_ack": s.role == "monitor", "lang": lang,
-                              "text": i18n.catalog(lang)})
+    language = lang(request)
+    return web.json_response({"name": s.name, "role": s.role, "role_text": i18n.render(f"role_{s.role}", lang=language),
+                              "csrf": s.csrf, "may_ack": s.role == "monitor", "lang": language,
+                              "text": i18n.catalog(language)})
 
 
 @require_role(*BOARD_ROLES)
 async def alarms(request: web.Request) -> web.Response:
     s: Session = request[SESSION]
     return web.json_response(await in_db(request.app, board.recent_alarms, request.app[DB], s.role,
-                                         request.app[SETTINGS].sites, _lang(request)))
+                                         request.app[SETTINGS].sites, lang(request)))
 
 
 @require_role(*BOARD_ROLES, renew=False)
@@ -180,7 +131,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     """Alarms and acknowledgements as they are committed, filtered for this user's role. The stream ends
     when its session lapses (checked at each keep-alive); the page then finds itself logged out."""
     s: Session = request[SESSION]
-    stream = _Stream(s.role, _lang(request), asyncio.Queue(maxsize=1000))
+    stream = _Stream(s.role, lang(request), asyncio.Queue(maxsize=1000), s.name)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     request.app[STREAMS].add(stream)
@@ -251,7 +202,7 @@ def _status(status: int, text: str) -> web.HTTPException:
 @require_role(*BOARD_ROLES, renew=False)      # polled by the page every few seconds
 async def devices(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    return web.json_response(await in_db(request.app, board.devices, request.app[DB], settings.sites, _lang(request),
+    return web.json_response(await in_db(request.app, board.devices, request.app[DB], settings.sites, lang(request),
                                          settings.quiet_after))
 
 
@@ -271,19 +222,6 @@ def push_alarm(app: web.Application, device: str, entry: dict) -> None:
             continue
         view = board.alarm_view(device, entry["id"], entry["seq"], entry["ts"], body, None, sites, stream.lang)
         _put(stream, ("alarm", view))
-
-
-def _put(stream: _Stream, item) -> None:
-    try:
-        stream.queue.put_nowait(item)
-    except asyncio.QueueFull:       # a browser that stopped reading: its stream ends; it reloads the list when back
-        _end(stream)
-
-
-def _end(stream: _Stream) -> None:
-    while not stream.queue.empty():
-        stream.queue.get_nowait()
-    stream.queue.put_nowait(None)
 
 
 class WebBoard:
@@ -330,6 +268,12 @@ class WebBoard:
         """Thread-safe: called by the MQTT threads at each alarm's commit."""
         if self._loop is not None and self._app is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(push_alarm, self._app, device, entry)
+
+    def entries(self, device: str, entries: list[dict]) -> None:
+        """Thread-safe: called by the MQTT threads with the entries of each batch at its commit (the route board)."""
+        notable = routes.notable(entries)
+        if notable and self._loop is not None and self._app is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(routes.entries_committed, self._app, device, notable)
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.is_running():

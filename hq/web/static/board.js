@@ -122,11 +122,35 @@ function listen() {
     a.fresh = true;
     if (!alarms.has(key(a))) { alarms.set(key(a), a); render(); speak(a); }
   });
+  source.addEventListener("announce", (e) => {     // only to users who turned that kind on (hq/web/routes.py)
+    const a = JSON.parse(e.data);
+    const list = document.getElementById("announcements");
+    list.prepend(el("li", { "data-testid": "announcement", "data-what": a.what, text: a.text }));
+    while (list.children.length > 5) list.lastChild.remove();
+    const audio = document.getElementById("voice");
+    audio.src = a.voice;
+    audio.setAttribute("data-announce", a.id);
+    audio.play().catch(() => {});
+  });
   source.addEventListener("ack", (e) => {
     const done = JSON.parse(e.data);
     const a = alarms.get(key(done));
     if (a) { a.ack = done.ack; render(); }
   });
+}
+
+async function voiceSettings() {
+  const boxes = { confirmation: document.getElementById("voice-confirmation"),
+                  completion: document.getElementById("voice-completion") };
+  const show = (settings) => { for (const [k, box] of Object.entries(boxes)) { box.checked = settings[k]; box.disabled = false; } };
+  show(await api("/api/voice/settings"));
+  for (const box of Object.values(boxes)) {
+    box.addEventListener("change", async () => {
+      for (const b of Object.values(boxes)) b.disabled = true;
+      show(await api("/api/voice/settings", { confirmation: boxes.confirmation.checked,
+                                              completion: boxes.completion.checked }));
+    });
+  }
 }
 
 async function main() {
@@ -138,6 +162,7 @@ async function main() {
   listen();
   await loadAlarms();
   await loadDevices();
+  await voiceSettings();
   setInterval(loadDevices, 5000);
   document.body.setAttribute("data-ready", "true");
 }
