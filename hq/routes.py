@@ -154,7 +154,8 @@ def _routes(cur: Cursor, day: str, task_ids: list[str] | None, now: datetime, na
                 "officer": record.officer})
         out.append({"task_id": tid, "route": route_id(tid, day), "day": day, "kind": first.kind.value,
                     "plate": first.vehicle.plate, "escorts": list(first.escorts), "stops": stops,
-                    "skipped": skipped(planned, states)})
+                    "skipped": skipped(planned, states),
+                    "skipped_names": [s["site"] for s in stops if s["state"] == "skipped"]})
     out.sort(key=lambda r: (r["stops"][0]["window_start"] if r["stops"] else "", r["route"]))
     return out
 

@@ -1,6 +1,7 @@
 """The route board (the vault manager's live view) and each monitor's voice announcements (issue 16).
 
-GET /routes (the page), GET /api/routes?date=YYYY-MM-DD (JSON: the day's routes, hq/routes.py), live on the
+GET /routes (the page), GET /api/routes?date=YYYY-MM-DD (JSON {"day", "at", "routes": the day's routes,
+hq/routes.py; no date: today on the schedule's clock), live on the
 board's event stream as `route` (a route's card again whenever one of its handover entries is committed,
 at most one query a second however many arrive). GET/POST /api/voice/settings: whether the board speaks
 officer confirmations and completed handovers for this user (audited); those go on the stream as
@@ -82,8 +83,11 @@ async def day_routes(request: web.Request) -> web.Response:
         day = parse_day(request.query.get("date"))
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc))
-    return web.json_response(await in_db(request.app, routes.day_routes, request.app[DB], day, _now(),
-                                         request.app[SETTINGS].sites))
+    now = _now()
+    found = await in_db(request.app, routes.day_routes, request.app[DB], day, now, request.app[SETTINGS].sites)
+    # the day and the time as the schedule's clock says them: the browser's own zone may be another
+    return web.json_response({"day": day, "at": now.astimezone(ZoneInfo(DEFAULT_TZ)).strftime("%H:%M:%S"),
+                              "routes": found})
 
 
 @require_role(*ROLES)

@@ -112,6 +112,17 @@ async function loadDevices() {
   document.getElementById("devices-empty").hidden = list.length > 0;
 }
 
+// route skips judged at head office (hq/web/routes.py): a banner over the alarms while a route has one
+const skips = new Map();            // task_id -> route
+function noteRoute(r) {
+  if (r.skipped.length) skips.set(r.task_id, r); else skips.delete(r.task_id);
+  const box = document.getElementById("route-skips");
+  box.replaceChildren(...[...skips.values()].map((s) => el("a", { href: "/routes", class: "route-skip",
+    "data-testid": "board-route-skip", "data-route": s.route,
+    text: T("routes_skip", { plate: s.plate, route: s.route, sites: s.skipped_names.join(T("routes_list_sep")) }) })));
+  box.hidden = skips.size === 0;
+}
+
 function listen() {
   const source = new EventSource(`/api/events?lang=${encodeURIComponent(me.lang)}`);
   const lost = document.getElementById("lost");
@@ -132,6 +143,7 @@ function listen() {
     audio.setAttribute("data-announce", a.id);
     audio.play().catch(() => {});
   });
+  source.addEventListener("route", (e) => noteRoute(JSON.parse(e.data)));
   source.addEventListener("ack", (e) => {
     const done = JSON.parse(e.data);
     const a = alarms.get(key(done));
@@ -163,6 +175,7 @@ async function main() {
   await loadAlarms();
   await loadDevices();
   await voiceSettings();
+  for (const r of (await api("/api/routes")).routes) noteRoute(r);
   setInterval(loadDevices, 5000);
   document.body.setAttribute("data-ready", "true");
 }

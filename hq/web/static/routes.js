@@ -50,29 +50,30 @@ function cardNode(r) {
                          "data-task": r.task_id },
     el("h2", {}, el("span", { text: T("routes_route", { route: r.route }) }), el("span", { class: "plate", text: r.plate }),
       el("span", { class: "kind", text: T(`routes_kind_${r.kind}`) })),
-    el("div", { class: "escorts", text: `${T("routes_escorts")}: ${r.escorts.join("、")}` }),
+    el("div", { class: "escorts", text: `${T("routes_escorts")}: ${r.escorts.join(T("routes_list_sep"))}` }),
     el("ol", { class: "stops" }, ...r.stops.map(stopNode)));
 }
 
 function skipText(r) {
-  const sites = r.stops.filter((s) => r.skipped.includes(s.site_id)).map((s) => s.site).join("、");
-  return T("routes_skip", { plate: r.plate, route: r.route, sites });
+  return T("routes_skip", { plate: r.plate, route: r.route, sites: r.skipped_names.join(T("routes_list_sep")) });
 }
 
-function render() {
+function render(at) {
   const list = [...cards.values()];
   document.getElementById("cards").replaceChildren(...list.map(cardNode));
   document.getElementById("skips").replaceChildren(...list.filter((r) => r.skipped.length).map((r) =>
     el("p", { class: "route-skip", "data-testid": "route-skip", "data-route": r.route, text: skipText(r) })));
   document.getElementById("routes-empty").hidden = list.length > 0;
-  document.getElementById("updated").textContent = T("routes_updated", { time: new Date().toLocaleTimeString(me.lang) });
+  if (at) document.getElementById("updated").textContent = T("routes_updated", { time: at });
 }
 
 async function load() {
-  const list = await api(`/api/routes?date=${encodeURIComponent(day)}`);
+  const found = await api(`/api/routes?date=${encodeURIComponent(day || "")}`);
+  day = found.day;                  // none asked: today on head office's schedule clock
+  document.getElementById("day").value = day;
   cards.clear();
-  for (const r of list) cards.set(r.task_id, r);
-  render();
+  for (const r of found.routes) cards.set(r.task_id, r);
+  render(found.at);
 }
 
 function listen() {
@@ -92,8 +93,7 @@ async function main() {
   me = await api(`/api/me?lang=${document.documentElement.lang}`);
   document.querySelector("[data-testid=who]").textContent = `${me.name} · ${me.role_text}`;
   const input = document.getElementById("day");
-  day = new URLSearchParams(location.search).get("date") || new Date().toLocaleDateString("sv-SE", { timeZone: "Asia/Shanghai" });
-  input.value = day;
+  day = new URLSearchParams(location.search).get("date");
   input.addEventListener("change", () => { if (input.value) { day = input.value; load(); } });
   listen();
   await load();
