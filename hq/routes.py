@@ -1,7 +1,7 @@
 """The route board at head office (SPEC §2.5, issue 16): each truck's route of a day, stop by stop, from the
 schedule head office published (hq/schedule.py: each site's copy of a run, with its window) and the fleet's
 journal entries in head office's database (handover started / escort verified / box accepted / officer
-confirmed / handover ended, per device and task). The judgement itself is flows/route_board.py.
+confirmed / handover ended, per device and task). The judgement itself is hq/route_board.py.
 
 Also what the board announces besides alarms (an officer's confirmation, a handover ended): `announcement`
 reads it from one committed entry."""
@@ -13,9 +13,8 @@ from datetime import datetime
 from typing import Iterable
 from zoneinfo import ZoneInfo
 
-from flows.model import SiteType, Task
-from flows.route_board import PlannedStop, StopRecord, judge, skipped
 from hq.db import Cursor, Database
+from hq.route_board import PlannedStop, StopRecord, judge, skipped
 from hq.schedule import DEFAULT_TZ
 
 # the entries the board reads: a handover's start, the attempts and reads whose decisions it counts, its end
@@ -115,11 +114,11 @@ def _routes(cur: Cursor, day: str, task_ids: list[str] | None, now: datetime, na
                    (day, *(task_ids or ())))
     if not rows:
         return []
-    copies: dict[str, dict[str, Task]] = {}
+    # each site's copy of a run (hq.schedule.site_tasks): the same route, truck, escorts and boxes, its own window
+    copies: dict[str, dict[str, dict]] = {}
     for site, tid, body in rows:
-        copies.setdefault(tid, {})[site] = Task.from_dict(json.loads(body))
+        copies.setdefault(tid, {})[site] = json.loads(body)
     sites = dict(cur.all("SELECT site_id, name FROM schedule_sites"))
-    types = dict(cur.all("SELECT site_id, type FROM schedule_sites"))
     device_sites = dict(cur.all("SELECT device, site_id FROM devices WHERE site_id IS NOT NULL"))
     kinds = ", ".join("?" * len(KINDS))
     wanted = sorted(copies)
@@ -130,16 +129,17 @@ def _routes(cur: Cursor, day: str, task_ids: list[str] | None, now: datetime, na
     out = []
     for tid in wanted:
         by_site = copies[tid]
-        first = next(iter(by_site.values()))
-        path = [s for s in first.route if s in by_site]
-        planned = [PlannedStop(s, by_site[s].window_start, by_site[s].window_end) for s in path]
+        run = next(iter(by_site.values()))
+        path = [s for s in run["route"] if s in by_site]
+        planned = [PlannedStop(s, datetime.fromisoformat(by_site[s]["window_start"]),
+                               datetime.fromisoformat(by_site[s]["window_end"])) for s in path]
         found = {s: records[(tid, s)] for s in path if (tid, s) in records}
         states = judge(planned, {s: StopRecord(r.started_at, r.ended_at) for s, r in found.items()}, now)
         stops = []
         for n, (stop, state) in enumerate(zip(planned, states), 1):
-            task, record = by_site[stop.site_id], found.get(stop.site_id, _Stop())
-            site_type = SiteType.VAULT if types.get(stop.site_id) == "vault" else SiteType.BRANCH
-            boxes = task.boxes_for(stop.site_id, site_type)
+            record = found.get(stop.site_id, _Stop())
+            # the boxes that change hands here: those leaving it or coming to it (at the vault, all of the run's)
+            boxes = [b for b in run["boxes"] if stop.site_id in (b.get("origin"), b.get("destination"))]
             stops.append({
                 "position": n, "site_id": stop.site_id,
                 "site": names.get(stop.site_id) or sites.get(stop.site_id) or stop.site_id,
@@ -148,12 +148,12 @@ def _routes(cur: Cursor, day: str, task_ids: list[str] | None, now: datetime, na
                 "state": state.value, "device": record.device,
                 "arrived": _hhmm(record.started_at, stop.window_start),
                 "ended": _hhmm(record.ended_at, stop.window_start), "outcome": record.outcome,
-                "escorts_verified": [e for e in task.escorts if e in record.escorts],
-                "escorts_planned": len(task.escorts),
+                "escorts_verified": [e for e in run["escorts"] if e in record.escorts],
+                "escorts_planned": len(run["escorts"]),
                 "boxes_counted": len(record.boxes), "boxes_planned": len(boxes),
                 "officer": record.officer})
-        out.append({"task_id": tid, "route": route_id(tid, day), "day": day, "kind": first.kind.value,
-                    "plate": first.vehicle.plate, "escorts": list(first.escorts), "stops": stops,
+        out.append({"task_id": tid, "route": route_id(tid, day), "day": day, "kind": run["kind"],
+                    "plate": run["vehicle"]["plate"], "escorts": list(run["escorts"]), "stops": stops,
                     "skipped": skipped(planned, states),
                     "skipped_names": [s["site"] for s in stops if s["state"] == "skipped"]})
     out.sort(key=lambda r: (r["stops"][0]["window_start"] if r["stops"] else "", r["route"]))

@@ -1,4 +1,4 @@
-"""The route board's judgement (flows/route_board.py): every row of the table, then whole routes as the vault
+"""The route board's judgement (hq/route_board.py): every row of the table, then whole routes as the vault
 manager sees them — done, at the door, next, overdue, pending, and a route skip judged from a later stop."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.route_board import RULES, Here, PlannedStop, StopRecord, StopState, judge, skipped, state_of
+from hq.route_board import RULES, Here, PlannedStop, StopRecord, StopState, judge, skipped, state_of
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=CST)

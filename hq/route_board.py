@@ -2,6 +2,9 @@
 time now and what the fleet's journals say happened there. Route skips (跳点) are judged here, at head
 office, from the whole fleet's records: a terminal offline may only know `route_unverified`.
 
+Pure, as flows/ is (no I/O, no clock: `now` is passed in), but head office's own: hq imports nothing of the
+terminal (tests/unit/test_layout.py), and the terminal never judges a whole route.
+
 A stop is `skipped` when the truck has reached a later stop of the route (a handover started there) while
 this one has no handover at all: waiting for the later stop to finish would tell the vault manager only
 after the crew has left. What is not known (a terminal whose records have not come up yet) looks like no
