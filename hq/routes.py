@@ -17,8 +17,13 @@ from hq.db import Cursor, Database
 from hq.route_board import PlannedStop, StopRecord, judge, skipped
 from hq.schedule import DEFAULT_TZ
 
-# the entries the board reads: a handover's start, the attempts and reads whose decisions it counts, its end
-KINDS = ("handover_started", "finger_attempt", "password_attempt", "box_read", "handover_ended")
+# the entries the board reads: a handover's start and end (their report counts a finished one), and while it
+# runs the attempts and reads whose decisions count it
+ENDS = ("handover_started", "handover_ended")
+STEPS = ("finger_attempt", "password_attempt", "box_read")
+KINDS = ENDS + STEPS
+# ENDS as SQL, written as the partial index hq_routes_handovers is (hq/db.py), so SQLite's planner uses it
+_ENDS_SQL = "kind IN ('handover_started', 'handover_ended')"
 ANNOUNCED = ("confirmation", "completion")
 OUTCOMES = ("completed", "completed_with_exception", "aborted")
 
@@ -54,7 +59,7 @@ def _records(rows: Iterable[tuple], device_sites: dict[str, str]) -> dict[tuple[
     """{(task_id, site_id): what happened there}, from entries in (device, seq) order."""
     out: dict[tuple[str, str], _Stop] = {}
     where: dict[tuple[str, str], str] = {}        # (device, task) -> the site its handover_started named
-    for device, ts, kind, task_id, body in rows:
+    for device, _, ts, kind, task_id, body in rows:
         body = json.loads(body)
         if kind == "handover_started":
             site = body.get("site_id") if isinstance(body.get("site_id"), str) else device_sites.get(device)
@@ -77,6 +82,9 @@ def _records(rows: Iterable[tuple], device_sites: dict[str, str]) -> dict[tuple[
             stop.outcome = report.get("outcome") if isinstance(report.get("outcome"), str) else None
             if isinstance(report.get("boxes_counted"), list):
                 stop.boxes = {b for b in report["boxes_counted"] if isinstance(b, str)}
+            people = [p for p in report.get("people") or () if isinstance(p, dict) and p.get("verified_at")]
+            stop.escorts = {p.get("person_id") for p in people if p.get("role") in ("escort", "escort_lead")}
+            stop.officer = next((p.get("person_id") for p in people if p.get("role") == "officer"), None)
             continue
         for d in _decisions(body):
             kind_of = d.get("type")
@@ -108,6 +116,25 @@ def route_id(task_id: str, day: str) -> str:
     return task_id[:-len(suffix)] if task_id.endswith(suffix) else task_id
 
 
+def _entries(cur: Cursor, task_ids: list[str]) -> list[tuple]:
+    """The entries of these tasks the board reads, in (device, seq) order. Starts and ends come through the
+    small partial index (one row per handover: ingest barely pays for it); a handover still running is read
+    on from its start along the device's own key, (device, seq)."""
+    marks = ", ".join("?" * len(task_ids))
+    rows = cur.all(f"SELECT device, seq, ts, kind, task_id, body FROM entries WHERE {_ENDS_SQL} "
+                   f"AND task_id IN ({marks})", tuple(task_ids))
+    last: dict[tuple[str, str], tuple[int, str]] = {}
+    for device, seq, _, kind, task_id, _ in rows:
+        if seq > last.get((device, task_id), (0, ""))[0]:
+            last[(device, task_id)] = (seq, kind)
+    steps = ", ".join("?" * len(STEPS))
+    for (device, task_id), (seq, kind) in last.items():
+        if kind == "handover_started":
+            rows += cur.all(f"SELECT device, seq, ts, kind, task_id, body FROM entries WHERE device = ? AND seq > ? "
+                            f"AND task_id = ? AND kind IN ({steps})", (device, seq, task_id, *STEPS))
+    return sorted(rows, key=lambda r: (r[0], r[1]))
+
+
 def _routes(cur: Cursor, day: str, task_ids: list[str] | None, now: datetime, names: dict[str, str]) -> list[dict]:
     only = f" AND task_id IN ({', '.join('?' * len(task_ids))})" if task_ids else ""
     rows = cur.all(f"SELECT site_id, task_id, body FROM schedule_tasks WHERE day = ?{only} ORDER BY task_id, site_id",
@@ -120,12 +147,8 @@ def _routes(cur: Cursor, day: str, task_ids: list[str] | None, now: datetime, na
         copies.setdefault(tid, {})[site] = json.loads(body)
     sites = dict(cur.all("SELECT site_id, name FROM schedule_sites"))
     device_sites = dict(cur.all("SELECT device, site_id FROM devices WHERE site_id IS NOT NULL"))
-    kinds = ", ".join("?" * len(KINDS))
     wanted = sorted(copies)
-    entries = cur.all(
-        f"SELECT device, ts, kind, task_id, body FROM entries WHERE task_id IN ({', '.join('?' * len(wanted))}) "
-        f"AND kind IN ({kinds}) ORDER BY device, seq", (*wanted, *KINDS))
-    records = _records(entries, device_sites)
+    records = _records(_entries(cur, wanted), device_sites)
     out = []
     for tid in wanted:
         by_site = copies[tid]

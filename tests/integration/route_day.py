@@ -57,10 +57,10 @@ def _ts(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def start_stop(journal, day: date, site: str, at: datetime, *, officer: str | None = "O01") -> None:
+def start_stop(journal, day: date, site: str, at: datetime, *, officer: str | None = "O01", route: str = "R07") -> None:
     """A handover at `site`: the truck arrived, both escorts verified at the door, this stop's boxes read,
     the officer confirmed (unless officer is None)."""
-    tid = task_id(day)
+    tid = task_id(day, route)
     boxes = _boxes_at(site)
 
     def feed(kind: str, event, step: Step, decisions: list, t: datetime) -> None:
@@ -83,19 +83,20 @@ def start_stop(journal, day: date, site: str, at: datetime, *, officer: str | No
              [OfficerConfirmed(officer, "fingerprint")], t)
 
 
-def end_stop(journal, day: date, site: str, arrived: datetime, ended: datetime, outcome: str = "completed") -> None:
+def end_stop(journal, day: date, site: str, arrived: datetime, ended: datetime, outcome: str = "completed",
+             route: str = "R07") -> None:
     """The handover at `site` ends: its report, as flows.report builds it."""
     boxes = tuple(sorted(b for b, _ in _boxes_at(site)))
     people = tuple(PersonLine(e, "escort_lead" if i == 0 else "escort", arrived.isoformat(timespec="seconds"), None)
                    for i, e in enumerate(ESCORTS)) + (PersonLine("O01", "officer", ended.isoformat(timespec="seconds"),
                                                                  None),)
-    report = HandoverReport(task_id=task_id(day), kind="delivery", site_id=site,
+    report = HandoverReport(task_id=task_id(day, route), kind="delivery", site_id=site,
                             site_type="vault" if site == ROUTE[0] else "branch", plate=PLATE,
                             arrived_at=arrived.isoformat(timespec="seconds"), arrival_manual=False,
                             ended_at=ended.isoformat(timespec="seconds"), outcome=outcome, people=people,
                             officer_method="fingerprint", boxes_planned=boxes, boxes_counted=boxes, uid_only_boxes=(),
                             exceptions=(), dispositions=(), restarts=0)
-    journal.append("handover_ended", {"report": dataclasses.asdict(report)}, task_id=task_id(day), ts=_ts(ended))
+    journal.append("handover_ended", {"report": dataclasses.asdict(report)}, task_id=task_id(day, route), ts=_ts(ended))
 
 
 def as_uplink(device: str, entries) -> list[dict]:
