@@ -51,13 +51,19 @@ def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | No
     app.router.add_get("/api/devices", devices)
     routes.add_routes(app)
     app.router.add_static("/static", STATIC)
+    app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_close)
     return app
 
 
-async def _close(app: web.Application) -> None:
+async def _end_streams(app: web.Application) -> None:
+    """At shutdown, before the server waits for its handlers: each open board's stream ends now, not at its
+    next keep-alive (WebBoard.stop waited out its join for that)."""
     for stream in list(app[STREAMS]):
         _end(stream)
+
+
+async def _close(app: web.Application) -> None:
     await in_db(app, app[DB].close)
     app[DB_THREAD].shutdown()
 
