@@ -61,6 +61,8 @@ def _records(rows: Iterable[tuple], device_sites: dict[str, str]) -> dict[tuple[
     where: dict[tuple[str, str], str] = {}        # (device, task) -> the site its handover_started named
     for device, _, ts, kind, task_id, body in rows:
         body = json.loads(body)
+        if not isinstance(body, dict):
+            continue
         if kind == "handover_started":
             site = body.get("site_id") if isinstance(body.get("site_id"), str) else device_sites.get(device)
             if site is None:
@@ -82,7 +84,8 @@ def _records(rows: Iterable[tuple], device_sites: dict[str, str]) -> dict[tuple[
             stop.outcome = report.get("outcome") if isinstance(report.get("outcome"), str) else None
             if isinstance(report.get("boxes_counted"), list):
                 stop.boxes = {b for b in report["boxes_counted"] if isinstance(b, str)}
-            people = [p for p in report.get("people") or () if isinstance(p, dict) and p.get("verified_at")]
+            listed = report.get("people") if isinstance(report.get("people"), list) else []
+            people = [p for p in listed if isinstance(p, dict) and p.get("verified_at")]
             stop.escorts = {p.get("person_id") for p in people if p.get("role") in ("escort", "escort_lead")}
             stop.officer = next((p.get("person_id") for p in people if p.get("role") == "officer"), None)
             continue

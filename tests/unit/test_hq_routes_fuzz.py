@@ -12,9 +12,10 @@ import urllib.request
 from datetime import date
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hq import routes
 from hq.web.auth import CSRF_HEADER
 from hq.web.routes import parse_day, parse_voice_settings
 from tests.unit.test_hq_web_fuzz import FUZZ, page  # noqa: F401 (fixture: the app with a logged-in monitor)
@@ -103,3 +104,34 @@ def test_a_bad_date_is_named(value, why):
 def test_bad_settings_are_named(data, why):
     with pytest.raises(ValueError, match=why):
         parse_voice_settings(data)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.sampled_from(
+                         ["site_id", "report", "people", "decisions", "type", "person_id", "box_id", "role",
+                          "verified_at", "ended_at", "arrived_at", "outcome", "boxes_counted", "plate", "x"]),
+                         kids, max_size=5), max_leaves=12)
+
+
+_BODY = _JSON | st.fixed_dictionaries({}, optional={
+    "site_id": _JSON,
+    "report": st.fixed_dictionaries({}, optional=dict.fromkeys(
+        ["people", "ended_at", "arrived_at", "outcome", "boxes_counted", "site_id", "plate"], _JSON)) | _JSON,
+    "decisions": _JSON | st.lists(_JSON | st.dictionaries(st.sampled_from(["type", "person_id", "box_id"]), _JSON | st.sampled_from(
+        ["EscortVerified", "BoxAccepted", "OfficerConfirmed", "TaskRestarted"])), max_size=4)})
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["dev-1", "dev-2"]), st.sampled_from(routes.KINDS),
+                          st.sampled_from(["T1", "T2"]), _BODY,
+                          st.sampled_from(["2026-11-30T01:00:00.000Z", "not a time", ""])), max_size=12))
+def test_whatever_a_terminal_s_entry_bodies_hold_the_board_reads_them_or_passes_them_by(rows):
+    """Entry bodies are the terminals' bytes (chain-checked, not trusted): odd shapes count for nothing."""
+    numbered = [(device, n, ts, kind, task, json.dumps(body)) for n, (device, kind, task, body, ts) in enumerate(rows, 1)]
+    found = routes._records(numbered, {"dev-1": "BR-001"})
+    for (task, site), stop in found.items():
+        assert task in ("T1", "T2") and isinstance(site, str)
+        assert all(isinstance(b, str) for b in stop.boxes)
+    for device, n, ts, kind, task, body in numbered:
+        said = routes.announcement({"kind": kind, "body": json.loads(body)})
+        assert said is None or said[0] in routes.ANNOUNCED
