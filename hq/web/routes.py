@@ -10,6 +10,7 @@ Alarms are always spoken (hq/web/app.py)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from datetime import date, datetime, timezone
 from urllib.parse import urlencode
@@ -25,6 +26,7 @@ from hq.web.page import DB, SETTINGS, lang, page
 from hq.web.stream import STREAMS, put
 from hq.web.voice import Voice
 
+log = logging.getLogger("handover.hq.web.routes")
 ROLES = ("monitor", "vault_manager", "admin")
 THROTTLE = 1.0          # seconds: at most one route query a second, however many entries are committed
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")     # ASCII digits: \d also takes other scripts' digits
@@ -152,8 +154,13 @@ def entries_committed(app: web.Application, device: str, entries: list[dict]) ->
         said = routes.announcement(entry)
         if said is not None and any(on.get(said[0]) for on in app[VOICE_ON].values()):
             _spawn(app, _announce(app, device, entry, *said))
+    app[PENDING]["tasks"].update(e["task_id"] for e in entries if e.get("task_id"))
+    _schedule_push(app)
+
+
+def _schedule_push(app: web.Application) -> None:
+    """One route query for the tasks changed so far: now, or THROTTLE after the last one began."""
     pending = app[PENDING]
-    pending["tasks"].update(e["task_id"] for e in entries if e.get("task_id"))
     if pending["tasks"] and pending["handle"] is None:
         loop = asyncio.get_running_loop()
         wait = max(0.0, pending["last"] + THROTTLE - loop.time())
@@ -172,14 +179,17 @@ async def _push_routes(app: web.Application) -> None:
     pending["last"] = asyncio.get_running_loop().time()
     try:
         cards = await in_db(app, routes.routes_of, app[DB], task_ids, _now(), app[SETTINGS].sites)
+    except Exception as exc:        # the database away: these tasks go with the next query, not lost
+        log.warning("route board: routes not read (%s); tried again in %.0f s", type(exc).__name__, THROTTLE)
+        pending["tasks"] |= task_ids
+        cards = []
     finally:
         pending["handle"] = None
     for card in cards:
         for stream in list(app[STREAMS]):
             if stream.role in ROLES:
                 put(stream, ("route", card))
-    if pending["tasks"]:            # more came while this query ran
-        entries_committed(app, "", [])
+    _schedule_push(app)             # what came while this query ran
 
 
 async def _announcement_view(app: web.Application, device: str, entry: dict, what: str, facts: dict) -> dict:
