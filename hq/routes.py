@@ -241,6 +241,12 @@ def site_of_device(db: Database, device: str, task_id: str | None) -> str | None
     return db.run(work)
 
 
+def site_name(db: Database, site_id: str | None) -> str | None:
+    """A site's name as the schedule's sites list gives it (`handover-hq schedule sites`)."""
+    row = db.run(lambda cur: cur.one("SELECT name FROM schedule_sites WHERE site_id = ?", (site_id,))) if site_id else None
+    return row[0] if row else None
+
+
 def entry(db: Database, device: str, entry_id: str) -> dict | None:
     """One applied entry by its id (`<device>:<seq>`), or None."""
     _, sep, seq = entry_id.rpartition(":")

@@ -194,8 +194,8 @@ async def _push_routes(app: web.Application) -> None:
 
 async def _announcement_view(app: web.Application, device: str, entry: dict, what: str, facts: dict) -> dict:
     site_id = facts.get("site_id") or await in_db(app, routes.site_of_device, app[DB], device, entry.get("task_id"))
-    names = app[SETTINGS].sites
-    site = names.get(site_id or "") or site_id or device
+    site = (app[SETTINGS].sites.get(site_id or "") or await in_db(app, routes.site_name, app[DB], site_id)
+            or site_id or device)
     at = routes.local_time(entry.get("ts"))
     key = f"routes_speech_{what}" if what == "confirmation" else f"routes_speech_{facts['outcome']}"
     params = {"site": site, "plate": facts.get("plate", ""), "time": at}

@@ -142,6 +142,7 @@ def test_what_the_board_announces_is_read_from_the_committed_entries(fleet):
     assert stored["kind"] == "handover_ended" and routes.announcement(stored) == said[1][1]
     assert routes.entry(fleet.db, "dev-001", "dev-002:1") is None and routes.entry(fleet.db, "dev-001", "x") is None
     assert routes.site_of_device(fleet.db, "dev-001", task_id(DAY)) == "BR-001"
+    assert routes.site_name(fleet.db, "BR-001") == "城东支行" and routes.site_name(fleet.db, "BR-404") is None
     assert routes.local_time("2026-11-30T00:25:00.000Z") == "08:25"
 
 

@@ -27,7 +27,7 @@ from hq.web.auth import CSRF_HEADER, Auth
 from tests.conftest import free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
-from route_day import NAMES, SITES, as_uplink, dispatch, end_stop, start_stop  # noqa: E402
+from route_day import SITES, as_uplink, dispatch, end_stop, start_stop  # noqa: E402
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PASSWORD = "route board password"
@@ -97,7 +97,7 @@ def office(tmp_path):
     import_schedule(db, dispatch(day, [("00:00", "23:56"), ("00:01", "23:57"), ("00:02", "23:58"),
                                        ("00:03", "23:59")]), "day.csv")
     port = free_port()
-    web = WebBoard(db_url, "127.0.0.1", port, Settings(sites=NAMES)).start()
+    web = WebBoard(db_url, "127.0.0.1", port, Settings(sites={})).start()     # names from the schedule's sites
     yield web, db, day, f"http://127.0.0.1:{port}", tmp_path
     web.stop()
     db.close()
