@@ -6,7 +6,8 @@ board's event stream as `route` (a route's card again whenever one of its handov
 at most one query a second however many arrive). GET/POST /api/voice/settings: whether the board speaks
 officer confirmations and completed handovers for this user (audited); those go on the stream as
 `announce` only to the users who turned them on, and GET /api/voice/announce?device=&id= is their WAV.
-Alarms are always spoken (hq/web/app.py)."""
+Alarms are always spoken (hq/web/app.py), and so is a route skip judged here (`announce` to every board,
+GET /api/voice/route_skip?task=&site=)."""
 from __future__ import annotations
 
 import asyncio
@@ -35,6 +36,7 @@ VOICE_ON = web.AppKey("routes_voice_on", dict)          # user name -> {"confirm
 PENDING = web.AppKey("routes_pending", dict)            # "tasks": task ids changed; "handle": the refresh scheduled
 TASKS = web.AppKey("routes_tasks", set)                 # running pushes (held: the loop keeps weak references)
 SPEAKER = web.AppKey("routes_voice", Voice)
+SKIPS = web.AppKey("routes_skips", dict)                # task id -> the stops pushed as skipped (spoken once)
 
 
 def add_routes(app: web.Application) -> None:
@@ -42,12 +44,14 @@ def add_routes(app: web.Application) -> None:
     app[PENDING] = {"tasks": set(), "handle": None, "last": 0.0}
     app[TASKS] = set()
     app[SPEAKER] = Voice()
+    app[SKIPS] = {}
     app.on_startup.append(_load_voice_settings)
     app.router.add_get("/routes", routes_page)
     app.router.add_get("/api/routes", day_routes)
     app.router.add_get("/api/voice/settings", voice_settings)
     app.router.add_post("/api/voice/settings", set_voice_settings)
     app.router.add_get("/api/voice/announce", announce_voice)
+    app.router.add_get("/api/voice/route_skip", route_skip_voice)
 
 
 async def _load_voice_settings(app: web.Application) -> None:
@@ -133,11 +137,35 @@ async def announce_voice(request: web.Request) -> web.Response:
     if said is None or not app[VOICE_ON].get(s.name, {}).get(said[0]):
         raise web.HTTPNotFound(text="no such announcement")
     view = await _announcement_view(app, device, found, *said)
+    return await _wav(app, view["speech"])
+
+
+@require_role(*ROLES)
+async def route_skip_voice(request: web.Request) -> web.Response:
+    """The WAV of a route skip, while the route is judged so (404 otherwise): an alarm, spoken to everyone."""
+    app = request.app
+    task_id, site_id = request.query.get("task", ""), request.query.get("site", "")
+    cards = await in_db(app, routes.routes_of, app[DB], [task_id], _now(), app[SETTINGS].sites) if task_id else []
+    card = next((c for c in cards if site_id in c["skipped"]), None)
+    if card is None:
+        raise web.HTTPNotFound(text="no such route skip")
+    return await _wav(app, _skip_view(card, site_id)["speech"])
+
+
+async def _wav(app: web.Application, sentence: str) -> web.Response:
     try:
-        wav = await app[SPEAKER].wav(view["speech"])
+        wav = await app[SPEAKER].wav(sentence)
     except RuntimeError as exc:
         raise web.HTTPServiceUnavailable(text=str(exc))
     return web.Response(body=wav, content_type="audio/wav", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _skip_view(card: dict, site_id: str) -> dict:
+    site = next(s["site"] for s in card["stops"] if s["site_id"] == site_id)
+    params = {"site": site, "plate": card["plate"], "route": card["route"]}
+    return {"id": f"{card['task_id']}|{site_id}", "what": "route_skip", **params,
+            "speech": i18n.render("routes_speech_route_skip", params, "zh-CN"),
+            "voice": "/api/voice/route_skip?" + urlencode({"task": card["task_id"], "site": site_id})}
 
 
 # -- live: what a committed entry changes -------------------------------------------------------------
@@ -186,9 +214,15 @@ async def _push_routes(app: web.Application) -> None:
     finally:
         pending["handle"] = None
     for card in cards:
+        known = app[SKIPS].get(card["task_id"], set())
+        app[SKIPS][card["task_id"]] = set(card["skipped"])
+        skips = [_skip_view(card, site) for site in card["skipped"] if site not in known]
         for stream in list(app[STREAMS]):
             if stream.role in ROLES:
                 put(stream, ("route", card))
+                for view in skips:      # a route skip is an alarm: spoken on every board, whatever it chose
+                    put(stream, ("announce", {**view, "text": i18n.render("routes_announce_route_skip", view,
+                                                                          stream.lang)}))
     _schedule_push(app)             # what came while this query ran
 
 

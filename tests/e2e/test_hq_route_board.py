@@ -5,11 +5,13 @@ announcements, on `handover-hq serve --http` with a real TLS mosquitto. The day'
 
 A vault manager watches route R07: the vault done, 城东支行 at the door, 城西支行 overdue, 城南支行 pending.
 城东支行's handover ends: its stop turns done on the open page, no reload. The truck then reaches 城南支行 with
-no handover at 城西支行: a route skip, on the card, in a banner and on the monitors' alarm board. Meanwhile monitor wang, who turned on the
+no handover at 城西支行: a route skip, on the card, in a banner and on the monitors' alarm board, and spoken on
+every board (an alarm). Meanwhile monitor wang, who turned on the
 announcement of completed handovers, gets it spoken (a non-silent WAV); monitor li, who did not, gets nothing.
 Screenshots in artifacts/e2e/ (1280x800)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -145,6 +147,14 @@ def test_the_vault_manager_watches_a_route_live_and_each_monitor_hears_what_they
         board_skip = wang.get_by_test_id("board-route-skip")
         expect(board_skip).to_contain_text("未在城西支行交接", timeout=15000)
         expect(board_skip).to_have_attribute("href", "/routes")
+        # a route skip is an alarm: spoken on every board, li's too, whatever she chose
+        for board in (wang, li):
+            said = board.locator("[data-testid=announcement][data-what=route_skip]")
+            expect(said).to_contain_text("跳点报警：沪A·C1234 未在城西支行交接", timeout=15000)
+            audio = board.get_by_test_id("voice")
+            expect(audio).to_have_attribute("src", re.compile(r"/api/voice/route_skip\?"))
+            wav = board.request.get(head_office.url.rstrip("/") + audio.get_attribute("src"))
+            assert wav.ok and rms(wav.body(), tmp_path / "skip.wav") > 0.01, "the route skip is not spoken"
         wang.screenshot(path=str(artifacts("e2e/hq-routes-06-board-skip.png")))
         manager.goto(head_office.url + "routes?lang=en")
         expect(manager.locator("[data-testid=route-card][data-route=R07]")).to_contain_text("Skipped")

@@ -2,7 +2,7 @@
 and real SQLite, fed as `serve` feeds it: each batch's committed entries handed to `WebBoard.entries`. A burst
 of entries is one route query and push, then one more for what came meanwhile — not one per entry — and the
 last push holds the final state; an officer's confirmation is announced on the streams of the users who
-turned that on, and nobody else's."""
+turned that on, and nobody else's, while a route skip is spoken to everyone (an alarm), once."""
 from __future__ import annotations
 
 import json
@@ -143,12 +143,16 @@ def test_an_officer_s_confirmation_is_announced_only_to_whoever_turned_it_on(off
         end_stop(journal, day, "BR-002", at, at + timedelta(minutes=3))
         web.entries("dev-002", db.apply("dev-002", as_uplink("dev-002", list(journal.entries()))).committed)
         heard = [data for name, data in wang.collect(3.0) if name == "announce"]
-        assert [(a["what"], a["site"]) for a in heard] == [("confirmation", "城西支行")]   # the completion is off
-        assert heard[0]["speech"].startswith("城西支行，营业专员认证成功，")
-        assert [name for name, _ in li.collect(0.5) if name == "announce"] == []
-        with urllib.request.urlopen(urllib.request.Request(base + heard[0]["voice"], headers={"Cookie": cookie}),
-                                    timeout=60) as r:
-            assert r.headers["Content-Type"] == "audio/wav" and r.read(4) == b"RIFF"
+        assert [(a["what"], a["site"]) for a in heard if a["what"] != "route_skip"] == [
+            ("confirmation", "城西支行")]                                             # the completion is off
+        assert [a for a in heard if a["what"] == "confirmation"][0]["speech"].startswith("城西支行，营业专员认证成功，")
+        # li chose nothing: only the alarm of this route, whose first two stops had no handover, is spoken to her
+        assert sorted(data["site"] for name, data in li.collect(1.0) if name == "announce") == ["中心金库", "城东支行"]
+        assert sorted(a["site"] for a in heard if a["what"] == "route_skip") == ["中心金库", "城东支行"]
+        for a in heard:
+            with urllib.request.urlopen(urllib.request.Request(base + a["voice"], headers={"Cookie": cookie}),
+                                        timeout=60) as r:
+                assert r.headers["Content-Type"] == "audio/wav" and r.read(4) == b"RIFF"
     finally:
         wang.close()
         li.close()

@@ -86,6 +86,14 @@ def test_any_announcement_query_without_such_an_entry_is_not_found(page, device,
     assert get(opener, f"{base}/api/voice/announce?{query}", headers={"Cookie": cookie})[0] == 404
 
 
+@FUZZ
+@given(st.text(max_size=60), st.text(max_size=60))
+def test_any_route_skip_voice_query_without_such_a_skip_is_not_found(page, task, site):
+    base, cookie, _, _, opener = page
+    query = urllib.parse.urlencode({"task": task, "site": site})
+    assert get(opener, f"{base}/api/voice/route_skip?{query}", headers={"Cookie": cookie})[0] == 404
+
+
 @given(st.dates())
 def test_every_calendar_day_is_taken_as_written(day):
     assert parse_day(day.isoformat()) == day.isoformat()
