@@ -29,6 +29,7 @@ from hq.web.voice import Voice
 
 log = logging.getLogger("handover.hq.web.routes")
 ROLES = ("monitor", "vault_manager", "admin")
+MAX_KNOWN = 20_000      # routes whose spoken skips are remembered (a busy day's runs, and then some)
 THROTTLE = 1.0          # seconds: at most one route query a second, however many entries are committed
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")     # ASCII digits: \d also takes other scripts' digits
 
@@ -214,8 +215,10 @@ async def _push_routes(app: web.Application) -> None:
     finally:
         pending["handle"] = None
     for card in cards:
-        known = app[SKIPS].get(card["task_id"], set())
-        app[SKIPS][card["task_id"]] = set(card["skipped"])
+        known = app[SKIPS].pop(card["task_id"], set())
+        app[SKIPS][card["task_id"]] = set(card["skipped"])          # re-inserted: the dict runs oldest first
+        while len(app[SKIPS]) > MAX_KNOWN:
+            del app[SKIPS][next(iter(app[SKIPS]))]
         skips = [_skip_view(card, site) for site in card["skipped"] if site not in known]
         for stream in list(app[STREAMS]):
             if stream.role in ROLES:
