@@ -24,6 +24,7 @@ STEPS = ("finger_attempt", "password_attempt", "box_read")
 KINDS = ENDS + STEPS
 # ENDS as SQL, written as the partial index hq_routes_handovers is (hq/db.py), so SQLite's planner uses it
 _ENDS_SQL = "kind IN ('handover_started', 'handover_ended')"
+_CHUNK = 300            # running handovers read in one statement (3 parameters each)
 ANNOUNCED = ("confirmation", "completion")
 OUTCOMES = ("completed", "completed_with_exception", "aborted")
 
@@ -130,11 +131,14 @@ def _entries(cur: Cursor, task_ids: list[str]) -> list[tuple]:
     for device, seq, _, kind, task_id, _ in rows:
         if seq > last.get((device, task_id), (0, ""))[0]:
             last[(device, task_id)] = (seq, kind)
+    running = [(device, seq, task_id) for (device, task_id), (seq, kind) in last.items() if kind == "handover_started"]
     steps = ", ".join("?" * len(STEPS))
-    for (device, task_id), (seq, kind) in last.items():
-        if kind == "handover_started":
-            rows += cur.all(f"SELECT device, seq, ts, kind, task_id, body FROM entries WHERE device = ? AND seq > ? "
-                            f"AND task_id = ? AND kind IN ({steps})", (device, seq, task_id, *STEPS))
+    for at in range(0, len(running), _CHUNK):       # one statement for many: a round trip each was most of it
+        chunk = running[at:at + _CHUNK]
+        rows += cur.all(f"WITH r (device, seq, task_id) AS (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) "
+                        f"SELECT e.device, e.seq, e.ts, e.kind, e.task_id, e.body FROM r JOIN entries e "
+                        f"ON e.device = r.device AND e.seq > r.seq AND e.task_id = r.task_id WHERE e.kind IN ({steps})",
+                        (*(v for row in chunk for v in row), *STEPS))
     return sorted(rows, key=lambda r: (r[0], r[1]))
 
 
