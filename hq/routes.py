@@ -24,7 +24,7 @@ STEPS = ("finger_attempt", "password_attempt", "box_read")
 KINDS = ENDS + STEPS
 # ENDS as SQL, written as the partial index hq_routes_handovers is (hq/db.py), so SQLite's planner uses it
 _ENDS_SQL = "kind IN ('handover_started', 'handover_ended')"
-_CHUNK = 300            # running handovers read in one statement (3 parameters each)
+_CHUNK = 300            # running handovers read in one statement (3 parameters each); task ids: 900
 ANNOUNCED = ("confirmation", "completion")
 OUTCOMES = ("completed", "completed_with_exception", "aborted")
 
@@ -124,9 +124,11 @@ def _entries(cur: Cursor, task_ids: list[str]) -> list[tuple]:
     """The entries of these tasks the board reads, in (device, seq) order. Starts and ends come through the
     small partial index (one row per handover: ingest barely pays for it); a handover still running is read
     on from its start along the device's own key, (device, seq)."""
-    marks = ", ".join("?" * len(task_ids))
-    rows = cur.all(f"SELECT device, seq, ts, kind, task_id, body FROM entries WHERE {_ENDS_SQL} "
-                   f"AND task_id IN ({marks})", tuple(task_ids))
+    rows = []
+    for at in range(0, len(task_ids), _CHUNK * 3):  # a day's 20,000 tasks are more parameters than SQLite takes
+        chunk = task_ids[at:at + _CHUNK * 3]
+        rows += cur.all(f"SELECT device, seq, ts, kind, task_id, body FROM entries WHERE {_ENDS_SQL} "
+                        f"AND task_id IN ({', '.join('?' * len(chunk))})", tuple(chunk))
     last: dict[tuple[str, str], tuple[int, str]] = {}
     for device, seq, _, kind, task_id, _ in rows:
         if seq > last.get((device, task_id), (0, ""))[0]:
