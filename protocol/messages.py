@@ -45,6 +45,15 @@ class Topics:
         return f"{self.prefix}/{self.device}/down/+"
 
 
+def broker_acl(prefix: str, hq_user: str) -> str:
+    """The broker's ACL (mosquitto syntax, docs/mqtt.md): head office's identity reads every device's
+    uplink and writes every downlink; a device (username = its certificate's CN) only its own tree."""
+    hq_lines = [f"topic read {prefix}/+/{kind}" for kind in UPLINK_KINDS] + [f"topic write {prefix}/+/down/#"]
+    device_lines = [f"pattern write {prefix}/%u/{kind}" for kind in UPLINK_KINDS] + [f"pattern read {prefix}/%u/down/#"]
+    return "\n".join(["# Head office reads every device's uplink and writes every downlink.", f"user {hq_user}",
+                      *hq_lines, "", "# A device (username = certificate CN) only its own tree.", *device_lines, ""])
+
+
 def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     """(device, leaf) of an uplink topic under prefix, e.g. ('d1', 'journal'); None otherwise."""
     if not topic.startswith(prefix + "/"):

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from hq.db import Database
-from hq.web import board, i18n, routes
+from hq.web import board, complaints_page, i18n, routes, schedule_page
 from hq.web.auth import AUTH, COOKIE, DB_THREAD, ROLES, SESSION, Auth, Session, in_db, require_role
 from hq.web.page import DB, SETTINGS, STATIC, Settings, lang, page, same_origin
 from hq.web.stream import STREAMS, Stream as _Stream, end as _end, put as _put
@@ -49,6 +49,8 @@ def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | No
     app.router.add_get("/api/voice", voice)
     app.router.add_post("/api/ack", ack)
     app.router.add_get("/api/devices", devices)
+    schedule_page.add_routes(app)
+    complaints_page.add_routes(app)
     routes.add_routes(app)
     app.router.add_static("/static", STATIC)
     app.on_shutdown.append(_end_streams)
@@ -96,8 +98,9 @@ async def login(request: web.Request) -> web.Response:
     found = await in_db(request.app, request.app[AUTH].login, name, password)
     if found is None:
         raise web.HTTPFound("/login?failed=1")
-    token, _ = found
-    response = web.HTTPFound("/board")
+    token, session = found
+    # complaint officers have no board: their page is the complaints
+    response = web.HTTPFound("/complaints" if session.role == "complaint_officer" else "/board")
     response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
                         secure=request.app[SETTINGS].secure_cookie)
     raise response
