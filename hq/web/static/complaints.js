@@ -103,19 +103,23 @@ function actionForm(c) {
 function timeline(c) {
   const notes = {};        // head office's notes on steps that carry no text of their own, in order
   for (const s of c.sent) if (s.answer === "ok" && s.params?.notes) (notes[s.action] ||= []).push(s.params.notes);
-  const items = c.steps.map((s) => el("li", { "data-testid": "complaint-step", "data-action": s.action },
+  const items = c.steps.map((s) => [s.at, el("li", { "data-testid": "complaint-step", "data-action": s.action },
     el("span", { class: "at", text: when(s.at) }),
     el("b", { text: ` ${word("complaints_action_", s.action)} ` }),
     el("span", { text: `${word("complaints_status_", s.before)} → ${word("complaints_status_", s.after)} · ${s.source === "head_office" ? T("complaints_by_hq") : s.actor}` }),
     ...Object.entries(s.texts || {}).map(([k, v]) => el("div", { class: "text", text: T("complaints_text_line", { label: T("complaints_p_" + k), text: v }) })),
     !s.texts && s.source === "head_office" && notes[s.action]?.length
       ? el("div", { class: "text", text: T("complaints_text_line", { label: T("complaints_p_hq_note"), text: notes[s.action].shift() }) })
-      : null));
-  const pending = c.sent.filter((s) => s.answer !== "ok").map((s) => el("li", { class: s.answer ? "refused" : "pending",
-    "data-testid": "complaint-sent", text: `${when(s.at)} ${word("complaints_action_", s.action)} · ${s.officer} · ` +
-      (s.answer ? T("complaints_refused", { why: s.answer }) : T("complaints_waiting")) }));
+      : null)]);
+  // steps sent from here that the terminal refused, or has not answered yet, in their place in time
+  const sent = c.sent.filter((s) => s.answer !== "ok").map((s) => [s.at, el("li", {
+    class: s.answer ? "refused" : "pending", "data-testid": "complaint-sent" },
+    el("span", { class: "at", text: when(s.at) }),
+    el("b", { text: ` ${word("complaints_action_", s.action)} ` }),
+    el("span", { text: `${s.officer} · ${s.answer ? T("complaints_refused", { why: s.answer }) : T("complaints_waiting")}` }))]);
+  const ordered = [...items, ...sent].sort((a, b) => Date.parse(a[0]) - Date.parse(b[0])).map(([, node]) => node);
   return el("ol", { class: "timeline" }, el("li", {}, el("span", { class: "at", text: when(c.received_at) }),
-    el("b", { text: ` ${T("complaints_registered")}` })), ...items, ...pending);
+    el("b", { text: ` ${T("complaints_registered")}` })), ...ordered);
 }
 
 function drawDetail(c) {
