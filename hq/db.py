@@ -194,6 +194,19 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS hq_complaint_cursor (
         device   TEXT PRIMARY KEY,
         last_seq BIGINT NOT NULL)""",
+    # records (hq/records.py): door-attempt faces as they came up, still sealed to head office's records key
+    # (opened only when an allowed user looks), and the handovers' start and end entries found by task
+    # without a scan (partial: the ingest path pays for two kinds of entry only).
+    """CREATE TABLE IF NOT EXISTS hq_records_snapshots (
+        device   TEXT NOT NULL,
+        hash     TEXT NOT NULL,                    -- sha256 of the JPEG: the attempt entry's `snapshot`
+        key_id   TEXT NOT NULL,
+        sealed   TEXT NOT NULL,
+        received TEXT NOT NULL,
+        PRIMARY KEY (device, hash))""",
+    """CREATE INDEX IF NOT EXISTS hq_records_handovers ON entries (device, task_id, seq)
+        WHERE kind IN ('handover_started', 'handover_ended')""",
+    """CREATE INDEX IF NOT EXISTS hq_records_ended ON entries (ts) WHERE kind = 'handover_ended'""",
 )
 
 def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: list, set_aside: list) -> Applied:

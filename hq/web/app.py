@@ -12,32 +12,21 @@ import asyncio
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from hq.db import Database
-from hq.web import board, i18n
-from hq.web.auth import AUTH, COOKIE, DB_THREAD, IDLE_TIMEOUT, ROLES, SESSION, Auth, Session, in_db, require_role
+from hq.web import board, i18n, records
+from hq.web.auth import AUTH, COOKIE, DB_THREAD, ROLES, SESSION, Auth, Session, in_db, require_role
+from hq.web.settings import SETTINGS, Settings
 from hq.web.voice import Voice
 
 STATIC = Path(__file__).parent / "static"
 KEEP_ALIVE = 15         # seconds between keep-alives on an idle event stream
 BOARD_ROLES = ("monitor", "vault_manager", "admin")
-
-
-@dataclass
-class Settings:
-    sites: dict[str, str] = field(default_factory=dict)
-    quiet_after: timedelta = timedelta(minutes=5)
-    # (device, kind, payload) -> None: publish a downlink to a terminal (hq.serve.Server.send_downlink)
-    send_downlink: Callable[[str, str, dict], None] | None = None
-    secure_cookie: bool = False     # set behind TLS (a reverse proxy): the cookie is then never sent in clear
-    idle: timedelta = IDLE_TIMEOUT  # a session nobody used for this long lapses
 
 
 @dataclass(eq=False)      # one per open board, kept in a set by identity
@@ -47,7 +36,6 @@ class _Stream:
     queue: asyncio.Queue
 
 
-SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 VOICE = web.AppKey("voice", Voice)
 STREAMS = web.AppKey("streams", set)
@@ -74,6 +62,7 @@ def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | No
     app.router.add_get("/api/voice", voice)
     app.router.add_post("/api/ack", ack)
     app.router.add_get("/api/devices", devices)
+    records.add_routes(app)
     app.router.add_static("/static", STATIC)
     app.on_cleanup.append(_close)
     return app

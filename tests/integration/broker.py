@@ -31,6 +31,7 @@ topic read {PREFIX}/+/urgent
 topic read {PREFIX}/+/status
 topic read {PREFIX}/+/health
 topic read {PREFIX}/+/reply
+topic read {PREFIX}/+/snapshot
 topic write {PREFIX}/+/down/#
 
 # A device (username = certificate CN) only its own tree.
@@ -39,6 +40,7 @@ pattern write {PREFIX}/%u/urgent
 pattern write {PREFIX}/%u/status
 pattern write {PREFIX}/%u/health
 pattern write {PREFIX}/%u/reply
+pattern write {PREFIX}/%u/snapshot
 pattern read {PREFIX}/%u/down/#
 """
 
