@@ -68,7 +68,8 @@ class Query:
 
 
 def _fold(text: str) -> str:
-    return "".join(str(text).split()).upper()
+    """What a person types and what is stored, compared without spaces, dots (沪A·C1234) or case."""
+    return "".join(c for c in str(text) if c.isalnum()).upper()
 
 
 # --- search -----------------------------------------------------------------------------------------
