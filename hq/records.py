@@ -224,6 +224,25 @@ def _what(body: dict) -> dict:
     return out
 
 
+def _zone_of(report: dict):
+    """The site's UTC offset, as the terminal wrote its report's times (entries' own times are UTC)."""
+    for key in ("arrived_at", "ended_at"):
+        try:
+            zone = datetime.fromisoformat(report.get(key) or "").tzinfo
+        except ValueError:
+            continue
+        if zone is not None:
+            return zone
+    return timezone.utc
+
+
+def _in_zone(ts: str, zone) -> str:
+    try:
+        return datetime.fromisoformat(ts).astimezone(zone).isoformat(timespec="seconds")
+    except ValueError:
+        return ts
+
+
 def detail(db: Database, device: str, task_id: str, role: str, sites: dict[str, str] | None = None) -> dict:
     """One handover for the page: its report as the terminal journaled it, its timeline, alarms and
     dispositions, the faces at the door beside the enrolled photos, and its chain checked. A silent (duress)
@@ -237,6 +256,7 @@ def detail(db: Database, device: str, task_id: str, role: str, sites: dict[str, 
     if not silent_seen:
         report["exceptions"] = [x for x in report.get("exceptions") or () if not (isinstance(x, dict) and x.get("silent"))]
     timeline, alarms, faces = [], [], []
+    zone = _zone_of(report)
     have = _snapshots_held(db, device, [h for e in own for _, h in _faces(e["body"])])
     for e in own:
         if e["kind"] in _SKIP:
@@ -245,12 +265,15 @@ def detail(db: Database, device: str, task_id: str, role: str, sites: dict[str, 
         if e["kind"] == "alarm" and body.get("silent") and not silent_seen:
             continue
         what = _what(body)
-        line = {"seq": e["seq"], "ts": e["ts"], "kind": e["kind"], "what": what}
+        local = _in_zone(e["ts"], zone)      # shown in the site's time, as the report is
+        line = {"seq": e["seq"], "ts": e["ts"], "local": local, "kind": e["kind"], "what": what}
         timeline.append(line)
         if e["kind"] == "alarm":
-            alarms.append({"seq": e["seq"], "ts": e["ts"], "alarm": body.get("alarm"), "silent": bool(body.get("silent"))})
+            alarms.append({"seq": e["seq"], "ts": e["ts"], "local": local, "alarm": body.get("alarm"),
+                           "silent": bool(body.get("silent"))})
         for person, digest in _faces(body):
-            faces.append({"seq": e["seq"], "ts": e["ts"], "person_id": person, "outcome": what.get("outcome"),
+            faces.append({"seq": e["seq"], "ts": e["ts"], "local": local, "person_id": person,
+                          "outcome": what.get("outcome"),
                           "hash": digest, "held": digest in have})
     ids = sorted({str(p.get("person_id")) for p in report.get("people") or () if isinstance(p, dict)}
                  | {f["person_id"] for f in faces if f["person_id"]})

@@ -111,8 +111,9 @@ def test_one_handover_with_its_timeline_faces_and_chain(db):
     attempt = next(line for line in d["timeline"] if line["kind"] == "finger_attempt")
     assert attempt["what"]["outcome"] == "verified" and attempt["what"]["person_id"] == "E01"
     assert [a["alarm"] for a in d["alarms"]] == ["duress", "wrong_box"]
-    assert d["faces"] == [{"seq": attempt["seq"], "ts": attempt["ts"], "person_id": "E01", "outcome": "verified",
-                           "hash": FACE_HASH, "held": False}]
+    assert d["faces"] == [{"seq": attempt["seq"], "ts": attempt["ts"], "local": attempt["local"], "person_id": "E01",
+                           "outcome": "verified", "hash": FACE_HASH, "held": False}]
+    assert attempt["local"].endswith("+08:00"), "entry times shown in the site's offset, as the report's"
     assert d["people"]["E01"] == {"name": "张伟", "photo": True} and d["people"]["E02"]["photo"] is False
     assert d["chain"]["ok"] is True
     # the vault manager's view has no silent alarm, in the timeline or in the report

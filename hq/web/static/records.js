@@ -101,7 +101,7 @@ function faces(d) {
         make("div", {}, [enrolled, make("figcaption", { text: say("records_enrolled") })]),
         make("div", {}, [live, make("figcaption", { text: say("records_snapshot") })]),
       ]),
-      make("figcaption", { text: `${clock(f.ts)} · ${personName(d, f.person_id)} · ${known(`records_attempt_${f.outcome}`, f.outcome || "")}` }),
+      make("figcaption", { text: `${clock(f.local)} · ${personName(d, f.person_id)} · ${known(`records_attempt_${f.outcome}`, f.outcome || "")}` }),
     ]));
   }
   return wrap;
@@ -142,7 +142,7 @@ async function openRecord(device, handover) {
       (r.people || []).map((p) => [say(`records_role_${p.role}`), personName(d, p.person_id), clock(p.verified_at), clock(p.marked_at)])),
     make("h3", { text: say("records_faces") }), faces(d),
     make("h3", { text: say("records_alarms") }),
-    d.alarms.length ? table(["records_col_time", "records_col_kind"], d.alarms.map((a) => [clock(a.ts), known(`kind_${a.alarm}`, a.alarm)]))
+    d.alarms.length ? table(["records_col_time", "records_col_kind"], d.alarms.map((a) => [clock(a.local), known(`kind_${a.alarm}`, a.alarm)]))
       : make("p", { class: "empty", text: say("records_none") }),
     make("h3", { text: say("records_dispositions") }),
     d.dispositions.length ? table(["records_col_time", "records_person", "records_col_kind", "records_note"],
@@ -151,7 +151,7 @@ async function openRecord(device, handover) {
     make("h3", { text: say("records_timeline") }),
     make("ol", { class: "timeline", "data-testid": "record-timeline" }, d.timeline.map((line) =>
       make("li", { "data-testid": "record-event", "data-kind": line.kind, "data-seq": line.seq }, [
-        make("span", { class: "at", text: clock(line.ts) }),
+        make("span", { class: "at", text: clock(line.local) }),
         make("span", { class: "kind", text: known(`records_kind_${line.kind}`, line.kind) }),
         make("span", { class: "what", text: whatText(d, line) }),
       ]))),
