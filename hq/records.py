@@ -14,9 +14,10 @@ import binascii
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from pathlib import Path
+from typing import Callable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -29,7 +30,8 @@ from protocol.snapshot import HASH, SnapshotError, open_snapshot
 
 log = logging.getLogger("handover.hq.records")
 
-SEARCH_LIMIT = 200
+SEARCH_LIMIT = 200          # rows shown
+SCAN = 4000                 # handovers read for one search (newest first)
 MAX_TERM = 64
 DETAIL_LIMIT = 5000         # entries of one handover (a day's handover is some tens)
 _SKIP = ("staff_session", "staff_session_ended", "staff_pending", "staff_pending_cleared", "screen_mode")
@@ -88,21 +90,32 @@ def people_names(db: Database, ids: list[str] | None = None) -> dict[str, str]:
 
 def search(db: Database, q: Query, sites: dict[str, str] | None = None, limit: int = SEARCH_LIMIT) -> list[dict]:
     """Handovers matching every term given, newest first: site by code or name, truck by plate, person by id
-    or name, box by number or tag, day by the handover's own (local) date."""
+    or name, box by number or tag, day by the handover's own (local) date. Without a day, the newest
+    SCAN handovers are searched; with one, that day's (any day: the ended index is by time)."""
     sites = sites or {}
 
     def work(cur: Cursor) -> tuple[list, dict]:
-        rows = cur.all("SELECT device, seq, task_id, ts, body FROM entries WHERE kind = 'handover_ended' "
-                       "ORDER BY ts DESC, device, seq DESC LIMIT ?", (20 * limit,))
-        tags = {}
-        if q.box and rows:
-            for device, task_id, body in cur.all(
-                    "SELECT device, task_id, body FROM entries WHERE kind = 'handover_started'"):
-                task = json.loads(body).get("task") or {}
-                tags[(device, task_id)] = [str(b.get("tag", "")) for b in task.get("boxes", []) if isinstance(b, dict)]
+        where, params = "kind = 'handover_ended'", []
+        if q.day is not None:      # entry times are UTC; a site's day lies within a day either side of it
+            where += " AND ts >= ? AND ts < ?"
+            params += [(q.day - timedelta(days=1)).isoformat(), (q.day + timedelta(days=2)).isoformat()]
+        rows = cur.all(f"SELECT device, seq, task_id, ts, body FROM entries WHERE {where} "
+                       "ORDER BY ts DESC, device, seq DESC LIMIT ?", (*params, SCAN))
+        tags: dict[tuple[str, str], list[str]] = {}
+        if q.box:                  # box tags are in the task the handover started with
+            pairs = sorted({(device, task_id) for device, _, task_id, _, _ in rows})
+            for i in range(0, len(pairs), 200):
+                chunk = pairs[i:i + 200]
+                match = " OR ".join("(device = ? AND task_id = ?)" for _ in chunk)
+                for device, task_id, body in cur.all(
+                        f"SELECT device, task_id, body FROM entries WHERE kind = 'handover_started' AND ({match})",
+                        tuple(v for pair in chunk for v in pair)):
+                    task = json.loads(body).get("task") or {}
+                    tags.setdefault((device, task_id), []).extend(
+                        str(b.get("tag", "")) for b in task.get("boxes", []) if isinstance(b, dict))
         return rows, tags
     rows, tags = db.run(work)
-    names = people_names(db) if q.person else {}
+    names = _names_like(db, q.person) if q.person else {}
     out, seen = [], set()
     for device, seq, task_id, ts, body in rows:
         if (device, task_id) in seen:
@@ -115,6 +128,14 @@ def search(db: Database, q: Query, sites: dict[str, str] | None = None, limit: i
             if len(out) >= limit:
                 break
     return out
+
+
+def _names_like(db: Database, term: str) -> dict[str, str]:
+    """Names of the people whose record holds `term` (a LIKE narrows it in the database: bodies carry photos)."""
+    escaped = term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = db.run(lambda cur: cur.all("SELECT person_id, body FROM hq_people WHERE lower(body) LIKE ? ESCAPE '\\'",
+                                      (f"%{escaped}%",)))
+    return {pid: json.loads(body).get("name", "") for pid, body in rows}
 
 
 def _summary(device: str, seq: int, task_id: str, ts: str, report: dict, sites: dict[str, str]) -> dict:
@@ -243,11 +264,12 @@ def _in_zone(ts: str, zone) -> str:
         return ts
 
 
-def detail(db: Database, device: str, task_id: str, role: str, sites: dict[str, str] | None = None) -> dict:
+def detail(db: Database, device: str, task_id: str, role: str, sites: dict[str, str] | None = None,
+           entries: list[dict] | None = None) -> dict:
     """One handover for the page: its report as the terminal journaled it, its timeline, alarms and
     dispositions, the faces at the door beside the enrolled photos, and its chain checked. A silent (duress)
     alarm, and the attempt that raised it, show as such to monitors only."""
-    entries = entries_of(db, device, task_id)
+    entries = entries if entries is not None else entries_of(db, device, task_id)
     chain = verify(entries)
     own = [e for e in entries if e["task_id"] == task_id]
     end = next(e for e in reversed(own) if e["kind"] == "handover_ended")
@@ -285,15 +307,27 @@ def detail(db: Database, device: str, task_id: str, role: str, sites: dict[str, 
             "chain": chain}
 
 
-def export(db: Database, device: str, task_id: str, role: str, by: str, lines: list[str],
+def _reveals_silent(body: dict) -> bool:
+    """An entry that would tell a silent (duress) alarm: the alarm itself, or the attempt that raised it."""
+    event = body.get("event")
+    return bool(body.get("silent") or (isinstance(event, dict) and event.get("duress"))
+                or any(isinstance(d, dict) and d.get("silent") for d in body.get("decisions") or ()))
+
+
+def export(db: Database, device: str, task_id: str, role: str, by: str, render: Callable[[dict], list[str]],
            sites: dict[str, str] | None = None) -> dict:
     """What a reviewer keeps: the handover's entries as the terminal chained them (with their hashes, so the
-    file can be re-checked by anyone with protocol/chain.py), the report and its text, and the check's result."""
+    file can be re-checked by anyone with protocol/chain.py), the report and its text (`render(detail)`), and
+    the check's result. For anyone but a monitor an entry that would tell a silent alarm keeps its seq and
+    hashes, so the entries after it still link, but not its content (`"withheld"`)."""
     entries = entries_of(db, device, task_id)
-    shown = detail(db, device, task_id, role, sites)
+    shown = detail(db, device, task_id, role, sites, entries)
+    if role != "monitor":
+        entries = [{**e, "body": None, "withheld": "silent_alarm"} if _reveals_silent(e["body"]) else e
+                   for e in entries]
     return {"device": device, "handover": task_id, "exported_by": by,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "chain": shown["chain"],
-            "report": shown["report"], "report_text": lines, "entries": entries}
+            "report": shown["report"], "report_text": render(shown), "entries": entries}
 
 
 # --- faces ------------------------------------------------------------------------------------------

@@ -84,8 +84,7 @@ async def export(request: web.Request) -> web.Response:
     lang = _lang(request)
 
     def work() -> dict:
-        shown = records.detail(_db(request), device, handover, s.role, _settings(request).sites)
-        kept = records.export(_db(request), device, handover, s.role, s.name, report_text(shown, lang),
+        kept = records.export(_db(request), device, handover, s.role, s.name, lambda shown: report_text(shown, lang),
                               _settings(request).sites)
         request.app[AUTH].audit(s.name, "record_exported", {"device": device, "handover": handover})
         return kept

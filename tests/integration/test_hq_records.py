@@ -40,37 +40,38 @@ def report(task_id: str, plate: str, site: str, day: str, boxes: tuple[str, ...]
         exceptions=tuple(exceptions), dispositions=(), restarts=0))
 
 
-def handover(journal: Journal, task_id: str, plate: str, site: str, day: str, boxes, *, duress=False) -> None:
+def handover(journal: Journal, task_id: str, plate: str, site: str, day: str, boxes, *, hour: int, duress=False):
+    """A handover's entries as the terminal journals them, from `hour` UTC of `day` (site time +08:00)."""
+    minute = iter(range(60))
+    append = lambda kind, body: journal.append(kind, body, task_id=task_id,  # noqa: E731
+                                               ts=f"{day}T{hour:02d}:{next(minute):02d}:00.000Z")
     tags = [{"box_id": b, "tag": f"04A1{i:02d}{task_id[-1]}", "destination": site} for i, b in enumerate(boxes)]
-    journal.append("handover_started", {"task": {"task_id": task_id, "boxes": tags}}, task_id=task_id)
-    journal.append("arrival", {"event": {"type": "VehicleArrived", "plate": plate}}, task_id=task_id)
-    journal.append("staff_session", {"who": "O01"}, task_id=task_id)
-    journal.append("finger_attempt", {"event": {"type": "FingerPresented", "station": "door", "outcome": "match",
-                                                "person_id": "E01", "duress": duress, "snapshot": FACE_HASH},
-                                      "decisions": [{"type": "AttemptRecorded", "outcome": "verified"}]},
-                   task_id=task_id)
-    exceptions = []
+    append("handover_started", {"task": {"task_id": task_id, "boxes": tags}})
+    append("arrival", {"event": {"type": "VehicleArrived", "plate": plate}})
+    append("staff_session", {"who": "O01"})
+    silent = [{"type": "Alarm", "kind": "duress", "silent": True, "detail": {"person_id": "E01"}}] if duress else []
+    append("finger_attempt", {"event": {"type": "FingerPresented", "station": "door", "outcome": "match",
+                                        "person_id": "E01", "duress": duress, "snapshot": FACE_HASH},
+                              "decisions": [{"type": "AttemptRecorded", "outcome": "verified"}, *silent]})
     if duress:
-        journal.append("alarm", {"alarm": "duress", "silent": True, "blocking": False, "site_id": site,
-                                 "detail": {"person_id": "E01"}}, task_id=task_id)
-    journal.append("alarm", {"alarm": "wrong_box", "silent": False, "blocking": True, "site_id": site,
-                             "detail": {"box": "XB9-01"}}, task_id=task_id)
-    exceptions.append({"kind": "wrong_box", "at": f"{day}T09:10:00+08:00", "box": "XB9-01"})
-    if duress:
-        exceptions.append({"kind": "duress", "at": f"{day}T09:05:00+08:00", "silent": True})
+        append("alarm", {"alarm": "duress", "silent": True, "blocking": False, "site_id": site,
+                         "detail": {"person_id": "E01"}})
+    append("alarm", {"alarm": "wrong_box", "silent": False, "blocking": True, "site_id": site,
+                     "detail": {"box": "XB9-01"}})
+    # as the terminal builds it: a silent alarm never appears among the report's exceptions
+    exceptions = [{"kind": "wrong_box", "at": f"{day}T09:10:00+08:00", "box": "XB9-01"}]
     for b in boxes:
-        journal.append("box_read", {"event": {"type": "BoxPresented", "uid": "x", "box": {"box_id": b}}}, task_id=task_id)
-    journal.append("handover_ended", {"report": report(task_id, plate, site, day, tuple(boxes), exceptions)},
-                   task_id=task_id)
+        append("box_read", {"event": {"type": "BoxPresented", "uid": "x", "box": {"box_id": b}}})
+    append("handover_ended", {"report": report(task_id, plate, site, day, tuple(boxes), exceptions)})
 
 
 @pytest.fixture
 def db(db_url, tmp_path):
     journal = Journal(tmp_path / "journal.db")
     journal.append("agent_started", {})
-    handover(journal, "T-0601-A", "沪A·C1234", "BR-001", "2026-06-01", ["XB1-01", "XB1-02"], duress=True)
-    handover(journal, "T-0601-B", "沪B·77777", "BR-002", "2026-06-01", ["XB2-01"])
-    handover(journal, "T-0602-A", "沪A·C1234", "BR-002", "2026-06-02", ["XB3-01"])
+    handover(journal, "T-0601-A", "沪A·C1234", "BR-001", "2026-06-01", ["XB1-01", "XB1-02"], hour=1, duress=True)
+    handover(journal, "T-0601-B", "沪B·77777", "BR-002", "2026-06-01", ["XB2-01"], hour=2)
+    handover(journal, "T-0602-A", "沪A·C1234", "BR-002", "2026-06-02", ["XB3-01"], hour=1)
     wire = [json.loads(messages.encode_entry(DEVICE, e)) for e in journal.entries()]
     journal.close()
     database = Database(db_url).create_schema()
@@ -136,8 +137,8 @@ def test_an_entry_altered_at_head_office_shows_the_chain_broken_there(db):
 
 
 def test_the_export_carries_every_entry_with_its_hash_and_re_verifies_alone(db):
-    kept = records.export(db, DEVICE, "T-0602-A", "monitor", "wang", ["line"])
-    assert kept["report_text"] == ["line"] and kept["exported_by"] == "wang" and kept["chain"]["ok"]
+    kept = records.export(db, DEVICE, "T-0602-A", "monitor", "wang", lambda shown: [shown["report"]["task_id"]])
+    assert kept["report_text"] == ["T-0602-A"] and kept["exported_by"] == "wang" and kept["chain"]["ok"]
     entries = json.loads(json.dumps(kept, ensure_ascii=False))["entries"]     # as the file holds them
     assert entries[-1]["kind"] == "handover_ended" and any(e["kind"] == "handover_started" for e in entries)
     prev = entries[0]["prev_hash"]
@@ -163,3 +164,15 @@ def test_a_face_is_kept_once_sealed_and_opens_only_to_its_photo(db):
     assert db.run(lambda cur: cur.one("SELECT count(*) FROM hq_records_snapshots"))[0] == 1
     with pytest.raises(records.RecordsError, match="holds no snapshot"):
         records.snapshot(db, key, DEVICE, "a" * 64)
+
+
+def test_a_vault_managers_export_withholds_what_would_tell_a_silent_alarm(db):
+    full = records.export(db, DEVICE, "T-0601-A", "monitor", "wang", lambda shown: [])
+    assert "duress" in json.dumps(full["entries"])
+    kept = records.export(db, DEVICE, "T-0601-A", "vault_manager", "zhao", lambda shown: [])
+    assert "duress" not in json.dumps(kept, ensure_ascii=False)
+    withheld = [e for e in kept["entries"] if e.get("withheld")]
+    assert [e["seq"] for e in withheld] == [e["seq"] for e in full["entries"]
+                                           if e["kind"] in ("finger_attempt", "alarm") and "duress" in json.dumps(e)]
+    for before, after in zip(kept["entries"], kept["entries"][1:]):
+        assert after["prev_hash"] == before["hash"], "the withheld entries keep their place in the chain"
