@@ -391,7 +391,10 @@ class Terminal:
         before the attempt's entry names it."""
         jpeg = cap_jpeg(jpeg)
         digest = self.store.put_photo(jpeg)
-        self.snapshots.add(jpeg)
+        try:
+            self.snapshots.add(jpeg)
+        except Exception as exc:        # head office then lacks this face; the attempt and its photo stand
+            log.error("face snapshot %s not queued for head office: %s", digest[:12], type(exc).__name__)
         return digest
 
     async def _on_card(self, ev: CardRead) -> None:
