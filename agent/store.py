@@ -296,6 +296,10 @@ class Store:
         """Names of sites as the task data gives them; a later name for the same site replaces the earlier."""
         self.db.executemany("INSERT OR REPLACE INTO site_names (site_id, name) VALUES (?,?)", names.items())
 
+    def site_name(self, site_id: str) -> str | None:
+        row = self.db.execute("SELECT name FROM site_names WHERE site_id = ?", (site_id,)).fetchone()
+        return row[0] if row else None
+
     def site_names(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT site_id, name FROM site_names"))
 

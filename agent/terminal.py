@@ -793,7 +793,7 @@ class Terminal:
     def site_name(self) -> str:
         """This site as people know it: its configured name, else the one head office sent with the
         tasks (or the demo's); its code where none is known."""
-        return self.config.site.name or self.store.site_names().get(self.site.site_id) or self.site.site_id
+        return self.config.site.name or self.store.site_name(self.site.site_id) or self.site.site_id
 
     def name(self, person_id: str | None) -> str:
         p = self.people.get(person_id or "")

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from agent.config import settings_view
 from agent.enrolment import STAGE_PROMPTS
 from agent.i18n import render
-from agent.sample import DEMO_SITE_NAME, STRANGER_BEACON
+from agent.sample import STRANGER_BEACON
 from agent.terminal import prompt_key
 from flows.decisions import Step
 from flows.dispositions import fitting
@@ -51,7 +51,7 @@ def build_view(t, lang: str) -> dict:
     tasks, summary = _tasks(t) if staff and not t.active else ([], None)
     return {
         "version": t.version, "lang": lang, "now": t.clock().isoformat(timespec="seconds"),
-        "site": {"id": t.site.site_id, "type": t.site.site_type.value, "name": t.config.site.name or (DEMO_SITE_NAME if t.config.simulate else t.site.site_id)},
+        "site": {"id": t.site.site_id, "type": t.site.site_type.value, "name": t.site_name()},
         "simulate": t.config.simulate, "tasks": tasks, "task_summary": summary, "mode": t.mode,
         "staff": t.name(t.staff_session.person_id) if staff else None,
         "staff_until": t.staff_session.expires.isoformat(timespec="seconds") if staff else None,

@@ -18,7 +18,6 @@ from aiohttp import web
 
 from agent.complaints import FORM_LIMITS, ComplaintBook, ComplaintError, Receipt
 from agent.i18n import catalog
-from agent.sample import DEMO_SITE_NAME
 from agent.screen.web import TERMINAL, BadRequest, _json, _lang
 from agent.terminal import Terminal
 from flows import complaint as fc
@@ -151,8 +150,7 @@ async def register(request: web.Request) -> web.Response:
     except ComplaintError as e:
         raise BadRequest(str(e)) from None
     book.clear_draft()
-    site_name = t.config.site.name or (DEMO_SITE_NAME if t.config.simulate else t.site.site_id)
-    title, lines = receipt_lines(receipt, site_name, lang, contacts(t))
+    title, lines = receipt_lines(receipt, t.site_name(), lang, contacts(t))
     printed = True
     try:
         await t.devices.printer.print_lines(title, lines)

@@ -138,13 +138,20 @@ def devices(db: Database, sites: dict[str, str], lang: str, quiet_after: timedel
             "backlog": max(0, newest - last_seq), "last_seq": last_seq,
             "disk_free": disk.get("free_bytes"), "disk_total": disk.get("total_bytes"),
             "faults": faults,
-            "drivers_text": i18n.render("driver_fault", {"names": ", ".join(faults)}, lang) if faults
+            "drivers_text": i18n.render("driver_fault", {"names": _driver_names(faults, lang)}, lang) if faults
             else i18n.render("driver_ok", lang=lang) if health.get("drivers") else "",    # no health report yet
             "last_seen": last_seen.astimezone().strftime("%Y-%m-%d %H:%M:%S") if last_seen else None,
             "quiet": quiet,
             "quiet_text": i18n.render("dev_quiet", {"minutes": round(quiet_after.total_seconds() / 60, 1)}, lang)
             if quiet else None})
     return out
+
+
+def _driver_names(names: list[str], lang: str) -> str:
+    """Drivers named as the terminal's screen names them; a name this page does not know is shown as sent."""
+    known = i18n.catalog(i18n.pick(lang))
+    return i18n.render("list_separator", lang=lang).join(
+        known[f"driver_name_{n}"] if f"driver_name_{n}" in known else n for n in names)
 
 
 def _moment(ts) -> datetime | None:

@@ -93,3 +93,24 @@ def test_the_printed_report_names_the_site(agent, named):
     assert site_line == ("网点: " + DEMO_SITE_NAME if named else f"网点: {site_id}")
     assert "任务编号: " in lines[0] and any(line.startswith("人员") for line in lines)
     assert agent.stop() == 0
+
+
+def test_the_screen_and_the_complaint_receipt_name_the_site_as_head_office_sent_it(agent):
+    """Without a name in the config, the screen's header and the kiosk's printed receipt showed the code (or the
+    demo's name) even where head office had sent the branch's name with the tasks."""
+    agent.start()
+    site_id = agent.view()["site"]["id"]
+    assert agent.view()["site"]["name"] != "城北支行"
+    db = sqlite3.connect(agent.state_dir / "journal.db", timeout=10)
+    with db:
+        db.execute("INSERT OR REPLACE INTO site_names (site_id, name) VALUES (?, ?)", (site_id, "城北支行"))
+    db.close()
+    agent.post("api/kiosk/enter", {})
+    assert agent.view()["site"]["name"] == "城北支行"
+    agent.post("api/kiosk/complaints", {"channel": "walk_in", "category": "service_attitude",
+                                        "description": "柜员态度冷淡", "request": "希望改进", "name": "王建国",
+                                        "contact": "13912345678"})
+    with urllib.request.urlopen(agent.url + "api/sim/printed", timeout=10) as r:
+        lines = json.load(r)["printed"][-1]["lines"]
+    assert lines[0] == "网点：城北支行", lines
+    assert agent.stop() == 0

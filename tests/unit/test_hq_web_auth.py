@@ -272,17 +272,21 @@ async def test_the_devices_board_flags_a_terminal_quiet_for_too_long(db_path):
     db.health("dev-1", {"v": 1, "device": "dev-1", "ts": datetime.now(timezone.utc).isoformat(),
                         "journal": {"last_seq": 12, "acked_seq": 9, "backlog": 3},
                         "disk": {"free_bytes": 5 * 2 ** 30, "total_bytes": 16 * 2 ** 30},
-                        "drivers": {"door_reader": {"state": "connected"}, "printer": {"state": "missing"}}})
+                        "drivers": {"door_reader": {"state": "connected"}, "printer": {"state": "missing"},
+                                    "complaint_sealing": {"state": "missing"}, "x_new": {"state": "degraded"}}})
     db.status("dev-2", "BR-002", "offline")
     sites = {"BR-001": "城东支行"}
     now = datetime.now(timezone.utc)
     [one, two] = devices(db, sites, "zh-CN", timedelta(minutes=5), now=now)
     assert (one["device"], one["site"], one["state_text"], one["backlog"]) == ("dev-1", "城东支行", "在线", 12)
-    assert one["faults"] == ["printer"] and one["drivers_text"] == "printer异常"
+    # drivers are named as the terminal's screen names them; a name this version does not know is shown as sent
+    assert one["faults"] == ["complaint_sealing", "printer", "x_new"]
+    assert one["drivers_text"] == "投诉加密密钥、打印机、x_new异常"
     assert one["disk_free"] == 5 * 2 ** 30 and not one["quiet"]
     assert two["state_text"] == "离线" and two["drivers_text"] == ""        # no health report from it yet
     [one, _] = devices(db, sites, "en", timedelta(minutes=5), now=now + timedelta(minutes=6))
     assert one["quiet"] and one["quiet_text"] == "quiet for more than 5.0 min"
+    assert one["drivers_text"] == "fault: complaint sealing key, printer, x_new"
     db.close()
 
 
