@@ -158,8 +158,11 @@ class Terminal:
         self.staff = fs.Staff()
         self.enrolment = BranchEnrolment(self.store, self.journal, devices.fingerprints, self._prompt, self._changed,
                                          device_id=config.device.id, hq_key=load_hq_key(paths.keys_dir))
-        self.snapshots = SnapshotOutbox(self.journal, config.device.id,
-                                        load_hq_key(paths.keys_dir, RECORDS_KEY_FILE, "face snapshots"))
+        records_key = load_hq_key(paths.keys_dir, RECORDS_KEY_FILE, "face snapshots")
+        self.snapshots = SnapshotOutbox(self.journal, config.device.id, records_key)
+        # head office's health view says whether door faces can reach it
+        self.snapshot_sealing = {"state": "connected", "error": None} if records_key else {
+            "state": "missing", "error": f"no keys/{RECORDS_KEY_FILE}: door faces stay on this terminal"}
         self.version = 0
         self._listeners: set[asyncio.Queue] = set()
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -644,7 +647,8 @@ class Terminal:
                                                                                      payload),
                          health=lambda: {**{name: {"state": h.state, "error": h.last_error}
                                             for name, h in self.health.items()},
-                                         "complaint_sealing": self.complaint_sealing},
+                                         "complaint_sealing": self.complaint_sealing,
+                                         "snapshot_sealing": self.snapshot_sealing},
                          modules=list(self.devices.fingerprints.values()), loop=loop,
                          on_link=lambda up, error: loop.call_soon_threadsafe(self._on_health, DeviceHealth(
                              "head_office", "connected" if up else "missing", error)))

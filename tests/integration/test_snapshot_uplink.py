@@ -72,6 +72,15 @@ def held(db_path: Path) -> dict[str, str]:
         db.close()
 
 
+def health(db_path: Path) -> dict:
+    db = Database(db_path)
+    try:
+        row = db.run(lambda cur: cur.one("SELECT health FROM devices WHERE device = ?", (DEVICE,)))
+    finally:
+        db.close()
+    return json.loads(row[0])["drivers"] if row and row[0] else {}
+
+
 def test_a_face_taken_during_an_outage_reaches_head_office_after_broker_and_terminal_restart(
         agent, broker, head_office, records_key, tmp_path):
     mqtt_config(broker, DEVICE, SITE, agent.state_dir)
@@ -96,6 +105,8 @@ def test_a_face_taken_during_an_outage_reaches_head_office_after_broker_and_term
     wait_until(lambda: face in held(tmp_path / "hq.db"), 60, "the face at head office")
     wait_until(lambda: not journal_rows(agent.state_dir, "SELECT hash FROM snapshot_outbox"), 30,
                "the terminal's outbox to let the face go once head office has it")
+    wait_until(lambda: health(tmp_path / "hq.db").get("snapshot_sealing", {}).get("state") == "connected", 30,
+               "the terminal's health to say its faces can reach head office")
 
     # head office opens it to the very photo the journal entry names, and the terminal's copy is the same
     db = Database(tmp_path / "hq.db")
