@@ -4,7 +4,8 @@ acknowledgements, and the devices board. `WebBoard` runs it on an event loop of 
 
 Routes: GET /login, POST /login, POST /logout, GET /board (the page), GET /api/me, GET /api/alarms,
 GET /api/events (Server-Sent Events: `alarm` and `ack`), GET /api/voice?device=&id= (WAV),
-POST /api/ack, GET /api/devices, /static/*. Every page and API is behind `require_role`.
+POST /api/ack, GET /api/devices, /static/*; each page module adds its own (`add_routes`: hq/web/records.py).
+Every page and API is behind `require_role`.
 """
 from __future__ import annotations
 

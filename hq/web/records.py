@@ -129,7 +129,8 @@ async def person_photo(request: web.Request) -> web.Response:
 def report_text(shown: dict, lang: str) -> list[str]:
     """The report as lines a reviewer reads, in the page's language (the terminal prints its own copy)."""
     r, people = shown["report"], shown["people"]
-    T = lambda key, **kw: i18n.render(f"records_{key}", kw, lang)  # noqa: E731
+    words = i18n.catalog(lang)
+    T = lambda key, **kw: words.get(f"records_{key}", key).format(**kw)  # noqa: E731  (an unknown word: as sent)
     name = lambda pid: f"{people.get(pid, {}).get('name') or ''} ({pid})".strip()  # noqa: E731
     lines = [T("line_task", task=r.get("task_id", "")), T("line_site", site=shown["site"]),
              T("line_plate", plate=r.get("plate", "")),
