@@ -15,10 +15,9 @@ import threading
 import time
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
-from PIL import Image, UnidentifiedImageError
 
 from agent.journal import Journal
-from protocol.snapshot import MAX_JPEG_BYTES, MAX_SIDE, seal_snapshot, uplink
+from protocol.snapshot import MAX_JPEG_BYTES, MAX_SIDE, jpeg_dimensions, seal_snapshot, uplink
 
 log = logging.getLogger("handover.snapshots")
 
@@ -29,15 +28,23 @@ _TABLE = "snapshot_outbox"
 
 
 def cap_jpeg(jpeg: bytes) -> bytes:
-    """The snapshot as it is kept and sent: unchanged when within MAX_SIDE and MAX_JPEG_BYTES, else scaled
-    down and re-encoded at falling quality until it fits. A photo that is no image is returned as it is (the
-    camera's own bytes; it will not be sent if it is too large)."""
+    """The snapshot as it is kept and sent: unchanged when within MAX_SIDE and MAX_JPEG_BYTES (the OpenCV
+    camera caps at the source), else scaled down and re-encoded at falling quality until it fits. A photo
+    that is no image is returned as it is (the camera's own bytes; it is not sent if it is too large)."""
+    size = jpeg_dimensions(jpeg)
+    if size is not None and max(size) <= MAX_SIDE and len(jpeg) <= MAX_JPEG_BYTES:
+        return jpeg
+    return _reencoded(jpeg)
+
+
+def _reencoded(jpeg: bytes) -> bytes:
+    # Pillow only for a face over the cap: the agent at rest carries none (issue 20's memory budget; the
+    # OpenCV camera's faces fit as taken, so only another camera's large frames bring it in)
+    from PIL import Image, UnidentifiedImageError
     try:
         img = Image.open(io.BytesIO(jpeg))
-        if max(img.size) <= MAX_SIDE and len(jpeg) <= MAX_JPEG_BYTES and img.format == "JPEG":
-            return jpeg
         img = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return jpeg
     img.thumbnail((MAX_SIDE, MAX_SIDE))
     for quality in (85, 75, 60, 45, 30):

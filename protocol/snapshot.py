@@ -30,6 +30,39 @@ _INFO = b"HTC1 snapshot\x00"
 _VERSION = b"\x01"
 
 
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}     # frame headers (not DHT, JPG, DAC)
+
+
+def jpeg_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, read without decoding it; None when the bytes are no JPEG
+    or say no size before their first scan."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:                          # fill byte before a marker
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):                  # end, or a scan before any frame header
+            return None
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in _SOF:
+            if length < 7 or i + 9 > len(data):
+                return None
+            height, width = int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+            return (width, height) if width and height else None
+        if length < 2:
+            return None
+        i += 2 + length
+    return None
+
+
 class SnapshotError(ValueError):
     """A sealed snapshot head office cannot accept; the message names the check that failed."""
 
@@ -81,6 +114,7 @@ def open_snapshot(private_key: X25519PrivateKey, device: str, digest: str, seale
                             "(another key, another device or hash, or altered)") from None
     if hashlib.sha256(jpeg).hexdigest() != digest:
         raise SnapshotError(f"snapshot {digest[:12]} of {device!s:.64} does not match its hash")
-    if not jpeg.startswith(b"\xff\xd8") or len(jpeg) > MAX_JPEG_BYTES:
-        raise SnapshotError(f"snapshot {digest[:12]} is not a JPEG of at most {MAX_JPEG_BYTES} bytes")
+    size = jpeg_dimensions(jpeg)
+    if size is None or max(size) > MAX_SIDE or len(jpeg) > MAX_JPEG_BYTES:
+        raise SnapshotError(f"snapshot {digest[:12]} is not a JPEG of at most {MAX_SIDE} px and {MAX_JPEG_BYTES} bytes")
     return jpeg

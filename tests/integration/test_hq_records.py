@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.journal import Journal
+from agent.sample import placeholder_photo
 from flows.report import HandoverReport, PersonLine
 from hq import records
 from hq.db import Database
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from postgres import db_url, postgres  # noqa: E402,F401 (fixtures)
 
 DEVICE = "dev-rec-1"
-FACE = b"\xff\xd8" + b"escort face" * 40
+FACE = placeholder_photo("E01", (200, 80, 90))
 FACE_HASH = snapshot.seal_snapshot(X25519PrivateKey.generate().public_key(), DEVICE, FACE)[0]
 
 

@@ -19,7 +19,7 @@ from mqtt_fixtures import broker, hq_cert, wait_until  # noqa: F401 (fixtures)
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from agent.sample import TRUCKS
+from agent.sample import TRUCKS, placeholder_photo
 from hq import records
 from hq.db import Database
 from hq.serve import Server
@@ -141,7 +141,7 @@ def test_a_forged_snapshot_is_refused_and_nothing_is_stored(broker, head_office,
     client.subscribe(messages.Topics("ht/v1", DEVICE).down(snapshot.STORED), qos=1)
     client.loop_start()
     try:
-        jpeg = b"\xff\xd8" + b"face" * 100
+        jpeg = placeholder_photo("E01", (120, 80, 90))
         digest, sealed = snapshot.seal_snapshot(records_key.public_key(), DEVICE, jpeg)
         # a photo sealed (to the right key) under the hash of another photo: it opens, and does not match
         other = hashlib.sha256(b"another face").hexdigest()

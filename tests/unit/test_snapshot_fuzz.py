@@ -22,7 +22,9 @@ from paho.mqtt.client import MQTTMessage
 from PIL import Image
 
 from agent.journal import Journal
+from agent.sample import placeholder_photo
 from agent.snapshots import IN_FLIGHT, SnapshotOutbox, cap_jpeg
+from drivers.camera import opencv
 from hq import records
 from hq.db import Database
 from hq.serve import Server
@@ -31,9 +33,9 @@ from protocol import messages, snapshot
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from broker import Pki  # noqa: E402
 
+FACE = placeholder_photo("face", (200, 80, 90))          # a real JPEG: head office reads its frame header
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEY = X25519PrivateKey.generate()
-FACE = b"\xff\xd8" + b"a face" * 50
 DIGEST, SEALED = snapshot.seal_snapshot(KEY.public_key(), "dev-f", FACE)
 GENUINE = json.loads(snapshot.uplink(KEY.public_key(), "dev-f", DIGEST, SEALED))
 
@@ -118,6 +120,29 @@ def test_opening_refuses_anything_but_the_sealed_photo(sealed, digest):
         snapshot.open_snapshot(KEY, "dev-f", digest, sealed)
 
 
+@FUZZ
+@given(st.binary(max_size=300) | st.binary(max_size=300).map(lambda b: b"\xff\xd8" + b))
+def test_the_jpeg_header_reader_never_raises(data):
+    size = snapshot.jpeg_dimensions(data)
+    assert size is None or (size[0] > 0 and size[1] > 0)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_the_jpeg_header_reader_agrees_with_pillow(progressive):
+    out = io.BytesIO()
+    Image.new("RGB", (333, 77), (10, 20, 30)).save(out, "JPEG", progressive=progressive, quality=70)
+    assert snapshot.jpeg_dimensions(out.getvalue()) == (333, 77)
+    assert snapshot.jpeg_dimensions(out.getvalue()[:20]) is None
+
+
+def test_the_opencv_camera_takes_faces_within_head_offices_cap():
+    assert (opencv.FACE_MAX_SIDE, opencv.FACE_MAX_BYTES) == (snapshot.MAX_SIDE, snapshot.MAX_JPEG_BYTES)
+    crop = np.random.default_rng(2).integers(0, 255, (900, 700, 3), dtype=np.uint8)
+    jpeg = opencv.encode_jpeg(crop).jpeg
+    assert snapshot.jpeg_dimensions(jpeg) == (249, 320) and len(jpeg) <= snapshot.MAX_JPEG_BYTES
+    assert cap_jpeg(jpeg) is jpeg, "the agent keeps such a face as it is"
+
+
 def test_a_large_face_is_capped_and_a_small_one_kept_as_it_is():
     noisy = Image.fromarray(np.random.default_rng(1).integers(0, 255, (1200, 1600, 3), dtype=np.uint8))
     out = io.BytesIO()
@@ -135,7 +160,7 @@ def test_a_large_face_is_capped_and_a_small_one_kept_as_it_is():
 def test_the_outbox_keeps_a_face_until_head_office_has_it_even_across_a_restart(tmp_path):
     journal = Journal(tmp_path / "journal.db")
     box = SnapshotOutbox(journal, "dev-o", KEY.public_key())
-    faces = [b"\xff\xd8" + bytes([i]) * 100 for i in range(IN_FLIGHT + 2)]
+    faces = [placeholder_photo("face", (40 * i, 80, 90)) for i in range(IN_FLIGHT + 2)]
     for face in faces:
         box.add(face)
     box.add(faces[0])                                           # the same photo twice: kept once
