@@ -194,9 +194,12 @@ def entries_of(db: Database, device: str, task_id: str) -> list[dict]:
         span = _span(cur, device, task_id)
         if span is None:
             return None
+        if span[1] - span[0] >= DETAIL_LIMIT:
+            raise RecordsError(f"handover {task_id!s:.64} of {device!s:.64} spans {span[1] - span[0] + 1} entries, "
+                               f"more than the {DETAIL_LIMIT} a record shows")
         # the entry before the start too: the first one's link is checked against it
         return cur.all("SELECT seq, id, ts, kind, task_id, body, prev_hash, hash FROM entries WHERE device = ? "
-                       "AND seq BETWEEN ? AND ? ORDER BY seq LIMIT ?", (device, span[0] - 1, span[1], DETAIL_LIMIT))
+                       "AND seq BETWEEN ? AND ? ORDER BY seq", (device, span[0] - 1, span[1]))
     rows = db.run(work)
     if rows is None:
         raise RecordsError(f"no finished handover {task_id!s:.64} of {device!s:.64}")
