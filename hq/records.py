@@ -19,12 +19,11 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hq.db import Cursor, Database
 from protocol.chain import GENESIS_HASH, chain_problem
-from protocol.keys import KeyFileError, public_pem, write_private
+from protocol.keys import create_x25519, load_x25519
 from protocol.sealed import key_id
 from protocol.snapshot import HASH, SnapshotError, open_snapshot
 
@@ -390,27 +389,11 @@ def enrolled_photo(db: Database, person_id: str) -> bytes | None:
 def create_key(keys_dir: Path) -> str:
     """Head office's records key pair (a key of its own: who may read complaints need not see faces); its id.
     The public half goes on every terminal as keys/hq_records.pem."""
-    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if (keys_dir / PRIVATE_FILE).exists():
-        raise KeyFileError(f"{keys_dir}: a records key exists already; refusing to overwrite it "
-                           "(every face sealed to it would be lost)")
-    key = X25519PrivateKey.generate()
-    write_private(keys_dir / PRIVATE_FILE, key.private_bytes(serialization.Encoding.PEM,
-                                                              serialization.PrivateFormat.PKCS8,
-                                                              serialization.NoEncryption()))
-    (keys_dir / PUBLIC_FILE).write_bytes(public_pem(key.public_key()))
-    return key_id(key.public_key())
+    return key_id(create_x25519(keys_dir, PRIVATE_FILE, PUBLIC_FILE, "records key", "face"))
 
 
 def load_key(path: Path) -> X25519PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), None)
-    except (OSError, ValueError) as exc:
-        raise KeyFileError(f"{path}: the records key cannot be read ({type(exc).__name__}); "
-                           "run `handover-hq records key create`") from None
-    if not isinstance(key, X25519PrivateKey):
-        raise KeyFileError(f"{path}: the records key must be X25519")
-    return key
+    return load_x25519(path, "records key", "handover-hq records key create")
 
 
 def register(subparsers) -> None:

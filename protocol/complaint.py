@@ -23,7 +23,7 @@ import zlib
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from protocol import safejson
-from protocol.sealed import SealOpenError, key_id, open_sealed, seal
+from protocol.sealed import SealOpenError, key_id, open_sealed, seal  # noqa: F401 (key_id: the complaint key's id, as before)
 
 STATUSES = ("registered", "classified", "transferred", "investigating", "handled", "replied", "satisfied",
             "not_accepted", "withdrawn", "repeat", "archived")

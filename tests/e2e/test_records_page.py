@@ -23,7 +23,6 @@ from agent.sample import COLOURS, ESCORTS, OFFICERS, placeholder_photo  # noqa: 
 from hq import records  # noqa: E402
 from hq.db import Database  # noqa: E402
 from protocol.chain import chain_problem  # noqa: E402
-from protocol.keys import public_pem  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.mqtt]
 DEVICE, SITE = "dev-e2e-rec", "BR-001"
