@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -26,6 +27,14 @@ from protocol.chain import chain_problem  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.mqtt]
 DEVICE, SITE = "dev-e2e-rec", "BR-001"
+
+
+def outbox(state: Path) -> int:
+    conn = sqlite3.connect(f"{(state / 'journal.db').resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT count(*) FROM snapshot_outbox").fetchone()[0]
+    finally:
+        conn.close()
 
 
 def loaded(img) -> bool:
@@ -68,9 +77,9 @@ def test_a_monitor_finds_a_handover_by_truck_and_sees_its_faces_and_chain(agent,
         wait_until(lambda: db.run(lambda cur: cur.one(
             "SELECT count(*) FROM entries WHERE device = ? AND kind = 'handover_ended'", (DEVICE,)))[0] == 1,
             60, "the handover's end at head office")
-        wait_until(lambda: db.run(lambda cur: cur.one(
+        wait_until(lambda: outbox(agent.state_dir) == 0 and db.run(lambda cur: cur.one(
             "SELECT count(*) FROM hq_records_snapshots WHERE device = ?", (DEVICE,)))[0] >= 1,
-            60, "the door faces at head office")
+            60, "every door face at head office (the terminal's outbox empty)")
     finally:
         db.close()
 
