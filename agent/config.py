@@ -515,6 +515,7 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         provisioned = _provisioned(config.paths.state_dir)
         if provisioned:
             # head office's provisioning bundle (SPEC §5) overrides what the file says of site, device, mqtt
+            # (and complaints.hq_key when it brought head office's complaint key)
             config = _build(_merged(data, provisioned), source=file, base_dir=file.resolve().parent)
     except ConfigError as e:
         raise ConfigError(f"{file}: {e}") from None

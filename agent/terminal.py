@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from agent.calendar_data import build_calendar
 from agent.codec import alarm_body, decode_event, encode
 from agent.complaints import ComplaintBook
-from agent.config import Config, ConfigError, check_files, load_complaint_key
+from agent.config import Config, ConfigError, check_files, load_complaint_key, provisioned_config
 from agent.devices import Devices
 from agent.enrolment import BranchEnrolment, load_hq_key
 from agent.i18n import render
@@ -616,10 +616,10 @@ class Terminal:
         os.replace(tmp, path)
         return path
 
-    def _complaint_key(self):
+    def _complaint_key(self, path: Path | None = None):
         """Head office's complaint public key, or None: then complaint details stay on this terminal, and
         head office's health view says so (self.complaint_sealing)."""
-        path = self.config.complaints.hq_key
+        path = path or self.config.complaints.hq_key
         try:
             key = load_complaint_key(path) if path is not None else None
         except ConfigError as e:
@@ -749,9 +749,23 @@ class Terminal:
         for name, outcome in results:
             log.info("bundle %s: %s", name, outcome.message)
             self._prompt(Prompt(outcome.message_key, dict(outcome.summary), urgent=not outcome.ok))
+        if any(outcome.ok and outcome.kind == "provisioning" and "complaint_key" in outcome.summary
+               for _, outcome in results):
+            self._provisioned_complaint_key(state)
         if results:
             self.reload_people()
             self._changed()
+
+    def _provisioned_complaint_key(self, state: Path) -> None:
+        """A provisioning bundle brought head office's complaint key: complaints sealed to it from now on,
+        not from the next start."""
+        try:
+            path = (provisioned_config(state) or {}).get("complaints", {}).get("hq_key")
+        except (OSError, ValueError) as exc:
+            log.error("the provisioned configuration cannot be read: %s", type(exc).__name__)
+            return
+        if path:
+            self.complaints.hq_key = self._complaint_key(Path(path))
 
     async def _watch_inbox(self, interval: float = 2.0) -> None:
         while True:

@@ -4,9 +4,11 @@
   handover-hq device add --keys DIR ID
   handover-hq issue-cert --keys DIR --csr identity.json|device.csr --out device.crt
   handover-hq issue-hq-cert --keys DIR [--name hq] --out hq.crt --key-out hq.key
+  handover-hq issue-broker-cert --keys DIR --host 127.0.0.1 [--host NAME ...] --out broker.crt --key-out broker.key
   handover-hq pack tasks|personnel --keys DIR --device-pub identity.json --seq N --in payload.json --out x.htb
   handover-hq pack provisioning --keys DIR --device-pub identity.json --seq N --site-id S --site-type branch
-              --broker-host H [--broker-port 8883] --cert device.crt [--rotate-signer new.pub.pem] --out p.htb
+              --broker-host H [--broker-port 8883] --cert device.crt [--rotate-signer new.pub.pem]
+              [--complaint-key complaint.pub.pem] --out p.htb
   handover-hq inspect x.htb [--signer signing.pub.pem]
 
   handover-hq publish|watch|export ...   (hq/sync.py)
@@ -32,6 +34,7 @@ from hq.web import cli as users
 from hq.db import DATABASE_ERRORS
 from protocol.bundle import (KINDS, BundleRefused, key_id, pack_bundle, pack_streamed, read_bundle_file, split,
                             verify_signature)
+from protocol.complaint import ComplaintKeyError, public_key_from_pem
 from protocol.keys import (HQ_IDENTITY, HqKeys, KeyFileError, add_device, known_devices, load_public, load_signers,
                           write_private)
 
@@ -61,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     hq_cert.add_argument("--key-out", type=Path, required=True)
     hq_cert.set_defaults(func=_issue_hq_cert)
 
+    broker_cert = sub.add_parser("issue-broker-cert", help="issue the MQTT broker's TLS server certificate")
+    broker_cert.add_argument("--keys", type=Path, required=True)
+    broker_cert.add_argument("--host", action="append", required=True,
+                             help="a name or address clients dial (repeat for several)")
+    broker_cert.add_argument("--days", type=int, default=825)
+    broker_cert.add_argument("--out", type=Path, required=True)
+    broker_cert.add_argument("--key-out", type=Path, required=True)
+    broker_cert.set_defaults(func=_issue_broker_cert)
+
     cert = sub.add_parser("issue-cert", help="issue a device's MQTT client certificate from its CSR")
     cert.add_argument("--keys", type=Path, required=True)
     cert.add_argument("--csr", type=Path, required=True, help="identity-<id>.json from the stick, or a PEM CSR")
@@ -85,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--cert", type=Path, help="the device certificate from issue-cert")
     pack.add_argument("--rotate-signer", type=Path, action="append", default=[],
                       help="new head-office signing public key(s) the device trusts from now on")
+    pack.add_argument("--complaint-key", type=Path,
+                      help="provisioning: head office's complaint PUBLIC key (complaint.pub.pem); the terminal "
+                           "installs it as [complaints] hq_key")
     pack.add_argument("--out", type=Path, required=True)
     pack.set_defaults(func=_pack)
 
@@ -135,9 +150,18 @@ def _device_add(args) -> int:
 
 
 def _issue_hq_cert(args) -> int:
+    return _issue_with_new_key(args, lambda keys, public: keys.issue_hq_cert(public, name=args.name, days=args.days))
+
+
+def _issue_broker_cert(args) -> int:
+    return _issue_with_new_key(args, lambda keys, public: keys.issue_broker_cert(public, args.host, days=args.days))
+
+
+def _issue_with_new_key(args, issue) -> int:
+    """A fresh key (written 0600 to --key-out) and its certificate from head office's CA (to --out)."""
     keys = HqKeys.load(args.keys)
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = keys.issue_hq_cert(key.public_key(), name=args.name, days=args.days)
+    cert = issue(keys, key.public_key())
     write_private(args.key_out, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                   serialization.NoEncryption()))
     args.out.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -174,7 +198,17 @@ def _pack(args) -> int:
                    "signers": [(k.public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
                                for k in load_signers(args.rotate_signer)]}
+        if args.complaint_key is not None:
+            # checked here too: a private key must never be packed, even into an encrypted bundle
+            pem = args.complaint_key.read_bytes()
+            try:
+                public_key_from_pem(pem)
+            except ComplaintKeyError as exc:
+                raise ValueError(f"--complaint-key {args.complaint_key}: {exc}") from None
+            payload["complaint_key"] = pem.decode("ascii")
     else:
+        if args.complaint_key is not None:
+            raise ValueError("--complaint-key travels in a provisioning bundle only")
         if args.input is None:
             raise ValueError(f"pack {args.kind} needs --in payload.json (or payload.jsonl for a streamed bundle)")
         if args.input.suffix == ".jsonl":     # one record a line: a streamed (format 2) bundle of any size

@@ -309,8 +309,8 @@ class ComplaintDesk:
         inside = lambda iso: start <= datetime.fromisoformat(iso).date() <= end      # noqa: E731
         summaries = self.list(today)
         received, resolved, overdue = Counter(), Counter(), Counter()
-        replied = {(d, r) for d, r, at in self.db.run(lambda cur: cur.all(
-            "SELECT device, ref, at FROM hq_complaint_steps WHERE action = 'reply'")) if inside(at)}
+        replied = {(d, r): at for d, r, at in self.db.run(lambda cur: cur.all(
+            "SELECT device, ref, at FROM hq_complaint_steps WHERE action = 'reply'"))}
         handled = self.db.run(lambda cur: cur.all(
             "SELECT device, ref, sealed FROM hq_complaint_steps WHERE action = 'handle' ORDER BY device, seq"))
         by_key = {(s.device, s.ref): s for s in summaries}
@@ -319,7 +319,11 @@ class ComplaintDesk:
             if inside(s.received_at):
                 received[s.category] += 1
                 overdue[s.category] += s.overdue
-            if (s.device, s.ref) in replied and s.status in RESOLVED:
+            # the reply's day at the complaint's site (the terminal stamps steps in UTC): a reply at 06:00 on
+            # 1 December in Shanghai is December's, not November's
+            local = datetime.fromisoformat(s.received_at).tzinfo
+            if (s.device, s.ref) in replied and s.status in RESOLVED and \
+                    start <= datetime.fromisoformat(replied[(s.device, s.ref)]).astimezone(local).date() <= end:
                 resolved[s.category] += 1
         for device, ref, sealed in handled:
             s = by_key.get((device, ref))

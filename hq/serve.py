@@ -38,13 +38,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hq import records
+from hq.complaints import load_key as load_complaint_key
 from hq.db import Applied, Database, is_postgres
+from hq.distribute import BundleKit
 from hq.web.app import Settings, WebBoard
 from hq.web.board import speech_of
 from hq.web.sites import parse_sites
 from hq.web.voice import VOICE
 from protocol import messages, snapshot
 from protocol.chain import GENESIS_HASH, chain_problem
+from protocol.keys import HqKeys
 
 STREAM_LEAVES = ("journal", "status", "health", "reply")
 LIVE_LEAVES = ("urgent",)
@@ -546,6 +549,13 @@ def register(subparsers) -> None:
                    help="seconds without a word from a terminal before the devices board flags it (default 300)")
     s.add_argument("--records-key", type=Path, default=None,
                    help="head office's records private key (records.pem): faces are taken in and shown with it")
+    s.add_argument("--complaint-keys", type=Path, default=None,
+                   help="folder holding head office's complaint.pem: the page's complaint officers open and act on "
+                        "complaints with it")
+    s.add_argument("--keys", type=Path, default=None, help="head office's keys (to sign the schedule's USB bundles)")
+    s.add_argument("--identities", type=Path, default=None, help="folder of the devices' identity-<device>.json")
+    s.add_argument("--bundles", type=Path, default=None,
+                   help="folder the schedule page writes USB bundles for offline sites to (with --keys, --identities)")
     s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     s.set_defaults(func=_cmd_serve)
 
@@ -570,8 +580,15 @@ def _cmd_serve(args) -> int:
     web = None
     if args.http:
         host, port = _http_address(args.http)
+        kit = None
+        if args.bundles or args.keys or args.identities:
+            if not (args.bundles and args.keys and args.identities):
+                raise ValueError("USB bundles from the schedule page need --bundles DIR --keys K --identities D")
+            kit = BundleKit(HqKeys.load(args.keys), args.identities, args.bundles)
+        complaint_key = load_complaint_key(args.complaint_keys) if args.complaint_keys else None
         web = WebBoard(args.db, host, port, Settings(sites=sites, quiet_after=timedelta(seconds=args.quiet_after),
                                                      idle=timedelta(minutes=args.idle_minutes),
+                                                     complaint_key=complaint_key, bundle_kit=kit,
                                                      records_key=records_key))
 
     def alarm(device: str, entry: dict) -> None:

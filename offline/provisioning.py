@@ -11,7 +11,9 @@
 Provisioning payload (docs/bundles.md):
   {"device_id": str, "site": {"id": str, "type": "branch"|"vault"}, "mqtt": {"host": str, "port": int},
    "device_cert": PEM, "ca_cert": PEM, "signers": [PEM, ...] (optional: head-office key rotation),
-   "config": {"site"|"device"|"mqtt": {key: str|int|bool}} (optional extra settings)}
+   "config": {"site"|"device"|"mqtt": {key: str|int|bool}} (optional extra settings),
+   "complaint_key": PEM (optional: head office's complaint PUBLIC key, X25519; installed as
+                    complaint.pub.pem and set as [complaints] hq_key, so nobody edits it by hand)}
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from cryptography.x509.oid import NameOID
 from agent.config import ConfigError, check_fragment
 from flows.model import SiteType
 from protocol.bundle import BundleRefused
+from protocol.complaint import ComplaintKeyError, key_id, public_key_from_pem
 from protocol.keys import DeviceKeys, fsync_dir, load_signers, public_pem
 
 IDENTITY_DIR = "handover"
@@ -98,12 +101,23 @@ def install_provisioning(body: dict, *, journal, store, device_keys: DeviceKeys,
     if not isinstance(extra, dict) or set(extra) - set(_SECTIONS):
         raise ValueError(f"provisioning config: only the sections {', '.join(_SECTIONS)} may be set")
 
+    complaint_key = None
+    if body.get("complaint_key") is not None:
+        if not isinstance(body["complaint_key"], str):
+            raise ValueError("provisioning complaint_key: must be PEM text")
+        try:
+            complaint_key = public_key_from_pem(body["complaint_key"])
+        except ComplaintKeyError as exc:
+            raise ValueError(f"provisioning complaint_key: {exc}") from None
+
     target = state_dir / "provisioning"
     config = {s: dict(_table(extra, s) if s in extra else {}) for s in _SECTIONS}
     config["site"].update(id=site_id, type=site_type)
     config["device"].update(id=device_keys.device_id)
     config["mqtt"].update(enabled=True, host=host, port=port, ca_file=str(target / "ca.crt"),
                           cert_file=str(target / "device.crt"), key_file=str(state_dir / "keys" / "mqtt_client.pem"))
+    if complaint_key is not None:       # the provisioned key overrides the file's [complaints] hq_key
+        config["complaints"] = {"hq_key": str(target / "complaint.pub.pem")}
     try:    # the same rules as the configuration file, naming the key
         check_fragment(config, state_dir)
     except ConfigError as e:
@@ -114,10 +128,14 @@ def install_provisioning(body: dict, *, journal, store, device_keys: DeviceKeys,
                                              indent=2).encode()}
     if signers:
         files["signers.pem"] = b"".join(signers)
+    if complaint_key is not None:
+        files["complaint.pub.pem"] = public_pem(complaint_key)
     _install_atomically(state_dir, files)
 
     summary = {"site_id": site_id, "site_type": site_type, "broker": f"{host}:{port}",
                "signers_rotated": len(signers)}
+    if complaint_key is not None:
+        summary["complaint_key"] = key_id(complaint_key)
     with journal.transaction():
         if bundle_seq is not None:
             store.set_bundle_seq("provisioning", bundle_seq)

@@ -20,6 +20,7 @@ import binascii
 import json
 import zlib
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from protocol import safejson
@@ -46,6 +47,27 @@ MAX_DEPTH = 4                         # {texts: [{...}]} at most
 class SealedDetailsError(ValueError):
     """A sealed blob cannot be opened or is not what it should be; the message says which check failed
     and never quotes the content."""
+
+
+class ComplaintKeyError(ValueError):
+    """A complaint key given to a terminal is not head office's X25519 public key; the message says why."""
+
+
+def public_key_from_pem(pem: str | bytes) -> X25519PublicKey:
+    """Head office's complaint public key as it travels to a terminal (a provisioning bundle): PEM text of
+    an X25519 public key. A private key is refused outright: the terminal must never hold that half."""
+    data = pem.encode("utf-8", "replace") if isinstance(pem, str) else bytes(pem)
+    if b"PRIVATE KEY" in data:
+        raise ComplaintKeyError("the complaint key is a PRIVATE key: only head office holds that; give the terminal "
+                                "the public half (complaint.pub.pem)")
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError):
+        raise ComplaintKeyError("the complaint key is not a public key in PEM form") from None
+    if not isinstance(key, X25519PublicKey):
+        raise ComplaintKeyError(f"the complaint key is {type(key).__name__.lstrip('_')}, not X25519 "
+                                "(make one with `handover-hq complaints key create`)")
+    return key
 
 
 def _info(ref: str, step: str) -> bytes:

@@ -12,6 +12,7 @@ Private keys are never logged: the key objects' reprs carry no material.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -157,7 +158,7 @@ def load_signers(pem_files: list[Path]) -> list[Ed25519PublicKey]:
 
 HQ_IDENTITY = "hq"
 HQ_NAME = re.compile(r"hq(-[a-z0-9]+)?")            # hq, hq-live, hq-2: head office's own sessions
-HQ_ROLE, DEVICE_ROLE = "head-office", "device"      # the certificate's OU
+HQ_ROLE, DEVICE_ROLE, BROKER_ROLE = "head-office", "device", "broker"      # the certificate's OU
 DEVICES_FILE = "devices.txt"                        # in the keys folder: the devices head office knows
 
 
@@ -253,13 +254,31 @@ class HqKeys:
             raise KeyFileError(f"{name!r} is not a head-office identity (hq, or hq-<letters/digits>)")
         return self._issue(name, HQ_ROLE, public_key, days, now)
 
-    def _issue(self, cn: str, role: str, public_key, days: int, now: dt.datetime | None) -> x509.Certificate:
+    def issue_broker_cert(self, public_key, hosts: list[str], *, days: int = 825,
+                          now: dt.datetime | None = None) -> x509.Certificate:
+        """The broker's TLS server certificate (OU broker), naming the hosts and addresses clients dial:
+        terminals and head office then trust one CA, this one, for both directions."""
+        if not hosts:
+            raise KeyFileError("a broker certificate needs at least one host name or address")
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        return self._issue(hosts[0], BROKER_ROLE, public_key, days, now,
+                           usage=x509.ExtendedKeyUsageOID.SERVER_AUTH, names=names)
+
+    def _issue(self, cn: str, role: str, public_key, days: int, now: dt.datetime | None, *,
+               usage=x509.ExtendedKeyUsageOID.CLIENT_AUTH, names: list[x509.GeneralName] = ()) -> x509.Certificate:
         now = now or dt.datetime.now(dt.timezone.utc)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
                              x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role)])
-        return (x509.CertificateBuilder().subject_name(subject).issuer_name(self.ca_cert.subject)
-                .public_key(public_key).serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-                .sign(self.ca_key, hashes.SHA256()))
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(self.ca_cert.subject)
+                   .public_key(public_key).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(self.ca_key, hashes.SHA256())

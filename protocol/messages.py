@@ -18,7 +18,7 @@ from protocol import safejson
 
 VERSION = 1
 DOWNLINK_KINDS = ("tasks", "route_progress", "personnel", "config", "command", "complaint")
-UPLINK_KINDS = ("journal", "urgent", "status", "health", "reply")
+UPLINK_KINDS = ("journal", "urgent", "status", "health", "reply", "snapshot")
 MAX_DOWNLINK_BYTES = 1024 * 1024  # a day's tasks or a personnel update with templates fits well within
 MAX_DOWNLINK_DEPTH = 12           # the deepest downlink (tasks: task -> box_keys -> tag -> keys) is 5 levels
 MAX_ENTRY_DEPTH = 32              # a journal entry's body, checked where it is written and where it is read
@@ -43,6 +43,15 @@ class Topics:
     @property
     def down_filter(self) -> str:
         return f"{self.prefix}/{self.device}/down/+"
+
+
+def broker_acl(prefix: str, hq_user: str) -> str:
+    """The broker's ACL (mosquitto syntax, docs/mqtt.md): head office's identity reads every device's
+    uplink and writes every downlink; a device (username = its certificate's CN) only its own tree."""
+    hq_lines = [f"topic read {prefix}/+/{kind}" for kind in UPLINK_KINDS] + [f"topic write {prefix}/+/down/#"]
+    device_lines = [f"pattern write {prefix}/%u/{kind}" for kind in UPLINK_KINDS] + [f"pattern read {prefix}/%u/down/#"]
+    return "\n".join(["# Head office reads every device's uplink and writes every downlink.", f"user {hq_user}",
+                      *hq_lines, "", "# A device (username = certificate CN) only its own tree.", *device_lines, ""])
 
 
 def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:

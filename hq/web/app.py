@@ -4,8 +4,7 @@ acknowledgements, and the devices board. `WebBoard` runs it on an event loop of 
 
 Routes: GET /login, POST /login, POST /logout, GET /board (the page), GET /api/me, GET /api/alarms,
 GET /api/events (Server-Sent Events: `alarm` and `ack`), GET /api/voice?device=&id= (WAV),
-POST /api/ack, GET /api/devices, /static/*; each page module adds its own (`add_routes`: hq/web/records.py).
-Every page and API is behind `require_role`.
+POST /api/ack, GET /api/devices, /static/*. Every page and API is behind `require_role`.
 """
 from __future__ import annotations
 
@@ -14,18 +13,15 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from hq.db import Database
-from hq.web import board, i18n, records
+from hq.web import board, complaints_page, i18n, records, schedule_page
 from hq.web.auth import AUTH, COOKIE, DB_THREAD, ROLES, SESSION, Auth, Session, in_db, require_role
-from hq.web.settings import SETTINGS, Settings
+from hq.web.page import DB, SETTINGS, STATIC, Settings, lang, page, same_origin
 from hq.web.voice import Voice
 
-STATIC = Path(__file__).parent / "static"
 KEEP_ALIVE = 15         # seconds between keep-alives on an idle event stream
 BOARD_ROLES = ("monitor", "vault_manager", "admin")
 
@@ -37,7 +33,6 @@ class _Stream:
     queue: asyncio.Queue
 
 
-DB = web.AppKey("db", Database)
 VOICE = web.AppKey("voice", Voice)
 STREAMS = web.AppKey("streams", set)
 
@@ -63,6 +58,8 @@ def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | No
     app.router.add_get("/api/voice", voice)
     app.router.add_post("/api/ack", ack)
     app.router.add_get("/api/devices", devices)
+    schedule_page.add_routes(app)
+    complaints_page.add_routes(app)
     records.add_routes(app)
     app.router.add_static("/static", STATIC)
     app.on_cleanup.append(_close)
@@ -85,52 +82,28 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     response.headers.setdefault("Referrer-Policy", "same-origin")
 
 
-def _lang(request: web.Request) -> str:
-    return i18n.pick(request.query.get("lang") or request.cookies.get("hq_lang"))
-
-
-def _page(name: str, lang: str) -> web.Response:
-    """A static page with the catalog's strings filled in (`{{key}}`); its script gets the catalog from /api/me."""
-    html = (STATIC / name).read_text("utf-8")
-    for key, text in i18n.catalog(lang).items():
-        html = html.replace("{{" + key + "}}", _escape(text))
-    html = html.replace("{{lang}}", lang).replace("{{lang_next}}", "en" if lang == "zh-CN" else "zh-CN")
-    response = web.Response(text=html, content_type="text/html")
-    response.set_cookie("hq_lang", lang, httponly=True, samesite="Strict", path="/")
-    return response
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-
-
-def _same_origin(request: web.Request) -> bool:
-    """A form posted from another site (login CSRF) carries its own Origin: refused."""
-    origin = request.headers.get("Origin")
-    return origin is None or urlsplit(origin).netloc == request.host
-
-
 async def home(request: web.Request) -> web.Response:
     raise web.HTTPFound("/board")
 
 
 async def login_page(request: web.Request) -> web.Response:
-    response = _page("login.html", _lang(request))
+    response = page("login.html", lang(request))
     if request.query.get("failed"):
         response.text = response.text.replace('data-failed="false"', 'data-failed="true"')
     return response
 
 
 async def login(request: web.Request) -> web.Response:
-    if not _same_origin(request):
+    if not same_origin(request):
         raise web.HTTPForbidden(text="cross-site login refused")
     form = await request.post()
     name, password = str(form.get("name", ""))[:64], str(form.get("password", ""))
     found = await in_db(request.app, request.app[AUTH].login, name, password)
     if found is None:
         raise web.HTTPFound("/login?failed=1")
-    token, _ = found
-    response = web.HTTPFound("/board")
+    token, session = found
+    # complaint officers have no board: their page is the complaints
+    response = web.HTTPFound("/complaints" if session.role == "complaint_officer" else "/board")
     response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
                         secure=request.app[SETTINGS].secure_cookie)
     raise response
@@ -146,23 +119,23 @@ async def logout(request: web.Request) -> web.Response:
 
 @require_role(*BOARD_ROLES)
 async def board_page(request: web.Request) -> web.Response:
-    return _page("board.html", _lang(request))
+    return page("board.html", lang(request))
 
 
 @require_role(*BOARD_ROLES)
 async def me(request: web.Request) -> web.Response:
     s: Session = request[SESSION]
-    lang = _lang(request)
-    return web.json_response({"name": s.name, "role": s.role, "role_text": i18n.render(f"role_{s.role}", lang=lang),
-                              "csrf": s.csrf, "may_ack": s.role == "monitor", "lang": lang,
-                              "text": i18n.catalog(lang)})
+    language = lang(request)
+    return web.json_response({"name": s.name, "role": s.role, "role_text": i18n.render(f"role_{s.role}", lang=language),
+                              "csrf": s.csrf, "may_ack": s.role == "monitor", "lang": language,
+                              "text": i18n.catalog(language)})
 
 
 @require_role(*BOARD_ROLES)
 async def alarms(request: web.Request) -> web.Response:
     s: Session = request[SESSION]
     return web.json_response(await in_db(request.app, board.recent_alarms, request.app[DB], s.role,
-                                         request.app[SETTINGS].sites, _lang(request)))
+                                         request.app[SETTINGS].sites, lang(request)))
 
 
 @require_role(*BOARD_ROLES, renew=False)
@@ -170,7 +143,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     """Alarms and acknowledgements as they are committed, filtered for this user's role. The stream ends
     when its session lapses (checked at each keep-alive); the page then finds itself logged out."""
     s: Session = request[SESSION]
-    stream = _Stream(s.role, _lang(request), asyncio.Queue(maxsize=1000))
+    stream = _Stream(s.role, lang(request), asyncio.Queue(maxsize=1000))
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     request.app[STREAMS].add(stream)
@@ -241,7 +214,7 @@ def _status(status: int, text: str) -> web.HTTPException:
 @require_role(*BOARD_ROLES, renew=False)      # polled by the page every few seconds
 async def devices(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    return web.json_response(await in_db(request.app, board.devices, request.app[DB], settings.sites, _lang(request),
+    return web.json_response(await in_db(request.app, board.devices, request.app[DB], settings.sites, lang(request),
                                          settings.quiet_after))
 
 

@@ -9,23 +9,21 @@ opened for monitors and admins only, each view audited), GET /api/person-photo/{
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from aiohttp import web
 
 from hq import records
 from hq.web import i18n
 from hq.web.auth import AUTH, SESSION, Session, in_db, require_role
-from hq.web.settings import SETTINGS, Settings
+from hq.web.page import DB, SETTINGS, Settings, lang, page
 
-STATIC = Path(__file__).parent / "static"
 ROLES = ("monitor", "vault_manager", "admin")
 FACE_ROLES = ("monitor", "admin")        # faces are personal data: the vault manager's live view needs none
 _NO_STORE = {"Cache-Control": "private, no-store"}
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/records", page)
+    app.router.add_get("/records", records_page)
     app.router.add_get("/api/records", search)
     app.router.add_get("/api/records/{device}/{handover}", detail)
     app.router.add_get("/api/records/{device}/{handover}/export", export)
@@ -38,20 +36,13 @@ def _settings(request: web.Request) -> Settings:
 
 
 def _db(request: web.Request):
-    return request.app[AUTH].db
-
-
-def _lang(request: web.Request) -> str:
-    return i18n.pick(request.query.get("lang") or request.cookies.get("hq_lang"))
+    return request.app[DB]
 
 
 @require_role(*ROLES)
-async def page(request: web.Request) -> web.Response:
-    """A static page; its script words itself from the catalog /api/me gives (zh-CN unless chosen)."""
-    lang = _lang(request)
-    response = web.FileResponse(STATIC / "records.html")
-    response.set_cookie("hq_lang", lang, httponly=True, samesite="Strict", path="/")
-    return response
+async def records_page(request: web.Request) -> web.Response:
+    """The page; its script words itself from the catalog /api/me gives (zh-CN unless chosen)."""
+    return page("records.html", lang(request))
 
 
 @require_role(*ROLES)
@@ -81,11 +72,11 @@ async def detail(request: web.Request) -> web.Response:
 async def export(request: web.Request) -> web.Response:
     s: Session = request[SESSION]
     device, handover = request.match_info["device"], request.match_info["handover"]
-    lang = _lang(request)
+    words_lang = lang(request)
 
     def work() -> dict:
-        kept = records.export(_db(request), device, handover, s.role, s.name, lambda shown: report_text(shown, lang),
-                              _settings(request).sites)
+        kept = records.export(_db(request), device, handover, s.role, s.name,
+                              lambda shown: report_text(shown, words_lang), _settings(request).sites)
         request.app[AUTH].audit(s.name, "record_exported", {"device": device, "handover": handover})
         return kept
     try:
@@ -126,10 +117,10 @@ async def person_photo(request: web.Request) -> web.Response:
     return web.Response(body=photo, content_type=kind, headers=_NO_STORE)
 
 
-def report_text(shown: dict, lang: str) -> list[str]:
+def report_text(shown: dict, language: str) -> list[str]:
     """The report as lines a reviewer reads, in the page's language (the terminal prints its own copy)."""
     r, people = shown["report"], shown["people"]
-    words = i18n.catalog(lang)
+    words = i18n.catalog(language)
     T = lambda key, **kw: words.get(f"records_{key}", key).format(**kw)  # noqa: E731  (an unknown word: as sent)
     name = lambda pid: f"{people.get(pid, {}).get('name') or ''} ({pid})".strip()  # noqa: E731
     lines = [T("line_task", task=r.get("task_id", "")), T("line_site", site=shown["site"]),
@@ -142,7 +133,7 @@ def report_text(shown: dict, lang: str) -> list[str]:
     lines.append(T("line_boxes", planned=len(r.get("boxes_planned") or ()), counted=len(r.get("boxes_counted") or ()),
                    boxes=", ".join(r.get("boxes_counted") or ())))
     for x in r.get("exceptions") or ():
-        lines.append(T("line_exception", at=x.get("at", ""), kind=i18n.alarm_kind(x.get("kind"), lang)))
+        lines.append(T("line_exception", at=x.get("at", ""), kind=i18n.alarm_kind(x.get("kind"), language)))
     for d in r.get("dispositions") or ():
         lines.append(T("line_disposition", at=d.get("at", ""), officer=name(d.get("officer_id")),
                        code=d.get("code", ""), resolution=d.get("resolution", ""), text=d.get("text") or ""))

@@ -86,15 +86,33 @@ def head_office(broker, tmp_path):
     office.stop()
 
 
-def login(browser, office: HeadOffice, name: str):
+def login(browser, office: HeadOffice, name: str, password: str = PASSWORD):
+    """A new page at `office.url`, logged in as `name`."""
     page = browser.new_page(viewport=VIEWPORT)
     page.goto(office.url)
     expect(page.get_by_test_id("login-form")).to_contain_text("监控中心登录")
     page.get_by_test_id("login-name").fill(name)
-    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-password").fill(password)
     page.get_by_test_id("login-submit").click()
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     return page
+
+
+def spoken_rms(board, row, office: HeadOffice, path: Path) -> float:
+    """Play `row`'s announcement on the board; the RMS (0..1) of the WAV the page's audio element got."""
+    testid = row.get_attribute("data-testid")
+    row.get_by_test_id("play").click()
+    expect(board.get_by_test_id("voice")).to_have_attribute("data-alarm", testid)
+    src = board.get_by_test_id("voice").get_attribute("src")
+    wav = board.request.get(office.url.rstrip("/") + src)
+    assert wav.ok and wav.headers["content-type"] == "audio/wav"
+    return rms(wav.body(), path)
+
+
+def acknowledge(row, note: str) -> None:
+    row.get_by_test_id("ack-open").click()
+    row.get_by_test_id("ack-note").fill(note)
+    row.get_by_test_id("ack-submit").click()
 
 
 def rms(wav_bytes: bytes, path: Path) -> float:
@@ -152,17 +170,9 @@ def test_a_wrong_box_is_on_the_board_spoken_acknowledged_and_seen_at_the_termina
     manager.screenshot(path=str(artifacts("e2e/hq-board-02-vault-manager.png")))
 
     # the announcement the board played: the catalog's Mandarin sentence, rendered by espeak-ng
-    testid = row.get_attribute("data-testid")
-    row.get_by_test_id("play").click()
-    expect(board.get_by_test_id("voice")).to_have_attribute("data-alarm", testid)
-    src = board.get_by_test_id("voice").get_attribute("src")
-    wav = board.request.get(head_office.url.rstrip("/") + src)
-    assert wav.ok and wav.headers["content-type"] == "audio/wav"
-    assert rms(wav.body(), tmp_path / "alarm.wav") > 0.01, "the announcement is silent"
+    assert spoken_rms(board, row, head_office, tmp_path / "alarm.wav") > 0.01, "the announcement is silent"
 
-    row.get_by_test_id("ack-open").click()
-    row.get_by_test_id("ack-note").fill("已电话联系网点，错箱退回押运车")
-    row.get_by_test_id("ack-submit").click()
+    acknowledge(row, "已电话联系网点，错箱退回押运车")
     expect(row).to_have_attribute("data-acked", "true")
     expect(row.get_by_test_id("ack-state")).to_contain_text("wang已确认：已电话联系网点，错箱退回押运车")
     expect(manager.locator("tr[data-kind=wrong_box]").get_by_test_id("ack-state")).to_contain_text("wang已确认")
@@ -175,9 +185,7 @@ def test_a_wrong_box_is_on_the_board_spoken_acknowledged_and_seen_at_the_termina
     board.screenshot(path=str(artifacts("e2e/hq-board-04-acknowledged.png")))
 
     # the duress alarm is acknowledged at head office only
-    duress.get_by_test_id("ack-open").click()
-    duress.get_by_test_id("ack-note").fill("已报警，联系押运公司")
-    duress.get_by_test_id("ack-submit").click()
+    acknowledge(duress, "已报警，联系押运公司")
     expect(duress.get_by_test_id("ack-state")).to_contain_text("静默报警，不通知终端")
     board.get_by_test_id("nav-devices").click()
     board.screenshot(path=str(artifacts("e2e/hq-board-05-devices.png")))

@@ -20,29 +20,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from protocol.messages import broker_acl
+
 PREFIX = "ht/v1"
 HQ_IDENTITY = "hq"
 
-ACL = f"""\
-# Head office reads every device's uplink and writes every downlink.
-user {HQ_IDENTITY}
-topic read {PREFIX}/+/journal
-topic read {PREFIX}/+/urgent
-topic read {PREFIX}/+/status
-topic read {PREFIX}/+/health
-topic read {PREFIX}/+/reply
-topic read {PREFIX}/+/snapshot
-topic write {PREFIX}/+/down/#
-
-# A device (username = certificate CN) only its own tree.
-pattern write {PREFIX}/%u/journal
-pattern write {PREFIX}/%u/urgent
-pattern write {PREFIX}/%u/status
-pattern write {PREFIX}/%u/health
-pattern write {PREFIX}/%u/reply
-pattern write {PREFIX}/%u/snapshot
-pattern read {PREFIX}/%u/down/#
-"""
+ACL = broker_acl(PREFIX, HQ_IDENTITY)     # docs/mqtt.md shows the same file
 
 
 def free_port() -> int:

@@ -2,6 +2,11 @@
 office knows, never an hq-like or wildcard name; head office's own certificate has its own command and role."""
 from __future__ import annotations
 
+import contextlib
+import socket
+import ssl
+import threading
+
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -61,3 +66,37 @@ def test_head_office_gets_its_own_certificate_with_its_own_role(tmp_path, office
     assert key.stat().st_mode & 0o777 == 0o600
     assert hq.main(["issue-hq-cert", "--keys", str(office), "--name", "term-0042", "--out", str(out),
                     "--key-out", str(key)]) == 2
+
+
+def _handshake(ca, cert, key, server_name: str) -> None:
+    """A real TLS handshake: a server with `cert`, a client trusting only `ca` that dials `server_name`."""
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(ca))
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def serve():
+            conn, _ = listener.accept()
+            with contextlib.suppress(ssl.SSLError, OSError), server_ctx.wrap_socket(conn, server_side=True):
+                pass
+        worker = threading.Thread(target=serve, daemon=True)
+        worker.start()
+        try:
+            with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+                with client_ctx.wrap_socket(raw, server_hostname=server_name):
+                    pass
+        finally:
+            worker.join(10)
+
+
+def test_the_broker_certificate_is_trusted_for_the_hosts_it_names_and_no_other(tmp_path, office):
+    out, key = tmp_path / "broker.crt", tmp_path / "broker.key"
+    assert hq.main(["issue-broker-cert", "--keys", str(office), "--host", "127.0.0.1", "--host", "localhost",
+                    "--out", str(out), "--key-out", str(key)]) == 0
+    cert = x509.load_pem_x509_certificate(out.read_bytes())
+    assert cert.subject.rfc4514_string() == "OU=broker,CN=127.0.0.1"
+    assert (key.stat().st_mode & 0o777) == 0o600
+    ca = office / "ca.crt.pem"
+    _handshake(ca, out, key, "127.0.0.1")            # what the terminal and head office dial in the demo
+    _handshake(ca, out, key, "localhost")
+    with pytest.raises(ssl.SSLCertVerificationError, match="mismatch"):
+        _handshake(ca, out, key, "mqtt.elsewhere.example")
