@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class SiteType(StrEnum):
@@ -216,6 +216,65 @@ def _all_text(values: list) -> bool:
     return True
 
 
+_TASK_FIELDS = frozenset(("task_id", "version", "kind", "window_start", "window_end", "route", "vehicle", "escorts",
+                          "boxes", "confirmers", "min_escorts"))
+_VEHICLE_FIELDS = frozenset(("vehicle_id", "plate", "beacon"))
+_BOX_FIELDS = frozenset(("box_id", "tag", "destination", "origin"))
+
+
+def _plain_fields(d: dict) -> tuple | None:
+    """Task._plain's one quick pass: the fields when each has its plain form (text where text is due,
+    whole numbers in range, nothing missing), else None; vehicle and boxes as the dicts given, and
+    whether the task, its vehicle and its boxes hold no field but their own."""
+    get = d.get
+    task_id, escorts, route, confirmers = get("task_id"), get("escorts"), get("route"), get("confirmers")
+    min_escorts, version, kind = get("min_escorts", 2), get("version", 1), get("kind")
+    kind = _TASK_KINDS.get(kind) if type(kind) is str else None
+    if not (type(task_id) is str and kind is not None and type(escorts) is list and _all_text(escorts)
+            and type(route) is list and route and _all_text(route)
+            and type(confirmers) is list and _all_text(confirmers)
+            and type(min_escorts) is int and 2 <= min_escorts <= len(escorts)
+            and type(version) is int and 1 <= version <= 2**53):
+        return None
+    start, end, vehicle, boxes = get("window_start"), get("window_end"), get("vehicle"), get("boxes", [])
+    if type(start) is not str or type(end) is not str or type(vehicle) is not dict or type(boxes) is not list:
+        return None
+    try:
+        start, end = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    except ValueError:
+        return None
+    if start.tzinfo is None or end.tzinfo is None or end <= start:
+        return None
+    if type(vehicle.get("vehicle_id")) is not str or type(vehicle.get("plate")) is not str \
+            or type(vehicle.get("beacon")) is not str:
+        return None
+    # counted, not compared as sets (a schedule has 30,000 boxes): the fields above are all present
+    only_known = len(vehicle) == 3 and len(d) == 8 + ("version" in d) + ("min_escorts" in d) + ("boxes" in d)
+    for b in boxes:
+        if type(b) is not dict:
+            return None
+        origin = b.get("origin")
+        if not (type(b.get("box_id")) is str and type(b.get("tag")) is str and type(b.get("destination")) is str
+                and (origin is None or type(origin) is str)):
+            return None
+        if len(b) != 3 and (len(b) != 4 or "origin" not in b):
+            only_known = False
+    return task_id, version, kind, start, end, route, vehicle, escorts, boxes, confirmers, min_escorts, only_known
+
+
+class TaskRow(NamedTuple):
+    """What the store keeps of a task: its lookup columns, stops, boxes (tag, task_id, box_id, destination,
+    origin: the store's rows as they are) and a body Task.from_dict reads back to the task, as a dict or
+    as its JSON text."""
+    task_id: str
+    version: int
+    day: str                    # ISO date of window_start
+    beacon: str
+    route: list[str]
+    boxes: list[tuple[str, str, str, str, str | None]]
+    body: dict | str
+
+
 @dataclass(frozen=True)
 class Task:
     """One escort run's business at one or more stops. `route` is the ordered site ids."""
@@ -268,39 +327,36 @@ class Task:
     @classmethod
     def _plain(cls, d: dict) -> "Task | None":
         """The task when every field has its plain form, else None. Accepts nothing _checked refuses."""
-        get = d.get
-        task_id, escorts, route, confirmers = get("task_id"), get("escorts"), get("route"), get("confirmers")
-        min_escorts, version, kind = get("min_escorts", 2), get("version", 1), get("kind")
-        kind = _TASK_KINDS.get(kind) if type(kind) is str else None
-        if not (type(task_id) is str and kind is not None and type(escorts) is list and _all_text(escorts)
-                and type(route) is list and route and _all_text(route)
-                and type(confirmers) is list and _all_text(confirmers)
-                and type(min_escorts) is int and 2 <= min_escorts <= len(escorts)
-                and type(version) is int and 1 <= version <= 2**53):
+        fields = _plain_fields(d)
+        if fields is None:
             return None
-        start, end, vehicle, boxes = get("window_start"), get("window_end"), get("vehicle"), get("boxes", [])
-        if type(start) is not str or type(end) is not str or type(vehicle) is not dict or type(boxes) is not list:
-            return None
-        try:
-            start, end = datetime.fromisoformat(start), datetime.fromisoformat(end)
-        except ValueError:
-            return None
-        if start.tzinfo is None or end.tzinfo is None or end <= start:
-            return None
-        vehicle_id, plate, beacon = vehicle.get("vehicle_id"), vehicle.get("plate"), vehicle.get("beacon")
-        if type(vehicle_id) is not str or type(plate) is not str or type(beacon) is not str:
-            return None
-        parsed = []
-        for b in boxes:
-            if type(b) is not dict:
-                return None
-            box_id, tag, destination, origin = b.get("box_id"), b.get("tag"), b.get("destination"), b.get("origin")
-            if not (type(box_id) is str and type(tag) is str and type(destination) is str
-                    and (origin is None or type(origin) is str)):
-                return None
-            parsed.append(Box(box_id, tag.upper(), destination, origin))
-        return cls(task_id, version, kind, start, end, tuple(route), Vehicle(vehicle_id, plate, beacon),
-                   tuple(escorts), tuple(parsed), tuple(confirmers), min_escorts)
+        task_id, version, kind, start, end, route, vehicle, escorts, boxes, confirmers, min_escorts, _ = fields
+        return cls(task_id, version, kind, start, end, tuple(route),
+                   Vehicle(vehicle["vehicle_id"], vehicle["plate"], vehicle["beacon"]), tuple(escorts),
+                   tuple([Box(b["box_id"], b["tag"].upper(), b["destination"], b.get("origin")) for b in boxes]),
+                   tuple(confirmers), min_escorts)
+
+    @classmethod
+    def row_from_dict(cls, d: dict, text: str | None = None) -> "TaskRow":
+        """What the store keeps of Task.from_dict(d), with the same errors. The plain shape is taken
+        without building the Task, and its dict is the stored body as the sender wrote it (from_dict
+        reads it back to the same task): a day's schedule is 10,000 tasks. `text`, d's JSON as it
+        came, is that body already written, when d holds nothing but a task's fields."""
+        fields = _plain_fields(d) if type(d) is dict else None
+        if fields is None:
+            return cls._checked(d).to_row()
+        task_id, version, _, start, _, route, vehicle, _, boxes, _, _, only_known = fields
+        body = d if text is None else text
+        if not only_known:     # what no field of a task holds (box keys above all: sealed apart) is not stored
+            if not (vehicle.keys() <= _VEHICLE_FIELDS and all([b.keys() <= _BOX_FIELDS for b in boxes])):
+                return cls._plain(d).to_row()
+            body = {k: v for k, v in d.items() if k in _TASK_FIELDS}
+        boxes = [(b["tag"].upper(), task_id, b["box_id"], b["destination"], b.get("origin")) for b in boxes]
+        return TaskRow(task_id, version, start.date().isoformat(), vehicle["beacon"], route, boxes, body)
+
+    def to_row(self) -> "TaskRow":
+        return TaskRow(self.task_id, self.version, self.day.isoformat(), self.vehicle.beacon, list(self.route),
+                       [(b.tag, self.task_id, b.box_id, b.destination, b.origin) for b in self.boxes], self.to_dict())
 
     @classmethod
     def _checked(cls, d: dict) -> "Task":

@@ -194,9 +194,19 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS hq_complaint_cursor (
         device   TEXT PRIMARY KEY,
         last_seq BIGINT NOT NULL)""",
+    # the route board (hq/routes.py) finds a day's handovers by their task ids: one start and one end a
+    # handover, so ingest barely pays for this index (an index of every entry cost it 6-10%: bench_hq_routes)
+    "CREATE INDEX IF NOT EXISTS hq_routes_handovers ON entries (task_id) "
+    "WHERE kind IN ('handover_started', 'handover_ended')",
+    # per monitor: which announcements the board speaks besides alarms (alarms are always spoken)
+    """CREATE TABLE IF NOT EXISTS hq_routes_voice (
+        name          TEXT PRIMARY KEY,            -- the user (users.name)
+        confirmations BOOLEAN NOT NULL,            -- an officer's confirmation at a handover
+        completions   BOOLEAN NOT NULL,            -- a handover ended
+        updated       TEXT NOT NULL)""",
     # records (hq/records.py): door-attempt faces as they came up, still sealed to head office's records key
-    # (opened only when an allowed user looks), and the handovers' start and end entries found by task
-    # without a scan (partial: the ingest path pays for two kinds of entry only).
+    # (opened only when an allowed user looks); the records search reads the newest handovers, or one day's,
+    # by time (partial: one entry a handover). A handover's entries by task: hq_routes_handovers above.
     """CREATE TABLE IF NOT EXISTS hq_records_snapshots (
         device   TEXT NOT NULL,
         hash     TEXT NOT NULL,                    -- sha256 of the JPEG: the attempt entry's `snapshot`
@@ -204,8 +214,6 @@ _SCHEMA = (
         sealed   TEXT NOT NULL,
         received TEXT NOT NULL,
         PRIMARY KEY (device, hash))""",
-    """CREATE INDEX IF NOT EXISTS hq_records_handovers ON entries (device, task_id, seq)
-        WHERE kind IN ('handover_started', 'handover_ended')""",
     """CREATE INDEX IF NOT EXISTS hq_records_ended ON entries (ts) WHERE kind = 'handover_ended'""",
 )
 
@@ -237,6 +245,7 @@ def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: lis
         rows.append((device, seq, entry["id"], entry["ts"], entry["kind"], entry["task_id"], body,
                      entry["prev_hash"], entry["hash"]))
         out.applied += 1
+        out.committed.append(entry)
         if entry["kind"] == "alarm":
             alarms.append((out, (device, entry)))
         last_seq, last_hash = seq, entry["hash"]
@@ -273,6 +282,7 @@ class Applied:
     last_seq: int = 0
     problems: list[str] = field(default_factory=list)       # chain breaks: nothing after them is applied
     new_alarms: list[dict] = field(default_factory=list)    # committed now and not before (push these)
+    committed: list[dict] = field(default_factory=list)     # every entry applied now (the route board's feed)
     quarantined: list[dict] = field(default_factory=list)
     busy: bool = False                  # another worker held the device's row: nothing was done (skip_busy)
 

@@ -107,7 +107,9 @@ def search(db: Database, q: Query, sites: dict[str, str] | None = None, limit: i
                 chunk = pairs[i:i + 200]
                 match = " OR ".join("(device = ? AND task_id = ?)" for _ in chunk)
                 for device, task_id, body in cur.all(
-                        f"SELECT device, task_id, body FROM entries WHERE kind = 'handover_started' AND ({match})",
+                        # the IN term as the partial index hq_routes_handovers states it, so SQLite uses it
+                        "SELECT device, task_id, body FROM entries WHERE kind IN ('handover_started', "
+                        f"'handover_ended') AND kind = 'handover_started' AND ({match})",
                         tuple(v for pair in chunk for v in pair)):
                     task = json.loads(body).get("task") or {}
                     tags.setdefault((device, task_id), []).extend(

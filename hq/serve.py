@@ -94,7 +94,8 @@ class Server:
     def __init__(self, db_url: str, host: str, port: int, *, ca_file, cert_file, key_file, client_id: str = "hq",
                  prefix: str = "ht/v1", group: str | None = None, resend_after: float = 2.0,
                  on_alarm: Callable[[str, dict], None] | None = None, speak: bool = False,
-                 sites: dict[str, str] | None = None, records_key: X25519PrivateKey | None = None):
+                 sites: dict[str, str] | None = None, on_entries: Callable[[str, list[dict]], None] | None = None,
+                 records_key: X25519PrivateKey | None = None):
         self.prefix = prefix
         # Faces are taken only with the key that checks them: without it they wait in the terminals' outboxes.
         self._records_key = records_key
@@ -104,6 +105,7 @@ class Server:
         self._group = group
         self._resend_after = resend_after
         self._on_alarm = on_alarm
+        self._on_entries = on_entries      # (device, entries) at each commit: the route board's live feed
         self._speak = speak and shutil.which("espeak-ng") is not None
         self._sites = sites or {}
         self._stop = threading.Event()
@@ -380,6 +382,8 @@ class Server:
                                  "task_id": None, "body": {"alarm": "entry_quarantined", **q}})
         for entry in result.new_alarms:     # alarms whose urgent copy never came: pushed now
             self._alarm(device, entry)
+        if self._on_entries is not None and result.committed:
+            self._on_entries(device, result.committed)
         self._progress[device] = (result.last_seq, time.monotonic())
 
     def _gap(self, client, db: Database, device: str, last_seq: int) -> None:
@@ -598,7 +602,8 @@ def _cmd_serve(args) -> int:
 
     server = Server(args.db, args.host, args.port, ca_file=args.ca, cert_file=args.cert, key_file=args.key,
                     client_id=args.client_id, prefix=args.prefix, group=args.group, on_alarm=alarm,
-                    speak=args.speak, sites=sites, records_key=records_key)
+                    speak=args.speak, sites=sites, on_entries=web.entries if web is not None else None,
+                    records_key=records_key)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     server.start()

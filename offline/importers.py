@@ -17,8 +17,11 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import gc
 import logging
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_PHOTO_SIZE = 2 * 1024 * 1024
 MAX_TEMPLATE_SIZE = 4096
+PHOTOS_IN_FLIGHT = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,6 @@ class ImportOutcome:
 @dataclass(frozen=True)
 class _NewPerson:
     person: Person
-    photo: bytes | None
     templates: tuple[Template, ...]
 
 
@@ -60,11 +63,13 @@ async def import_bundle(data: bytes, *, journal, store: Store, device_keys, trus
     try:
         # The signature is checked before the header is read; the header's kind then picks which
         # sequence to compare.
-        bundle = open_bundle(data, device_keys, trusted_signers, now, store.last_bundle_seq)
+        with collector_paused():
+            bundle = open_bundle(data, device_keys, trusted_signers, now, store.last_bundle_seq, item_texts="tasks")
         kind, seq, body = bundle.header.kind, bundle.header.seq, bundle.payload
         if kind == "tasks":
             summary = apply_tasks(journal, store, _list(body, "tasks"), "usb", bundle_seq=seq,
-                                  progress=_list(body, "route_progress", required=False), sites=body.get("sites"))
+                                  progress=_list(body, "route_progress", required=False), sites=body.get("sites"),
+                                  texts=bundle.item_texts)
         elif kind == "personnel":
             summary = await apply_personnel(journal, store, _list(body, "people"), fingerprint_modules, "usb",
                                             remove=_list(body, "remove", required=False), bundle_seq=seq)
@@ -161,18 +166,26 @@ def _people_and_removals(records: Iterable[dict], removals: list) -> Iterator[di
 # --- tasks ----------------------------------------------------------------------------------
 
 def apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, *, bundle_seq: int | None = None,
-                progress: Iterable[dict] = (), sites=None) -> dict:
+                progress: Iterable[dict] = (), sites=None, texts: list[str] | None = None) -> dict:
     """Merge tasks (same id: the higher version wins) and journal what changed. ValueError names a bad field.
     `progress`: route progress carried beside the tasks (a bundle for an offline site), applied with them.
-    `sites` is the payload's optional {site_id: name} map, shown where a site code would mean little."""
+    `sites` is the payload's optional {site_id: name} map, shown where a site code would mean little.
+    `texts`: each task's JSON as the bundle holds it (protocol.bundle.loads_keeping_texts), stored as is."""
+    with collector_paused():
+        return _apply_tasks(journal, store, tasks, source, bundle_seq, progress, sites, texts)
+
+
+def _apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, bundle_seq: int | None,
+                 progress: Iterable[dict], sites, texts: list[str] | None) -> dict:
     parsed, keys = [], []
     for i, t in enumerate(tasks):      # one pass: `tasks` may be a stream of records
-        parsed.append(Task.from_dict(_obj(t, f"tasks[{i}]")))
-        keys += _box_keys(t, i)
+        parsed.append(Task.row_from_dict(_obj(t, f"tasks[{i}]"), texts[i] if texts else None))
+        if "box_keys" in t:
+            keys += _box_keys(t, i)
     stops = check_route_progress(list(progress), "route_progress")
     names = site_names(sites) if sites is not None else {}     # after the stream: it may fill `sites`
     with journal.transaction():
-        stored = [[t.task_id, t.version] for t in store.upsert_tasks(parsed)]
+        stored = [[r.task_id, r.version] for r in store.upsert_task_rows(parsed)]
         for tag, meta, file in keys:            # sealed apart: keys never enter the task body or the journal
             store.put_box_keys(tag, meta, file)
         record_route_progress(journal, store, stops)
@@ -182,6 +195,33 @@ def apply_tasks(journal, store: Store, tasks: Iterable[dict], source: str, *, bu
             summary["stops"] = len(stops)
         _finish(journal, store, "tasks", source, bundle_seq, {**summary, "tasks": stored})
     return summary
+
+
+_pauses = 0
+_pauses_lock = threading.Lock()
+_collector_was_on = False
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cycle collector held off while a bundle is parsed and a day's tasks applied (no await
+    inside). Parsing allocates ~100,000 objects per 10,000 tasks, which sets off full passes over the
+    whole heap (50-150 ms each here, two per import) that find nothing: JSON and rows hold no cycles,
+    reference counting frees them. Counted, so an import on the downlink thread and one from USB at
+    the same time leave the collector as it was found."""
+    global _pauses, _collector_was_on
+    with _pauses_lock:
+        if _pauses == 0:
+            _collector_was_on = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _pauses_lock:
+            _pauses -= 1
+            if _pauses == 0 and _collector_was_on:
+                gc.enable()
 
 
 # --- route progress: which other stops of a route are done or were skipped (SPEC §2.3 route skip) ---
@@ -251,10 +291,9 @@ async def apply_personnel(journal, store: Store, people: Iterable[dict], modules
     parsed: list[_NewPerson] = []
     with _PhotoWriter(store) as writer:
         for i, p in enumerate(people):
-            new = _parse_person(_obj(p, f"people[{i}]"), i)
-            if new.photo is not None:
-                writer.put(new.person.person_id, new.photo)
-                new = dataclasses.replace(new, photo=None)
+            new, photo = _parse_person(_obj(p, f"people[{i}]"), i)
+            if photo is not None:       # kept by the writer only until it is on disk
+                writer.put(new.person.person_id, photo)
             parsed.append(new)
         photos = writer.digests()
         removals = [_person_id(r, f"remove[{i}]") for i, r in enumerate(remove or [])]
@@ -284,25 +323,34 @@ async def apply_personnel(journal, store: Store, people: Iterable[dict], modules
 class _PhotoWriter:
     """Photos written as their people are read: content-addressed and fsynced before the transaction
     (their names with one directory fsync for all, in digests), in threads (each waits on its own fsync;
-    hashing and sealing are there too), at most 8 in flight so a stream stays small. The files this import added are removed again unless it commits: a refused
-    import leaves nothing behind."""
+    hashing and sealing are there too). At most PHOTOS_IN_FLIGHT bytes wait for them, so a stream stays
+    small, yet the threads always have the next photos at hand on a busy machine. The files this
+    import added are removed again unless it commits: a refused import leaves nothing behind."""
 
     def __init__(self, store: Store):
         self.store = store
         self.pool = ThreadPoolExecutor(max_workers=8)
         self.writing: dict[str, Future] = {}
-        self.in_flight: list[Future] = []
+        self.room = threading.Condition()
+        self.queued = 0             # bytes of photos handed to the threads and not yet written
         self.done = False
 
     def __enter__(self) -> "_PhotoWriter":
         return self
 
     def put(self, person_id: str, photo: bytes) -> None:
-        future = self.pool.submit(self.store.write_photo, photo, sync_name=False)
-        self.writing[person_id] = future
-        self.in_flight = [f for f in self.in_flight if not f.done()] + [future]
-        if len(self.in_flight) >= 8:
-            wait(self.in_flight, return_when=FIRST_COMPLETED)
+        with self.room:
+            self.room.wait_for(lambda: not self.queued or self.queued + len(photo) <= PHOTOS_IN_FLIGHT)
+            self.queued += len(photo)
+        self.writing[person_id] = self.pool.submit(self._write, photo)
+
+    def _write(self, photo: bytes) -> tuple[str, bool]:
+        try:
+            return self.store.write_photo(photo, sync_name=False)
+        finally:
+            with self.room:
+                self.queued -= len(photo)
+                self.room.notify()
 
     def digests(self) -> dict[str, str]:
         """Once every photo is written: their names made durable with one directory fsync, before the
@@ -323,7 +371,7 @@ class _PhotoWriter:
                     self.store.discard_photo(f.result()[0])
 
 
-def _parse_person(d: dict, i: int) -> _NewPerson:
+def _parse_person(d: dict, i: int) -> tuple[_NewPerson, bytes | None]:
     d = dict(d)
     photo_b64 = d.pop("photo_data", None)
     raw_templates = d.pop("templates", [])
@@ -344,7 +392,7 @@ def _parse_person(d: dict, i: int) -> _NewPerson:
             raise ValueError(f"{where}.templates[{j}].duress: must be true or false")
         data = _b64(t.get("data"), f"{where}.templates[{j}].data", MAX_TEMPLATE_SIZE)
         templates.append(Template(person.person_id, finger, data, duress))
-    return _NewPerson(person, photo, tuple(templates))
+    return _NewPerson(person, tuple(templates)), photo
 
 
 async def _load_modules(modules: list, to_load: list[tuple[int, bytes]], cleared: list[int]) -> dict:

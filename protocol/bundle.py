@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ _CT_LEN = struct.Struct(">Q")
 _HPKE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 _HPKE_INFO = b"HTB1 bundle\x00"           # info = this || header bytes: binds the header to the key
 _COMPRESSIONS = ("none", "zlib")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _CONTENTS = ("json", "bytes", "jsonl")      # jsonl: one record per line, format 2 only
 
 REFUSAL_CODES = (
@@ -176,6 +178,8 @@ class BundleHeader:
 class Bundle:
     header: BundleHeader
     payload: dict | bytes       # dict for content "json"
+    # with open_bundle(..., item_texts=key): the JSON text of each item of payload[key], when it is a list
+    item_texts: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -298,10 +302,13 @@ def _checked_header(env: Envelope, signer: Ed25519PublicKey, fmt: int, device: D
 
 
 def open_bundle(data: bytes, device: DeviceKeysLike, trusted_signers: list[Ed25519PublicKey], now: datetime,
-                last_seq: int | Callable[[str], int], *, kind: str | None = None) -> Bundle:
+                last_seq: int | Callable[[str], int], *, kind: str | None = None,
+                item_texts: str | None = None) -> Bundle:
     """Verify, check and decrypt a bundle for `device`; raises BundleRefused naming the failed check.
 
     `last_seq` is the last accepted sequence number, or a function of the (verified) header's kind giving it.
+    `item_texts`: a key of the payload whose items' JSON texts to keep (Bundle.item_texts), so that what
+    stores each item as JSON need not write it again.
     """
     env = split(data)
     signer = verify_signature(env, trusted_signers)
@@ -317,14 +324,100 @@ def open_bundle(data: bytes, device: DeviceKeysLike, trusted_signers: list[Ed255
     if header.content == "bytes":
         return Bundle(header, payload)
     try:
-        body = json.loads(payload)
+        body, texts = loads_keeping_texts(payload, item_texts) if item_texts else (json.loads(payload), None)
     except (UnicodeDecodeError, ValueError):
         raise BundleRefused("bad_payload", "the bundle content is not valid JSON") from None
     except RecursionError:  # signed, but nothing nested that deep is ever stored
         raise BundleRefused("bad_payload", "the bundle content is nested too deeply") from None
     if not isinstance(body, dict):
         raise BundleRefused("bad_payload", "the bundle content is not a JSON object")
-    return Bundle(header, body)
+    return Bundle(header, body, texts)
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")       # JSON's, as the json module reads it
+_SPACES = (" ", "\t", "\n", "\r")
+_DECODER = json.JSONDecoder()
+
+
+def loads_keeping_texts(data: bytes, key: str) -> tuple[Any, list[str] | None]:
+    """json.loads(data), and when that is an object whose `key` holds a list, each item's JSON text as
+    written (else None). The top object is walked here and every value read by json's own scanner, so
+    the value is json.loads' in every case (anything unusual, an error above all, is left to json.loads).
+    No texts when an escape spells a surrogate: json.loads accepts one, but what writes the text as UTF-8
+    would fail where a value written again by json.dumps is refused first, as before."""
+    text = data.decode(json.detect_encoding(data), "surrogatepass")
+    try:
+        walked = _walk_object(text, key)
+    except (ValueError, RecursionError):
+        walked = None
+    if walked is None:
+        return json.loads(text), None
+    body, texts = walked
+    if texts is not None and _SURROGATE_ESCAPE.search(text):
+        texts = None
+    return body, texts
+
+
+def _walk_object(s: str, key: str) -> tuple[dict, list[str] | None] | None:
+    ws, scan = _WHITESPACE.match, _DECODER.raw_decode
+    i = ws(s).end()
+    if not s.startswith("{", i):
+        return None
+    body: dict = {}
+    texts = None
+    i = ws(s, i + 1).end()
+    if s.startswith("}", i):
+        i += 1
+    else:
+        while True:
+            if not s.startswith('"', i):
+                return None
+            name, i = scan(s, i)
+            i = ws(s, i).end()
+            if not s.startswith(":", i):
+                return None
+            i = ws(s, i + 1).end()
+            if name == key and s.startswith("[", i):
+                walked = _walk_list(s, i)
+                if walked is None:
+                    return None
+                body[name], texts, i = walked
+            else:
+                body[name], i = scan(s, i)
+                if name == key:
+                    texts = None    # a later value under the same name wins, as in json.loads
+            i = ws(s, i).end()
+            if s.startswith(",", i):
+                i = ws(s, i + 1).end()
+            elif s.startswith("}", i):
+                i += 1
+                break
+            else:
+                return None
+    return (body, texts) if ws(s, i).end() == len(s) else None
+
+
+def _walk_list(s: str, i: int) -> tuple[list, list[str], int] | None:
+    ws, scan = _WHITESPACE.match, _DECODER.raw_decode
+    items: list = []
+    texts: list[str] = []
+    i = ws(s, i + 1).end()
+    if s.startswith("]", i):
+        return items, texts, i + 1
+    while True:
+        item, end = scan(s, i)
+        items.append(item)
+        texts.append(s[i:end])
+        if s.startswith(",", end) and not s.startswith(_SPACES, end + 1):    # as bundles are packed
+            i = end + 1
+            continue
+        i = ws(s, end).end()
+        if s.startswith(",", i):
+            i = ws(s, i + 1).end()
+        elif s.startswith("]", i):
+            return items, texts, i + 1
+        else:
+            return None
 
 
 def _decompress(plain: bytes, header: BundleHeader) -> bytes:

@@ -3,7 +3,8 @@ acknowledgements, and the devices board. `WebBoard` runs it on an event loop of 
 `hq.serve.Server`, whose MQTT threads hand it each alarm at its commit (`WebBoard.alarm`, thread-safe).
 
 Routes: GET /login, POST /login, POST /logout, GET /board (the page), GET /api/me, GET /api/alarms,
-GET /api/events (Server-Sent Events: `alarm` and `ack`), GET /api/voice?device=&id= (WAV),
+GET /api/events (Server-Sent Events: `alarm` and `ack`; `route` and `announce` from hq/web/routes.py),
+GET /api/voice?device=&id= (WAV),
 POST /api/ack, GET /api/devices, /static/*. Every page and API is behind `require_role`.
 """
 from __future__ import annotations
@@ -12,29 +13,19 @@ import asyncio
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from aiohttp import web
 
 from hq.db import Database
-from hq.web import board, complaints_page, i18n, records, schedule_page
+from hq.web import board, complaints_page, i18n, records, routes, schedule_page
 from hq.web.auth import AUTH, COOKIE, DB_THREAD, ROLES, SESSION, Auth, Session, in_db, require_role
 from hq.web.page import DB, SETTINGS, STATIC, Settings, lang, page, same_origin
+from hq.web.stream import STREAMS, Stream as _Stream, end as _end, put as _put
 from hq.web.voice import Voice
 
 KEEP_ALIVE = 15         # seconds between keep-alives on an idle event stream
 BOARD_ROLES = ("monitor", "vault_manager", "admin")
-
-
-@dataclass(eq=False)      # one per open board, kept in a set by identity
-class _Stream:
-    role: str
-    lang: str
-    queue: asyncio.Queue
-
-
 VOICE = web.AppKey("voice", Voice)
-STREAMS = web.AppKey("streams", set)
 
 
 def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | None = None) -> web.Application:
@@ -60,15 +51,22 @@ def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | No
     app.router.add_get("/api/devices", devices)
     schedule_page.add_routes(app)
     complaints_page.add_routes(app)
+    routes.add_routes(app)
     records.add_routes(app)
     app.router.add_static("/static", STATIC)
+    app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_close)
     return app
 
 
-async def _close(app: web.Application) -> None:
+async def _end_streams(app: web.Application) -> None:
+    """At shutdown, before the server waits for its handlers: each open board's stream ends now, not at its
+    next keep-alive (WebBoard.stop waited out its join for that)."""
     for stream in list(app[STREAMS]):
         _end(stream)
+
+
+async def _close(app: web.Application) -> None:
     await in_db(app, app[DB].close)
     app[DB_THREAD].shutdown()
 
@@ -143,7 +141,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     """Alarms and acknowledgements as they are committed, filtered for this user's role. The stream ends
     when its session lapses (checked at each keep-alive); the page then finds itself logged out."""
     s: Session = request[SESSION]
-    stream = _Stream(s.role, lang(request), asyncio.Queue(maxsize=1000))
+    stream = _Stream(s.role, lang(request), asyncio.Queue(maxsize=1000), s.name)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     request.app[STREAMS].add(stream)
@@ -236,19 +234,6 @@ def push_alarm(app: web.Application, device: str, entry: dict) -> None:
         _put(stream, ("alarm", view))
 
 
-def _put(stream: _Stream, item) -> None:
-    try:
-        stream.queue.put_nowait(item)
-    except asyncio.QueueFull:       # a browser that stopped reading: its stream ends; it reloads the list when back
-        _end(stream)
-
-
-def _end(stream: _Stream) -> None:
-    while not stream.queue.empty():
-        stream.queue.get_nowait()
-    stream.queue.put_nowait(None)
-
-
 class WebBoard:
     """The app on its own thread and event loop, bound to host:port (loopback by default)."""
 
@@ -293,6 +278,12 @@ class WebBoard:
         """Thread-safe: called by the MQTT threads at each alarm's commit."""
         if self._loop is not None and self._app is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(push_alarm, self._app, device, entry)
+
+    def entries(self, device: str, entries: list[dict]) -> None:
+        """Thread-safe: called by the MQTT threads with the entries of each batch at its commit (the route board)."""
+        notable = routes.notable(entries)
+        if notable and self._loop is not None and self._app is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(routes.entries_committed, self._app, device, notable)
 
     def stop(self) -> None:
         if self._loop is not None and self._loop.is_running():

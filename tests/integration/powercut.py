@@ -274,6 +274,10 @@ class PowerModel:
                 (isinstance(mode, str) and any(c in mode for c in "wax+"))
             if writes and self._watched(path) and not self._is_db(path):
                 existed = os.path.exists(path)
+                exclusive = (isinstance(flags, int) and flags & os.O_CREAT and flags & os.O_EXCL) or \
+                    (isinstance(mode, str) and "x" in mode)
+                if existed and exclusive:
+                    return      # the open fails (EEXIST) and writes nothing: the file stays as synced
                 with self._lock:
                     # a file there before the model saw it keeps its name; a new one has none yet
                     state = self._plain.setdefault(path, [False, existed])

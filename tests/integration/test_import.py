@@ -5,6 +5,7 @@ Every refusal is checked to change nothing: rows, bundle sequence numbers, photo
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ from agent.journal import Journal
 from agent.sealing import Sealer
 from agent.store import Store
 from drivers.fingerprint.sim import SimulatedFingerprint
+from flows.model import Task
 from offline import usb
 from protocol.bundle import pack_bundle
 from offline.importers import apply_personnel, apply_tasks, import_bundle
@@ -90,6 +92,50 @@ async def test_tasks_round_trip_and_journal_entry(dev):
     entry = dev.journal.head()
     assert entry.kind == "import" and entry.body["what"] == "tasks" and entry.body["bundle_seq"] == 1
     assert entry.body["tasks"] == [["T1", 1], ["T2", 3]]
+
+
+async def test_a_task_is_stored_as_sent_without_its_box_keys_or_unknown_fields(dev):
+    """The quick path stores the sender's dict as the task's body: the box keys it carries are sealed
+    apart and a field no task has is left out; the task reads back as sent."""
+    meta, file = os.urandom(16), os.urandom(16)
+    sent = task("T1", box_keys={"04a1": {"meta": meta.hex(), "file": file.hex()}}, remark="秘密备注")
+    assert (await dev.load(dev.pack("tasks", {"tasks": [sent]}, seq=1))).ok
+    assert dev.store.box_keys("04A1") == (meta, file) and dev.store.task("T1") == Task.from_dict(task("T1"))
+    body = dev.journal.db.execute("SELECT body FROM tasks WHERE task_id='T1'").fetchone()[0]
+    assert json.loads(body) == task("T1") and meta.hex() not in body and "秘密备注" not in body
+
+
+async def test_a_replanned_task_leaves_nothing_of_its_old_stops_and_boxes(dev):
+    """Stored as sent (a lower-case tag in its body), then re-planned to another branch with another box:
+    the old stop and box go, found from the old body's keys; then withdrawn, nothing of it is left."""
+    day = datetime(2026, 11, 22).date()
+    assert (await dev.load(dev.pack("tasks", {"tasks": [task("T1"), task("T2")]}, seq=1))).ok
+    assert dev.store.box_for_tag("04A1", day).box_id == "B1"
+    moved = task("T1", 2, route=["branch-02"], boxes=[{"box_id": "B9", "tag": "04b9", "destination": "branch-02"}])
+    assert (await dev.load(dev.pack("tasks", {"tasks": [moved]}, seq=2))).ok
+    assert [t.task_id for t in dev.store.tasks_on(day, "branch-01")] == ["T2"]
+    assert [t.task_id for t in dev.store.tasks_on(day, "branch-02")] == ["T1"]
+    assert dev.store.box_for_tag("04B9", day).box_id == "B9"
+    rows = lambda table: dev.journal.db.execute(f"SELECT * FROM {table} WHERE task_id='T1'").fetchall()  # noqa: E731
+    assert rows("task_stops") == [("branch-02", "T1")] and [r[0] for r in rows("task_boxes")] == ["04B9"]
+    with dev.journal.transaction():
+        dev.store.withdraw_tasks(["T1"])
+    assert rows("tasks") == rows("task_stops") == rows("task_boxes") == []
+    assert dev.store.task("T2") is not None and dev.store.box_for_tag("04A1", day).box_id == "B1"
+
+
+async def test_an_import_leaves_the_cycle_collector_as_it_found_it(dev):
+    """The collector is held off while a bundle is parsed and its tasks applied, and back on after,
+    whether the bundle was imported or refused; one that was off before stays off."""
+    assert gc.isenabled()
+    assert (await dev.load(dev.pack("tasks", {"tasks": [task("T1")]}, seq=1))).ok and gc.isenabled()
+    assert not (await dev.load(dev.pack("tasks", {"tasks": [task("T2", escorts=["E1"])]}, seq=2))).ok
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert (await dev.load(dev.pack("tasks", {"tasks": [task("T3")]}, seq=3))).ok and not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 async def test_tasks_merge_with_mqtt_by_version(dev):

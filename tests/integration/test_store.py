@@ -2,7 +2,9 @@
 slot allocation, and that a newer task version wins."""
 from __future__ import annotations
 
+import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -38,6 +40,38 @@ def test_personal_data_and_box_keys_are_sealed_at_rest(store):
     for secret in ("欧阳志远".encode(), "押运一队".encode(), b"\xAB" * 64, meta, file, b"JPEG-of-a-face"):
         assert secret not in disk
     assert oct((tmp / "keys" / "data.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_photo_a_power_cut_left_torn_is_written_again_whole(store):
+    """Photos are written in place (no rename): a file cut short or empty under a photo's name is no
+    photo. The next write of that photo replaces it; a whole one is kept as it is."""
+    s, _, tmp = store
+    whole, torn, empty = b"JPEG-kept" * 100, b"JPEG-torn" * 100, b"JPEG-empty" * 100
+    digest, wrote = s.write_photo(whole)
+    before = (tmp / "photos" / f"{digest}.sealed").read_bytes()
+    assert wrote and s.write_photo(whole) == (digest, False)
+    assert (tmp / "photos" / f"{digest}.sealed").read_bytes() == before          # not sealed again
+    for photo, cut in ((torn, 100), (empty, 0)):
+        name = tmp / "photos" / f"{hashlib.sha256(photo).hexdigest()}.sealed"
+        name.write_bytes(Sealer(tmp / "keys" / "data.key").seal(photo, name.stem.encode())[:cut])
+        with pytest.raises(SealError):
+            s.photo(name.stem)
+        assert s.write_photo(photo) == (name.stem, True) and s.photo(name.stem) == photo
+    assert sorted(p.suffix for p in (tmp / "photos").iterdir()) == [".sealed"] * 3   # no temporary file left
+
+
+def test_one_photo_written_by_many_threads_at_once_ends_whole(store):
+    """Two people of one import may share a photo, and an import writes photos in threads: a thread that
+    finds the file half written by another replaces it with a whole copy, never a mix of the two."""
+    s, _, tmp = store
+    for n in range(20):
+        photo = os.urandom(64 * 1024)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda _: s.write_photo(photo, sync_name=False), range(8)))
+        digest = hashlib.sha256(photo).hexdigest()
+        assert {d for d, _ in results} == {digest} and any(wrote for _, wrote in results)
+        assert s.photo(digest) == photo
+    assert not list((tmp / "photos").glob("*.tmp"))
 
 
 def test_random_uid_tags_get_each_distinct_meta_read_key_to_try(store):
@@ -149,6 +183,28 @@ def test_a_batch_of_tasks_is_stored_as_one_at_a_time_would_be(store):
     assert s.box_for_tag("04A1", day) is None and s.box_for_tag("0400", day) is None
     assert s.box_for_tag("04A2", day).box_id == "X-04A2" and s.box_for_tag("0404", day).box_id == "X-0404"
     assert s.task_count() == 3 and s.upsert_tasks(batch) == []
+
+
+def test_a_store_from_before_keeps_one_index_for_arrivals(tmp_path):
+    """A device's file from before has an index on day and one on beacon; opened now it has the one on
+    (beacon, day) the arrival lookup uses, and finds the truck's task of the day through it."""
+    j = Journal(tmp_path / "journal.db")
+    j.db.execute("CREATE TABLE tasks (task_id TEXT PRIMARY KEY, version INTEGER NOT NULL, day TEXT NOT NULL,"
+                 " beacon TEXT NOT NULL, body TEXT NOT NULL)")
+    j.db.execute("CREATE INDEX tasks_day ON tasks(day)")
+    j.db.execute("CREATE INDEX tasks_beacon ON tasks(beacon)")
+    s = Store(j.db, Sealer(tmp_path / "data.key"), tmp_path / "photos")
+    t0 = datetime(2026, 11, 22, 9, tzinfo=timezone.utc)
+    with j.transaction():
+        s.upsert_task(Task("T1", 1, TaskKind.DELIVERY, t0, t0 + timedelta(hours=1), ("B1",), Vehicle("V", "沪A", "b1"),
+                           ("E1", "E2"), (), ("O1",)))
+    indexes = {r[0] for r in j.db.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='tasks'"
+                                          " AND sql IS NOT NULL")}
+    plan = " ".join(r[3] for r in j.db.execute("EXPLAIN QUERY PLAN SELECT body FROM tasks WHERE day BETWEEN ? AND ?"
+                                                " AND beacon=?", ("2026-11-21", "2026-11-22", "b1")))
+    assert indexes == {"tasks_beacon_day"} and "tasks_beacon_day" in plan
+    assert [t.task_id for t in s.tasks_on(t0.date(), beacon="b1")] == ["T1"]
+    j.close()
 
 
 def test_a_batch_of_templates_gets_the_slots_one_at_a_time_would(store, tmp_path):

@@ -1,12 +1,16 @@
 """Task.from_dict takes the usual shape in one quick pass (Task._plain, for a day's 10,000 tasks) and
 everything else through the field-by-field check (Task._checked). Whatever the input, both give the same
-task or the same error naming the same field: the quick pass never accepts what the check refuses."""
+task or the same error naming the same field: the quick pass never accepts what the check refuses.
+Task.row_from_dict (an import: no Task built, the sender's dict stored as the body) is held to the same:
+its row is the checked task's, and its body reads back to that task."""
 from __future__ import annotations
+
+import json
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.model import Box, Task, TaskKind, Vehicle
+from flows.model import Box, Task, TaskKind, Vehicle, TaskRow
 
 MISSING = object()
 PLAIN = {"task_id": "T1", "version": 1, "kind": "delivery", "window_start": "2026-11-22T09:00:00+08:00",
@@ -74,3 +78,46 @@ def test_the_usual_shape_takes_the_quick_pass():
     assert task.boxes == (Box("X1", "04AA", "vault-01", "B1"),) and task.vehicle == Vehicle("V1", "粤A1", "AA:BB")
     assert Task._plain({**d, "escorts": ["E1", 2, "E3"]}) is None          # the full check takes the number
     assert Task.from_dict({**d, "escorts": ["E1", 2, "E3"]}).escorts == ("E1", "2", "E3")
+
+
+extra = st.dictionaries(st.sampled_from(["note", "box_keys", "seal", "tag"]), odd.filter(lambda v: v is not MISSING),
+                        min_size=1, max_size=2)
+with_extras = st.one_of(
+    st.tuples(tasks, extra).map(lambda te: {**te[0], **te[1]}),
+    st.tuples(vehicles, extra).map(lambda ve: {**PLAIN, "vehicle": {**ve[0], **ve[1]}}),
+    st.tuples(boxes, extra).map(lambda be: {**PLAIN, "boxes": [PLAIN_BOX, {**be[0], **be[1]}]}))
+TASK_FIELDS = {f for f in Task.__dataclass_fields__}
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.one_of(tasks, with_extras), st.booleans())
+def test_an_imported_row_is_what_the_full_check_gives(d, with_text):
+    """The row's columns, stops and boxes are the checked task's; its body, as the store keeps it (JSON,
+    or the JSON text the task came in), reads back to the checked task and holds nothing a task has no
+    field for (box keys are sealed apart)."""
+    try:
+        text = json.dumps(d, ensure_ascii=False, indent=1) if with_text else None
+    except (TypeError, ValueError):       # not JSON at all (an enum member is): no text to keep
+        text = None
+    try:
+        row = Task.row_from_dict(d, text)
+    except ValueError as e:
+        assert f"ValueError: {e}" == outcome(Task._checked, d)
+        return
+    task = Task._checked(d)
+    assert isinstance(row, TaskRow) and row[:6] == task.to_row()[:6]
+    body = json.loads(row.body if isinstance(row.body, str) else json.dumps(row.body, ensure_ascii=False))
+    assert repr(Task.from_dict(body)) == repr(task) and set(body) <= TASK_FIELDS
+    assert all(set(b) <= {"box_id", "tag", "destination", "origin"} for b in body.get("boxes", []))
+    assert set(body["vehicle"]) == {"vehicle_id", "plate", "beacon"}
+
+
+def test_the_usual_shape_is_stored_as_sent():
+    d = {**PLAIN, "box_keys": {"04AA": {"meta": "00" * 16, "file": "11" * 16}}}
+    row = Task.row_from_dict(d)
+    assert row.body == PLAIN and row.boxes == [("04AA", "T1", "X1", "B1", None)] and row.day == "2026-11-22"
+    assert Task.row_from_dict(PLAIN).body is PLAIN                          # nothing copied
+    assert Task.row_from_dict(PLAIN, '{"as": "sent"}').body == '{"as": "sent"}'   # nor written again
+    assert Task.row_from_dict(d, json.dumps(d)).body == PLAIN               # box keys: never the text
+    odd_box = {**PLAIN, "boxes": [{**PLAIN_BOX, "note": "x"}]}               # a field no box has: checked form
+    assert Task.row_from_dict(odd_box).body == Task.from_dict(odd_box).to_dict()

@@ -258,7 +258,7 @@ function renderTasks(v) {
     el("td", { text: x.task_id }), el("td", { text: t("kind." + x.kind) }),
     el("td", { class: x.late && x.status === "planned" ? "late" : null, text: `${x.window_start}–${x.window_end}` }),
     el("td", { text: x.plate }),
-    el("td", { text: x.escorts.join("、") }), el("td", { text: String(x.boxes) }),
+    el("td", { class: "escorts", text: x.escorts.join("、") }), el("td", { text: String(x.boxes) }),
     el("td", { class: "status-" + x.status, "data-testid": "task-status", text: t("status." + x.status) }),
     el("td", {}, manual(x))));
   root.append(el("div", { class: "card" },

@@ -112,6 +112,17 @@ async function loadDevices() {
   document.getElementById("devices-empty").hidden = list.length > 0;
 }
 
+// route skips judged at head office (hq/web/routes.py): a banner over the alarms while a route has one
+const skips = new Map();            // task_id -> route
+function noteRoute(r) {
+  if (r.skipped.length) skips.set(r.task_id, r); else skips.delete(r.task_id);
+  const box = document.getElementById("route-skips");
+  box.replaceChildren(...[...skips.values()].map((s) => el("a", { href: "/routes", class: "route-skip",
+    "data-testid": "board-route-skip", "data-route": s.route,
+    text: T("routes_skip", { plate: s.plate, route: s.route, sites: s.skipped_names.join(T("routes_list_sep")) }) })));
+  box.hidden = skips.size === 0;
+}
+
 function listen() {
   const source = new EventSource(`/api/events?lang=${encodeURIComponent(me.lang)}`);
   const lost = document.getElementById("lost");
@@ -122,11 +133,36 @@ function listen() {
     a.fresh = true;
     if (!alarms.has(key(a))) { alarms.set(key(a), a); render(); speak(a); }
   });
+  source.addEventListener("announce", (e) => {     // only to users who turned that kind on (hq/web/routes.py)
+    const a = JSON.parse(e.data);
+    const list = document.getElementById("announcements");
+    list.prepend(el("li", { "data-testid": "announcement", "data-what": a.what, text: a.text }));
+    while (list.children.length > 5) list.lastChild.remove();
+    const audio = document.getElementById("voice");
+    audio.src = a.voice;
+    audio.setAttribute("data-announce", a.id);
+    audio.play().catch(() => {});
+  });
+  source.addEventListener("route", (e) => noteRoute(JSON.parse(e.data)));
   source.addEventListener("ack", (e) => {
     const done = JSON.parse(e.data);
     const a = alarms.get(key(done));
     if (a) { a.ack = done.ack; render(); }
   });
+}
+
+async function voiceSettings() {
+  const boxes = { confirmation: document.getElementById("voice-confirmation"),
+                  completion: document.getElementById("voice-completion") };
+  const show = (settings) => { for (const [k, box] of Object.entries(boxes)) { box.checked = settings[k]; box.disabled = false; } };
+  show(await api("/api/voice/settings"));
+  for (const box of Object.values(boxes)) {
+    box.addEventListener("change", async () => {
+      for (const b of Object.values(boxes)) b.disabled = true;
+      show(await api("/api/voice/settings", { confirmation: boxes.confirmation.checked,
+                                              completion: boxes.completion.checked }));
+    });
+  }
 }
 
 async function main() {
@@ -138,6 +174,8 @@ async function main() {
   listen();
   await loadAlarms();
   await loadDevices();
+  await voiceSettings();
+  for (const r of (await api("/api/routes")).routes) noteRoute(r);
   setInterval(loadDevices, 5000);
   document.body.setAttribute("data-ready", "true");
 }
