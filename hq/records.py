@@ -179,8 +179,11 @@ def _matches(q: Query, row: dict, report: dict, tags: list[str], names: dict[str
 
 def _span(cur: Cursor, device: str, task_id: str) -> tuple[int, int] | None:
     """(first seq, last seq) of the handover's entries: from its (last) start to its (last) end."""
-    rows = cur.all("SELECT kind, seq FROM entries WHERE device = ? AND task_id = ? "
-                   "AND kind IN ('handover_started', 'handover_ended') ORDER BY seq", (device, task_id))
+    # by task alone (the partial index hq_routes_handovers; a device's primary key would scan its journal),
+    # the device picked here: a task has a start and an end at a few sites
+    rows = [(kind, seq) for dev, kind, seq in cur.all(
+        "SELECT device, kind, seq FROM entries WHERE task_id = ? AND kind IN ('handover_started', 'handover_ended') "
+        "ORDER BY seq", (task_id,)) if dev == device]
     ends = [seq for kind, seq in rows if kind == "handover_ended"]
     if not ends:
         return None
