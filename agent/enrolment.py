@@ -42,19 +42,20 @@ FINISHED = frozenset({"done", "duplicate", "failed", "cancelled"})
 HQ_KEY_FILE = "hq_enrolment.pem"     # in the keys directory, installed with the device like hq_signers/
 
 
-def load_hq_key(keys_dir: str | Path) -> X25519PublicKey | None:
-    """Head office's enrolment key, if installed. A bad file is logged, never stops the terminal:
-    enrolment still works, its entries then carry no template for head office."""
-    path = Path(keys_dir) / HQ_KEY_FILE
+def load_hq_key(keys_dir: str | Path, name: str = HQ_KEY_FILE,
+                what: str = "enrolled templates") -> X25519PublicKey | None:
+    """One of head office's X25519 public keys in the keys directory (the enrolment key by default), if
+    installed. A bad file is logged, never stops the terminal: `what` then simply does not travel."""
+    path = Path(keys_dir) / name
     if not path.is_file():
         return None
     try:
         key = load_public(path.read_bytes())
     except (OSError, KeyFileError) as exc:
-        log.error("%s: %s; enrolled templates will not travel to head office", path, exc)
+        log.error("%s: %s; %s will not travel to head office", path, exc, what)
         return None
     if not isinstance(key, X25519PublicKey):
-        log.error("%s: head office's enrolment key must be X25519; enrolled templates will not travel", path)
+        log.error("%s: head office's key must be X25519; %s will not travel", path, what)
         return None
     return key
 

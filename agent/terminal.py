@@ -31,6 +31,7 @@ from agent.i18n import render
 from agent.journal import JournalError
 from agent.report_text import report_lines
 from agent.sealing import Sealer
+from agent.snapshots import RECORDS_KEY_FILE, SnapshotOutbox, cap_jpeg
 from agent.storage import MIB, Storage, is_storage_error
 from agent.store import Store
 from agent.sync import Sync
@@ -157,6 +158,11 @@ class Terminal:
         self.staff = fs.Staff()
         self.enrolment = BranchEnrolment(self.store, self.journal, devices.fingerprints, self._prompt, self._changed,
                                          device_id=config.device.id, hq_key=load_hq_key(paths.keys_dir))
+        records_key = load_hq_key(paths.keys_dir, RECORDS_KEY_FILE, "face snapshots")
+        self.snapshots = SnapshotOutbox(self.journal, config.device.id, records_key)
+        # head office's health view says whether door faces can reach it
+        self.snapshot_sealing = {"state": "connected", "error": None} if records_key else {
+            "state": "missing", "error": f"no keys/{RECORDS_KEY_FILE}: door faces stay on this terminal"}
         self.version = 0
         self._listeners: set[asyncio.Queue] = set()
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -381,7 +387,18 @@ class Terminal:
             log.warning("camera snapshot failed: %s", exc)
             return None
         # written (and fsynced) off the loop: the search, or other devices' events, go on meanwhile
-        return await asyncio.to_thread(self.store.put_photo, shot.jpeg) if shot.jpeg else None
+        return await asyncio.to_thread(self._keep_face, shot.jpeg) if shot.jpeg else None
+
+    def _keep_face(self, jpeg: bytes) -> str:
+        """The face as kept and as head office gets it (capped: one photo, one hash), in head office's outbox
+        before the attempt's entry names it."""
+        jpeg = cap_jpeg(jpeg)
+        digest = self.store.put_photo(jpeg)
+        try:
+            self.snapshots.add(jpeg)
+        except Exception as exc:        # head office then lacks this face; the attempt and its photo stand
+            log.error("face snapshot %s not queued for head office: %s", digest[:12], type(exc).__name__)
+        return digest
 
     async def _on_card(self, ev: CardRead) -> None:
         box = self.store.box_for_tag(ev.uid, self.today())
@@ -625,12 +642,13 @@ class Terminal:
             return
         loop = asyncio.get_running_loop()
         self.sync = Sync(self.config, self.journal, self.store, urgent_kinds=self.URGENT_KINDS,
-                         complaints=self.complaints,
+                         complaints=self.complaints, snapshots=self.snapshots,
                          on_downlink=lambda kind, payload: loop.call_soon_threadsafe(self._downlink_applied, kind,
                                                                                      payload),
                          health=lambda: {**{name: {"state": h.state, "error": h.last_error}
                                             for name, h in self.health.items()},
-                                         "complaint_sealing": self.complaint_sealing},
+                                         "complaint_sealing": self.complaint_sealing,
+                                         "snapshot_sealing": self.snapshot_sealing},
                          modules=list(self.devices.fingerprints.values()), loop=loop,
                          on_link=lambda up, error: loop.call_soon_threadsafe(self._on_health, DeviceHealth(
                              "head_office", "connected" if up else "missing", error)))

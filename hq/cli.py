@@ -15,6 +15,7 @@
   handover-hq serve|verify-against ...   (hq/serve.py: the fleet's journals in a database)
   handover-hq schedule import|sites|publish|status, personnel key|import   (hq/schedule.py, hq/distribute.py)
   handover-hq complaints key|list|show|act|report ...   (hq/complaints.py: complaints handled at head office)
+  handover-hq records key create --keys DIR              (hq/records.py: the key face snapshots are sealed to)
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from hq import complaints, distribute, serve, sync
+from hq import complaints, distribute, records, serve, sync
 from hq.web import cli as users
 from hq.db import DATABASE_ERRORS
 from protocol.bundle import (KINDS, BundleRefused, key_id, pack_bundle, pack_streamed, read_bundle_file, split,
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     users.register(sub)
     distribute.register(sub)
     complaints.register(sub)
+    records.register(sub)
     return p
 
 

@@ -28,14 +28,13 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from hq.db import Cursor, Database
 from protocol import messages
 from protocol.complaint import (ACTIONS, AWAITING_REPLY, CATEGORIES, REGISTER_STEP, RESOLVED, SealedDetailsError,
                                 key_id, open_details, seal_details)
-from protocol.keys import KeyFileError, public_pem, write_private
+from protocol.keys import create_x25519, load_x25519
 
 log = logging.getLogger("handover.hq.complaints")
 
@@ -53,28 +52,11 @@ class ComplaintDeskError(ValueError):
 
 def create_key(keys_dir: Path) -> X25519PublicKey:
     """Head office's complaint key pair: the private half 0600 in keys_dir, the public half for terminals."""
-    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if (keys_dir / PRIVATE_FILE).exists():
-        raise KeyFileError(f"{keys_dir}: a complaint key exists already; refusing to overwrite it "
-                           "(every complaint sealed to it would be lost)")
-    key = X25519PrivateKey.generate()
-    write_private(keys_dir / PRIVATE_FILE, key.private_bytes(serialization.Encoding.PEM,
-                                                              serialization.PrivateFormat.PKCS8,
-                                                              serialization.NoEncryption()))
-    (keys_dir / PUBLIC_FILE).write_bytes(public_pem(key.public_key()))
-    return key.public_key()
+    return create_x25519(keys_dir, PRIVATE_FILE, PUBLIC_FILE, "complaint key", "complaint")
 
 
 def load_key(keys_dir: Path) -> X25519PrivateKey:
-    path = keys_dir / PRIVATE_FILE
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), None)
-    except (OSError, ValueError) as exc:
-        raise KeyFileError(f"{path}: the complaint key cannot be read ({type(exc).__name__}); "
-                           "run `handover-hq complaints key create`") from None
-    if not isinstance(key, X25519PrivateKey):
-        raise KeyFileError(f"{path}: the complaint key must be X25519")
-    return key
+    return load_x25519(keys_dir / PRIVATE_FILE, "complaint key", "handover-hq complaints key create")
 
 
 # --- reading entries into the complaint tables -----------------------------------------------------

@@ -204,6 +204,17 @@ _SCHEMA = (
         confirmations BOOLEAN NOT NULL,            -- an officer's confirmation at a handover
         completions   BOOLEAN NOT NULL,            -- a handover ended
         updated       TEXT NOT NULL)""",
+    # records (hq/records.py): door-attempt faces as they came up, still sealed to head office's records key
+    # (opened only when an allowed user looks); the records search reads the newest handovers, or one day's,
+    # by time (partial: one entry a handover). A handover's entries by task: hq_routes_handovers above.
+    """CREATE TABLE IF NOT EXISTS hq_records_snapshots (
+        device   TEXT NOT NULL,
+        hash     TEXT NOT NULL,                    -- sha256 of the JPEG: the attempt entry's `snapshot`
+        key_id   TEXT NOT NULL,
+        sealed   TEXT NOT NULL,
+        received TEXT NOT NULL,
+        PRIMARY KEY (device, hash))""",
+    """CREATE INDEX IF NOT EXISTS hq_records_ended ON entries (ts) WHERE kind = 'handover_ended'""",
 )
 
 def _walk(device: str, entries: list[dict], state: list, rows: list, alarms: list, set_aside: list) -> Applied:

@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from hq import records
 from hq.complaints import load_key as load_complaint_key
 from hq.db import Applied, Database, is_postgres
 from hq.distribute import BundleKit
@@ -43,7 +45,7 @@ from hq.web.app import Settings, WebBoard
 from hq.web.board import speech_of
 from hq.web.sites import parse_sites
 from hq.web.voice import VOICE
-from protocol import messages
+from protocol import messages, snapshot
 from protocol.chain import GENESIS_HASH, chain_problem
 from protocol.keys import HqKeys
 
@@ -85,14 +87,18 @@ class Counters:
     resends: int = 0
     alarms: int = 0
     set_aside: int = 0
+    snapshots: int = 0
 
 
 class Server:
     def __init__(self, db_url: str, host: str, port: int, *, ca_file, cert_file, key_file, client_id: str = "hq",
                  prefix: str = "ht/v1", group: str | None = None, resend_after: float = 2.0,
                  on_alarm: Callable[[str, dict], None] | None = None, speak: bool = False,
-                 sites: dict[str, str] | None = None, on_entries: Callable[[str, list[dict]], None] | None = None):
+                 sites: dict[str, str] | None = None, on_entries: Callable[[str, list[dict]], None] | None = None,
+                 records_key: X25519PrivateKey | None = None):
         self.prefix = prefix
+        # Faces are taken only with the key that checks them: without it they wait in the terminals' outboxes.
+        self._records_key = records_key
         self.counters = Counters()
         self._host, self._port = host, port
         self._tls = (ca_file, cert_file, key_file)
@@ -115,7 +121,7 @@ class Server:
         self._urgent: queue.Queue[_Batch] = queue.Queue()      # urgent copies: their own writer, never behind the stream
         self._last_write = 0.0
         # One database connection per thread that writes: each session's network thread and the gap watcher.
-        self.stream = self._make_client(client_id, STREAM_LEAVES)
+        self.stream = self._make_client(client_id, STREAM_LEAVES + ((snapshot.UPLINK,) if records_key else ()))
         self.live = self._make_client(f"{client_id}-live", LIVE_LEAVES)
         self._watcher: threading.Thread | None = None
         self._writer: threading.Thread | None = None
@@ -187,6 +193,8 @@ class Server:
     def _on_message(self, client, userdata, message) -> None:
         where = messages.split_topic(self.prefix, message.topic)
         db: Database = userdata["db"]
+        if where is not None and where[1] == snapshot.UPLINK:
+            return self._snapshot(client, db, where[0], message)
         try:
             if where is not None and self._receive(client, db, *where, message):
                 return      # queued for the writer, which acknowledges it after its commit
@@ -228,6 +236,26 @@ class Server:
         elif leaf == "reply":
             db.reply(device, payload)
         return False
+
+    def _snapshot(self, client, db: Database, device: str, message) -> None:
+        """A door attempt's sealed face: checked with the records key, kept sealed, then the terminal is told
+        so it may let it go. A refused one is said once here and not answered: the terminal keeps it."""
+        try:
+            payload = snapshot.parse_uplink(message.payload)
+            if payload["device"] != device:
+                raise messages.MessageError("the message names another device")
+            records.store_snapshot(db, self._records_key, device, payload)
+        except (messages.MessageError, snapshot.SnapshotError) as exc:
+            print(f"hq serve: refused a snapshot of {device}: {exc}", file=sys.stderr, flush=True)
+        except Exception as exc:
+            if self._stop.is_set():
+                return      # not stored, not acknowledged: the broker hands it out again
+            print(f"hq serve: a snapshot of {device} could not be stored: {type(exc).__name__}", file=sys.stderr)
+        else:
+            self.counters.snapshots += 1
+            stored = {"v": messages.VERSION, "hashes": [payload["hash"]]}
+            client.publish(messages.Topics(self.prefix, device).down(snapshot.STORED), messages.encode(stored), qos=1)
+        client.ack(message.mid, message.qos)
 
     # -- the writer: journal batches, several messages to a transaction -----------------------------
 
@@ -523,6 +551,8 @@ def register(subparsers) -> None:
                    help="a monitoring page session nobody used for this long lapses (default 15)")
     s.add_argument("--quiet-after", type=float, default=300.0,
                    help="seconds without a word from a terminal before the devices board flags it (default 300)")
+    s.add_argument("--records-key", type=Path, default=None,
+                   help="head office's records private key (records.pem): faces are taken in and shown with it")
     s.add_argument("--complaint-keys", type=Path, default=None,
                    help="folder holding head office's complaint.pem: the page's complaint officers open and act on "
                         "complaints with it")
@@ -550,6 +580,7 @@ def _http_address(value: str) -> tuple[str, int]:
 
 def _cmd_serve(args) -> int:
     sites = parse_sites(args.sites.read_bytes()) if args.sites else {}
+    records_key = records.load_key(args.records_key) if args.records_key else None
     web = None
     if args.http:
         host, port = _http_address(args.http)
@@ -561,7 +592,8 @@ def _cmd_serve(args) -> int:
         complaint_key = load_complaint_key(args.complaint_keys) if args.complaint_keys else None
         web = WebBoard(args.db, host, port, Settings(sites=sites, quiet_after=timedelta(seconds=args.quiet_after),
                                                      idle=timedelta(minutes=args.idle_minutes),
-                                                     complaint_key=complaint_key, bundle_kit=kit))
+                                                     complaint_key=complaint_key, bundle_kit=kit,
+                                                     records_key=records_key))
 
     def alarm(device: str, entry: dict) -> None:
         print(f"ALARM {device} #{entry['seq']} {json.dumps(entry['body'], ensure_ascii=False)}", flush=True)
@@ -570,7 +602,8 @@ def _cmd_serve(args) -> int:
 
     server = Server(args.db, args.host, args.port, ca_file=args.ca, cert_file=args.cert, key_file=args.key,
                     client_id=args.client_id, prefix=args.prefix, group=args.group, on_alarm=alarm,
-                    speak=args.speak, sites=sites, on_entries=web.entries if web is not None else None)
+                    speak=args.speak, sites=sites, on_entries=web.entries if web is not None else None,
+                    records_key=records_key)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     server.start()
@@ -589,7 +622,7 @@ def _cmd_serve(args) -> int:
         server.stop()
     c = server.counters
     print(f"applied {c.entries} entries in {c.batches} batches ({c.duplicates} duplicates, {c.alarms} alarms, "
-          f"{c.gaps} gaps, {c.resends} resends asked)", flush=True)
+          f"{c.gaps} gaps, {c.resends} resends asked, {c.snapshots} snapshots)", flush=True)
     return 0
 
 

@@ -74,7 +74,8 @@ class HeadOffice:
         self._watchdog: threading.Thread | None = None
         # Two sessions: urgent entries get their own broker queue, so a backlog being delivered
         # on the stream session never delays an alarm.
-        self.client = self._make_client(client_id, [k for k in messages.UPLINK_KINDS if k != "urgent"])
+        # (door faces are serve's, which holds the key that checks them: not the watcher's)
+        self.client = self._make_client(client_id, [k for k in messages.UPLINK_KINDS if k not in ("urgent", "snapshot")])
         self.live = self._make_client(f"{client_id}-live", ["urgent"])
         if self._archive:
             self._archive.mkdir(parents=True, exist_ok=True)

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import zlib
 
-from cryptography.hazmat.primitives import hpke, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from protocol import safejson
+from protocol.sealed import SealOpenError, key_id, open_sealed, seal  # noqa: F401 (key_id: the complaint key's id, as before)
 
 STATUSES = ("registered", "classified", "transferred", "investigating", "handled", "replied", "satisfied",
             "not_accepted", "withdrawn", "repeat", "archived")
@@ -36,7 +36,6 @@ ACTIONS = ("classify", "transfer", "investigate", "handle", "reply", "satisfacti
            "mark_repeat", "escalate", "archive")
 REGISTER_STEP = "register"
 
-_SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 _INFO = b"HTC1 complaint\x00"
 _VERSION = b"\x01"
 MAX_SEALED_CHARS = 64 * 1024          # base64 text: the largest step the form allows seals to ~23 KiB
@@ -48,12 +47,6 @@ MAX_DEPTH = 4                         # {texts: [{...}]} at most
 class SealedDetailsError(ValueError):
     """A sealed blob cannot be opened or is not what it should be; the message says which check failed
     and never quotes the content."""
-
-
-def key_id(public_key: X25519PublicKey) -> str:
-    """Names the complaint key a blob was sealed to (entries carry it), so a rotated key is told apart."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 class ComplaintKeyError(ValueError):
@@ -84,7 +77,7 @@ def _info(ref: str, step: str) -> bytes:
 def seal_details(public_key: X25519PublicKey, ref: str, step: str, details: dict) -> str:
     """`details` (text fields) sealed to head office's complaint key, as base64 text."""
     plain = zlib.compress(json.dumps(details, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), 9)
-    sealed = base64.b64encode(_VERSION + _SUITE.encrypt(plain, public_key, info=_info(ref, step))).decode("ascii")
+    sealed = base64.b64encode(_VERSION + seal(public_key, plain, _info(ref, step))).decode("ascii")
     if len(sealed) > MAX_SEALED_CHARS:
         raise ValueError(f"sealed complaint details are {len(sealed)} characters, at most {MAX_SEALED_CHARS}")
     return sealed
@@ -103,8 +96,8 @@ def open_details(private_key: X25519PrivateKey, ref: str, step: str, sealed) -> 
     if raw[:1] != _VERSION:
         raise SealedDetailsError("sealed details have an unknown version")
     try:
-        packed = _SUITE.decrypt(raw[1:], private_key, info=_info(ref, step))
-    except Exception:       # cryptography raises InvalidTag, or ValueError for a short/odd encapsulation
+        packed = open_sealed(private_key, raw[1:], _info(ref, step))
+    except SealOpenError:
         raise SealedDetailsError(f"sealed details of {ref!s:.64} ({step!s:.20}) do not open with this key") from None
     inflate = zlib.decompressobj()
     try:

@@ -82,6 +82,31 @@ def _load_or_make(path: Path, make):
     return key
 
 
+def create_x25519(keys_dir: Path, private_name: str, public_name: str, what: str, sealed: str) -> X25519PublicKey:
+    """One of head office's purpose keys (complaints, records): the private half 0600 in keys_dir, the public
+    half beside it for terminals. Never overwrites one: everything `sealed` to it would be lost."""
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if (keys_dir / private_name).exists():
+        raise KeyFileError(f"{keys_dir}: a {what} exists already; refusing to overwrite it "
+                           f"(every {sealed} sealed to it would be lost)")
+    key = X25519PrivateKey.generate()
+    write_private(keys_dir / private_name, key.private_bytes(_PEM, _PKCS8, _NOENC))
+    (keys_dir / public_name).write_bytes(public_pem(key.public_key()))
+    return key.public_key()
+
+
+def load_x25519(path: Path, what: str, create: str) -> X25519PrivateKey:
+    """A purpose key made by create_x25519; KeyFileError says what is wrong and the command (`create`) that
+    makes one."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), None)
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(f"{path}: the {what} cannot be read ({type(exc).__name__}); run `{create}`") from None
+    if not isinstance(key, X25519PrivateKey):
+        raise KeyFileError(f"{path}: the {what} must be X25519")
+    return key
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret file 0600 from the first byte (never world-readable, even briefly), atomically."""
     tmp = path.with_name(path.name + ".tmp")

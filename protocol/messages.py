@@ -18,7 +18,7 @@ from protocol import safejson
 
 VERSION = 1
 DOWNLINK_KINDS = ("tasks", "route_progress", "personnel", "config", "command", "complaint")
-UPLINK_KINDS = ("journal", "urgent", "status", "health", "reply")
+UPLINK_KINDS = ("journal", "urgent", "status", "health", "reply", "snapshot")
 MAX_DOWNLINK_BYTES = 1024 * 1024  # a day's tasks or a personnel update with templates fits well within
 MAX_DOWNLINK_DEPTH = 12           # the deepest downlink (tasks: task -> box_keys -> tag -> keys) is 5 levels
 MAX_ENTRY_DEPTH = 32              # a journal entry's body, checked where it is written and where it is read

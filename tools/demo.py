@@ -140,11 +140,14 @@ def hq_command(*argv: str) -> None:
 
 
 def make_pki(hq_dir: Path, state: Path) -> dict[str, Path]:
-    """Head office's keys, the broker's, head office's and the terminal's certificates, the complaint key."""
+    """Head office's keys, the broker's, head office's and the terminal's certificates, the complaint and
+    records keys."""
     keys = hq_dir / "keys"
     hq_command("keys", "create", "--keys", keys)
     hq_command("complaints", "key", "create", "--keys", keys)
-    files = {"ca": keys / "ca.crt.pem", "complaint_pub": keys / "complaint.pub.pem", "keys": keys}
+    hq_command("records", "key", "create", "--keys", keys)
+    files = {"ca": keys / "ca.crt.pem", "complaint_pub": keys / "complaint.pub.pem", "keys": keys,
+             "records": keys / "records.pem"}
     for name in ("broker", "hq", "device"):
         files[name] = hq_dir / f"{name}.crt"
         files[name + "_key"] = hq_dir / f"{name}.key"
@@ -161,6 +164,8 @@ def make_pki(hq_dir: Path, state: Path) -> dict[str, Path]:
     hq_command("device", "add", "--keys", keys, DEVICE)
     hq_command("issue-cert", "--keys", keys, "--csr", identity, "--out", files["device"])
     files["device_key"] = state / "keys" / "mqtt_client.pem"
+    # the door faces go up sealed to head office's records key: its public half is installed with the device
+    (state / "keys" / "hq_records.pem").write_bytes((keys / "records.pub.pem").read_bytes())
     return files
 
 
@@ -275,7 +280,8 @@ def start(args, children: list[Child]) -> None:
                                        "--port", str(mqtt_port), "--ca", str(pki["ca"]), "--cert", str(pki["hq"]),
                                        "--key", str(pki["hq_key"]), "--db", str(db),
                                        "--http", f"127.0.0.1:{args.hq_port}", "--sites", str(sites),
-                                       "--complaint-keys", str(pki["keys"]), "--keys", str(pki["keys"]),
+                                       "--complaint-keys", str(pki["keys"]), "--records-key", str(pki["records"]),
+                                       "--keys", str(pki["keys"]),
                                        "--identities", str(pki["identities"]), "--bundles", str(hq_dir / "bundles")],
                        logs / "hq.log")
         children.append(office)

@@ -22,7 +22,7 @@ from paho.mqtt.properties import Properties
 
 from agent.config import settings_view
 from agent.journal import utc_timestamp
-from protocol import messages
+from protocol import messages, snapshot
 from agent.sync.downlink import Downlink
 from agent.sync.uplink import DEFAULT_URGENT_KINDS, Outbox
 from offline.usb import refused_count
@@ -48,7 +48,7 @@ class Sync:
                  window: int = 10, batch_entries: int = 200, batch_bytes: int = 32 * 1024, urgent_kinds=DEFAULT_URGENT_KINDS,
                  backoff: tuple[float, float] = (0.5, 30.0), session_expiry: int = 7 * 24 * 3600,
                  complaints=None, on_link: Callable[[bool, str | None], None] | None = None,
-                 probe_interval: float = 1.0):
+                 probe_interval: float = 1.0, snapshots=None):
         self.mqtt = config.mqtt
         self.device = config.device.id
         self.site_id = config.site.id
@@ -59,6 +59,7 @@ class Sync:
         self.downlink = Downlink(journal, store, device=self.device, site_id=self.site_id,
                                  on_command=self._on_command, modules=modules, on_downlink=on_downlink,
                                  loop=loop, complaints=complaints, config=config)
+        self.snapshots = snapshots      # agent.snapshots.SnapshotOutbox: faces sealed for head office
         self._health = health
         self._health_interval = health_interval
         self._disk_path = getattr(getattr(config, "paths", None), "state_dir", None) or journal.path.parent
@@ -129,6 +130,8 @@ class Sync:
             self._connected = True
             self._attempts = 0
             self._health_now = True
+            if self.snapshots is not None:
+                self.snapshots.link_up()
             client.subscribe(self.topics.down_filter, qos=1)
             client.publish(self.topics.up("status"), self._status_payload("online"), qos=1, retain=True)
         self._wake.set()
@@ -191,6 +194,9 @@ class Sync:
             self.outbox.rewind()
         self.outbox.send_urgent(publish)
         self.outbox.fill(publish)
+        if self.snapshots is not None:
+            for _, message in self.snapshots.due():
+                publish(self.topics.up(snapshot.UPLINK), message)
         now = time.monotonic()
         if self._health_now or now >= self._next_health:
             self._health_now = False
@@ -206,6 +212,8 @@ class Sync:
 
     def _handle_downlink(self, message: mqtt.MQTTMessage) -> None:
         kind = message.topic.rsplit("/", 1)[-1]
+        if kind == snapshot.STORED:
+            return self._snapshots_stored(message)
         try:
             reply = self.downlink.handle(message.topic, kind, message.payload)
         except Exception as exc:    # never leave a message unanswered and unacknowledged, to fail again forever
@@ -218,6 +226,18 @@ class Sync:
             self._health_now = True     # head office sees the settings now in effect at once
         self._publish(self.topics.up("reply"), messages.encode(reply))
         # Acknowledged only now: a crash before this point gets the message redelivered.
+        self._client.ack(message.mid, message.qos)
+
+    def _snapshots_stored(self, message: mqtt.MQTTMessage) -> None:
+        """Head office has these snapshots: they leave the outbox. Not journaled (the outbox is no record;
+        the journal names each snapshot already) and answered by nothing: a repeat deletes nothing more."""
+        try:
+            hashes = snapshot.parse_stored(message.payload)["hashes"]
+        except messages.MessageError as exc:
+            log.warning("snapshot_stored refused: %s", exc)
+        else:
+            if self.snapshots is not None:
+                self.snapshots.stored(hashes)
         self._client.ack(message.mid, message.qos)
 
     def _on_command(self, payload: dict) -> None:

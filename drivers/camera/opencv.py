@@ -168,6 +168,20 @@ class Best:
             return self._crop
 
 
+# head office's cap on a face (protocol/snapshot.py; tests/unit/test_snapshot_fuzz.py holds them equal): met
+# here, where OpenCV is loaded anyway, so the agent never re-encodes a face
+FACE_MAX_SIDE = 320
+FACE_MAX_BYTES = 64 * 1024
+
+
 def encode_jpeg(crop) -> FaceSnapshot:
-    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    height, width = crop.shape[:2]
+    if max(height, width) > FACE_MAX_SIDE:
+        scale = FACE_MAX_SIDE / max(height, width)
+        crop = cv2.resize(crop, (max(1, round(width * scale)), max(1, round(height * scale))),
+                          interpolation=cv2.INTER_AREA)
+    for quality in (85, 70, 55, 40):
+        ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if len(jpeg) <= FACE_MAX_BYTES:
+            break
     return FaceSnapshot(jpeg.tobytes(), True)

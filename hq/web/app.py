@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from hq.db import Database
-from hq.web import board, complaints_page, i18n, routes, schedule_page
+from hq.web import board, complaints_page, i18n, records, routes, schedule_page
 from hq.web.auth import AUTH, COOKIE, DB_THREAD, ROLES, SESSION, Auth, Session, in_db, require_role
 from hq.web.page import DB, SETTINGS, STATIC, Settings, lang, page, same_origin
 from hq.web.stream import STREAMS, Stream as _Stream, end as _end, put as _put
@@ -52,6 +52,7 @@ def create_app(db_url: str, settings: Settings | None = None, *, auth: Auth | No
     schedule_page.add_routes(app)
     complaints_page.add_routes(app)
     routes.add_routes(app)
+    records.add_routes(app)
     app.router.add_static("/static", STATIC)
     app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_close)

@@ -28,6 +28,7 @@ class Settings:
     idle: timedelta = IDLE_TIMEOUT  # a session nobody used for this long lapses
     complaint_key: Any = None       # X25519PrivateKey: opens complaint details for complaint officers only
     bundle_kit: Any = None          # hq.distribute.BundleKit: USB bundles of the schedule for offline sites
+    records_key: Any = None         # X25519PrivateKey: opens door faces for monitors and admins (hq/records.py)
 
 
 SETTINGS = web.AppKey("settings", Settings)
