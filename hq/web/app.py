@@ -81,7 +81,13 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 async def home(request: web.Request) -> web.Response:
-    raise web.HTTPFound("/board")
+    session = await in_db(request.app, request.app[AUTH].session, request.cookies.get(COOKIE), renew=False)
+    raise web.HTTPFound(_landing(session.role) if session else "/login")
+
+
+def _landing(role: str) -> str:
+    # complaint officers have no board: their page is the complaints
+    return "/complaints" if role == "complaint_officer" else "/board"
 
 
 async def login_page(request: web.Request) -> web.Response:
@@ -100,8 +106,7 @@ async def login(request: web.Request) -> web.Response:
     if found is None:
         raise web.HTTPFound("/login?failed=1")
     token, session = found
-    # complaint officers have no board: their page is the complaints
-    response = web.HTTPFound("/complaints" if session.role == "complaint_officer" else "/board")
+    response = web.HTTPFound(_landing(session.role))
     response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/",
                         secure=request.app[SETTINGS].secure_cookie)
     raise response

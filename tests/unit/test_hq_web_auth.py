@@ -311,3 +311,15 @@ async def test_what_the_page_polls_by_itself_keeps_no_idle_session_alive(board, 
         r = await board.get("/api/devices")
     assert r.status == 401                          # nobody was there: the session lapsed on its own
     assert (await board.get("/api/me")).status == 401
+
+
+async def test_the_address_alone_takes_each_role_to_its_own_page(board):
+    """A complaint officer who typed the bare address was sent to the board, which refuses them."""
+    r = await board.get("/", allow_redirects=False)
+    assert (r.status, r.headers["Location"]) == (302, "/login")
+    for name, landing in (("complaint-officer", "/complaints"), ("monitor", "/board"), ("admin", "/board")):
+        assert (await login(board, name))["location"] == landing
+        r = await board.get("/", allow_redirects=False)
+        assert (r.status, r.headers["Location"]) == (302, landing), name
+        assert (await board.get(landing)).status == 200, name
+        board.session.cookie_jar.clear()
