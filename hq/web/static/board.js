@@ -2,32 +2,8 @@
 // audio element (a WAV espeak-ng rendered at head office), acknowledged by a monitor with a note.
 "use strict";
 
-let me = null;
 const alarms = new Map();           // "device|id" -> alarm
 const key = (a) => `${a.device}|${a.id}`;
-const T = (k, params = {}) => (me.text[k] || k).replace(/\{(\w+)\}/g, (_, p) => params[p] ?? "");
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== false && v !== null && v !== undefined) node.setAttribute(k, v === true ? "" : v);
-  }
-  node.append(...children.filter(Boolean));
-  return node;
-}
-
-async function api(path, body) {
-  const init = body === undefined ? {} : {
-    method: "POST", body: JSON.stringify(body),
-    headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf },
-  };
-  const r = await fetch(path, { credentials: "same-origin", ...init });
-  if (r.status === 401) { location.href = "/login"; throw new Error("login required"); }
-  if (!r.ok) throw new Error(await r.text());
-  return r.json();
-}
 
 function testId(a) { return `alarm-${a.device}-${a.seq}`; }
 

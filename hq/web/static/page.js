@@ -1,4 +1,4 @@
-// What the schedule and complaint pages share (loaded before each page's own script): the signed-in user
+// What the pages share (loaded before each page's own script): the signed-in user
 // with the catalog (`me`), catalog lookup, element building (text only through textContent: nothing a
 // user typed is ever parsed as HTML) and JSON calls that carry the CSRF token.
 "use strict";

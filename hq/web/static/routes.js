@@ -3,27 +3,8 @@
 // handover entry); the whole day is read again every 30 s, since windows run out without any entry.
 "use strict";
 
-let me = null;
 let day = null;
 const cards = new Map();            // task_id -> route
-const T = (k, params = {}) => (me.text[k] || k).replace(/\{(\w+)\}/g, (_, p) => params[p] ?? "");
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "text") node.textContent = v;
-    else if (v !== false && v !== null && v !== undefined) node.setAttribute(k, v === true ? "" : v);
-  }
-  node.append(...children.filter(Boolean));
-  return node;
-}
-
-async function api(path) {
-  const r = await fetch(path, { credentials: "same-origin" });
-  if (r.status === 401) { location.href = "/login"; throw new Error("login required"); }
-  if (!r.ok) throw new Error(await r.text());
-  return r.json();
-}
 
 function stopNode(s) {
   const facts = [];
